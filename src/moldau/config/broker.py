@@ -1,0 +1,114 @@
+"""The broker's effective configuration, and topic configs resolved against it.
+
+Kafka resolves a topic config in three steps: the topic's own override, else the broker
+setting that is its synonym (``retention.ms`` <- ``log.retention.ms`` <-
+``log.retention.minutes`` <- ``log.retention.hours``), else the documented default.
+This module owns that resolution so DescribeConfigs and the log agree on every value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from moldau.config.definitions import BROKER_CONFIGS, TOPIC_CONFIGS, ConfigDef, parse_settings
+
+# Broker keys whose default is derived from a coarser-grained key.
+_DERIVED: dict[str, tuple[tuple[str, int], ...]] = {
+    "log.retention.ms": (("log.retention.minutes", 60_000), ("log.retention.hours", 3_600_000)),
+    "log.roll.ms": (("log.roll.hours", 3_600_000),),
+    "log.roll.jitter.ms": (("log.roll.jitter.hours", 3_600_000),),
+    "log.flush.interval.ms": (("log.flush.scheduler.interval.ms", 1),),
+}
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """Read a Java-style ``server.properties`` file (``key=value`` or ``key: value``)."""
+    result: dict[str, str] = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        text = line.strip()
+        if not text or text.startswith(("#", "!")):
+            continue
+        sep = min((i for i in (text.find("="), text.find(":")) if i >= 0), default=-1)
+        if sep < 0:
+            raise ValueError(f"{path}:{lineno}: expected key=value, got {text!r}")
+        result[text[:sep].strip()] = text[sep + 1 :].strip()
+    return result
+
+
+class BrokerConfig:
+    """Typed broker settings, with Kafka's defaults for everything not set."""
+
+    def __init__(self, settings: dict[str, str] | None = None) -> None:
+        self._set: dict[str, object] = parse_settings(BROKER_CONFIGS, settings or {}, "broker")
+
+    def __getitem__(self, key: str) -> object:
+        if key in self._set:
+            return self._set[key]
+        for source, factor in _DERIVED.get(key, ()):
+            if source in self._set and self._set[source] is not None:
+                return int(self._set[source]) * factor  # type: ignore[call-overload]
+        if key in _DERIVED:
+            source, factor = _DERIVED[key][-1]
+            default = BROKER_CONFIGS[source].default
+            return None if default is None else int(default) * factor  # type: ignore[call-overload]
+        return BROKER_CONFIGS[key].default
+
+    def int(self, key: str) -> int:
+        value = self[key]
+        assert isinstance(value, int)
+        return value
+
+    def bool(self, key: str) -> bool:
+        return bool(self[key])
+
+    def is_set(self, key: str) -> bool:
+        return key in self._set
+
+    def definitions(self) -> dict[str, ConfigDef]:
+        return BROKER_CONFIGS
+
+    # topic configs ------------------------------------------------------------------
+
+    def topic_default(self, key: str) -> object:
+        """What a topic gets for ``key`` when it has no override of its own."""
+        definition = TOPIC_CONFIGS[key]
+        if definition.synonym is not None:
+            value = self[definition.synonym]
+            if value is not None:
+                if definition.synonym == "log.flush.interval.ms" and value >= 9223372036854775807:
+                    return definition.default
+                return value
+        return definition.default
+
+    def topic_default_is_from_broker(self, key: str) -> bool:
+        definition = TOPIC_CONFIGS[key]
+        if definition.synonym is None:
+            return False
+        keys = [definition.synonym, *(k for k, _ in _DERIVED.get(definition.synonym, ()))]
+        return any(k in self._set for k in keys)
+
+    def effective_topic_config(self, overrides: dict[str, str]) -> dict[str, str]:
+        """Every topic config as text, overrides applied (the form LogConfig reads)."""
+        result = {}
+        for key, definition in TOPIC_CONFIGS.items():
+            if key in overrides:
+                result[key] = overrides[key]
+            else:
+                rendered = definition.render(self.topic_default(key))
+                if rendered is not None:
+                    result[key] = rendered
+        return result
+
+
+def validate_topic_configs(raw: dict[str, str | None]) -> dict[str, str]:
+    """Check topic overrides, returning them in canonical text form; errors name the key."""
+    canonical: dict[str, str] = {}
+    for key, value in raw.items():
+        definition = TOPIC_CONFIGS.get(key)
+        if definition is None:
+            raise ValueError(f"Unknown topic config name: {key}")
+        if value is None:
+            raise ValueError(f"Null value not supported for topic config {key}")
+        rendered = definition.render(definition.parse(value))
+        canonical[key] = rendered if rendered is not None else ""
+    return canonical

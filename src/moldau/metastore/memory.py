@@ -1,0 +1,26 @@
+"""An in-memory metadata store, for tests and throwaway brokers."""
+
+from __future__ import annotations
+
+import copy
+
+from moldau.metastore.store import ClusterImage, MetaStore, TopicExistsError, TopicRecord, new_cluster_id
+
+
+class MemoryMetaStore(MetaStore):
+    def __init__(self) -> None:
+        self.image = ClusterImage(cluster_id=new_cluster_id())
+
+    async def load(self) -> ClusterImage:
+        return copy.deepcopy(self.image)
+
+    async def create_topic(self, topic: TopicRecord) -> None:
+        if topic.name in self.image.topics:
+            raise TopicExistsError(topic.name)
+        self.image.topics[topic.name] = copy.deepcopy(topic)
+
+    async def update_topic(self, topic: TopicRecord) -> None:
+        self.image.topics[topic.name] = copy.deepcopy(topic)
+
+    async def delete_topic(self, name: str) -> None:
+        self.image.topics.pop(name, None)

@@ -1,0 +1,109 @@
+"""Cluster metadata and the store interface every backend implements.
+
+The broker never knows where metadata lives: a single node keeps it in a local file
+(:class:`~moldau.metastore.local.LocalMetaStore`), tests in memory, and a cluster in
+etcd. Writes are compare-and-swap on the topic record, so two controllers can never
+both create the same topic; the image handed back is the source of truth the broker's
+caches are rebuilt from.
+"""
+
+from __future__ import annotations
+
+import abc
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class PartitionState:
+    """Leadership of one partition: who leads, in which epoch, and who is in sync."""
+
+    leader: int
+    leader_epoch: int = 0
+    replicas: list[int] = field(default_factory=list)
+    isr: list[int] = field(default_factory=list)
+    partition_epoch: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "leader": self.leader,
+            "leader_epoch": self.leader_epoch,
+            "replicas": self.replicas,
+            "isr": self.isr,
+            "partition_epoch": self.partition_epoch,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PartitionState:
+        return cls(**data)
+
+
+@dataclass
+class TopicRecord:
+    """A topic: its id, partitions and config overrides (text, as users set them)."""
+
+    name: str
+    topic_id: uuid.UUID
+    partitions: dict[int, PartitionState]
+    configs: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "topic_id": str(self.topic_id),
+            "partitions": {str(i): p.to_json() for i, p in self.partitions.items()},
+            "configs": self.configs,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TopicRecord:
+        return cls(
+            name=data["name"],
+            topic_id=uuid.UUID(data["topic_id"]),
+            partitions={int(i): PartitionState.from_json(p) for i, p in data["partitions"].items()},
+            configs=dict(data.get("configs", {})),
+        )
+
+
+@dataclass
+class ClusterImage:
+    """Everything the store holds, as loaded at start-up."""
+
+    cluster_id: str
+    topics: dict[str, TopicRecord] = field(default_factory=dict)
+    broker_configs: dict[str, str] = field(default_factory=dict)
+
+
+class TopicExistsError(Exception):
+    """A create lost the compare-and-swap: the topic is already there."""
+
+
+class MetaStore(abc.ABC):
+    """What the broker needs of a metadata store."""
+
+    @abc.abstractmethod
+    async def load(self) -> ClusterImage:
+        """Read (or initialise) the cluster's metadata."""
+
+    @abc.abstractmethod
+    async def create_topic(self, topic: TopicRecord) -> None:
+        """Add a topic; raises TopicExistsError if the name is taken."""
+
+    @abc.abstractmethod
+    async def update_topic(self, topic: TopicRecord) -> None:
+        """Replace an existing topic's record (partitions added, configs changed)."""
+
+    @abc.abstractmethod
+    async def delete_topic(self, name: str) -> None:
+        """Remove a topic's record."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+def new_cluster_id() -> str:
+    """A cluster id in Kafka's form: a base64url UUID without padding."""
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
