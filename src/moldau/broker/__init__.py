@@ -1,1 +1,1 @@
-"""moldau.broker"""
+"""The broker process: wiring of configuration, metadata, storage, partitions and server."""

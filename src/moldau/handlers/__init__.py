@@ -1,1 +1,18 @@
-"""moldau.handlers"""
+"""One module per API family: glue between the protocol and the broker's domain.
+
+Importing this package registers every handler; ApiVersions advertises exactly those.
+"""
+
+from moldau.handlers import (  # noqa: F401 - imported for registration
+    api_versions,
+    cluster,
+    configs,
+    fetch,
+    list_offsets,
+    metadata,
+    produce,
+    topics,
+)
+from moldau.handlers.registry import HANDLERS, Dispatcher
+
+__all__ = ["HANDLERS", "Dispatcher"]

@@ -39,6 +39,15 @@ class Struct:
             return NotImplemented
         return all(getattr(self, f.name) == getattr(other, f.name) for f in self._fields)
 
+    @classmethod
+    def of(cls, field_name: str) -> type[Struct]:
+        """The struct class of an (array of) struct field, found by the field's name."""
+        for f in cls._fields:
+            if f.name == field_name and f.is_struct:
+                found: type[Struct] = getattr(cls, f.type)
+                return found
+        raise KeyError(f"{cls.__name__} has no struct field {field_name!r}")
+
     def to_dict(self) -> dict[str, Any]:
         def conv(value: Any) -> Any:
             if isinstance(value, Struct):

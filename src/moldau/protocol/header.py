@@ -11,6 +11,7 @@ before it knows which versions the broker speaks.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from moldau.protocol import primitives as p
 from moldau.protocol.errors import ProtocolDecodeError
@@ -25,6 +26,7 @@ class RequestHeader:
     correlation_id: int
     client_id: str | None
     header_size: int = 0
+    connection: Any = None
 
 
 def decode_request_header(buf: bytes | bytearray | memoryview, flexible: bool) -> RequestHeader:

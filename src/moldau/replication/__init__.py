@@ -1,1 +1,1 @@
-"""moldau.replication"""
+"""Partition state (leader epoch, ISR, high watermark) and delayed produce/fetch."""

@@ -1,1 +1,1 @@
-"""moldau.server"""
+"""Sockets, connections, ordered responses and zero-copy sends."""

@@ -1,0 +1,151 @@
+"""The broker: configuration, metadata, logs and partitions, wired together.
+
+Theory of operation: at start the broker loads the cluster image from its metadata
+store, opens (and if needed recovers) every local log, and builds a Partition for each
+partition it leads or follows. Topic changes go through the controller, which writes
+the store first and then applies the new record here -- the same path a watch on etcd
+will take in cluster mode, so one node is simply a cluster of one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from moldau.config.broker import BrokerConfig
+from moldau.metastore.store import ClusterImage, MetaStore, TopicRecord
+from moldau.replication.partition import Partition
+from moldau.storage.config import LogConfig
+from moldau.storage.log_manager import LogManager
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+
+class Broker:
+    def __init__(
+        self,
+        config: BrokerConfig,
+        data_dir: Path,
+        store: MetaStore,
+        listen: Endpoint,
+        advertise: Endpoint | None = None,
+    ) -> None:
+        self.config = config
+        self.data_dir = Path(data_dir)
+        self.store = store
+        self.listen = listen
+        self.advertise = advertise or listen
+        self.node_id = config.int("node.id")
+        self.cluster_id = ""
+        self.topics: dict[str, TopicRecord] = {}
+        self.topic_names_by_id: dict[uuid.UUID, str] = {}
+        self.partitions: dict[tuple[str, int], Partition] = {}
+        self.log_manager = LogManager(
+            self.data_dir,
+            LogConfig.from_properties(config.effective_topic_config({})),
+            max_open_files=config.int("moldau.max.open.files"),
+        )
+        self._topic_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        from moldau.controller.controller import Controller
+
+        self.controller = Controller(self)
+
+    # lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        image: ClusterImage = await self.store.load()
+        self.cluster_id = image.cluster_id
+        await asyncio.to_thread(self.log_manager.load)
+        for topic in image.topics.values():
+            self.apply_topic(topic)
+        self._tasks.append(asyncio.ensure_future(self._background_flusher()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        await asyncio.to_thread(self.log_manager.shutdown)
+        await self.store.close()
+
+    async def _background_flusher(self) -> None:
+        """Honour flush.ms and write the checkpoints now and then, off the event loop."""
+        interval = min(1.0, self.config.int("log.flush.offset.checkpoint.interval.ms") / 1000)
+        checkpoint_every = self.config.int("log.flush.offset.checkpoint.interval.ms") / 1000
+        last_checkpoint = time.monotonic()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.to_thread(self.log_manager.flush_dirty)
+                if time.monotonic() - last_checkpoint >= checkpoint_every:
+                    last_checkpoint = time.monotonic()
+                    await asyncio.to_thread(self.log_manager.checkpoint)
+            except Exception:
+                log.exception("background flush failed")
+
+    # topics ---------------------------------------------------------------------------
+
+    def log_config_for(self, topic: TopicRecord) -> LogConfig:
+        return LogConfig.from_properties(self.config.effective_topic_config(topic.configs))
+
+    def apply_topic(self, topic: TopicRecord) -> None:
+        """Make local state match a topic record: logs and partitions for our replicas."""
+        self.topics[topic.name] = topic
+        self.topic_names_by_id[topic.topic_id] = topic.name
+        log_config = self.log_config_for(topic)
+        min_isr = int(self.config.effective_topic_config(topic.configs)["min.insync.replicas"])
+        for index, state in topic.partitions.items():
+            if self.node_id not in state.replicas:
+                continue
+            key = (topic.name, index)
+            partition = self.partitions.get(key)
+            if partition is None:
+                log_ = self.log_manager.get_log(topic.name, index)
+                if log_ is None:
+                    log_ = self.log_manager.create_log(topic.name, index, log_config)
+                partition = Partition(
+                    topic.name,
+                    index,
+                    topic.topic_id,
+                    log_,
+                    broker_id=self.node_id,
+                    leader=state.leader,
+                    leader_epoch=state.leader_epoch,
+                    replicas=list(state.replicas),
+                    isr=list(state.isr),
+                )
+                self.partitions[key] = partition
+            else:
+                partition.leader = state.leader
+                partition.leader_epoch = state.leader_epoch
+                partition.isr = list(state.isr)
+                partition.replicas = list(state.replicas)
+            partition.min_insync_replicas = min_isr
+
+    def remove_topic(self, name: str) -> None:
+        topic = self.topics.pop(name, None)
+        if topic is None:
+            return
+        self.topic_names_by_id.pop(topic.topic_id, None)
+        for index in topic.partitions:
+            partition = self.partitions.pop((name, index), None)
+            if partition is not None:
+                partition._wake()
+        self.log_manager.delete_topic_logs(name)
+
+    def partition(self, topic: str, index: int) -> Partition | None:
+        return self.partitions.get((topic, index))

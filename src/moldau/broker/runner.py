@@ -1,0 +1,62 @@
+"""Run a broker until a signal: start-up, serving, and clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from pathlib import Path
+
+from moldau.broker.broker import Broker, Endpoint
+from moldau.config.broker import BrokerConfig
+from moldau.metastore.local import LocalMetaStore
+from moldau.server.server import KafkaServer
+
+log = logging.getLogger("moldau")
+
+
+async def serve(
+    config: BrokerConfig, data_dir: Path, listen: Endpoint, advertise: Endpoint | None, started: float
+) -> None:
+    import moldau.handlers  # noqa: F401 - registers the API handlers
+    from moldau.handlers.registry import Dispatcher
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    broker = Broker(config, data_dir, LocalMetaStore(data_dir), listen, advertise)
+    await broker.start()
+    loop = asyncio.get_running_loop()
+    server = KafkaServer(
+        Dispatcher(broker),
+        listen.host,
+        listen.port,
+        config.int("socket.request.max.bytes"),
+        use_sendfile=hasattr(loop, "sendfile") and "uvloop" not in type(loop).__module__,
+    )
+    host, port = await server.start()
+    if listen.port == 0:
+        broker.listen = Endpoint(listen.host, port)
+        if advertise is None:
+            broker.advertise = broker.listen
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "Moldau broker %d listening on %s:%d (advertised as %s:%d), data in %s, started in %.0f ms",
+        broker.node_id,
+        host,
+        port,
+        broker.advertise.host,
+        broker.advertise.port,
+        data_dir.resolve(),
+        (time.perf_counter() - started) * 1000,
+    )
+    await stop.wait()
+    log.info("shutting down")
+    await server.stop()
+    await broker.stop()
+    log.info("stopped cleanly")
+
+
+def run(config: BrokerConfig, data_dir: Path, listen: Endpoint, advertise: Endpoint | None, started: float) -> None:
+    asyncio.run(serve(config, data_dir, listen, advertise, started))

@@ -1,0 +1,71 @@
+"""The ``moldau`` command line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from moldau import __version__
+
+
+def _endpoint(text: str, option: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise click.BadParameter(f"expected HOST:PORT, got {text!r}", param_hint=option)
+    return host or "0.0.0.0", int(port)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="moldau")
+def main() -> None:
+    """Moldau: a Kafka-compatible event streaming platform."""
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("moldau-data"),
+              show_default=True, help="Where partition data and metadata live.")
+@click.option("--listen", default="127.0.0.1:9092", show_default=True, help="HOST:PORT to accept clients on.")
+@click.option("--advertise", default=None, help="HOST:PORT clients are told to connect to (default: --listen).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="A Kafka server.properties file.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Any broker property by its Kafka name; repeatable; wins over --config.")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def serve(data_dir: Path, listen: str, advertise: str | None, config_file: Path | None,
+          settings: tuple[str, ...], log_level: str) -> None:
+    """Run one broker."""
+    started = time.perf_counter()
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from moldau.broker.broker import Endpoint
+    from moldau.broker.runner import run
+    from moldau.config.broker import BrokerConfig, read_properties
+
+    raw: dict[str, str] = {}
+    try:
+        if config_file is not None:
+            raw.update(read_properties(config_file))
+        for item in settings:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+            raw[key.strip()] = value.strip()
+        config = BrokerConfig(raw)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    listen_host, listen_port = _endpoint(listen, "--listen")
+    adv = _endpoint(advertise, "--advertise") if advertise else None
+    if adv is None and listen_host in ("0.0.0.0", "::"):
+        import socket
+
+        adv = (socket.gethostname(), listen_port)
+    run(config, data_dir, Endpoint(listen_host, listen_port), Endpoint(*adv) if adv else None, started)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The controller: topic creation and deletion, partition placement, leader choice."""

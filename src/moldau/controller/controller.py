@@ -1,0 +1,161 @@
+"""Topic lifecycle decisions, taken by the controller and written to the metadata store.
+
+The controller validates a request the way Kafka does (legal names, partition counts,
+replication factor against live brokers, configs), places replicas, picks leaders,
+writes the result to the store and only then applies it to the broker. With one
+broker it is always this broker; in cluster mode the elected controller does the same
+through etcd.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import TYPE_CHECKING
+
+from moldau.config.broker import validate_topic_configs
+from moldau.metastore.store import PartitionState, TopicExistsError, TopicRecord
+from moldau.protocol.errors import ErrorCode, KafkaError
+
+if TYPE_CHECKING:
+    from moldau.broker.broker import Broker
+
+MAX_TOPIC_NAME_LENGTH = 249
+_LEGAL_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
+INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
+
+
+def validate_topic_name(name: str | None) -> None:
+    if not name:
+        raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION, "Topic name is illegal, it can't be empty")
+    if name in (".", ".."):
+        raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION, "Topic name cannot be \".\" or \"..\"")
+    if len(name) > MAX_TOPIC_NAME_LENGTH:
+        raise KafkaError(
+            ErrorCode.INVALID_TOPIC_EXCEPTION,
+            f"Topic name is illegal, it can't be longer than {MAX_TOPIC_NAME_LENGTH} characters",
+        )
+    if not _LEGAL_NAME.match(name):
+        raise KafkaError(
+            ErrorCode.INVALID_TOPIC_EXCEPTION,
+            f"Topic name {name!r} is illegal, it contains a character other than "
+            "ASCII alphanumerics, '.', '_' and '-'",
+        )
+
+
+class Controller:
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+
+    def live_brokers(self) -> list[int]:
+        return [self.broker.node_id]
+
+    def _check_configs(self, configs: dict[str, str | None]) -> dict[str, str]:
+        try:
+            return validate_topic_configs(configs)
+        except ValueError as exc:
+            raise KafkaError(ErrorCode.INVALID_CONFIG, str(exc)) from None
+
+    def _placement(
+        self, num_partitions: int, replication_factor: int, first: int = 0
+    ) -> dict[int, PartitionState]:
+        brokers = self.live_brokers()
+        if replication_factor > len(brokers):
+            raise KafkaError(
+                ErrorCode.INVALID_REPLICATION_FACTOR,
+                f"Unable to replicate the partition {replication_factor} time(s): "
+                f"The target replication factor of {replication_factor} cannot be reached "
+                f"because only {len(brokers)} broker(s) are registered.",
+            )
+        result = {}
+        for index in range(first, first + num_partitions):
+            replicas = [brokers[(index + k) % len(brokers)] for k in range(replication_factor)]
+            result[index] = PartitionState(leader=replicas[0], leader_epoch=0, replicas=replicas, isr=list(replicas))
+        return result
+
+    def plan_topic(
+        self,
+        name: str,
+        num_partitions: int,
+        replication_factor: int,
+        configs: dict[str, str | None],
+        assignments: dict[int, list[int]] | None = None,
+    ) -> TopicRecord:
+        """Validate a new topic and decide its placement, without creating it."""
+        validate_topic_name(name)
+        if name in self.broker.topics:
+            raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
+        if num_partitions == -1:
+            num_partitions = self.broker.config.int("num.partitions")
+        if replication_factor == -1:
+            replication_factor = self.broker.config.int("default.replication.factor")
+        if assignments:
+            live = set(self.live_brokers())
+            partitions = {}
+            for index, replicas in assignments.items():
+                if not replicas or len(set(replicas)) != len(replicas) or not set(replicas) <= live:
+                    raise KafkaError(
+                        ErrorCode.INVALID_REPLICA_ASSIGNMENT, f"Invalid replica assignment {replicas} for partition {index}"
+                    )
+                partitions[index] = PartitionState(leader=replicas[0], replicas=list(replicas), isr=list(replicas))
+            if sorted(partitions) != list(range(len(partitions))):
+                raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT, "Partitions must be numbered 0..n-1")
+        else:
+            if num_partitions <= 0:
+                raise KafkaError(ErrorCode.INVALID_PARTITIONS, "Number of partitions must be larger than 0.")
+            if replication_factor <= 0:
+                raise KafkaError(
+                    ErrorCode.INVALID_REPLICATION_FACTOR, "Replication factor must be larger than 0."
+                )
+            partitions = self._placement(num_partitions, replication_factor)
+        return TopicRecord(name=name, topic_id=uuid.uuid4(), partitions=partitions, configs=self._check_configs(configs))
+
+    async def create_topic(self, topic: TopicRecord) -> TopicRecord:
+        try:
+            await self.broker.store.create_topic(topic)
+        except TopicExistsError:
+            raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{topic.name}' already exists.") from None
+        self.broker.apply_topic(topic)
+        return topic
+
+    async def delete_topic(self, name: str) -> None:
+        if name not in self.broker.topics:
+            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        if not self.broker.config.bool("delete.topic.enable"):
+            raise KafkaError(ErrorCode.TOPIC_DELETION_DISABLED)
+        await self.broker.store.delete_topic(name)
+        self.broker.remove_topic(name)
+
+    def plan_partitions(self, name: str, count: int, assignments: list[list[int]] | None) -> TopicRecord:
+        topic = self.broker.topics.get(name)
+        if topic is None:
+            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist.")
+        current = len(topic.partitions)
+        if count < current:
+            raise KafkaError(
+                ErrorCode.INVALID_PARTITIONS,
+                f"Topic currently has {current} partitions, which is higher than the requested {count}.",
+            )
+        if count == current:
+            raise KafkaError(ErrorCode.INVALID_PARTITIONS, f"Topic already has {current} partitions.")
+        replication_factor = len(next(iter(topic.partitions.values())).replicas)
+        if assignments is not None:
+            if len(assignments) != count - current:
+                raise KafkaError(
+                    ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                    f"Increasing the number of partitions by {count - current} but "
+                    f"{len(assignments)} assignments provided.",
+                )
+            live = set(self.live_brokers())
+            new = {}
+            for offset, replicas in enumerate(assignments):
+                if not replicas or not set(replicas) <= live or len(set(replicas)) != len(replicas):
+                    raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT, f"Invalid assignment {replicas}")
+                new[current + offset] = PartitionState(leader=replicas[0], replicas=list(replicas), isr=list(replicas))
+        else:
+            new = self._placement(count - current, replication_factor, first=current)
+        return TopicRecord(topic.name, topic.topic_id, {**topic.partitions, **new}, dict(topic.configs))
+
+    async def update_topic(self, topic: TopicRecord) -> None:
+        await self.broker.store.update_topic(topic)
+        self.broker.apply_topic(topic)

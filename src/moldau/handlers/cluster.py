@@ -1,0 +1,34 @@
+"""DescribeCluster (key 60): the cluster id, the controller and the brokers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from moldau.handlers.registry import codec_for, handles
+from moldau.protocol.errors import ErrorCode
+from moldau.protocol.messages import ALL_APIS
+
+DESCRIBE_CLUSTER = ALL_APIS[60]
+_codec = codec_for(DESCRIBE_CLUSTER)
+_Broker = _codec.Response.of("brokers")
+
+
+@handles(DESCRIBE_CLUSTER, 0, 1)
+def describe_cluster(broker: Any, header: Any, request: Any) -> Any:
+    if header.api_version >= 1 and request.endpoint_type not in (1,):
+        return _codec.Response(
+            error_code=int(ErrorCode.UNSUPPORTED_ENDPOINT_TYPE),
+            error_message="Only brokers can be described",
+            endpoint_type=request.endpoint_type,
+        )
+    endpoint = broker.advertise
+    return _codec.Response(
+        throttle_time_ms=0,
+        error_code=0,
+        error_message=None,
+        endpoint_type=1,
+        cluster_id=broker.cluster_id,
+        controller_id=broker.node_id,
+        brokers=[_Broker(broker_id=broker.node_id, host=endpoint.host, port=endpoint.port, rack=None)],
+        cluster_authorized_operations=-2147483648,
+    )

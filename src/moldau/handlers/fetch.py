@@ -1,0 +1,115 @@
+"""Fetch (key 1): read whole record batches, long-polling until min_bytes or max_wait.
+
+The answer carries file slices, not bytes: the connection sends them with sendfile.
+Limits follow Kafka: partition_max_bytes per partition, max_bytes for the response,
+and the first non-empty partition always returns at least one whole batch so that a
+consumer can make progress past a batch larger than its limits.
+
+Incremental fetch sessions (KIP-227) are answered the documented session-less way:
+the broker never creates a session (session_id 0 in every answer), so clients keep
+sending full fetch requests; a request naming a session we do not have gets
+FETCH_SESSION_ID_NOT_FOUND.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from moldau.handlers.registry import codec_for, handles
+from moldau.protocol.errors import ErrorCode, KafkaError
+from moldau.protocol.messages import ALL_APIS
+from moldau.storage.errors import OffsetOutOfRangeError
+
+FETCH = ALL_APIS[1]
+_codec = codec_for(FETCH)
+_Response = _codec.Response
+_TopicResponse = _Response.of("responses")
+_PartitionData = _TopicResponse.of("partitions")
+ZERO_UUID = uuid.UUID(int=0)
+
+
+def _topic_name(broker: Any, topic: Any, version: int) -> str | None:
+    if version >= 13:
+        return broker.topic_names_by_id.get(topic.topic_id)
+    return topic.topic
+
+
+def _read_all(broker: Any, request: Any, version: int) -> tuple[list[Any], int, list[Any]]:
+    """One pass over the requested partitions; returns (topics, bytes, partitions read)."""
+    remaining = request.max_bytes if version >= 3 else 0x7FFFFFFF
+    total = 0
+    min_one = True
+    topics = []
+    hosted = []
+    for topic in request.topics:
+        name = _topic_name(broker, topic, version)
+        answers = []
+        for p in topic.partitions:
+            data = _PartitionData(partition_index=p.partition)
+            answers.append(data)
+            partition = broker.partition(name, p.partition) if name is not None else None
+            if partition is None:
+                unknown_id = version >= 13 and name is None
+                data.error_code = int(ErrorCode.UNKNOWN_TOPIC_ID if unknown_id else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                data.high_watermark = data.last_stable_offset = data.log_start_offset = -1
+                continue
+            hosted.append(partition)
+            try:
+                if version >= 9:
+                    partition.check_leader_epoch(p.current_leader_epoch)
+                if not partition.is_leader:
+                    raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+                limit = min(p.partition_max_bytes, remaining)
+                read = partition.read(p.fetch_offset, limit, min_one_message=min_one)
+            except KafkaError as exc:
+                data.error_code = int(exc.code)
+                data.high_watermark = partition.high_watermark
+                data.last_stable_offset = partition.high_watermark
+                data.log_start_offset = partition.log.log_start_offset
+                continue
+            except OffsetOutOfRangeError:
+                data.error_code = int(ErrorCode.OFFSET_OUT_OF_RANGE)
+                data.high_watermark = partition.high_watermark
+                data.last_stable_offset = partition.high_watermark
+                data.log_start_offset = partition.log.log_start_offset
+                continue
+            data.high_watermark = read.high_watermark
+            data.last_stable_offset = read.last_stable_offset
+            data.log_start_offset = read.log_start_offset
+            data.records = read.records
+            if read.size:
+                total += read.size
+                remaining = max(0, remaining - read.size)
+                min_one = False
+        response = _TopicResponse(partitions=answers)
+        if version >= 13:
+            response.topic_id = topic.topic_id
+        else:
+            response.topic = topic.topic
+        topics.append(response)
+    return topics, total, hosted
+
+
+@handles(FETCH, 4, 16)
+async def fetch(broker: Any, header: Any, request: Any) -> Any:
+    version = header.api_version
+    if version >= 7 and request.session_id != 0:
+        return _Response(error_code=int(ErrorCode.FETCH_SESSION_ID_NOT_FOUND), session_id=0, responses=[])
+    deadline = time.monotonic() + max(0, request.max_wait_ms) / 1000
+    loop = asyncio.get_running_loop()
+    while True:
+        topics, total, hosted = _read_all(broker, request, version)
+        remaining = deadline - time.monotonic()
+        errors = any(p.error_code for t in topics for p in t.partitions)
+        if total >= max(request.min_bytes, 1) or remaining <= 0 or errors or not hosted:
+            return _Response(throttle_time_ms=0, error_code=0, session_id=0, responses=topics)
+        waiter: asyncio.Future[None] = loop.create_future()
+        for partition in hosted:
+            partition.add_waiter(waiter)
+        try:
+            await asyncio.wait_for(waiter, remaining)
+        except TimeoutError:
+            pass

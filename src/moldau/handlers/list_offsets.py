@@ -1,0 +1,69 @@
+"""ListOffsets (key 2): earliest, latest, max-timestamp and by-timestamp offset lookups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from moldau.handlers.registry import codec_for, handles
+from moldau.protocol.errors import ErrorCode, KafkaError
+from moldau.protocol.messages import ALL_APIS
+
+LIST_OFFSETS = ALL_APIS[2]
+_codec = codec_for(LIST_OFFSETS)
+_Response = _codec.Response
+_Topic = _Response.of("topics")
+_Partition = _Topic.of("partitions")
+
+LATEST = -1
+EARLIEST = -2
+MAX_TIMESTAMP = -3
+EARLIEST_LOCAL = -4
+LATEST_TIERED = -5
+
+
+def _lookup(broker: Any, topic: str, p: Any, version: int, isolation_level: int) -> Any:
+    answer = _Partition(partition_index=p.partition_index, timestamp=-1, offset=-1, leader_epoch=-1)
+    partition = broker.partition(topic, p.partition_index)
+    try:
+        if partition is None:
+            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        if version >= 4:
+            partition.check_leader_epoch(p.current_leader_epoch)
+        if not partition.is_leader:
+            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+    except KafkaError as exc:
+        answer.error_code = int(exc.code)
+        return answer
+    log = partition.log
+    ts = p.timestamp
+    answer.leader_epoch = partition.leader_epoch
+    if ts == LATEST:
+        answer.offset = partition.high_watermark
+    elif ts in (EARLIEST, EARLIEST_LOCAL):
+        answer.offset = log.log_start_offset
+    elif ts == LATEST_TIERED:
+        answer.offset = -1
+    elif ts == MAX_TIMESTAMP:
+        found = log.offset_of_max_timestamp() if hasattr(log, "offset_of_max_timestamp") else None
+        if found is not None:
+            answer.offset, answer.timestamp = found
+    elif ts < 0:
+        answer.error_code = int(ErrorCode.INVALID_REQUEST)
+    else:
+        found = log.offset_for_timestamp(ts)
+        if found is not None and found[0] < partition.high_watermark:
+            answer.offset, answer.timestamp = found
+    if version == 0:
+        answer.old_style_offsets = [answer.offset] if answer.offset >= 0 else []
+    return answer
+
+
+@handles(LIST_OFFSETS, 1, 8)
+def list_offsets(broker: Any, header: Any, request: Any) -> Any:
+    version = header.api_version
+    isolation = request.isolation_level if version >= 2 else 0
+    topics = []
+    for topic in request.topics:
+        partitions = [_lookup(broker, topic.name, p, version, isolation) for p in topic.partitions]
+        topics.append(_Topic(name=topic.name, partitions=partitions))
+    return _Response(throttle_time_ms=0, topics=topics)

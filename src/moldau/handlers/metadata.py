@@ -1,0 +1,103 @@
+"""Metadata (key 3): brokers, topics and partition leaders; auto-creation of topics.
+
+A topic a client asks for that does not exist is created with ``num.partitions`` when
+``auto.create.topics.enable`` is on and the request allows it (v4+), and answered in
+full right away, since creation here completes before the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from moldau.controller.controller import INTERNAL_TOPICS, validate_topic_name
+from moldau.handlers.registry import codec_for, handles
+from moldau.protocol.errors import ErrorCode, KafkaError
+from moldau.protocol.messages import ALL_APIS
+
+log = logging.getLogger(__name__)
+
+METADATA = ALL_APIS[3]
+_codec = codec_for(METADATA)
+_Response = _codec.Response
+_Broker = _Response.of("brokers")
+_Topic = _Response.of("topics")
+_Partition = _Topic.of("partitions")
+
+
+def describe_topic(broker: Any, name: str) -> Any:
+    topic = broker.topics[name]
+    partitions = []
+    for index in sorted(topic.partitions):
+        state = topic.partitions[index]
+        partitions.append(
+            _Partition(
+                error_code=0,
+                partition_index=index,
+                leader_id=state.leader,
+                leader_epoch=state.leader_epoch,
+                replica_nodes=list(state.replicas),
+                isr_nodes=list(state.isr),
+                offline_replicas=[],
+            )
+        )
+    return _Topic(
+        error_code=0,
+        name=name,
+        topic_id=topic.topic_id,
+        is_internal=name in INTERNAL_TOPICS,
+        partitions=partitions,
+        topic_authorized_operations=-2147483648,
+    )
+
+
+async def auto_create(broker: Any, name: str) -> None:
+    config = broker.config
+    plan = broker.controller.plan_topic(
+        name, config.int("num.partitions"), config.int("default.replication.factor"), {}
+    )
+    await broker.controller.create_topic(plan)
+    log.info("auto-created topic %s with %d partition(s)", name, len(plan.partitions))
+
+
+@handles(METADATA, 0, 12)
+async def metadata(broker: Any, header: Any, request: Any) -> Any:
+    version = header.api_version
+    requested = request.topics
+    topics = []
+    if requested is None or (version == 0 and not requested):
+        names = sorted(broker.topics)
+        topics = [describe_topic(broker, n) for n in names]
+    else:
+        allow_auto = broker.config.bool("auto.create.topics.enable") and (
+            version < 4 or request.allow_auto_topic_creation
+        )
+        for wanted in requested:
+            name = wanted.name
+            if name is None and version >= 10:
+                name = broker.topic_names_by_id.get(wanted.topic_id)
+                if name is None:
+                    topics.append(_Topic(error_code=int(ErrorCode.UNKNOWN_TOPIC_ID), name=None, topic_id=wanted.topic_id))
+                    continue
+            if name not in broker.topics:
+                try:
+                    validate_topic_name(name)
+                    if not allow_auto:
+                        raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                    await auto_create(broker, name)
+                except KafkaError as exc:
+                    if exc.code == ErrorCode.TOPIC_ALREADY_EXISTS and name in broker.topics:
+                        pass
+                    else:
+                        topics.append(_Topic(error_code=int(exc.code), name=name, is_internal=False))
+                        continue
+            topics.append(describe_topic(broker, name))
+    endpoint = broker.advertise
+    return _Response(
+        throttle_time_ms=0,
+        brokers=[_Broker(node_id=broker.node_id, host=endpoint.host, port=endpoint.port, rack=None)],
+        cluster_id=broker.cluster_id,
+        controller_id=broker.node_id,
+        topics=topics,
+        cluster_authorized_operations=-2147483648,
+    )

@@ -1,0 +1,79 @@
+"""Produce (key 0): append record batches to partition leaders.
+
+Records arrive as writable memoryview slices of the request frame; the log validates
+batch headers and CRCs and patches offsets in place, so the data is written exactly as
+the client framed it, without a copy and without decoding a single record.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from moldau.handlers.registry import codec_for, handles
+from moldau.protocol.errors import ErrorCode, KafkaError
+from moldau.protocol.messages import ALL_APIS
+from moldau.records import (
+    CorruptRecordError,
+    InvalidRecordError,
+    RecordTooLargeError,
+    UnsupportedCompressionError,
+)
+
+PRODUCE = ALL_APIS[0]
+_codec = codec_for(PRODUCE)
+_PartitionResponse = _codec.Response.of("responses").of("partition_responses")
+_TopicResponse = _codec.Response.of("responses")
+
+_RECORD_ERRORS: tuple[tuple[type[Exception], ErrorCode], ...] = (
+    (RecordTooLargeError, ErrorCode.MESSAGE_TOO_LARGE),
+    (UnsupportedCompressionError, ErrorCode.UNSUPPORTED_COMPRESSION_TYPE),
+    (InvalidRecordError, ErrorCode.INVALID_RECORD),
+    (CorruptRecordError, ErrorCode.CORRUPT_MESSAGE),
+)
+
+
+def _append(broker: Any, topic: str, index: int, records: Any, acks: int, now_ms: int) -> Any:
+    result = _PartitionResponse(index=index)
+    try:
+        if acks not in (0, 1, -1):
+            raise KafkaError(ErrorCode.INVALID_REQUIRED_ACKS)
+        partition = broker.partition(topic, index)
+        if partition is None:
+            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        if records is None or len(records) == 0:
+            raise KafkaError(ErrorCode.INVALID_RECORD, "Produce request carries no record batch")
+        info = partition.append_as_leader(records, acks, now_ms)
+        result.base_offset = info.first_offset
+        result.log_append_time_ms = info.log_append_time
+        result.log_start_offset = info.log_start_offset
+    except KafkaError as exc:
+        result.error_code = int(exc.code)
+        result.error_message = exc.message
+        result.base_offset = -1
+    except ValueError as exc:
+        for kind, code in _RECORD_ERRORS:
+            if isinstance(exc, kind):
+                result.error_code = int(code)
+                result.error_message = str(exc)
+                result.base_offset = -1
+                break
+        else:
+            raise
+    return result
+
+
+@handles(PRODUCE, 0, 11)
+def produce(broker: Any, header: Any, request: Any) -> Any:
+    now_ms = int(time.time() * 1000)
+    acks = request.acks
+    responses = []
+    for topic in request.topic_data:
+        name = topic.name
+        partitions = [_append(broker, name, p.index, p.records, acks, now_ms) for p in topic.partition_data]
+        responses.append(_TopicResponse(name=name, partition_responses=partitions))
+    if acks == 0:
+        if any(p.error_code for t in responses for p in t.partition_responses):
+            header.connection.close()  # Kafka's way to tell an acks=0 producer
+        return None
+    return _codec.Response(responses=responses, throttle_time_ms=0)

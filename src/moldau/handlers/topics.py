@@ -1,0 +1,118 @@
+"""CreateTopics (19), DeleteTopics (20) and CreatePartitions (37).
+
+Each topic in a request succeeds or fails on its own, with Kafka's error code and a
+message; ``validate_only`` runs every check and creates nothing. CreatePartitions
+always answers one result per topic asked for, never an empty list.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from moldau.handlers.configs import topic_config_entries
+from moldau.handlers.registry import codec_for, handles
+from moldau.protocol.errors import ErrorCode, KafkaError
+from moldau.protocol.messages import ALL_APIS
+
+CREATE_TOPICS = ALL_APIS[19]
+DELETE_TOPICS = ALL_APIS[20]
+CREATE_PARTITIONS = ALL_APIS[37]
+_create = codec_for(CREATE_TOPICS)
+_CreateResult = _create.Response.of("topics")
+_CreateConfig = _CreateResult.of("configs")
+_delete = codec_for(DELETE_TOPICS)
+_DeleteResult = _delete.Response.of("responses")
+_partitions = codec_for(CREATE_PARTITIONS)
+_PartitionsResult = _partitions.Response.of("results")
+
+
+@handles(CREATE_TOPICS, 0, 7)
+async def create_topics(broker: Any, header: Any, request: Any) -> Any:
+    version = header.api_version
+    validate_only = version >= 1 and request.validate_only
+    results = []
+    seen: dict[str, int] = {}
+    for t in request.topics:
+        seen[t.name] = seen.get(t.name, 0) + 1
+    for t in request.topics:
+        result = _CreateResult(name=t.name, error_code=0, error_message=None)
+        results.append(result)
+        try:
+            if seen[t.name] > 1:
+                raise KafkaError(ErrorCode.INVALID_REQUEST, f"Create topics request from client contains duplicate topic {t.name}")
+            assignments = {a.partition_index: list(a.broker_ids) for a in t.assignments}
+            if assignments and (t.num_partitions != -1 or t.replication_factor != -1):
+                raise KafkaError(
+                    ErrorCode.INVALID_REQUEST,
+                    "Both numPartitions or replicationFactor and replicasAssignments were set.",
+                )
+            configs = {c.name: c.value for c in t.configs}
+            plan = broker.controller.plan_topic(t.name, t.num_partitions, t.replication_factor, configs, assignments)
+            if not validate_only:
+                await broker.controller.create_topic(plan)
+            result.topic_id = plan.topic_id if not validate_only else result.topic_id
+            result.num_partitions = len(plan.partitions)
+            result.replication_factor = len(next(iter(plan.partitions.values())).replicas)
+            if version >= 5:
+                result.configs = [
+                    _CreateConfig(
+                        name=e.name,
+                        value=e.value,
+                        read_only=e.read_only,
+                        config_source=e.config_source,
+                        is_sensitive=e.is_sensitive,
+                    )
+                    for e in topic_config_entries(broker, plan.configs, None, False, False)
+                ]
+        except KafkaError as exc:
+            result.error_code = int(exc.code)
+            result.error_message = exc.message
+            result.num_partitions = -1
+            result.replication_factor = -1
+            result.configs = None
+    return _create.Response(throttle_time_ms=0, topics=results)
+
+
+@handles(DELETE_TOPICS, 0, 6)
+async def delete_topics(broker: Any, header: Any, request: Any) -> Any:
+    version = header.api_version
+    if version >= 6:
+        wanted = [(t.name, t.topic_id) for t in request.topics]
+    else:
+        wanted = [(n, None) for n in request.topic_names]
+    results = []
+    for name, topic_id in wanted:
+        result = _DeleteResult(name=name, error_code=0)
+        results.append(result)
+        try:
+            if name is None and topic_id is not None:
+                name = broker.topic_names_by_id.get(topic_id)
+                result.name = name
+                if name is None:
+                    raise KafkaError(ErrorCode.UNKNOWN_TOPIC_ID)
+            topic = broker.topics.get(name)
+            if topic is None:
+                raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+            result.topic_id = topic.topic_id
+            await broker.controller.delete_topic(name)
+        except KafkaError as exc:
+            result.error_code = int(exc.code)
+            result.error_message = exc.message
+    return _delete.Response(throttle_time_ms=0, responses=results)
+
+
+@handles(CREATE_PARTITIONS, 0, 3)
+async def create_partitions(broker: Any, header: Any, request: Any) -> Any:
+    results = []
+    for t in request.topics:
+        result = _PartitionsResult(name=t.name, error_code=0, error_message=None)
+        results.append(result)
+        try:
+            assignments = None if t.assignments is None else [list(a.broker_ids) for a in t.assignments]
+            plan = broker.controller.plan_partitions(t.name, t.count, assignments)
+            if not request.validate_only:
+                await broker.controller.update_topic(plan)
+        except KafkaError as exc:
+            result.error_code = int(exc.code)
+            result.error_message = exc.message
+    return _partitions.Response(throttle_time_ms=0, results=results)

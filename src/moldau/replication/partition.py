@@ -1,0 +1,120 @@
+"""One partition as its replica on this broker sees it.
+
+Theory of operation: storage knows offsets and bytes; a Partition adds what makes the
+log a replica -- the leader and its epoch, the in-sync replica set and the high
+watermark, which is the offset up to which every ISR member has the data and hence what
+consumers may read. A single node is a cluster of one: the ISR is this broker alone,
+so the high watermark follows the log end offset at once; with followers the same code
+waits for their fetch positions (replication is not implemented yet). All methods run
+on the event loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+
+from moldau.protocol.errors import ErrorCode, KafkaError
+from moldau.storage.log import Log
+
+
+@dataclass(slots=True)
+class PartitionRead:
+    """What a fetch of one partition returns: a file slice (or nothing) and the offsets."""
+
+    records: object | None  # a RecordsSlice, or None when there is nothing to send
+    size: int
+    high_watermark: int
+    last_stable_offset: int
+    log_start_offset: int
+
+
+class RecordsSlice:
+    """Record data as a file slice, handed to the codec as a chunked payload."""
+
+    __slots__ = ("chunks", "size")
+
+    def __init__(self, file_slice: object, size: int) -> None:
+        self.chunks = [file_slice]
+        self.size = size
+
+
+class Partition:
+    def __init__(
+        self,
+        topic: str,
+        index: int,
+        topic_id: uuid.UUID,
+        log: Log,
+        *,
+        broker_id: int,
+        leader: int,
+        leader_epoch: int,
+        replicas: list[int],
+        isr: list[int],
+    ) -> None:
+        self.topic = topic
+        self.index = index
+        self.topic_id = topic_id
+        self.log = log
+        self.broker_id = broker_id
+        self.leader = leader
+        self.leader_epoch = leader_epoch
+        self.replicas = replicas
+        self.isr = isr
+        self.high_watermark = log.log_end_offset if isr == [broker_id] else log.log_start_offset
+        self.min_insync_replicas = 1
+        self._waiters: list[asyncio.Future[None]] = []
+
+    @property
+    def is_leader(self) -> bool:
+        return self.leader == self.broker_id
+
+    def check_leader_epoch(self, current_leader_epoch: int) -> None:
+        """Kafka's fencing: a client with a newer epoch than ours, or an older one, is told."""
+        if current_leader_epoch < 0 or current_leader_epoch == self.leader_epoch:
+            return
+        if current_leader_epoch > self.leader_epoch:
+            raise KafkaError(ErrorCode.UNKNOWN_LEADER_EPOCH)
+        raise KafkaError(ErrorCode.FENCED_LEADER_EPOCH)
+
+    def append_as_leader(self, records: memoryview, required_acks: int, now_ms: int) -> object:
+        if not self.is_leader:
+            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        if required_acks == -1 and len(self.isr) < self.min_insync_replicas:
+            raise KafkaError(ErrorCode.NOT_ENOUGH_REPLICAS)
+        info = self.log.append_as_leader(records, leader_epoch=self.leader_epoch, now_ms=now_ms)
+        self._maybe_advance_high_watermark()
+        return info
+
+    def _maybe_advance_high_watermark(self) -> None:
+        if self.isr == [self.broker_id]:
+            new_hw = self.log.log_end_offset
+            if new_hw != self.high_watermark:
+                self.high_watermark = new_hw
+                self._wake()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    def add_waiter(self, fut: asyncio.Future[None]) -> None:
+        self._waiters.append(fut)
+
+    def read(self, fetch_offset: int, max_bytes: int, *, min_one_message: bool) -> PartitionRead:
+        """Read committed data (up to the high watermark) from ``fetch_offset``."""
+        hw = self.high_watermark
+        log = self.log
+        records = None
+        size = 0
+        if fetch_offset < hw:
+            info = log.read(fetch_offset, max_bytes, max_offset=hw, min_one_message=min_one_message)
+            if info is not None and info.slice is not None and info.slice.size > 0:
+                size = info.slice.size
+                records = RecordsSlice(info.slice, size)
+        elif fetch_offset > log.log_end_offset or fetch_offset < log.log_start_offset:
+            raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE)
+        return PartitionRead(records, size, hw, hw, log.log_start_offset)

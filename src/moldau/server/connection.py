@@ -1,0 +1,176 @@
+"""One client connection: size-prefixed frames in, ordered responses out.
+
+Theory of operation: bytes arrive in ``data_received`` and are cut into frames. Each
+frame goes to the dispatcher, which answers with a response (a list of chunks: bytes
+and file slices) or an awaitable of one. Kafka answers the requests of a connection in
+the order they came; so while an answer is pending, later frames wait in a queue, and
+reading pauses when that queue is long (back-pressure on a client that pipelines).
+Chunks that are file slices go out with ``loop.sendfile`` (zero-copy) when they are
+large, and are read with ``os.pread`` when small, which costs less than a sendfile
+round trip. A frame larger than ``socket.request.max.bytes`` or a negative size
+closes the connection, as Kafka does; nothing one client sends can stop the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import struct
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_SIZE = struct.Struct(">i")
+MAX_QUEUED = 64
+SENDFILE_MIN_BYTES = 64 * 1024
+
+Dispatch = Callable[[bytearray, "Connection"], Any]
+
+
+class FileSlice:
+    """A byte range of an open file, sent with sendfile (duck-typed: file, position, size)."""
+
+    __slots__ = ("file", "position", "size")
+
+
+def _is_slice(chunk: Any) -> bool:
+    return not isinstance(chunk, bytes | bytearray | memoryview)
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, dispatch: Dispatch, max_request_size: int, use_sendfile: bool = True) -> None:
+        self._dispatch = dispatch
+        self._max_request_size = max_request_size
+        self._buffer = bytearray()
+        self._queue: collections.deque[bytearray] = collections.deque()
+        self._busy = False
+        self._closed = False
+        self._paused = False
+        self._use_sendfile = use_sendfile
+        self.transport: asyncio.Transport | None = None
+        self.peer: str = "?"
+        self._task: asyncio.Task[None] | None = None
+
+    # asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._queue.clear()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buffer
+        buf += data
+        pos = 0
+        end = len(buf)
+        while end - pos >= 4:
+            (size,) = _SIZE.unpack_from(buf, pos)
+            if size < 0 or size > self._max_request_size:
+                log.warning(
+                    "closing connection from %s: frame of %d bytes exceeds socket.request.max.bytes (%d)",
+                    self.peer,
+                    size,
+                    self._max_request_size,
+                )
+                self.close()
+                return
+            if end - pos - 4 < size:
+                break
+            frame = buf[pos + 4 : pos + 4 + size]
+            pos += 4 + size
+            self._queue.append(frame)
+        if pos:
+            del buf[:pos]
+        if not self._busy:
+            self._drain_queue()
+        if len(self._queue) > MAX_QUEUED and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+
+    # processing ------------------------------------------------------------------------
+
+    def _drain_queue(self) -> None:
+        """Handle queued frames in order; synchronous answers go out at once."""
+        while self._queue and not self._closed:
+            frame = self._queue.popleft()
+            try:
+                result = self._dispatch(frame, self)
+            except Exception:
+                log.exception("unexpected error handling a request from %s; closing it", self.peer)
+                self.close()
+                return
+            if result is None:
+                continue  # acks=0 produce, or a request that gets no answer
+            if isinstance(result, list):
+                if not any(_is_slice(c) for c in result):
+                    self.transport.writelines(result)  # type: ignore[union-attr]
+                    continue
+                result = self._send_chunks(result)
+            self._busy = True
+            self._task = asyncio.ensure_future(self._finish(result))
+            return
+        if self._paused and self.transport is not None and not self._closed:
+            self._paused = False
+            self.transport.resume_reading()
+
+    async def _finish(self, pending: Awaitable[Any]) -> None:
+        try:
+            result = await pending
+            if result is not None and not self._closed:
+                await self._send_chunks(result)
+        except asyncio.CancelledError:
+            return
+        except ConnectionError:
+            self.close()
+            return
+        except Exception:
+            log.exception("unexpected error answering %s; closing the connection", self.peer)
+            self.close()
+            return
+        self._busy = False
+        self._drain_queue()
+
+    async def _send_chunks(self, chunks: list[Any]) -> None:
+        transport = self.transport
+        assert transport is not None
+        loop = asyncio.get_running_loop()
+        pending: list[Any] = []
+        for chunk in chunks:
+            if not _is_slice(chunk):
+                pending.append(chunk)
+                continue
+            if self._use_sendfile and chunk.size >= SENDFILE_MIN_BYTES:
+                if pending:
+                    transport.writelines(pending)
+                    pending = []
+                await loop.sendfile(transport, chunk.file, chunk.position, chunk.size)
+            else:
+                data = os.pread(chunk.file.fileno(), chunk.size, chunk.position)
+                if len(data) != chunk.size:
+                    raise ConnectionError("segment shorter than the slice being sent")
+                pending.append(data)
+            if self._closed:
+                return
+        if pending:
+            transport.writelines(pending)
+
+    def close(self) -> None:
+        self._closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+def start_connection(
+    dispatch: Dispatch, max_request_size: int, use_sendfile: bool
+) -> Callable[[], Connection]:
+    return lambda: Connection(dispatch, max_request_size, use_sendfile)
