@@ -1,0 +1,100 @@
+"""Every Kafka API this broker knows, stated in the compact form of ``moldau.protocol.schema``.
+
+Each module transcribes one family of Kafka's message specs
+(``clients/src/main/resources/common/message/*.json``); ``ALL_APIS`` maps API keys to them.
+"""
+
+from moldau.protocol.messages.acls import CREATE_ACLS, DELETE_ACLS, DESCRIBE_ACLS
+from moldau.protocol.messages.api_versions import API_VERSIONS
+from moldau.protocol.messages.configs import ALTER_CONFIGS, INCREMENTAL_ALTER_CONFIGS
+from moldau.protocol.messages.consumer_group import (
+    CONSUMER_GROUP_DESCRIBE,
+    CONSUMER_GROUP_HEARTBEAT,
+)
+from moldau.protocol.messages.create_partitions import CREATE_PARTITIONS
+from moldau.protocol.messages.create_topics import CREATE_TOPICS
+from moldau.protocol.messages.delete_topics import DELETE_TOPICS
+from moldau.protocol.messages.describe_cluster import DESCRIBE_CLUSTER
+from moldau.protocol.messages.describe_configs import DESCRIBE_CONFIGS
+from moldau.protocol.messages.fetch import FETCH
+from moldau.protocol.messages.groups import (
+    DELETE_GROUPS,
+    DESCRIBE_GROUPS,
+    FIND_COORDINATOR,
+    HEARTBEAT,
+    JOIN_GROUP,
+    LEAVE_GROUP,
+    LIST_GROUPS,
+    SYNC_GROUP,
+)
+from moldau.protocol.messages.list_offsets import LIST_OFFSETS
+from moldau.protocol.messages.metadata import METADATA
+from moldau.protocol.messages.offsets import OFFSET_COMMIT, OFFSET_DELETE, OFFSET_FETCH
+from moldau.protocol.messages.produce import PRODUCE
+from moldau.protocol.messages.records_admin import (
+    DELETE_RECORDS,
+    DESCRIBE_LOG_DIRS,
+    DESCRIBE_PRODUCERS,
+    ELECT_LEADERS,
+)
+from moldau.protocol.messages.sasl import SASL_AUTHENTICATE, SASL_HANDSHAKE
+from moldau.protocol.messages.transactions import (
+    ADD_OFFSETS_TO_TXN,
+    ADD_PARTITIONS_TO_TXN,
+    DESCRIBE_TRANSACTIONS,
+    END_TXN,
+    INIT_PRODUCER_ID,
+    LIST_TRANSACTIONS,
+    TXN_OFFSET_COMMIT,
+    WRITE_TXN_MARKERS,
+)
+from moldau.protocol.schema import Api
+
+_APIS: tuple[Api, ...] = (
+    PRODUCE,
+    FETCH,
+    LIST_OFFSETS,
+    METADATA,
+    OFFSET_COMMIT,
+    OFFSET_FETCH,
+    FIND_COORDINATOR,
+    JOIN_GROUP,
+    HEARTBEAT,
+    LEAVE_GROUP,
+    SYNC_GROUP,
+    DESCRIBE_GROUPS,
+    LIST_GROUPS,
+    SASL_HANDSHAKE,
+    API_VERSIONS,
+    CREATE_TOPICS,
+    DELETE_TOPICS,
+    DELETE_RECORDS,
+    INIT_PRODUCER_ID,
+    ADD_PARTITIONS_TO_TXN,
+    ADD_OFFSETS_TO_TXN,
+    END_TXN,
+    WRITE_TXN_MARKERS,
+    TXN_OFFSET_COMMIT,
+    DESCRIBE_ACLS,
+    CREATE_ACLS,
+    DELETE_ACLS,
+    DESCRIBE_CONFIGS,
+    ALTER_CONFIGS,
+    DESCRIBE_LOG_DIRS,
+    SASL_AUTHENTICATE,
+    CREATE_PARTITIONS,
+    DELETE_GROUPS,
+    ELECT_LEADERS,
+    INCREMENTAL_ALTER_CONFIGS,
+    OFFSET_DELETE,
+    DESCRIBE_CLUSTER,
+    DESCRIBE_PRODUCERS,
+    DESCRIBE_TRANSACTIONS,
+    LIST_TRANSACTIONS,
+    CONSUMER_GROUP_HEARTBEAT,
+    CONSUMER_GROUP_DESCRIBE,
+)
+
+ALL_APIS: dict[int, Api] = {api.key: api for api in _APIS}
+
+__all__ = ["ALL_APIS"]
