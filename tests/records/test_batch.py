@@ -135,7 +135,7 @@ def test_view_at_a_position_inside_a_larger_buffer() -> None:
 
 def test_view_accepts_bytes_and_rejects_what_does_not_fit() -> None:
     data = _batch()
-    assert BatchView(data, 0).records_count == 3  # type: ignore[arg-type]
+    assert BatchView(data, 0).records_count == 3
     with pytest.raises(CorruptRecordError):
         BatchView(memoryview(data[:-1]), 0)
     with pytest.raises(CorruptRecordError):

@@ -259,7 +259,7 @@ class BatchView:
     _buf: memoryview
     _pos: int
 
-    def __init__(self, buf: memoryview, position: int = 0) -> None:
+    def __init__(self, buf: bytes | bytearray | memoryview, position: int = 0) -> None:
         view = _as_byte_view(buf)
         if position < 0 or len(view) - position < BATCH_OVERHEAD:
             raise CorruptRecordError(

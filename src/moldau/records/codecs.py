@@ -71,19 +71,19 @@ def _gzip_compress(data: Buffer, level: int | None) -> bytes:
 
 
 def _gzip_decompress(data: Buffer) -> bytes:
-    chunks: list[bytes] = []
-    remaining: Buffer = data
+    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    chunks = [decompressor.decompress(data)]
     while True:
-        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        chunks.append(decompressor.decompress(remaining))
         if not decompressor.eof:
             raise CorruptRecordError("truncated gzip stream")
-        remaining = decompressor.unused_data
-        # Concatenated members are legal; trailing zero padding is tolerated like
-        # GZIPInputStream does for garbage after the last member.
-        if not remaining or not remaining.startswith(b"\x1f\x8b"):
+        rest = decompressor.unused_data
+        # Concatenated members are legal (GZIPInputStream reads them all); anything
+        # else after the last member is ignored, as GZIPInputStream does.
+        if not rest.startswith(b"\x1f\x8b"):
             break
-    return b"".join(chunks) if len(chunks) > 1 else chunks[0]
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        chunks.append(decompressor.decompress(rest))
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 # --- snappy ------------------------------------------------------------------------
