@@ -1,0 +1,267 @@
+"""Just enough of the Kafka wire protocol, by hand, to send well-formed and malformed
+frames over a raw socket (independent of the broker's own protocol code).
+
+Reference: the Kafka protocol guide (request/response headers, ApiVersions, Produce)
+and the record batch v2 format.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+import google_crc32c
+
+API_PRODUCE = 0
+API_METADATA = 3
+API_VERSIONS = 18
+
+
+# ------------------------------------------------------------- primitives
+def i8(v: int) -> bytes:
+    return struct.pack(">b", v)
+
+
+def i16(v: int) -> bytes:
+    return struct.pack(">h", v)
+
+
+def i32(v: int) -> bytes:
+    return struct.pack(">i", v)
+
+
+def i64(v: int) -> bytes:
+    return struct.pack(">q", v)
+
+
+def string(s: str | None) -> bytes:
+    if s is None:
+        return i16(-1)
+    b = s.encode()
+    return i16(len(b)) + b
+
+
+def uvarint(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def varint(v: int) -> bytes:
+    return uvarint((v << 1) ^ (v >> 63))
+
+
+def compact_string(s: str | None) -> bytes:
+    if s is None:
+        return uvarint(0)
+    b = s.encode()
+    return uvarint(len(b) + 1) + b
+
+
+class Reader:
+    def __init__(self, data: bytes):
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        assert self.pos + n <= len(self.data), f"read past end: {self.pos}+{n} > {len(self.data)}"
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def i16(self) -> int:
+        return struct.unpack(">h", self.take(2))[0]
+
+    def i32(self) -> int:
+        return struct.unpack(">i", self.take(4))[0]
+
+    def i64(self) -> int:
+        return struct.unpack(">q", self.take(8))[0]
+
+    def uvarint(self) -> int:
+        shift = result = 0
+        while True:
+            b = self.take(1)[0]
+            result |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return result
+            shift += 7
+
+    def string(self) -> str | None:
+        n = self.i16()
+        return None if n < 0 else self.take(n).decode()
+
+    def skip_tagged_fields(self) -> None:
+        for _ in range(self.uvarint()):
+            self.uvarint()
+            self.take(self.uvarint())
+
+    def done(self) -> bool:
+        return self.pos == len(self.data)
+
+
+# ------------------------------------------------------------------ frames
+def request(api_key: int, version: int, correlation_id: int, body: bytes = b"",
+            client_id: str | None = "moldau-raw-test", flexible: bool = False) -> bytes:
+    header = i16(api_key) + i16(version) + i32(correlation_id) + string(client_id)
+    if flexible:
+        header += uvarint(0)  # request header v2: tagged fields
+    payload = header + body
+    return i32(len(payload)) + payload
+
+
+def connect(bootstrap: str, timeout: float = 10.0) -> socket.socket:
+    host, port = bootstrap.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=timeout)
+    s.settimeout(timeout)
+    return s
+
+
+def recv_exact(sock: socket.socket, n: int) -> bytes | None:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def read_response(sock: socket.socket) -> tuple[int, bytes] | None:
+    """(correlation id, rest of the response) or None if the broker closed the connection."""
+    try:
+        size = recv_exact(sock, 4)
+        if size is None:
+            return None
+        (n,) = struct.unpack(">i", size)
+        payload = recv_exact(sock, n)
+        if payload is None:
+            return None
+    except (ConnectionResetError, BrokenPipeError):
+        return None
+    return struct.unpack_from(">i", payload)[0], payload[4:]
+
+
+def closed_by_peer(sock: socket.socket, timeout: float = 10.0) -> bool:
+    """True if the broker closes the connection (EOF or reset) within ``timeout``."""
+    sock.settimeout(0.2)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        if not data:
+            return True
+    return False
+
+
+def api_versions(bootstrap: str, version: int = 0) -> tuple[int, dict[int, tuple[int, int]]]:
+    """(error code, {api key: (min, max)}) from an ApiVersions request of ``version``."""
+    body = b""
+    if version >= 3:
+        body = compact_string("moldau-raw-test") + compact_string("1.0") + uvarint(0)
+    with connect(bootstrap) as s:
+        s.sendall(request(API_VERSIONS, version, 7, body, flexible=version >= 3))
+        resp = read_response(s)
+    assert resp is not None, "broker closed the connection instead of answering ApiVersions"
+    corr, rest = resp
+    assert corr == 7
+    return parse_api_versions_v0(rest) if version < 3 else parse_api_versions_v3(rest)
+
+
+def parse_api_versions_v0(data: bytes) -> tuple[int, dict[int, tuple[int, int]]]:
+    r = Reader(data)
+    error = r.i16()
+    apis = {}
+    for _ in range(r.i32()):
+        key, lo, hi = r.i16(), r.i16(), r.i16()
+        apis[key] = (lo, hi)
+    return error, apis
+
+
+def parse_api_versions_v3(data: bytes) -> tuple[int, dict[int, tuple[int, int]]]:
+    """Body after a v0 response header (ApiVersions responses never use header v1)."""
+    r = Reader(data)
+    error = r.i16()
+    n = r.uvarint() - 1
+    assert n >= 0, "null api_keys array: was a tagged-field byte put in the response header?"
+    apis = {}
+    for _ in range(n):
+        key, lo, hi = r.i16(), r.i16(), r.i16()
+        r.skip_tagged_fields()
+        apis[key] = (lo, hi)
+    r.i32()  # throttle_time_ms
+    r.skip_tagged_fields()
+    assert r.done(), f"{len(data) - r.pos} unexpected bytes after the ApiVersions v3 body"
+    return error, apis
+
+
+# ------------------------------------------------------------ record batch
+def record(offset_delta: int, key: bytes | None, value: bytes | None,
+           headers: list[tuple[str, bytes]] = (), timestamp_delta: int = 0) -> bytes:
+    body = i8(0) + varint(timestamp_delta) + varint(offset_delta)
+    body += varint(-1) if key is None else varint(len(key)) + key
+    body += varint(-1) if value is None else varint(len(value)) + value
+    body += varint(len(headers))
+    for hk, hv in headers:
+        kb = hk.encode()
+        body += varint(len(kb)) + kb + varint(len(hv)) + hv
+    return varint(len(body)) + body
+
+
+def record_batch(values: list[bytes], base_timestamp: int, count: int | None = None) -> bytes:
+    """An uncompressed v2 batch with base offset 0; ``count`` can lie about the records."""
+    records = b"".join(record(i, b"k%d" % i, v, timestamp_delta=i) for i, v in enumerate(values))
+    after_crc = (
+        i16(0)  # attributes
+        + i32(len(values) - 1)  # last offset delta
+        + i64(base_timestamp)
+        + i64(base_timestamp + len(values) - 1)
+        + i64(-1) + i16(-1) + i32(-1)  # producer id, epoch, base sequence
+        + i32(len(values) if count is None else count)
+        + records
+    )
+    crc = google_crc32c.value(after_crc)
+    after_length = i32(-1) + i8(2) + struct.pack(">I", crc) + after_crc
+    return i64(0) + i32(len(after_length)) + after_length
+
+
+def produce_v3(topic: str, partition: int, batch: bytes, acks: int = -1,
+               timeout_ms: int = 10000) -> bytes:
+    return (string(None) + i16(acks) + i32(timeout_ms)
+            + i32(1) + string(topic) + i32(1) + i32(partition) + i32(len(batch)) + batch)
+
+
+def parse_produce_v3(data: bytes) -> dict[tuple[str, int], tuple[int, int]]:
+    """{(topic, partition): (error code, base offset)}"""
+    r = Reader(data)
+    out = {}
+    for _ in range(r.i32()):
+        name = r.string()
+        for _ in range(r.i32()):
+            index, error, base = r.i32(), r.i16(), r.i64()
+            r.i64()  # log_append_time_ms
+            out[(name, index)] = (error, base)
+    r.i32()  # throttle
+    return out
+
+
+def raw_produce(bootstrap: str, topic: str, partition: int, batch: bytes,
+                acks: int = -1) -> tuple[int, int]:
+    with connect(bootstrap) as s:
+        s.sendall(request(API_PRODUCE, 3, 99, produce_v3(topic, partition, batch, acks)))
+        resp = read_response(s)
+    assert resp is not None, "broker closed the connection instead of answering Produce"
+    corr, rest = resp
+    assert corr == 99
+    return parse_produce_v3(rest)[(topic, partition)]
