@@ -12,6 +12,7 @@ import pytest
 
 from . import raw_kafka as raw
 from .kafka_helpers import (
+    MESSAGE_TOO_LARGE,
     UNKNOWN_TOPIC_OR_PARTITION,
     UNSUPPORTED_VERSION,
     Rec,
@@ -241,3 +242,24 @@ def test_produce_to_unknown_partition(broker, topic):
     error, _ = raw.raw_produce(broker.bootstrap, topic + "-nope", 0, batch)
     assert error == UNKNOWN_TOPIC_OR_PARTITION
     still_serving(broker)
+
+
+def test_batch_size_limit_is_exact(make_broker, topic):
+    """message.max.bytes bounds the whole record batch: at the limit is accepted,
+    one byte over is MESSAGE_TOO_LARGE (error 10)."""
+    limit = 1000
+    b = make_broker(**{"message.max.bytes": limit})
+    create_topic(b.bootstrap, topic)
+
+    def batch_of_size(size: int) -> bytes:
+        value_len = size - 80
+        while True:
+            batch = raw.record_batch([b"s" * value_len], now_ms())
+            if len(batch) == size:
+                return batch
+            value_len += size - len(batch)
+
+    assert raw.raw_produce(b.bootstrap, topic, 0, batch_of_size(limit)) == (0, 0)
+    error, _ = raw.raw_produce(b.bootstrap, topic, 0, batch_of_size(limit + 1))
+    assert error == MESSAGE_TOO_LARGE
+    assert watermarks(b.bootstrap, topic) == (0, 1)

@@ -208,6 +208,23 @@ def test_message_just_under_default_limit_and_over(shared_broker, topic):
     assert len(got) == 1 and got[0].value == b"x" * 1_000_000
 
 
+def test_small_broker_message_max_bytes(make_broker, topic):
+    limit = 4096
+    b = make_broker(**{"message.max.bytes": limit})
+    create_topic(b.bootstrap, topic)
+    conf = {"compression.type": "none", "message.max.bytes": 10_000_000}
+    ok = confluent_produce(b.bootstrap, topic, [Rec(b"k", b"u" * (limit - 200), (), None)], **conf)
+    assert_delivered(ok)
+    big = confluent_produce(b.bootstrap, topic, [Rec(b"k", b"o" * (limit + 100), (), None)], **conf)
+    assert big[0][0] is not None and big[0][0].code() == KafkaError.MSG_SIZE_TOO_LARGE, big
+    # compressible records are measured after compression
+    small = confluent_produce(b.bootstrap, topic, [Rec(b"k", b"z" * (limit * 4), (), None)],
+                              **dict(conf, **{"compression.type": "gzip"}))
+    assert_delivered(small, first_offset=1)
+    got = confluent_consume(b.bootstrap, topic, 2, extra_wait=0.5)
+    assert [g.value for g in got] == [b"u" * (limit - 200), b"z" * (limit * 4)]
+
+
 def test_topic_max_message_bytes(shared_broker, topic):
     bs = shared_broker.bootstrap
     create_topic(bs, topic, config={"max.message.bytes": "2048"})
