@@ -132,7 +132,7 @@ def _to_wire(entry: ConfigEntry, version: int) -> Any:
     return wire
 
 
-@handles(DESCRIBE_CONFIGS, 0, 4)
+@handles(DESCRIBE_CONFIGS, 1, 4)
 def describe_configs(broker: Any, header: Any, request: Any) -> Any:
     version = header.api_version
     synonyms = version >= 1 and request.include_synonyms

@@ -26,7 +26,7 @@ _partitions = codec_for(CREATE_PARTITIONS)
 _PartitionsResult = _partitions.Response.of("results")
 
 
-@handles(CREATE_TOPICS, 0, 7)
+@handles(CREATE_TOPICS, 2, 7)
 async def create_topics(broker: Any, header: Any, request: Any) -> Any:
     version = header.api_version
     validate_only = version >= 1 and request.validate_only
@@ -73,7 +73,7 @@ async def create_topics(broker: Any, header: Any, request: Any) -> Any:
     return _create.Response(throttle_time_ms=0, topics=results)
 
 
-@handles(DELETE_TOPICS, 0, 6)
+@handles(DELETE_TOPICS, 1, 6)
 async def delete_topics(broker: Any, header: Any, request: Any) -> Any:
     version = header.api_version
     if version >= 6:

@@ -10,7 +10,7 @@ from moldau.protocol.schema import Api
 PRODUCE = Api(
     key=0,
     name="Produce",
-    versions="3-13",  # older specs: 0-11
+    versions="0-13",  # Kafka 4 states 3-13; older specs had 0-11 with these same fields
     flexible="9+",
     request="""
         transactional_id: string? 3+ default=null
