@@ -111,9 +111,7 @@ class LogConfig:
         _check_cleanup_policy("cleanup.policy", self.cleanup_policy)
 
     @classmethod
-    def from_properties(
-        cls, props: Mapping[str, str], base: LogConfig | None = None
-    ) -> LogConfig:
+    def from_properties(cls, props: Mapping[str, str], base: LogConfig | None = None) -> LogConfig:
         """Parse Kafka-named string properties over ``base`` (defaults when None).
 
         Unknown keys are ignored: they configure other layers. Raises ValueError

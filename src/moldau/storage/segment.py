@@ -287,8 +287,9 @@ class LogSegment:
 
     # -- appends --------------------------------------------------------------------
 
-    def append(self, data: bytes | bytearray | memoryview, batches: Sequence[AppendedBatch],
-               *, now_ms: int) -> None:
+    def append(
+        self, data: bytes | bytearray | memoryview, batches: Sequence[AppendedBatch], *, now_ms: int
+    ) -> None:
         """Append whole, validated batches at the end of the file and index them.
 
         ``batches`` describe ``data``: positions relative to ``data``, last offsets
@@ -333,9 +334,7 @@ class LogSegment:
                 if not offset_index.is_full:
                     offset_index.append(batch.last_offset, base_position + batch.position)
                 if not time_index.is_full:
-                    time_index.maybe_append(
-                        self.max_timestamp_so_far, self.offset_of_max_timestamp
-                    )
+                    time_index.maybe_append(self.max_timestamp_so_far, self.offset_of_max_timestamp)
                 self.bytes_since_last_index_entry = 0
             self.bytes_since_last_index_entry += batch.size
 
@@ -503,7 +502,9 @@ class LogSegment:
         if truncated:
             _log.warning(
                 "truncating %d invalid bytes at position %d of segment %s",
-                truncated, valid, self.log_path,
+                truncated,
+                valid,
+                self.log_path,
             )
             os.ftruncate(fd, valid)
         self.offset_index.replace(index_entries)

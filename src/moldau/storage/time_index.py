@@ -60,9 +60,7 @@ class TimeIndex(IndexFile):
         return index
 
     @classmethod
-    def load(
-        cls, path: Path, base_offset: int, max_index_size: int, cache: FileCache
-    ) -> TimeIndex:
+    def load(cls, path: Path, base_offset: int, max_index_size: int, cache: FileCache) -> TimeIndex:
         """Read an existing file; FileNotFoundError or CorruptIndexError when unusable."""
         data = path.read_bytes()
         if len(data) % cls.ENTRY_SIZE:

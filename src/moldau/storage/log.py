@@ -1,0 +1,700 @@
+"""One partition's log: a directory of segments with appends, reads, flushes and recovery.
+
+Directory format: ``<data_dir>/<topic>-<partition>/`` holds the segments
+(``<base offset, 20 digits>.log``, ``.index``, ``.timeindex``; see
+:mod:`.segment`, :mod:`.offset_index`, :mod:`.time_index`). Segment base offsets
+increase; each segment holds the offsets from its base up to the next segment's
+base; only the last one, the *active* segment, takes appends. Files ending in
+``.tmp``, ``.deleted``, ``.cleaned`` or ``.swap`` are leftovers of interrupted
+operations and removed on open; index files without a ``.log`` likewise.
+
+Offsets and points (Kafka's names):
+
+- ``log_start_offset``: first offset visible to readers (moved by DeleteRecords and
+  retention; whole segments below it are deleted).
+- ``log_end_offset``: the next offset to assign.
+- ``recovery_point``: every offset below it is fsynced; after an unclean stop only
+  segments from the one holding it onwards are scanned on open.
+
+Opening (:meth:`Log.open`, Kafka's ``LogLoader``): after a clean shutdown no
+segment is scanned except the unindexed tail of the active one (to find the log
+end) and any segment whose indexes are missing or fail their sanity checks (they
+are rebuilt). After an unclean stop every segment from the recovery point on is
+validated batch by batch (CRC-32C included); the first invalid or torn batch is
+cut off with everything after it, including later segments.
+
+Thread-safety: one thread (the broker's event loop) owns a :class:`Log` and calls
+everything except :meth:`Log.flush`, which may run on a worker thread at the same
+time: it fsyncs a snapshot of the segment list, advances ``recovery_point`` under
+a lock, and tolerates segments deleted under it. Reads of the simple properties
+from other threads see consistent (if possibly stale) ints.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from moldau.records import (
+    BatchView,
+    InvalidRecordError,
+    RecordTooLargeError,
+    assign_offsets,
+    iter_batches,
+    set_log_append_time,
+    set_partition_leader_epoch,
+    validate_batches,
+)
+from moldau.storage.checkpoint import fsync_dir
+from moldau.storage.config import LogConfig
+from moldau.storage.errors import OffsetOutOfRangeError
+from moldau.storage.file_cache import FileCache, FileSlice
+from moldau.storage.segment import INDEX_SUFFIX, TIME_INDEX_SUFFIX, LogSegment, parse_base_offset
+
+__all__ = ["AppendInfo", "Log", "LogReadInfo", "parse_topic_partition"]
+
+_log = logging.getLogger(__name__)
+
+_LEFTOVER_SUFFIXES = (".tmp", ".deleted", ".cleaned", ".swap")
+_DIR_NAME = re.compile(r"^(?P<topic>[A-Za-z0-9._-]+)-(?P<partition>\d+)$")
+
+
+def parse_topic_partition(name: str) -> tuple[str, int] | None:
+    """``("orders", 3)`` for a directory named ``orders-3``; None for anything else."""
+    match = _DIR_NAME.match(name)
+    if match is None:
+        return None
+    return match["topic"], int(match["partition"])
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class AppendInfo:
+    """What an append did (Kafka's ``LogAppendInfo``, the parts a produce answer needs)."""
+
+    #: Offset of the first record appended (-1 for an empty append).
+    first_offset: int
+    #: Offset of the last record appended (-1 for an empty append).
+    last_offset: int
+    #: The broker's timestamp when the log uses LogAppendTime, else -1.
+    log_append_time: int
+    #: The log start offset after the append.
+    log_start_offset: int
+    #: Offsets spanned by the appended batches.
+    record_count: int
+    #: Largest timestamp in the appended batches (the append time under LogAppendTime).
+    max_timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class LogReadInfo:
+    """The answer to :meth:`Log.read`: a slice of whole batches, or nothing."""
+
+    #: Whole batches from one segment; None when there is nothing to return.
+    slice: FileSlice | None
+    #: Base offset of the first batch in :attr:`slice` (it may be below the fetch
+    #: offset, as the batch holding it is returned whole); -1 when empty.
+    first_batch_offset: int
+    #: Log start and end offsets at the time of the read.
+    log_start_offset: int
+    log_end_offset: int
+
+
+class Log:
+    """One partition's segments (see module docstring for format and threading)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        config: LogConfig,
+        *,
+        file_cache: FileCache,
+        segments: list[LogSegment],
+        log_start_offset: int,
+        recovery_point: int,
+    ) -> None:
+        if not segments:
+            raise ValueError("a log needs at least one segment")
+        self.dir = directory
+        parsed = parse_topic_partition(directory.name)
+        self.topic: str | None = parsed[0] if parsed else None
+        self.partition: int | None = parsed[1] if parsed else None
+        self._config = config
+        self._cache = file_cache
+        self._segments = segments
+        self._bases = [s.base_offset for s in segments]
+        end = segments[-1].next_offset
+        assert end is not None, "the active segment's end must be known"
+        self._log_end_offset = end
+        self._log_start_offset = log_start_offset
+        self._recovery_point = min(recovery_point, end)
+        self._flush_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        #: Wall-clock ms of the last flush, for ``flush.ms``.
+        self.last_flush_ms = _wall_ms()
+        # Bumped when segment files are created, so a flush also fsyncs the directory.
+        self._dir_changes = 1
+        self._dir_changes_flushed = 0
+        self._closed = False
+
+    # -- opening ----------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        directory: Path,
+        config: LogConfig,
+        *,
+        file_cache: FileCache,
+        recovery_point: int,
+        log_start_offset: int,
+        clean_shutdown: bool,
+        now_ms: int | None = None,
+    ) -> Log:
+        """Load (creating if needed) the log in ``directory``; recover it if not clean."""
+        now = _wall_ms() if now_ms is None else now_ms
+        directory.mkdir(parents=True, exist_ok=True)
+        bases: list[int] = []
+        index_files: list[tuple[int, Path]] = []
+        for entry in os.scandir(directory):
+            name = entry.name
+            if name.endswith(_LEFTOVER_SUFFIXES):
+                _log.info("removing leftover file %s", entry.path)
+                Path(entry.path).unlink(missing_ok=True)
+                continue
+            base = parse_base_offset(name)
+            if base is not None:
+                bases.append(base)
+                continue
+            for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+                base = parse_base_offset(name, suffix)
+                if base is not None:
+                    index_files.append((base, Path(entry.path)))
+        bases.sort()
+        known = set(bases)
+        for base, path in index_files:
+            if base not in known:
+                _log.info("removing orphan index %s", path)
+                path.unlink(missing_ok=True)
+
+        segments: list[LogSegment] = []
+        rebuild: set[int] = set()
+        for base in bases:
+            segment, ok = LogSegment.open(
+                directory,
+                base,
+                cache=file_cache,
+                index_interval_bytes=config.index_interval_bytes,
+                max_index_size=config.segment_index_bytes,
+            )
+            segments.append(segment)
+            if not ok:
+                rebuild.add(base)
+        # Indexes must stay below the next segment's base offset.
+        for segment, following in zip(segments, segments[1:], strict=False):
+            if (
+                segment.offset_index.last_offset >= following.base_offset
+                or segment.time_index.last_entry[1] >= following.base_offset
+            ):
+                rebuild.add(segment.base_offset)
+
+        if clean_shutdown:
+            for segment in segments[:-1]:
+                if segment.base_offset in rebuild:
+                    segment.recover(now)
+            if segments:
+                active = segments[-1]
+                if active.base_offset in rebuild or not active.load_tail_state(now):
+                    active.recover(now)
+        else:
+            first = max(bisect_right(bases, recovery_point) - 1, 0)
+            for segment in segments[:first]:
+                if segment.base_offset in rebuild:
+                    segment.recover(now)
+            for i in range(first, len(segments)):
+                segment = segments[i]
+                truncated = segment.recover(now)
+                if truncated:
+                    for later in segments[i + 1 :]:
+                        _log.warning("deleting segment %s after a torn one", later.log_path)
+                        later.delete()
+                    del segments[i + 1 :]
+                    break
+
+        log_end = segments[-1].next_offset if segments else None
+        if segments and log_end is not None and log_end < log_start_offset:
+            _log.warning(
+                "log end %d of %s is below its start offset %d; starting it afresh",
+                log_end,
+                directory,
+                log_start_offset,
+            )
+            for segment in segments:
+                segment.delete()
+            segments = []
+        if not segments:
+            segments.append(
+                LogSegment.create(
+                    directory,
+                    log_start_offset,
+                    cache=file_cache,
+                    index_interval_bytes=config.index_interval_bytes,
+                    max_index_size=config.segment_index_bytes,
+                    now_ms=now,
+                )
+            )
+        end = segments[-1].next_offset
+        assert end is not None
+        log = cls(
+            directory,
+            config,
+            file_cache=file_cache,
+            segments=segments,
+            log_start_offset=max(log_start_offset, segments[0].base_offset),
+            recovery_point=end if clean_shutdown else recovery_point,
+        )
+        return log
+
+    # -- properties -------------------------------------------------------------------
+
+    @property
+    def config(self) -> LogConfig:
+        """The log's configuration; assigning one applies it to future appends and rolls."""
+        return self._config
+
+    @config.setter
+    def config(self, config: LogConfig) -> None:
+        self._config = config
+        for segment in self._segments:
+            segment.index_interval_bytes = config.index_interval_bytes
+
+    @property
+    def log_start_offset(self) -> int:
+        """First offset readers may fetch."""
+        return self._log_start_offset
+
+    @property
+    def log_end_offset(self) -> int:
+        """The offset the next appended record gets."""
+        return self._log_end_offset
+
+    @property
+    def recovery_point(self) -> int:
+        """Every offset below this is durable on disk."""
+        return self._recovery_point
+
+    @property
+    def unflushed_messages(self) -> int:
+        """Offsets appended since the last flush (Kafka's ``unflushedMessages``)."""
+        return self._log_end_offset - self._recovery_point
+
+    @property
+    def size_in_bytes(self) -> int:
+        """Total bytes of all segments."""
+        return sum(segment.size for segment in self._segments)
+
+    @property
+    def segments(self) -> Sequence[LogSegment]:
+        """The segments, oldest first (a copy; the last one is active)."""
+        return tuple(self._segments)
+
+    @property
+    def active_segment(self) -> LogSegment:
+        """The segment taking appends."""
+        return self._segments[-1]
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close` or :meth:`delete`."""
+        return self._closed
+
+    # -- appends ----------------------------------------------------------------------
+
+    def append_as_leader(
+        self, records: bytearray | memoryview, *, leader_epoch: int, now_ms: int
+    ) -> AppendInfo:
+        """Validate, number and append a producer's batches; patches ``records`` in place.
+
+        Raises the :mod:`moldau.records` errors for bad batches (CorruptRecordError,
+        InvalidRecordError, RecordTooLargeError, UnsupportedCompressionError).
+        """
+        config = self._config
+        info = validate_batches(records, max_batch_bytes=config.max_message_bytes)
+        if info.size > config.segment_bytes:
+            raise RecordTooLargeError(
+                f"{info.size} bytes of batches exceed segment.bytes {config.segment_bytes}"
+            )
+        first_offset = self._log_end_offset
+        last_offset = assign_offsets(records, first_offset)
+        set_partition_leader_epoch(records, leader_epoch)
+        if config.log_append_time:
+            set_log_append_time(records, now_ms)
+            append_time = max_timestamp = now_ms
+        else:
+            append_time, max_timestamp = -1, info.max_timestamp
+        self._append(records, list(iter_batches(records)), first_offset, last_offset, now_ms)
+        return AppendInfo(
+            first_offset=first_offset,
+            last_offset=last_offset,
+            log_append_time=append_time,
+            log_start_offset=self._log_start_offset,
+            record_count=info.record_count,
+            max_timestamp=max_timestamp,
+        )
+
+    def append_as_follower(
+        self, records: bytes | bytearray | memoryview, *, now_ms: int
+    ) -> AppendInfo:
+        """Append batches that already carry their offsets (replication), unchanged.
+
+        The batches must be valid, their offsets increasing and at or above the log
+        end (gaps are allowed: a compacted leader has them).
+        """
+        info = validate_batches(records, from_client=False)
+        if info.batch_count == 0:
+            return AppendInfo(-1, -1, -1, self._log_start_offset, 0, -1)
+        if not info.offsets_monotonic:
+            raise InvalidRecordError("out of order offsets in appended batches")
+        if info.first_offset < self._log_end_offset:
+            raise InvalidRecordError(
+                f"batches start at offset {info.first_offset}, below the log end "
+                f"{self._log_end_offset}"
+            )
+        self._append(
+            records, list(iter_batches(records)), info.first_offset, info.last_offset, now_ms
+        )
+        return AppendInfo(
+            first_offset=info.first_offset,
+            last_offset=info.last_offset,
+            log_append_time=-1,
+            log_start_offset=self._log_start_offset,
+            record_count=info.record_count,
+            max_timestamp=info.max_timestamp,
+        )
+
+    def _append(
+        self,
+        records: bytes | bytearray | memoryview,
+        batches: list[BatchView],
+        first_offset: int,
+        last_offset: int,
+        now_ms: int,
+    ) -> None:
+        self._check_open()
+        segment = self._maybe_roll(len(records), first_offset, last_offset, now_ms)
+        segment.append(records, batches, now_ms=now_ms)
+        self._log_end_offset = last_offset + 1
+        if self._log_end_offset - self._recovery_point >= self._config.flush_messages:
+            self.flush()
+
+    def _maybe_roll(
+        self, size: int, first_offset: int, last_offset: int, now_ms: int
+    ) -> LogSegment:
+        """Kafka's ``LogSegment.shouldRoll`` then ``roll``: size, age, full index, offsets."""
+        config = self._config
+        active = self._segments[-1]
+        if active.size == 0:
+            if not active.can_hold_offset(last_offset):
+                # An empty segment is simply re-based (a follower jumping a huge gap).
+                return self._replace_empty_active(first_offset, now_ms)
+            return active
+        roll_base = active.roll_base_ms if active.roll_base_ms is not None else now_ms
+        if (
+            active.size > config.segment_bytes - size
+            or now_ms - roll_base > config.segment_ms
+            or active.offset_index.is_full
+            or active.time_index.is_full
+            or not active.can_hold_offset(last_offset)
+        ):
+            return self.roll(now_ms, base_offset=first_offset)
+        return active
+
+    def _replace_empty_active(self, base_offset: int, now_ms: int) -> LogSegment:
+        if base_offset < self._log_end_offset:
+            raise ValueError(f"cannot base a segment at {base_offset} below the log end")
+        old = self._segments.pop()
+        self._bases.pop()
+        old.delete()
+        return self._add_segment(base_offset, now_ms)
+
+    def _add_segment(self, base_offset: int, now_ms: int) -> LogSegment:
+        segment = LogSegment.create(
+            self.dir,
+            base_offset,
+            cache=self._cache,
+            index_interval_bytes=self._config.index_interval_bytes,
+            max_index_size=self._config.segment_index_bytes,
+            now_ms=now_ms,
+        )
+        self._segments.append(segment)
+        self._bases.append(base_offset)
+        self._dir_changes += 1
+        return segment
+
+    def roll(self, now_ms: int | None = None, *, base_offset: int | None = None) -> LogSegment:
+        """Close the active segment to appends and start a new one at the log end.
+
+        A no-op when the active segment is empty. The rolled segment is flushed by
+        the next :meth:`flush` (the log manager's periodic flusher does it).
+        """
+        self._check_open()
+        active = self._segments[-1]
+        if active.size == 0:
+            return active
+        base = (
+            self._log_end_offset if base_offset is None else max(base_offset, self._log_end_offset)
+        )
+        active.on_become_inactive()
+        return self._add_segment(base, _wall_ms() if now_ms is None else now_ms)
+
+    # -- reads ------------------------------------------------------------------------
+
+    def read(
+        self,
+        fetch_offset: int,
+        max_bytes: int,
+        *,
+        max_offset: int | None = None,
+        min_one_message: bool = True,
+    ) -> LogReadInfo:
+        """HOT. Whole batches from the one holding ``fetch_offset``, from one segment.
+
+        At most ``max_bytes`` unless ``min_one_message`` and the first batch alone
+        is larger (then it is returned whole); never a batch holding ``max_offset``
+        or later (exclusive bound, e.g. the high watermark). Raises
+        OffsetOutOfRangeError outside ``[log_start_offset, log_end_offset]``; at the
+        log end, or when nothing fits, the result has no slice.
+        """
+        start, end = self._log_start_offset, self._log_end_offset
+        if fetch_offset < start or fetch_offset > end:
+            raise OffsetOutOfRangeError(fetch_offset, start, end)
+        limit = end if max_offset is None else min(max_offset, end)
+        if fetch_offset >= limit:
+            return LogReadInfo(None, -1, start, end)
+        segments, bases = self._segments, self._bases
+        i = max(bisect_right(bases, fetch_offset) - 1, 0)
+        while i < len(segments):
+            segment = segments[i]
+            if segment.base_offset >= limit:
+                break
+            is_last = i + 1 == len(segments)
+            if (not is_last and limit >= bases[i + 1]) or (is_last and limit == end):
+                max_position = segment.size
+            else:
+                bound = segment.translate_offset(limit)
+                max_position = segment.size if bound is None else bound.position
+            found = segment.read(fetch_offset, max_bytes, max_position, min_one_message)
+            if found is not None:
+                first, size = found
+                if size == 0:
+                    break
+                return LogReadInfo(
+                    FileSlice(segment.file(), first.position, size), first.base_offset, start, end
+                )
+            i += 1
+        return LogReadInfo(None, -1, start, end)
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
+        """``(offset, timestamp)`` of the first record with timestamp >= ``timestamp_ms``.
+
+        Kafka's ListOffsets lookup: the first segment whose largest timestamp
+        reaches the target, then its time index, offset index and a scan of the
+        candidate batches' records. None when no record qualifies. The special
+        targets (-1 latest, -2 earliest) are the caller's to map.
+        """
+        start = self._log_start_offset
+        segments = self._segments
+        for i, segment in enumerate(segments):
+            if i + 1 < len(segments) and segments[i + 1].base_offset <= start:
+                continue
+            if segment.largest_timestamp < timestamp_ms:
+                continue
+            found = segment.find_offset_by_timestamp(timestamp_ms, start)
+            if found is not None:
+                return found
+        return None
+
+    # -- durability -------------------------------------------------------------------
+
+    def flush(self, up_to: int | None = None) -> None:
+        """fsync segments holding offsets below ``up_to`` (default: the log end).
+
+        Safe to call from a worker thread while the owner thread appends; advances
+        :attr:`recovery_point`.
+        """
+        with self._flush_lock:
+            if self._closed:
+                return
+            end = self._log_end_offset
+            target = end if up_to is None else min(up_to, end)
+            recovery_point = self._recovery_point
+            dir_changes = self._dir_changes
+            if target <= recovery_point and dir_changes == self._dir_changes_flushed:
+                return
+            segments = list(self._segments)
+            try:
+                for i, segment in enumerate(segments):
+                    if segment.base_offset >= target:
+                        break
+                    following = segments[i + 1].base_offset if i + 1 < len(segments) else None
+                    if following is not None and following <= recovery_point:
+                        continue
+                    segment.flush()
+                if dir_changes != self._dir_changes_flushed:
+                    fsync_dir(self.dir)
+                    self._dir_changes_flushed = dir_changes
+            except FileNotFoundError:
+                if self._closed:
+                    return
+                raise
+            with self._state_lock:
+                self._recovery_point = max(self._recovery_point, min(target, self._log_end_offset))
+            self.last_flush_ms = _wall_ms()
+
+    # -- truncation and deletion of records ---------------------------------------------
+
+    def truncate_to(self, offset: int, now_ms: int | None = None) -> bool:
+        """Remove every offset >= ``offset`` (a follower's truncation). True if anything went.
+
+        The batch holding ``offset`` goes whole, so the new log end may be below
+        ``offset`` if it was not a batch boundary.
+        """
+        self._check_open()
+        if offset < 0:
+            raise ValueError(f"cannot truncate to negative offset {offset}")
+        if offset >= self._log_end_offset:
+            return False
+        now = _wall_ms() if now_ms is None else now_ms
+        if offset < self._segments[0].base_offset or offset < self._log_start_offset:
+            self.truncate_fully_and_start_at(offset, now)
+            return True
+        keep = bisect_right(self._bases, offset)
+        for segment in self._segments[keep:]:
+            segment.delete()
+        del self._segments[keep:]
+        del self._bases[keep:]
+        active = self._segments[-1]
+        active.truncate_to(offset, now)
+        assert active.next_offset is not None
+        with self._state_lock:
+            self._log_end_offset = active.next_offset
+            self._recovery_point = min(self._recovery_point, self._log_end_offset)
+        return True
+
+    def truncate_fully_and_start_at(self, offset: int, now_ms: int | None = None) -> None:
+        """Delete every segment and restart the log empty at ``offset``."""
+        self._check_open()
+        now = _wall_ms() if now_ms is None else now_ms
+        for segment in self._segments:
+            segment.delete()
+        self._segments.clear()
+        self._bases.clear()
+        self._add_segment(offset, now)
+        with self._state_lock:
+            self._log_end_offset = offset
+            self._log_start_offset = offset
+            self._recovery_point = offset
+
+    def delete_records_before(self, offset: int) -> int:
+        """Move the log start offset up to ``offset`` (DeleteRecords); returns it.
+
+        Segments entirely below the new start are deleted. Raises
+        OffsetOutOfRangeError above the log end.
+        """
+        self._check_open()
+        if offset > self._log_end_offset:
+            raise OffsetOutOfRangeError(offset, self._log_start_offset, self._log_end_offset)
+        if offset <= self._log_start_offset:
+            return self._log_start_offset
+        self._log_start_offset = offset
+        if offset == self._log_end_offset and self._segments[-1].base_offset < offset:
+            self.roll()
+        self._delete_segments_below(offset)
+        return offset
+
+    def _delete_segments_below(self, offset: int) -> None:
+        count = 0
+        while count + 1 < len(self._segments) and self._bases[count + 1] <= offset:
+            count += 1
+        for segment in self._segments[:count]:
+            segment.delete()
+        del self._segments[:count]
+        del self._bases[:count]
+
+    def delete_retained_segments(self, now_ms: int, *, upper_bound: int | None = None) -> int:
+        """Apply ``retention.ms`` / ``retention.bytes`` (delete policy); returns segments removed.
+
+        Only whole, inactive segments whose end is at or below ``upper_bound``
+        (e.g. the high watermark; default the log end) are deleted, oldest first.
+        """
+        self._check_open()
+        config = self._config
+        if not config.delete:
+            return 0
+        bound = self._log_end_offset if upper_bound is None else upper_bound
+        excess = self.size_in_bytes - config.retention_bytes if config.retention_bytes >= 0 else 0
+        count = 0
+        for i in range(len(self._segments) - 1):
+            segment, following = self._segments[i], self._bases[i + 1]
+            if following > bound:
+                break
+            expired = config.retention_ms >= 0 and (
+                segment.largest_timestamp >= 0
+                and now_ms - segment.largest_timestamp > config.retention_ms
+            )
+            if not expired and excess - segment.size < 0:
+                break
+            excess -= segment.size
+            count += 1
+        if count:
+            new_start = self._bases[count]
+            self._log_start_offset = max(self._log_start_offset, new_start)
+            self._delete_segments_below(new_start)
+        return count
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def close(self, *, flush: bool = False) -> None:
+        """Finish the active segment's time index and drop the file handles.
+
+        With ``flush`` everything, that final time index entry included, is fsynced
+        first (a clean shutdown); without it nothing is.
+        """
+        if self._closed:
+            return
+        active = self._segments[-1]
+        active.on_become_inactive()
+        if flush:
+            self.flush()
+            active.flush()
+        with self._flush_lock:
+            self._closed = True
+            for segment in self._segments:
+                segment.close()
+            self._cache.evict_under(self.dir)
+
+    def delete(self) -> None:
+        """Close and remove the whole directory (callers wanting it async rename first)."""
+        self.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError(f"log {self.dir} is closed")
+
+    def __repr__(self) -> str:
+        return (
+            f"Log({self.dir.name}, start={self._log_start_offset}, "
+            f"end={self._log_end_offset}, segments={len(self._segments)})"
+        )

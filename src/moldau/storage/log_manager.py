@@ -1,0 +1,237 @@
+"""All logs of one data directory: loading, creation, deletion, checkpoints, shutdown.
+
+Data directory format::
+
+    <data_dir>/
+        recovery-point-offset-checkpoint     Kafka text checkpoint (see checkpoint.py)
+        log-start-offset-checkpoint          Kafka text checkpoint
+        .kafka_cleanshutdown                 present only between a clean shutdown
+                                             and the next load
+        <topic>-<partition>/                 one Log (see log.py)
+        <topic>-<partition>.<uuid hex>-delete/   a deleted log awaiting removal
+
+The clean-shutdown marker is one file per data directory (Kafka 3's name and
+place): :meth:`LogManager.shutdown` flushes every log, writes both checkpoints,
+closes the logs and only then writes the marker; :meth:`LogManager.load` reads it,
+opens every log (recovering them all from their recovery points if the marker was
+missing) and then deletes it, so that a kill -9 from then on is detected.
+
+Deleting a topic renames its directories to ``<topic>-<partition>.<uuid>-delete``
+at once (the name is free for a new topic immediately, and a crash leaves a
+directory that the next load deletes) and removes the files on a background
+thread.
+
+Thread-safety: the owner thread (the broker's event loop, or a thread it delegates
+``load``/``shutdown`` to) calls everything, except :meth:`LogManager.flush_dirty`
+and :meth:`LogManager.checkpoint`, which a periodic worker thread may call
+concurrently: they work on a snapshot of the log table.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from moldau.storage.checkpoint import (
+    LOG_START_OFFSET_CHECKPOINT,
+    RECOVERY_POINT_CHECKPOINT,
+    CleanShutdownFile,
+    OffsetCheckpointFile,
+    fsync_dir,
+)
+from moldau.storage.config import LogConfig
+from moldau.storage.errors import CorruptCheckpointError
+from moldau.storage.file_cache import FileCache
+from moldau.storage.log import Log, parse_topic_partition
+
+__all__ = ["LogManager"]
+
+_log = logging.getLogger(__name__)
+
+_DELETE_SUFFIX = "-delete"
+
+
+class LogManager:
+    """Owns every :class:`Log` under ``data_dir`` and the shared :class:`FileCache`."""
+
+    def __init__(
+        self, data_dir: Path, default_config: LogConfig, *, max_open_files: int = 1000
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.default_config = default_config
+        self.file_cache = FileCache(max_open_files)
+        self._logs: dict[tuple[str, int], Log] = {}
+        self._topic_configs: dict[str, LogConfig] = {}
+        self._recovery_points = OffsetCheckpointFile(self.data_dir / RECOVERY_POINT_CHECKPOINT)
+        self._log_start_offsets = OffsetCheckpointFile(self.data_dir / LOG_START_OFFSET_CHECKPOINT)
+        self._clean_shutdown_file = CleanShutdownFile(self.data_dir)
+        self._deleters: list[threading.Thread] = []
+        self._checkpoint_lock = threading.Lock()
+        #: Whether the last :meth:`load` found the clean-shutdown marker.
+        self.had_clean_shutdown: bool | None = None
+
+    # -- loading ----------------------------------------------------------------------
+
+    def load(self, topic_configs: Mapping[str, LogConfig] | None = None) -> None:
+        """Open every log in the data directory, recovering them after an unclean stop."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if topic_configs:
+            self._topic_configs.update(topic_configs)
+        clean = self._clean_shutdown_file.exists()
+        self.had_clean_shutdown = clean
+        recovery_points = self._read_checkpoint(self._recovery_points)
+        start_offsets = self._read_checkpoint(self._log_start_offsets)
+        leftovers: list[Path] = []
+        for entry in sorted(os.scandir(self.data_dir), key=lambda e: e.name):
+            if not entry.is_dir():
+                continue
+            if entry.name.endswith(_DELETE_SUFFIX):
+                leftovers.append(Path(entry.path))
+                continue
+            parsed = parse_topic_partition(entry.name)
+            if parsed is None:
+                _log.warning("ignoring directory %s: not <topic>-<partition>", entry.path)
+                continue
+            topic, partition = parsed
+            self._logs[parsed] = Log.open(
+                Path(entry.path),
+                self._topic_configs.get(topic, self.default_config),
+                file_cache=self.file_cache,
+                recovery_point=recovery_points.get(parsed, 0),
+                log_start_offset=start_offsets.get(parsed, 0),
+                clean_shutdown=clean,
+            )
+            _log.debug("loaded log %s-%d", topic, partition)
+        self._clean_shutdown_file.delete()
+        if leftovers:
+            self._delete_in_background(leftovers)
+
+    @staticmethod
+    def _read_checkpoint(checkpoint: OffsetCheckpointFile) -> dict[tuple[str, int], int]:
+        try:
+            return checkpoint.read()
+        except (CorruptCheckpointError, OSError, UnicodeDecodeError) as exc:
+            # Kafka's choice too: an unreadable checkpoint means "recover from 0".
+            _log.warning("ignoring unreadable checkpoint %s: %s", checkpoint.path, exc)
+            return {}
+
+    # -- the log table ------------------------------------------------------------------
+
+    def get_log(self, topic: str, partition: int) -> Log | None:
+        """The log of ``topic``-``partition`` if this data directory has it."""
+        return self._logs.get((topic, partition))
+
+    def create_log(self, topic: str, partition: int, config: LogConfig | None = None) -> Log:
+        """The log of ``topic``-``partition``, created empty if it does not exist yet."""
+        existing = self._logs.get((topic, partition))
+        if existing is not None:
+            return existing
+        directory = self.data_dir / f"{topic}-{partition}"
+        if parse_topic_partition(directory.name) != (topic, partition):
+            raise ValueError(f"invalid topic name {topic!r} or partition {partition}")
+        if config is not None:
+            self._topic_configs[topic] = config
+        log = Log.open(
+            directory,
+            config or self._topic_configs.get(topic, self.default_config),
+            file_cache=self.file_cache,
+            recovery_point=0,
+            log_start_offset=0,
+            clean_shutdown=True,
+        )
+        self._logs[(topic, partition)] = log
+        return log
+
+    def logs(self) -> Iterator[tuple[str, int, Log]]:
+        """Every ``(topic, partition, log)``, sorted by topic and partition."""
+        for (topic, partition), log in sorted(self._logs.items()):
+            yield topic, partition, log
+
+    def update_config(self, topic: str, config: LogConfig) -> None:
+        """Apply a topic's new configuration to its logs (and to logs created later)."""
+        self._topic_configs[topic] = config
+        for (name, _), log in list(self._logs.items()):
+            if name == topic:
+                log.config = config
+
+    def delete_topic_logs(self, topic: str) -> list[Path]:
+        """Remove ``topic``'s logs now (rename) and their files later (background thread).
+
+        Returns the renamed directories. In-flight file slices stay readable.
+        """
+        renamed: list[Path] = []
+        for key, log in sorted(self._logs.items()):
+            if key[0] != topic:
+                continue
+            del self._logs[key]
+            log.close()
+            target = self.data_dir / f"{key[0]}-{key[1]}.{uuid.uuid4().hex}{_DELETE_SUFFIX}"
+            os.rename(log.dir, target)
+            renamed.append(target)
+        self._topic_configs.pop(topic, None)
+        if renamed:
+            self._delete_in_background(renamed)
+        return renamed
+
+    def _delete_in_background(self, directories: list[Path]) -> None:
+        def run() -> None:
+            try:
+                fsync_dir(self.data_dir)  # make the renames durable before the data goes
+            except OSError:
+                _log.exception("fsync of %s failed", self.data_dir)
+            for directory in directories:
+                shutil.rmtree(directory, ignore_errors=True)
+
+        self._deleters = [t for t in self._deleters if t.is_alive()]
+        thread = threading.Thread(target=run, name="moldau-log-deleter", daemon=True)
+        thread.start()
+        self._deleters.append(thread)
+
+    def wait_for_deletions(self, timeout: float | None = None) -> None:
+        """Block until background deletions finish (tests, shutdown)."""
+        for thread in list(self._deleters):
+            thread.join(timeout)
+
+    # -- durability -------------------------------------------------------------------
+
+    def checkpoint(self) -> None:
+        """Write both checkpoint files for every log (safe from a worker thread)."""
+        logs = list(self._logs.items())
+        with self._checkpoint_lock:
+            self._recovery_points.write({key: log.recovery_point for key, log in logs})
+            self._log_start_offsets.write({key: log.log_start_offset for key, log in logs})
+
+    def flush_dirty(self, now_ms: int | None = None) -> None:
+        """Periodic flusher's step (worker thread): honour ``flush.ms`` and rolls.
+
+        Flushes segments rolled since the last flush (Kafka flushes a segment
+        when it is rolled) and whole logs whose last flush is older than their
+        ``flush.ms``.
+        """
+        now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+        for log in list(self._logs.values()):
+            if log.closed:
+                continue
+            try:
+                if log.recovery_point < log.active_segment.base_offset:
+                    log.flush(up_to=log.active_segment.base_offset)
+                if log.unflushed_messages > 0 and now - log.last_flush_ms >= log.config.flush_ms:
+                    log.flush()
+            except FileNotFoundError:
+                if not log.closed:
+                    raise
+
+    def shutdown(self) -> None:
+        """Flush and checkpoint everything, close the logs, then mark the shutdown clean."""
+        for log in list(self._logs.values()):
+            log.close(flush=True)
+        self.checkpoint()
+        self.file_cache.clear()
+        self.wait_for_deletions()
+        self._clean_shutdown_file.write()
