@@ -66,7 +66,8 @@ class Broker:
     async def start(self) -> None:
         image: ClusterImage = await self.store.load()
         self.cluster_id = image.cluster_id
-        await asyncio.to_thread(self.log_manager.load)
+        configs = {t.name: self.log_config_for(t) for t in image.topics.values()}
+        await asyncio.to_thread(self.log_manager.load, configs)
         for topic in image.topics.values():
             self.apply_topic(topic)
         self._tasks.append(asyncio.ensure_future(self._background_flusher()))
@@ -130,6 +131,7 @@ class Broker:
                 )
                 self.partitions[key] = partition
             else:
+                partition.log.config = log_config
                 partition.leader = state.leader
                 partition.leader_epoch = state.leader_epoch
                 partition.isr = list(state.isr)

@@ -29,6 +29,7 @@ _Response = _codec.Response
 _TopicResponse = _Response.of("responses")
 _PartitionData = _TopicResponse.of("partitions")
 ZERO_UUID = uuid.UUID(int=0)
+EMPTY = b""  # Kafka answers empty record sets with length 0, never null
 
 
 def _topic_name(broker: Any, topic: Any, version: int) -> str | None:
@@ -48,7 +49,7 @@ def _read_all(broker: Any, request: Any, version: int) -> tuple[list[Any], int, 
         name = _topic_name(broker, topic, version)
         answers = []
         for p in topic.partitions:
-            data = _PartitionData(partition_index=p.partition)
+            data = _PartitionData(partition_index=p.partition, records=EMPTY)
             answers.append(data)
             partition = broker.partition(name, p.partition) if name is not None else None
             if partition is None:
@@ -79,7 +80,8 @@ def _read_all(broker: Any, request: Any, version: int) -> tuple[list[Any], int, 
             data.high_watermark = read.high_watermark
             data.last_stable_offset = read.last_stable_offset
             data.log_start_offset = read.log_start_offset
-            data.records = read.records
+            if read.records is not None:
+                data.records = read.records
             if read.size:
                 total += read.size
                 remaining = max(0, remaining - read.size)
