@@ -10,6 +10,7 @@ will take in cluster mode, so one node is simply a cluster of one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -76,10 +77,8 @@ class Broker:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-            except (asyncio.CancelledError, Exception):
-                pass
         await asyncio.to_thread(self.log_manager.shutdown)
         await self.store.close()
 

@@ -93,7 +93,7 @@ def topic_config_entries(
             chain.append((name, overrides[name], DYNAMIC_TOPIC_CONFIG))
         if definition.synonym is not None:
             chain += _broker_synonyms(broker, definition.synonym)
-        default_value = definition.render(broker.topic_default(name))
+        default_value = definition.render(broker.config.topic_default(name))
         if name in overrides:
             value, source = overrides[name], DYNAMIC_TOPIC_CONFIG
         elif broker.config.topic_default_is_from_broker(name):

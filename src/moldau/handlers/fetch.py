@@ -14,6 +14,7 @@ FETCH_SESSION_ID_NOT_FOUND.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from typing import Any
@@ -111,7 +112,5 @@ async def fetch(broker: Any, header: Any, request: Any) -> Any:
         waiter: asyncio.Future[None] = loop.create_future()
         for partition in hosted:
             partition.add_waiter(waiter)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(waiter, remaining)
-        except TimeoutError:
-            pass

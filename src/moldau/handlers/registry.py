@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from moldau.protocol.codec import MessageCodec
 from moldau.protocol.errors import ErrorCode, ProtocolDecodeError
-from moldau.protocol.header import API_VERSIONS_KEY, RequestHeader, decode_request_header, peek_api, response_header
+from moldau.protocol.header import (
+    API_VERSIONS_KEY,
+    RequestHeader,
+    decode_request_header,
+    peek_api,
+    response_header,
+)
 from moldau.protocol.messages import ALL_APIS
 from moldau.protocol.schema import Api
 

@@ -15,7 +15,13 @@ import json
 import os
 from pathlib import Path
 
-from moldau.metastore.store import ClusterImage, MetaStore, TopicExistsError, TopicRecord, new_cluster_id
+from moldau.metastore.store import (
+    ClusterImage,
+    MetaStore,
+    TopicExistsError,
+    TopicRecord,
+    new_cluster_id,
+)
 
 FILE_NAME = "cluster-metadata.json"
 

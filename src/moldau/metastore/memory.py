@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import copy
 
-from moldau.metastore.store import ClusterImage, MetaStore, TopicExistsError, TopicRecord, new_cluster_id
+from moldau.metastore.store import (
+    ClusterImage,
+    MetaStore,
+    TopicExistsError,
+    TopicRecord,
+    new_cluster_id,
+)
 
 
 class MemoryMetaStore(MetaStore):
