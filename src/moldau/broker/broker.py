@@ -59,8 +59,10 @@ class Broker:
         self._topic_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         from moldau.controller.controller import Controller
+        from moldau.coordinator.producer_ids import ProducerIdManager
 
         self.controller = Controller(self)
+        self.producer_ids = ProducerIdManager(store)
 
     # lifecycle ------------------------------------------------------------------------
 

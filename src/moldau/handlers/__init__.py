@@ -11,6 +11,7 @@ from moldau.handlers import (  # noqa: F401 - imported for registration
     list_offsets,
     metadata,
     produce,
+    producer,
     topics,
 )
 from moldau.handlers.registry import HANDLERS, Dispatcher

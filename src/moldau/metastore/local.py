@@ -1,7 +1,8 @@
 """The embedded metadata store of a single node: one JSON file in the data dir.
 
 File format: ``cluster-metadata.json`` holds ``{"version": 1, "cluster_id": ...,
-"topics": {name: TopicRecord}, "broker_configs": {...}}``. Every change rewrites it
+"topics": {name: TopicRecord}, "broker_configs": {...},
+"next_producer_id": N}``. Every change rewrites it
 atomically (temporary file, fsync, rename, fsync of the directory) in a worker thread,
 so a crash leaves either the old or the new file, and the event loop never waits on
 the disk. Changes are serialised by one lock, which makes each a compare-and-swap.
@@ -53,6 +54,7 @@ class LocalMetaStore(MetaStore):
                 cluster_id=raw["cluster_id"],
                 topics={n: TopicRecord.from_json(t) for n, t in raw.get("topics", {}).items()},
                 broker_configs=dict(raw.get("broker_configs", {})),
+                next_producer_id=int(raw.get("next_producer_id", 0)),
             )
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,6 +69,7 @@ class LocalMetaStore(MetaStore):
             "cluster_id": self._image.cluster_id,
             "topics": {n: t.to_json() for n, t in self._image.topics.items()},
             "broker_configs": self._image.broker_configs,
+            "next_producer_id": self._image.next_producer_id,
         }
         data = json.dumps(payload, indent=1, sort_keys=True).encode()
         await asyncio.to_thread(_write_atomically, self.path, data)
@@ -90,3 +93,11 @@ class LocalMetaStore(MetaStore):
             assert self._image is not None
             self._image.topics.pop(name, None)
             await self._save()
+
+    async def allocate_producer_ids(self, count: int) -> int:
+        async with self._lock:
+            assert self._image is not None
+            first = self._image.next_producer_id
+            self._image.next_producer_id = first + count
+            await self._save()
+            return first

@@ -30,3 +30,8 @@ class MemoryMetaStore(MetaStore):
 
     async def delete_topic(self, name: str) -> None:
         self.image.topics.pop(name, None)
+
+    async def allocate_producer_ids(self, count: int) -> int:
+        first = self.image.next_producer_id
+        self.image.next_producer_id += count
+        return first

@@ -73,6 +73,7 @@ class ClusterImage:
     cluster_id: str
     topics: dict[str, TopicRecord] = field(default_factory=dict)
     broker_configs: dict[str, str] = field(default_factory=dict)
+    next_producer_id: int = 0
 
 
 class TopicExistsError(Exception):
@@ -97,6 +98,10 @@ class MetaStore(abc.ABC):
     @abc.abstractmethod
     async def delete_topic(self, name: str) -> None:
         """Remove a topic's record."""
+
+    @abc.abstractmethod
+    async def allocate_producer_ids(self, count: int) -> int:
+        """Reserve ``count`` producer ids, unique in the cluster forever; returns the first."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -16,7 +16,9 @@ import uuid
 from dataclasses import dataclass
 
 from moldau.protocol.errors import ErrorCode, KafkaError
-from moldau.storage.log import Log
+from moldau.records import BatchView
+from moldau.replication.producer_state import ProducerStateManager
+from moldau.storage.log import AppendInfo, Log
 
 
 @dataclass(slots=True)
@@ -65,6 +67,7 @@ class Partition:
         self.isr = isr
         self.high_watermark = log.log_end_offset if isr == [broker_id] else log.log_start_offset
         self.min_insync_replicas = 1
+        self.producer_state = ProducerStateManager()
         self._waiters: list[asyncio.Future[None]] = []
 
     @property
@@ -79,12 +82,31 @@ class Partition:
             raise KafkaError(ErrorCode.UNKNOWN_LEADER_EPOCH)
         raise KafkaError(ErrorCode.FENCED_LEADER_EPOCH)
 
-    def append_as_leader(self, records: memoryview, required_acks: int, now_ms: int) -> object:
+    def append_as_leader(self, records: memoryview, required_acks: int, now_ms: int) -> AppendInfo:
         if not self.is_leader:
             raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         if required_acks == -1 and len(self.isr) < self.min_insync_replicas:
             raise KafkaError(ErrorCode.NOT_ENOUGH_REPLICAS)
+        head = BatchView(records, 0)
+        producer_id = head.producer_id
+        if producer_id >= 0:
+            epoch, sequence = head.producer_epoch, head.base_sequence
+            count = head.last_offset_delta + 1
+            duplicate = self.producer_state.check(producer_id, epoch, sequence, count)
+            if duplicate is not None:
+                return AppendInfo(
+                    first_offset=duplicate.first_offset,
+                    last_offset=duplicate.last_offset,
+                    log_append_time=duplicate.log_append_time,
+                    log_start_offset=self.log.log_start_offset,
+                    record_count=0,
+                    max_timestamp=-1,
+                )
         info = self.log.append_as_leader(records, leader_epoch=self.leader_epoch, now_ms=now_ms)
+        if producer_id >= 0:
+            self.producer_state.update(
+                producer_id, epoch, sequence, count, info.first_offset, info.last_offset, info.log_append_time
+            )
         self._maybe_advance_high_watermark()
         return info
 

@@ -488,9 +488,8 @@ class LogSegment:
                 if position - last_index_position > interval:
                     if len(index_entries) < offset_cap:
                         index_entries.append((last, position))
-                    if len(time_entries) < time_cap and (
-                        not time_entries or max_ts > time_entries[-1][0]
-                    ):
+                    last_indexed_ts = time_entries[-1][0] if time_entries else NO_TIMESTAMP
+                    if len(time_entries) < time_cap and max_ts > last_indexed_ts:
                         time_entries.append((max_ts, offset_of_max_ts))
                     last_index_position = position
                 next_offset = last + 1

@@ -1,0 +1,1 @@
+"""Coordinators: producer ids today; consumer groups and transactions to come."""
