@@ -73,7 +73,8 @@ def source_of(entry) -> int:
 
 def describe_topic(bs: str, topic: str) -> dict:
     res = ConfigResource(CResourceType.TOPIC, topic)
-    return admin_client(bs).describe_configs([res], request_timeout=10)[res].result(timeout=15)
+    admin = admin_client(bs)  # keep the handle alive until the future resolves
+    return admin.describe_configs([res], request_timeout=10)[res].result(timeout=15)
 
 
 def broker_id(bs: str) -> int:
@@ -152,7 +153,8 @@ def test_create_topic_errors(shared_broker, topic):
 def test_several_topics_in_one_request_fail_independently(shared_broker):
     bs = shared_broker.bootstrap
     good, bad = unique_topic("good"), unique_topic("bad")
-    fs = admin_client(bs).create_topics(
+    admin = admin_client(bs)
+    fs = admin.create_topics(
         [NewTopic(good, 2, 1), NewTopic(bad, 1, 1, config={"retention.ms": "x"})],
         request_timeout=15)
     assert error_code(fs[good]) == 0
@@ -163,7 +165,8 @@ def test_several_topics_in_one_request_fail_independently(shared_broker):
 def test_create_topic_with_broker_default_partitions(make_broker):
     b = make_broker(**{"num.partitions": 3})
     topic = unique_topic("defaults")
-    fs = admin_client(b.bootstrap).create_topics([NewTopic(topic)], request_timeout=15)
+    admin = admin_client(b.bootstrap)
+    fs = admin.create_topics([NewTopic(topic)], request_timeout=15)
     assert error_code(fs[topic]) == 0
     wait_for_topic(b.bootstrap, topic, partitions=3)
 
@@ -234,8 +237,8 @@ def test_describe_broker_configs(make_broker):
     b = make_broker(**{"num.partitions": 4})
     bid = broker_id(b.bootstrap)
     res = ConfigResource(CResourceType.BROKER, str(bid))
-    configs = admin_client(b.bootstrap).describe_configs([res], request_timeout=10)[res] \
-        .result(timeout=15)
+    admin = admin_client(b.bootstrap)
+    configs = admin.describe_configs([res], request_timeout=10)[res].result(timeout=15)
     for key, value in BROKER_DEFAULTS.items():
         assert key in configs, f"{key} missing from broker configs"
         if key != "num.partitions":
@@ -247,14 +250,15 @@ def test_describe_broker_configs(make_broker):
 
 def test_describe_configs_of_unknown_topic(shared_broker):
     res = ConfigResource(CResourceType.TOPIC, unique_topic("nope"))
-    f = admin_client(shared_broker.bootstrap).describe_configs([res], request_timeout=10)[res]
+    admin = admin_client(shared_broker.bootstrap)
+    f = admin.describe_configs([res], request_timeout=10)[res]
     assert error_code(f) == UNKNOWN_TOPIC_OR_PARTITION
 
 
 # -------------------------------------------------------- DescribeCluster
 def test_describe_cluster_confluent(shared_broker):
-    desc = admin_client(shared_broker.bootstrap).describe_cluster(request_timeout=10) \
-        .result(timeout=15)
+    admin = admin_client(shared_broker.bootstrap)
+    desc = admin.describe_cluster(request_timeout=10).result(timeout=15)
     assert isinstance(desc.cluster_id, str) and desc.cluster_id
     assert len(desc.nodes) == 1
     [node] = desc.nodes
