@@ -44,8 +44,9 @@ def _lookup(broker: Any, topic: str, p: Any, version: int, isolation_level: int)
     elif ts == LATEST_TIERED:
         answer.offset = -1
     elif ts == MAX_TIMESTAMP:
-        found = log.offset_of_max_timestamp() if hasattr(log, "offset_of_max_timestamp") else None
-        if found is not None:
+        largest = max((s.largest_timestamp for s in log.segments), default=-1)
+        found = log.offset_for_timestamp(largest) if largest >= 0 else None
+        if found is not None and found[0] < partition.high_watermark:
             answer.offset, answer.timestamp = found
     elif ts < 0:
         answer.error_code = int(ErrorCode.INVALID_REQUEST)

@@ -14,6 +14,7 @@ from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
 from moldau.records import (
+    BatchView,
     CorruptRecordError,
     InvalidRecordError,
     RecordTooLargeError,
@@ -33,7 +34,9 @@ _RECORD_ERRORS: tuple[tuple[type[Exception], ErrorCode], ...] = (
 )
 
 
-def _append(broker: Any, topic: str, index: int, records: Any, acks: int, now_ms: int) -> Any:
+def _append(
+    broker: Any, topic: str, index: int, records: Any, acks: int, now_ms: int, version: int
+) -> Any:
     result = _PartitionResponse(index=index)
     try:
         if acks not in (0, 1, -1):
@@ -43,6 +46,11 @@ def _append(broker: Any, topic: str, index: int, records: Any, acks: int, now_ms
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
         if records is None or len(records) == 0:
             raise KafkaError(ErrorCode.INVALID_RECORD, "Produce request carries no record batch")
+        if version >= 3 and BatchView(records, 0).size != len(records):
+            raise KafkaError(
+                ErrorCode.INVALID_RECORD,
+                "Produce requests with version 3 and above must contain exactly one record batch",
+            )
         info = partition.append_as_leader(records, acks, now_ms)
         result.base_offset = info.first_offset
         result.log_append_time_ms = info.log_append_time
@@ -67,10 +75,11 @@ def _append(broker: Any, topic: str, index: int, records: Any, acks: int, now_ms
 def produce(broker: Any, header: Any, request: Any) -> Any:
     now_ms = int(time.time() * 1000)
     acks = request.acks
+    version = header.api_version
     responses = []
     for topic in request.topic_data:
         name = topic.name
-        partitions = [_append(broker, name, p.index, p.records, acks, now_ms) for p in topic.partition_data]
+        partitions = [_append(broker, name, p.index, p.records, acks, now_ms, version) for p in topic.partition_data]
         responses.append(_TopicResponse(name=name, partition_responses=partitions))
     if acks == 0:
         if any(p.error_code for t in responses for p in t.partition_responses):

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 
 from moldau.protocol.errors import ErrorCode, KafkaError
-from moldau.records import BatchView
+from moldau.records import BatchView, InvalidRecordError, has_keyless_record, iter_batches
 from moldau.replication.producer_state import ProducerStateManager
 from moldau.storage.log import AppendInfo, Log
 
@@ -88,6 +88,13 @@ class Partition:
         if required_acks == -1 and len(self.isr) < self.min_insync_replicas:
             raise KafkaError(ErrorCode.NOT_ENOUGH_REPLICAS)
         head = BatchView(records, 0)
+        if self.log.config.compact:
+            for batch in iter_batches(records):
+                if has_keyless_record(batch):
+                    raise InvalidRecordError(
+                        f"Compacted topic cannot accept message without key in topic partition "
+                        f"{self.topic}-{self.index}."
+                    )
         producer_id = head.producer_id
         if producer_id >= 0:
             epoch, sequence = head.producer_epoch, head.base_sequence
