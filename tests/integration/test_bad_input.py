@@ -263,3 +263,92 @@ def test_batch_size_limit_is_exact(make_broker, topic):
     error, _ = raw.raw_produce(b.bootstrap, topic, 0, batch_of_size(limit + 1))
     assert error == MESSAGE_TOO_LARGE
     assert watermarks(b.bootstrap, topic) == (0, 1)
+
+
+# ------------------------------------------------------------ protocol corners
+def _metadata_topic_names_v1(body: bytes) -> list[str]:
+    r = raw.Reader(body)
+    for _ in range(r.i32()):  # brokers: node_id, host, port, rack
+        r.i32()
+        r.string()
+        r.i32()
+        r.string()
+    r.i32()  # controller id
+    names = []
+    for _ in range(r.i32()):
+        r.i16()
+        names.append(r.string())
+        r.take(1)  # is_internal
+        for _ in range(r.i32()):
+            r.i16()
+            r.i32()
+            r.i32()
+            for _ in range(2):  # replicas, isr
+                for _ in range(r.i32()):
+                    r.i32()
+    assert r.done()
+    return names
+
+
+def _metadata_topic_names_v0(body: bytes) -> list[str]:
+    r = raw.Reader(body)
+    for _ in range(r.i32()):  # brokers: node_id, host, port
+        r.i32()
+        r.string()
+        r.i32()
+    names = []
+    for _ in range(r.i32()):
+        r.i16()
+        names.append(r.string())
+        for _ in range(r.i32()):
+            r.i16()
+            r.i32()
+            r.i32()
+            for _ in range(2):
+                for _ in range(r.i32()):
+                    r.i32()
+    assert r.done()
+    return names
+
+
+def test_metadata_empty_topic_list_means_all_in_v0_and_none_in_v1(shared_broker, topic):
+    bs = shared_broker.bootstrap
+    create_topic(bs, topic)
+    _, apis = raw.api_versions(bs)
+    lo, _ = apis[raw.API_METADATA]
+    with raw.connect(bs) as s:
+        if lo == 0:
+            s.sendall(raw.request(raw.API_METADATA, 0, 1, raw.i32(0)))
+            corr, body = raw.read_response(s)
+            assert topic in _metadata_topic_names_v0(body), "v0 [] must list all topics"
+        s.sendall(raw.request(raw.API_METADATA, 1, 2, raw.i32(0)))
+        corr, body = raw.read_response(s)
+        assert corr == 2 and _metadata_topic_names_v1(body) == [], "v1 [] must list none"
+        s.sendall(raw.request(raw.API_METADATA, 1, 3, raw.i32(-1)))
+        corr, body = raw.read_response(s)
+        assert corr == 3 and topic in _metadata_topic_names_v1(body), "v1 null = all topics"
+
+
+def test_unknown_tagged_fields_are_skipped(broker):
+    """Flexible versions may carry tagged fields the broker does not know: skip, not fail."""
+    tagged = raw.uvarint(2) + raw.uvarint(77) + raw.uvarint(3) + b"abc" \
+        + raw.uvarint(1000) + raw.uvarint(0)
+    header = raw.i16(raw.API_VERSIONS) + raw.i16(3) + raw.i32(11) + raw.string("c") + tagged
+    body = raw.compact_string("moldau-raw-test") + raw.compact_string("1.0") + tagged
+    with raw.connect(broker.bootstrap) as s:
+        s.sendall(raw.i32(len(header) + len(body)) + header + body)
+        resp = raw.read_response(s)
+    assert resp is not None, "connection closed on unknown tagged fields"
+    corr, rest = resp
+    assert corr == 11
+    error, apis = raw.parse_api_versions_v3(rest)
+    assert error == 0 and 18 in apis
+    still_serving(broker)
+
+
+def test_null_client_id(shared_broker):
+    with raw.connect(shared_broker.bootstrap) as s:
+        s.sendall(raw.request(raw.API_VERSIONS, 0, 12, client_id=None))
+        resp = raw.read_response(s)
+    assert resp is not None and resp[0] == 12
+    assert raw.parse_api_versions_v0(resp[1])[0] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -10,6 +11,7 @@ from confluent_kafka import (
     OFFSET_END,
     Consumer,
     KafkaError,
+    Producer,
     TopicPartition,
 )
 from confluent_kafka.admin import OffsetSpec
@@ -25,6 +27,7 @@ from .kafka_helpers import (
     consumer_conf,
     create_topic,
     now_ms,
+    producer_conf,
     sample_records,
     watermarks,
 )
@@ -244,3 +247,167 @@ def test_idempotent_producer(shared_broker, topic):
     results = confluent_produce(bs, topic, recs, chunks=3, **{"enable.idempotence": True})
     assert_delivered(results)
     assert_records(confluent_consume(bs, topic, len(recs), extra_wait=0.3), recs)
+
+
+@pytest.mark.parametrize("reset", ["earliest", "latest"])
+def test_out_of_range_offset_is_reset(shared_broker, topic, reset):
+    bs = shared_broker.bootstrap
+    create_topic(bs, topic)
+    assert_delivered(confluent_produce(bs, topic, [Rec(None, b"old%d" % i, (), None)
+                                                   for i in range(5)]))
+    c = Consumer(consumer_conf(bs, **{"auto.offset.reset": reset}))
+    got = []
+    try:
+        c.assign([TopicPartition(topic, 0, 1000)])  # past the end: OFFSET_OUT_OF_RANGE
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            msg = c.poll(0.1)
+            if msg is not None and not msg.error():
+                got.append((msg.offset(), msg.value()))
+        assert_delivered(confluent_produce(bs, topic, [Rec(None, b"new", (), None)]),
+                         first_offset=5)
+        deadline = time.monotonic() + 10
+        while (not got or got[-1][1] != b"new") and time.monotonic() < deadline:
+            msg = c.poll(0.1)
+            if msg is not None and not msg.error():
+                got.append((msg.offset(), msg.value()))
+    finally:
+        c.close()
+    if reset == "earliest":
+        assert got == [(i, b"old%d" % i) for i in range(5)] + [(5, b"new")]
+    else:
+        assert got == [(5, b"new")]
+
+
+def test_one_producer_many_partitions_and_topics(shared_broker, topic):
+    """Produce requests carrying several topics and partitions at once."""
+    bs = shared_broker.bootstrap
+    other = topic + "-b"
+    create_topic(bs, topic, partitions=4)
+    create_topic(bs, other, partitions=2)
+    p = Producer(producer_conf(bs, **{"linger.ms": 50, "compression.type": "snappy"}))
+    reports = []
+    targets = [(topic, i) for i in range(4)] + [(other, i) for i in range(2)]
+    for n in range(25):
+        for t, part in targets:
+            p.produce(t, b"%s/%d/%d" % (t.encode(), part, n), partition=part,
+                      on_delivery=lambda err, msg: reports.append(err))
+    assert p.flush(30) == 0
+    assert len(reports) == 150 and not any(reports)
+    c = Consumer(consumer_conf(bs))
+    seen: dict[tuple[str, int], list[tuple[int, bytes]]] = {tp: [] for tp in targets}
+    try:
+        c.assign([TopicPartition(t, part, 0) for t, part in targets])
+        deadline = time.monotonic() + 20
+        while sum(map(len, seen.values())) < 150 and time.monotonic() < deadline:
+            msg = c.poll(0.2)
+            if msg is not None and not msg.error():
+                seen[(msg.topic(), msg.partition())].append((msg.offset(), msg.value()))
+    finally:
+        c.close()
+    for (t, part), got in seen.items():
+        assert got == [(n, b"%s/%d/%d" % (t.encode(), part, n)) for n in range(25)], (t, part)
+
+
+def test_concurrent_producers_same_partition(shared_broker, topic):
+    bs = shared_broker.bootstrap
+    create_topic(bs, topic)
+    n_threads, per_thread = 4, 200
+    errors = []
+
+    def work(tid: int):
+        recs = [Rec(b"t%d" % tid, b"%d:%d" % (tid, i), (), None) for i in range(per_thread)]
+        res = confluent_produce(bs, topic, recs, chunks=4, acks="all",
+                                **{"max.in.flight.requests.per.connection": 1})
+        errors.extend(r[0] for r in res if r[0] is not None)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    got = confluent_consume(bs, topic, n_threads * per_thread, timeout=30, extra_wait=0.5)
+    assert [g.offset for g in got] == list(range(n_threads * per_thread))
+    for tid in range(n_threads):
+        mine = [g.value for g in got if g.key == b"t%d" % tid]
+        assert mine == [b"%d:%d" % (tid, i) for i in range(per_thread)]
+
+
+def test_timestamp_lookup_inside_a_compressed_batch(shared_broker, topic):
+    bs = shared_broker.bootstrap
+    create_topic(bs, topic)
+    t0 = now_ms() - 20_000
+    recs = [Rec(None, b"c%d" % i, (), t0 + i * 100) for i in range(20)]
+    assert_delivered(confluent_produce(bs, topic, recs, **{"compression.type": "zstd",
+                                                           "linger.ms": 100}))
+    c = Consumer(consumer_conf(bs))
+    try:
+        for target, want in ((t0 + 50, 1), (t0 + 1000, 10), (t0 + 1901, -1), (t0 - 5, 0)):
+            [tp] = c.offsets_for_times([TopicPartition(topic, 0, target)], timeout=10)
+            assert tp.offset == want, (target, tp.offset, want)
+    finally:
+        c.close()
+
+
+def test_empty_partition_offsets(shared_broker, topic):
+    bs = shared_broker.bootstrap
+    create_topic(bs, topic)
+    assert watermarks(bs, topic) == (0, 0)
+    c = Consumer(consumer_conf(bs))
+    try:
+        [tp] = c.offsets_for_times([TopicPartition(topic, 0, 0)], timeout=10)
+        assert tp.offset == OFFSET_END
+    finally:
+        c.close()
+
+
+def test_min_insync_replicas_above_isr_refuses_acks_all(shared_broker, topic):
+    """One broker, min.insync.replicas=2: acks=1 works, acks=all gets NOT_ENOUGH_REPLICAS
+    and nothing is appended."""
+    bs = shared_broker.bootstrap
+    create_topic(bs, topic, config={"min.insync.replicas": "2"})
+    assert_delivered(confluent_produce(bs, topic, [Rec(None, b"one", (), None)], acks="1"))
+    res = confluent_produce(bs, topic, [Rec(None, b"all", (), None)], acks="all",
+                            **{"message.timeout.ms": 3000, "retries": 0})
+    assert res[0][0] is not None, "acks=all accepted with ISR 1 < min.insync.replicas 2"
+    assert res[0][0].code() in (KafkaError.NOT_ENOUGH_REPLICAS, KafkaError._MSG_TIMED_OUT), res
+    assert watermarks(bs, topic) == (0, 1)
+
+
+def test_clients_survive_a_broker_restart(broker, topic):
+    bs = broker.bootstrap
+    create_topic(bs, topic)
+    p = Producer(producer_conf(bs, acks="all", **{"message.timeout.ms": 30000}))
+    reports = []
+    p.produce(topic, b"before", partition=0, on_delivery=lambda e, m: reports.append(e))
+    assert p.flush(15) == 0
+    broker.restart()
+    p.produce(topic, b"after", partition=0, on_delivery=lambda e, m: reports.append(e))
+    assert p.flush(30) == 0
+    assert reports == [None, None]
+    assert [g.value for g in confluent_consume(bs, topic, 2)] == [b"before", b"after"]
+
+
+def test_idle_consumer_does_not_make_the_broker_spin(broker, topic):
+    """A consumer waiting at the end of a partition long-polls; the broker should be idle."""
+    create_topic(broker.bootstrap, topic)
+
+    def cpu_seconds() -> float:
+        with open(f"/proc/{broker.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    c = Consumer(consumer_conf(broker.bootstrap))
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        for _ in range(10):
+            c.poll(0.1)
+        before = cpu_seconds()
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            c.poll(0.1)
+        used = cpu_seconds() - before
+    finally:
+        c.close()
+    assert used < 1.0, f"broker used {used:.2f}s CPU in 4s serving one idle consumer"

@@ -15,7 +15,7 @@ from pathlib import Path
 import google_crc32c
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import ConfigResource, ResourceType
+from confluent_kafka.admin import ConfigResource, NewPartitions, ResourceType
 
 from .kafka_helpers import (
     Rec,
@@ -326,3 +326,80 @@ def test_deleted_topic_stays_deleted_after_restart(broker, topic):
     # and a new topic of the same name starts empty
     create_topic(bs, topic)
     assert watermarks(bs, topic) == (0, 0)
+
+
+def test_created_topics_and_partitions_survive_kill9_without_data(broker, topic):
+    bs = broker.bootstrap
+    create_topic(bs, topic, partitions=2)
+    admin = admin_client(bs)
+    admin.create_partitions([NewPartitions(topic, 5)], request_timeout=10)[topic].result(10)
+    wait_for_topic(bs, topic, partitions=5)
+    broker.kill9()
+    broker.start()
+    wait_for_topic(bs, topic, partitions=5, timeout=15)
+    for p in range(5):
+        assert watermarks(bs, topic, p) == (0, 0)
+    assert_delivered(confluent_produce(bs, topic, [Rec(None, b"p4", (), None)], partition=4))
+
+
+def test_repeated_kill9_cycles(broker, topic):
+    bs = broker.bootstrap
+    create_topic(bs, topic)
+    expected: list[Rec] = []
+    for cycle in range(4):
+        expected += produce_acked(bs, topic, 25, seed=50 + cycle, first_offset=len(expected),
+                                  codec=["none", "gzip", "lz4", "zstd"][cycle])
+        broker.kill9()
+        broker.start()
+        wait_for_topic(bs, topic, timeout=15)
+    check_all_there(bs, topic, expected)
+    assert_log_consistent(partition_dir(broker.data_dir, topic), len(expected))
+
+
+def test_log_cut_mid_batch_with_stale_indexes(make_broker, topic):
+    """The .log loses its tail (cut inside a batch) while .index/.timeindex still point
+    past the cut: recovery keeps the whole batches before the cut, drops the rest, and
+    offsets continue from there."""
+    b = make_broker(**{"log.index.interval.bytes": 128})
+    bs = b.bootstrap
+    create_topic(bs, topic)
+    t0 = now_ms() - 100_000
+    recs = [Rec(b"k%d" % i, b"v" * 300 + b"%d" % i, (), t0 + i) for i in range(40)]
+    assert_delivered(confluent_produce(bs, topic, recs, chunks=8))  # ~8 batches of 5
+    b.kill9()
+    pdir = partition_dir(b.data_dir, topic)
+    log = active_segment(pdir)
+    batches = walk_batches(log)
+    assert len(batches) >= 4, batches
+    # cut in the middle of the 4th batch
+    keep_bytes = sum(size for *_, size in batches[:3]) + batches[3][2] // 2
+    kept_end = batches[2][1] + 1
+    with open(log, "r+b") as f:
+        f.truncate(keep_bytes)
+    b.start()
+    wait_for_topic(bs, topic, timeout=15)
+    assert watermarks(bs, topic) == (0, kept_end)
+    assert_records(confluent_consume(bs, topic, kept_end, extra_wait=0.5), recs[:kept_end])
+    assert_delivered(confluent_produce(bs, topic, [Rec(b"n", b"next", (), t0 + 1000)]),
+                     first_offset=kept_end)
+    c = Consumer(consumer_conf(bs))
+    try:
+        [tp] = c.offsets_for_times([TopicPartition(topic, 0, t0 + 500)], timeout=10)
+        assert tp.offset == kept_end, "time index still points at records that are gone"
+    finally:
+        c.close()
+    assert_log_consistent(pdir, kept_end + 1)
+
+
+def test_every_segment_has_its_indexes(make_broker, topic):
+    b = make_broker(**{"log.segment.bytes": 1048576})
+    bs = b.bootstrap
+    create_topic(bs, topic)
+    rnd = random.Random(48)
+    recs = [Rec(None, rnd.randbytes(200_000), (), None) for _ in range(12)]
+    assert_delivered(confluent_produce(bs, topic, recs, chunks=12))
+    pdir = partition_dir(b.data_dir, topic)
+    for log in segment_logs(pdir):
+        stem = log.name[:-4]
+        for suffix in (".index", ".timeindex"):
+            assert (pdir / (stem + suffix)).exists(), f"{stem}{suffix} missing: {os.listdir(pdir)}"
