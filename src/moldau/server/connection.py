@@ -7,7 +7,10 @@ the order they came; so while an answer is pending, later frames wait in a queue
 reading pauses when that queue is long (back-pressure on a client that pipelines).
 Chunks that are file slices go out with ``loop.sendfile`` (zero-copy) when they are
 large, and are read with ``os.pread`` when small, which costs less than a sendfile
-round trip. A frame larger than ``socket.request.max.bytes`` or a negative size
+round trip. Before either, a non-blocking probe (``preadv`` with ``RWF_NOWAIT``) asks
+the page cache whether the slice is there; a cold slice (old data a lagging consumer
+asks for) is read in a worker thread instead, so the event loop never waits on the
+disk. A frame larger than ``socket.request.max.bytes`` or a negative size
 closes the connection, as Kafka does; nothing one client sends can stop the others.
 """
 
@@ -40,6 +43,33 @@ def _is_slice(chunk: Any) -> bool:
     return not isinstance(chunk, bytes | bytearray | memoryview)
 
 
+_PROBE = bytearray(1)
+_NOWAIT = getattr(os, "RWF_NOWAIT", 0)
+PAGE = 4096
+
+
+def is_cached(fd: int, position: int, size: int) -> bool:
+    """Whether the first, middle and last pages of a file range are in the page cache."""
+    if not _NOWAIT:
+        return True
+    probe = memoryview(_PROBE)
+    for offset in {position, position + size // 2, position + size - 1}:
+        try:
+            os.preadv(fd, [probe], offset, _NOWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True  # the flag is unsupported on this file system: assume warm
+    return True
+
+
+def read_slice(fd: int, size: int, position: int) -> bytes:
+    data = os.pread(fd, size, position)
+    if len(data) != size:
+        raise ConnectionError("segment shorter than the slice being sent")
+    return data
+
+
 class Connection(asyncio.Protocol):
     def __init__(self, dispatch: Dispatch, max_request_size: int, use_sendfile: bool = True) -> None:
         self._dispatch = dispatch
@@ -57,8 +87,7 @@ class Connection(asyncio.Protocol):
     # asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment] - uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
 
@@ -149,16 +178,16 @@ class Connection(asyncio.Protocol):
             if not _is_slice(chunk):
                 pending.append(chunk)
                 continue
-            if self._use_sendfile and chunk.size >= SENDFILE_MIN_BYTES:
+            fd = chunk.file.fileno()
+            if not is_cached(fd, chunk.position, chunk.size):
+                pending.append(await asyncio.to_thread(read_slice, fd, chunk.size, chunk.position))
+            elif self._use_sendfile and chunk.size >= SENDFILE_MIN_BYTES:
                 if pending:
                     transport.writelines(pending)
                     pending = []
                 await loop.sendfile(transport, chunk.file, chunk.position, chunk.size)
             else:
-                data = os.pread(chunk.file.fileno(), chunk.size, chunk.position)
-                if len(data) != chunk.size:
-                    raise ConnectionError("segment shorter than the slice being sent")
-                pending.append(data)
+                pending.append(read_slice(fd, chunk.size, chunk.position))
             if self._closed:
                 return
         if pending:
