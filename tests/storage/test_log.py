@@ -17,7 +17,7 @@ from moldau.records import (
     decode_records,
     iter_batches,
 )
-from moldau.storage import FileCache, Log, LogConfig, OffsetOutOfRangeError
+from moldau.storage import FileCache, KafkaStorageError, Log, LogConfig, OffsetOutOfRangeError
 from moldau.storage.segment import LogSegment
 
 from .helpers import make_batch, offsets_of, open_log, read_all
@@ -562,3 +562,24 @@ def test_empty_directory_starts_at_the_log_start_offset(tmp_path: Path) -> None:
     assert (log.log_start_offset, log.log_end_offset) == (42, 42)
     assert log.append_as_leader(make_batch(1), leader_epoch=0, now_ms=0).first_offset == 42
     assert (tmp_path / "t-0" / "00000000000000000042.log").exists()
+
+
+def test_a_failed_write_appends_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = open_log(tmp_path / "t-0")
+    stored = _append(log, 2)
+    real_pwrite = os.pwrite
+
+    def short_then_full_disk(fd: int, data: object, offset: int) -> int:
+        if offset == log.active_segment.size:
+            return real_pwrite(fd, memoryview(data)[:10], offset)  # type: ignore[arg-type]
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", short_then_full_disk)
+    with pytest.raises(KafkaStorageError) as caught:
+        log.append_as_leader(make_batch(1), leader_epoch=0, now_ms=0)
+    assert caught.value.error_code == 56
+    monkeypatch.undo()
+    assert log.log_end_offset == 6
+    assert os.path.getsize(log.active_segment.log_path) == log.active_segment.size
+    assert read_all(log) == stored
+    assert log.append_as_leader(make_batch(1), leader_epoch=0, now_ms=0).first_offset == 6

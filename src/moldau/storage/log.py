@@ -327,7 +327,8 @@ class Log:
         """Validate, number and append a producer's batches; patches ``records`` in place.
 
         Raises the :mod:`moldau.records` errors for bad batches (CorruptRecordError,
-        InvalidRecordError, RecordTooLargeError, UnsupportedCompressionError).
+        InvalidRecordError, RecordTooLargeError, UnsupportedCompressionError), and
+        KafkaStorageError when the disk refuses the write (nothing is appended).
         """
         config = self._config
         info = validate_batches(records, max_batch_bytes=config.max_message_bytes)

@@ -34,6 +34,7 @@ under it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
@@ -53,7 +54,7 @@ from moldau.records import (
     validate_batches,
 )
 from moldau.storage._index import INT32_MAX
-from moldau.storage.errors import CorruptIndexError
+from moldau.storage.errors import CorruptIndexError, KafkaStorageError
 from moldau.storage.file_cache import FileCache
 from moldau.storage.offset_index import OffsetIndex
 from moldau.storage.time_index import NO_TIMESTAMP, TimeIndex
@@ -293,8 +294,9 @@ class LogSegment:
         """Append whole, validated batches at the end of the file and index them.
 
         ``batches`` describe ``data``: positions relative to ``data``, last offsets
-        already assigned. An OSError during the write truncates the partial tail
-        back off, so the file and the in-memory size stay in step.
+        already assigned. A failed write (EIO, ENOSPC) truncates the partial tail
+        back off, so the file and the in-memory size stay in step, and raises
+        KafkaStorageError.
         """
         if not batches:
             return
@@ -311,11 +313,10 @@ class LogSegment:
                 written = os.pwrite(fd, view, offset)
                 view = view[written:]
                 offset += written
-        except OSError:
-            try:
+        except OSError as exc:
+            with contextlib.suppress(OSError):
                 os.ftruncate(fd, position)
-            finally:
-                raise
+            raise KafkaStorageError(f"write to {self.log_path} failed: {exc}") from exc
         if position == 0 or self.roll_base_ms is None:
             self.roll_base_ms = now_ms
         self._index_batches(batches, position)
