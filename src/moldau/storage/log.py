@@ -5,8 +5,10 @@ Directory format: ``<data_dir>/<topic>-<partition>/`` holds the segments
 :mod:`.segment`, :mod:`.offset_index`, :mod:`.time_index`). Segment base offsets
 increase; each segment holds the offsets from its base up to the next segment's
 base; only the last one, the *active* segment, takes appends. Files ending in
-``.tmp``, ``.deleted``, ``.cleaned`` or ``.swap`` are leftovers of interrupted
-operations and removed on open; index files without a ``.log`` likewise.
+``.tmp``, ``.deleted`` or ``.cleaned`` are leftovers of interrupted operations
+and removed on open; index files without a ``.log`` likewise. Kafka's ``.swap``
+files (an interrupted compaction) are left alone with a warning, and other files
+(``.txnindex``, ``.snapshot``, ``partition.metadata``, ...) are ignored.
 
 Offsets and points (Kafka's names):
 
@@ -63,7 +65,7 @@ __all__ = ["AppendInfo", "Log", "LogReadInfo", "parse_topic_partition"]
 
 _log = logging.getLogger(__name__)
 
-_LEFTOVER_SUFFIXES = (".tmp", ".deleted", ".cleaned", ".swap")
+_LEFTOVER_SUFFIXES = (".tmp", ".deleted", ".cleaned")
 _DIR_NAME = re.compile(r"^(?P<topic>[A-Za-z0-9._-]+)-(?P<partition>\d+)$")
 
 
@@ -172,6 +174,11 @@ class Log:
             if name.endswith(_LEFTOVER_SUFFIXES):
                 _log.info("removing leftover file %s", entry.path)
                 Path(entry.path).unlink(missing_ok=True)
+                continue
+            if name.endswith(".swap"):
+                # Kafka's cleaner finishes an interrupted swap on load; we have no
+                # cleaner yet, so keep the file for an operator rather than lose data.
+                _log.warning("ignoring unfinished compaction swap file %s", entry.path)
                 continue
             base = parse_base_offset(name)
             if base is not None:
