@@ -5,7 +5,7 @@ DescribeCluster, and auto topic creation through Metadata."""
 from __future__ import annotations
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import ConfigResource, ConfigSource, NewPartitions, NewTopic
 from confluent_kafka.admin import ResourceType as CResourceType
 from kafka import errors as kerrors
@@ -359,3 +359,97 @@ def test_auto_create_off(make_broker):
     # explicit creation still works
     create_topic(bs, topic)
     assert_delivered(confluent_produce(bs, topic, [Rec(None, b"now", (), None)]))
+
+
+def test_manual_replica_assignment(shared_broker, topic):
+    bs = shared_broker.bootstrap
+    bid = broker_id(bs)
+    admin = admin_client(bs)
+    fs = admin.create_topics([NewTopic(topic, 2, replica_assignment=[[bid], [bid]])],
+                             request_timeout=15)
+    assert error_code(fs[topic]) == 0
+    wait_for_topic(bs, topic, partitions=2)
+    bad = unique_topic("bad-assign")
+    fs = admin.create_topics([NewTopic(bad, 1, replica_assignment=[[bid + 100]])],
+                             request_timeout=15)
+    assert error_code(fs[bad]) != 0, "assignment to a broker that does not exist accepted"
+
+
+def test_longest_topic_name_lives_and_dies(shared_broker):
+    """249 characters is Kafka's limit; the partition folder and its deletion must fit
+    the file system's 255-byte names."""
+    bs = shared_broker.bootstrap
+    topic = ("long." + unique_topic("x") + "_" * 249)[:249]
+    create_topic(bs, topic, partitions=11)
+    assert_delivered(confluent_produce(bs, topic, [Rec(b"k", b"v", (), None)], partition=10))
+    admin = admin_client(bs)
+    assert error_code(admin.delete_topics([topic], request_timeout=15)[topic]) == 0
+    wait_until(lambda: topic not in admin.list_topics(timeout=5).topics, 10,
+               message="long topic deleted")
+    create_topic(bs, topic, partitions=11)
+    assert watermarks(bs, topic, 10) == (0, 0)
+
+
+def test_delete_and_recreate_quickly(shared_broker, topic):
+    bs = shared_broker.bootstrap
+    admin = admin_client(bs)
+    for i in range(8):
+        create_topic(bs, topic, partitions=2)
+        assert watermarks(bs, topic, 1) == (0, 0), f"round {i}: old data visible"
+        assert_delivered(confluent_produce(bs, topic, [Rec(None, b"r%d" % i, (), None)] * 3,
+                                           partition=1))
+        assert error_code(admin.delete_topics([topic], request_timeout=15)[topic]) == 0
+        wait_until(lambda: topic not in admin.list_topics(timeout=5).topics, 10,
+                   message="topic deleted")
+
+
+def test_delete_topic_while_consuming(shared_broker, topic):
+    bs = shared_broker.bootstrap
+    create_topic(bs, topic)
+    assert_delivered(confluent_produce(bs, topic, [Rec(None, b"x", (), None)] * 10))
+    c = Consumer(consumer_conf(bs, **{"fetch.wait.max.ms": 100}))
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        got = 0
+        for _ in range(30):
+            msg = c.poll(0.1)
+            got += msg is not None and not msg.error()
+        admin = admin_client(bs)
+        assert error_code(admin.delete_topics([topic], request_timeout=15)[topic]) == 0
+        for _ in range(20):
+            c.poll(0.1)
+    finally:
+        c.close()
+    assert got == 10
+    assert shared_broker.is_running()
+    create_topic(bs, topic)
+    assert watermarks(bs, topic) == (0, 0)
+
+
+def test_many_partitions(shared_broker, topic):
+    bs = shared_broker.bootstrap
+    create_topic(bs, topic, partitions=64)
+    p = Producer(producer_conf(bs, **{"linger.ms": 20}))
+    errors = []
+    for part in range(64):
+        p.produce(topic, b"p%d" % part, partition=part, on_delivery=lambda e, m: errors.append(e))
+    assert p.flush(30) == 0 and len(errors) == 64 and not any(errors)
+    for part in (0, 31, 63):
+        assert [g.value for g in confluent_consume(bs, topic, 1, partition=part)] == \
+            [b"p%d" % part]
+
+
+def test_kafka_python_describe_selected_config_keys(shared_broker, topic):
+    bs = shared_broker.bootstrap
+    create_topic(bs, topic, config={"retention.ms": "1000000"})
+    admin = kp_admin(bs)
+    try:
+        res = KConfigResource(ConfigResourceType.TOPIC, topic,
+                              configs={"retention.ms": None, "cleanup.policy": None})
+        cfg = admin.describe_configs([res], config_filter="all")["topic"][topic]
+    finally:
+        admin.close()
+    assert set(cfg) == {"retention.ms", "cleanup.policy"}
+    assert cfg["retention.ms"]["value"] == "1000000"
+    assert cfg["retention.ms"]["config_source"] == "DYNAMIC_TOPIC_CONFIG"
+    assert cfg["cleanup.policy"]["config_source"] == "DEFAULT_CONFIG"
