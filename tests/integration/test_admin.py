@@ -453,3 +453,35 @@ def test_kafka_python_describe_selected_config_keys(shared_broker, topic):
     assert cfg["retention.ms"]["value"] == "1000000"
     assert cfg["retention.ms"]["config_source"] == "DYNAMIC_TOPIC_CONFIG"
     assert cfg["cleanup.policy"]["config_source"] == "DEFAULT_CONFIG"
+
+
+def test_keyless_record_refused_on_compacted_topic(shared_broker, topic):
+    bs = shared_broker.bootstrap
+    create_topic(bs, topic, config={"cleanup.policy": "compact"})
+    assert_delivered(confluent_produce(bs, topic, [Rec(b"k", b"keyed", (), None)]))
+    res = confluent_produce(bs, topic, [Rec(None, b"no key", (), None)],
+                            **{"message.timeout.ms": 5000})
+    assert res[0][0] is not None, "keyless record accepted on a compacted topic"
+    assert res[0][0].code() == KafkaError.INVALID_RECORD, res[0][0]
+    assert watermarks(bs, topic) == (0, 1)
+
+
+def test_topic_names_colliding_on_dot_and_underscore(shared_broker):
+    """Kafka refuses 'a.b' when 'a_b' exists (their metric names collide)."""
+    bs = shared_broker.bootstrap
+    base = unique_topic("coll").replace("-", "")
+    create_topic(bs, base + "_x")
+    admin = admin_client(bs)
+    other = base + ".x"
+    assert error_code(admin.create_topics([NewTopic(other, 1, 1)])[other]) == \
+        INVALID_TOPIC_EXCEPTION
+
+
+def test_broker_level_log_append_time(make_broker):
+    b = make_broker(**{"log.message.timestamp.type": "LogAppendTime"})
+    topic = create_topic(b.bootstrap, unique_topic("lat"))
+    configs = describe_topic(b.bootstrap, topic)
+    assert configs["message.timestamp.type"].value == "LogAppendTime"
+    assert_delivered(confluent_produce(b.bootstrap, topic, [Rec(None, b"v", (), 1000)]))
+    [g] = confluent_consume(b.bootstrap, topic, 1)
+    assert g.timestamp_type == "log_append" and g.timestamp > 1000

@@ -199,3 +199,26 @@ def test_metadata_for_unknown_topic_auto_creates(make_broker):
     assert meta[0].offset == 0 and meta[0].partition == 1
     wait_for_topic(b.bootstrap, topic, partitions=2)
     assert consume(b.bootstrap, topic, 1, partition=1)[0].value == b"v"
+
+
+@pytest.mark.parametrize("api_version", [(0, 11), (1, 0), (2, 1), (2, 8)])
+def test_pinned_older_api_versions(shared_broker, topic, api_version):
+    """Users pin api_version; kafka-python then uses that release's request versions."""
+    bs = shared_broker.bootstrap
+    create_topic(bs, topic)
+    recs = sample_records(20, seed=14, null_header_values=False)
+    meta = produce(bs, topic, recs, chunks=2, api_version=api_version, compression_type="gzip")
+    assert [m.offset for m in meta] == list(range(len(recs)))
+    got = consume(bs, topic, len(recs), api_version=api_version, extra_wait=0.3)
+    assert_records(got, recs)
+
+
+def test_fetch_min_bytes_waits_at_most_max_wait(shared_broker, topic):
+    bs = shared_broker.bootstrap
+    create_topic(bs, topic)
+    produce(bs, topic, [Rec(b"k", b"tiny", (), None)])
+    started = time.monotonic()
+    got = consume(bs, topic, 1, fetch_min_bytes=10_000_000, fetch_max_wait_ms=1000)
+    took = time.monotonic() - started
+    assert [g.value for g in got] == [b"tiny"]
+    assert took < 8, f"fetch with unmet fetch.min.bytes took {took:.1f}s (max wait 1 s)"
