@@ -8,6 +8,7 @@ import os
 import random
 import re
 import struct
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import ConfigResource, NewPartitions, ResourceType
 
+from .broker_process import Broker, BrokerError
 from .kafka_helpers import (
     Rec,
     admin_client,
@@ -403,3 +405,77 @@ def test_every_segment_has_its_indexes(make_broker, topic):
         stem = log.name[:-4]
         for suffix in (".index", ".timeindex"):
             assert (pdir / (stem + suffix)).exists(), f"{stem}{suffix} missing: {os.listdir(pdir)}"
+
+
+def test_second_broker_on_the_same_data_dir_is_refused(broker, topic):
+    """Kafka locks its log dir (.lock); a second process must not write into it."""
+    create_topic(broker.bootstrap, topic)
+    recs = produce_acked(broker.bootstrap, topic, 10, seed=49)
+    intruder = Broker({}, name="intruder")
+    intruder.data_dir = broker.data_dir
+    try:
+        with pytest.raises(BrokerError):
+            intruder.start(timeout=10)
+    finally:
+        intruder.dispose()
+    check_all_there(broker.bootstrap, topic, recs)
+
+
+def _mount_tmpfs(path: Path, size: str) -> bool:
+    if os.geteuid() != 0:
+        return False
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                         capture_output=True)
+    return res.returncode == 0
+
+
+def test_full_disk_loses_nothing_acknowledged(make_broker, topic):
+    b = make_broker()
+    b.stop()
+    if not _mount_tmpfs(b.data_dir, "16m"):
+        pytest.skip("needs root and tmpfs mounts to simulate a full disk")
+    try:
+        b.start()
+        bs = b.bootstrap
+        create_topic(bs, topic)
+        rnd = random.Random(60)
+        acked: dict[int, bytes] = {}
+        failures = 0
+        p = Producer(producer_conf(bs, acks="all", **{"message.timeout.ms": 5000,
+                                                      "retries": 0}))
+
+        def report(err, msg):
+            nonlocal failures
+            if err is None:
+                acked[msg.offset()] = msg.value()
+            else:
+                failures += 1
+
+        for _ in range(40):  # up to 40 x 10 x 100 kB = 40 MB into 16 MB
+            if not b.is_running():
+                break
+            for _ in range(10):
+                p.produce(topic, rnd.randbytes(100_000), partition=0, on_delivery=report)
+            p.flush(15)
+            if failures >= 10:
+                break
+        p.flush(15)
+        assert failures > 0, "16 MB disk never filled up"
+        assert acked, "nothing was acknowledged before the disk filled"
+        if b.is_running():
+            b.kill9()
+        subprocess.run(["mount", "-o", "remount,size=256m", str(b.data_dir)], check=True)
+        b.start()
+        wait_for_topic(bs, topic, timeout=15)
+        low, high = watermarks(bs, topic)
+        assert high >= max(acked) + 1
+        got = {g.offset: g.value for g in confluent_consume(bs, topic, high, timeout=60)}
+        lost = [o for o, v in acked.items() if got.get(o) != v]
+        assert not lost, f"{len(lost)} acknowledged records lost after a full disk: {lost[:10]}"
+        assert_delivered(confluent_produce(bs, topic, [Rec(None, b"after", (), None)]),
+                         first_offset=high)
+        assert_log_consistent(partition_dir(b.data_dir, topic), high + 1)
+    finally:
+        if b.is_running():
+            b.kill9()
+        subprocess.run(["umount", str(b.data_dir)], capture_output=True)
