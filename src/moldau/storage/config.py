@@ -69,6 +69,14 @@ class LogConfig:
     retention_bytes: int = -1
     #: ``cleanup.policy``: comma-separated subset of ``delete`` and ``compact``.
     cleanup_policy: str = "delete"
+    #: ``delete.retention.ms``: how long a tombstone outlives its first cleaning.
+    delete_retention_ms: int = 86400000
+    #: ``min.compaction.lag.ms``: records younger than this are never compacted.
+    min_compaction_lag_ms: int = 0
+    #: ``max.compaction.lag.ms``: a dirty record older than this forces a cleaning.
+    max_compaction_lag_ms: int = LONG_MAX
+    #: ``min.cleanable.dirty.ratio``: dirty bytes / cleanable bytes that start a cleaning.
+    min_cleanable_dirty_ratio: float = 0.5
 
     #: Kafka key -> field name.
     KAFKA_NAMES: ClassVar[Mapping[str, str]] = {
@@ -83,6 +91,10 @@ class LogConfig:
         "retention.ms": "retention_ms",
         "retention.bytes": "retention_bytes",
         "cleanup.policy": "cleanup_policy",
+        "delete.retention.ms": "delete_retention_ms",
+        "min.compaction.lag.ms": "min_compaction_lag_ms",
+        "max.compaction.lag.ms": "max_compaction_lag_ms",
+        "min.cleanable.dirty.ratio": "min_cleanable_dirty_ratio",
     }
 
     # Kafka's validators (ConfigDef ranges) for the numeric keys.
@@ -96,6 +108,9 @@ class LogConfig:
         "flush.ms": (0, LONG_MAX),
         "retention.ms": (-1, LONG_MAX),
         "retention.bytes": (-(2**63), LONG_MAX),
+        "delete.retention.ms": (0, LONG_MAX),
+        "min.compaction.lag.ms": (0, LONG_MAX),
+        "max.compaction.lag.ms": (1, LONG_MAX),
     }
 
     def __post_init__(self) -> None:
@@ -109,6 +124,7 @@ class LogConfig:
                 )
         _check_timestamp_type("message.timestamp.type", self.message_timestamp_type)
         _check_cleanup_policy("cleanup.policy", self.cleanup_policy)
+        _check_ratio("min.cleanable.dirty.ratio", self.min_cleanable_dirty_ratio)
 
     @classmethod
     def from_properties(cls, props: Mapping[str, str], base: LogConfig | None = None) -> LogConfig:
@@ -173,7 +189,23 @@ def _check_cleanup_policy(key: str, value: str) -> str:
     return ",".join(items)
 
 
+def _check_ratio(key: str, value: object) -> float:
+    # Kafka's range for min.cleanable.dirty.ratio is [0, 1].
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"Invalid value {value!r} for configuration {key}: must be in [0, 1]")
+    return float(value)
+
+
+def _parse_ratio(key: str, raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError(f"Invalid value {raw!r} for configuration {key}: not a number") from None
+    return _check_ratio(key, value)
+
+
 _PARSERS: Mapping[str, Callable[[str, str], Any]] = {
     "message.timestamp.type": lambda key, raw: _check_timestamp_type(key, raw.strip()),
     "cleanup.policy": lambda key, raw: _check_cleanup_policy(key, raw),
+    "min.cleanable.dirty.ratio": _parse_ratio,
 }
