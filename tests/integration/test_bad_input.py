@@ -352,3 +352,12 @@ def test_null_client_id(shared_broker):
         resp = raw.read_response(s)
     assert resp is not None and resp[0] == 12
     assert raw.parse_api_versions_v0(resp[1])[0] == 0
+
+
+def test_socket_request_max_bytes_setting(make_broker):
+    b = make_broker(**{"socket.request.max.bytes": 4096})
+    with raw.connect(b.bootstrap) as s:
+        s.sendall(raw.request(raw.API_METADATA, 1, 1, raw.i32(-1) + b"\0" * 5000))
+        assert raw.closed_by_peer(s, timeout=10), "frame over socket.request.max.bytes was read"
+    err, apis = raw.api_versions(b.bootstrap)
+    assert err == 0 and apis

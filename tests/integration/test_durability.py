@@ -479,3 +479,27 @@ def test_full_disk_loses_nothing_acknowledged(make_broker, topic):
         if b.is_running():
             b.kill9()
         subprocess.run(["umount", str(b.data_dir)], capture_output=True)
+
+
+def test_sigterm_with_busy_clients_exits_promptly(broker, topic):
+    bs = broker.bootstrap
+    create_topic(bs, topic)
+    produce_acked(bs, topic, 5, seed=61)
+    c = Consumer(consumer_conf(bs, **{"fetch.wait.max.ms": 5000}))
+    p = Producer(producer_conf(bs))
+    try:
+        c.assign([TopicPartition(topic, 0, 5)])  # long-polling at the end
+        for _ in range(10):
+            c.poll(0.1)
+        p.produce(topic, b"x", partition=0)
+        p.flush(10)
+        for _ in range(5):
+            c.poll(0.1)
+        started = time.monotonic()
+        code = broker.stop(timeout=15)
+        took = time.monotonic() - started
+    finally:
+        c.close()
+        p.flush(0)
+    assert took < 10, f"SIGTERM with connected clients took {took:.1f}s"
+    assert code in (0, 143), code
