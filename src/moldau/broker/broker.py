@@ -49,6 +49,7 @@ class Broker:
         self.node_id = config.int("node.id")
         self.cluster_id = ""
         self.topics: dict[str, TopicRecord] = {}
+        self.dynamic_configs: dict[str, dict[str, str]] = {}
         self.topic_names_by_id: dict[uuid.UUID, str] = {}
         self.partitions: dict[tuple[str, int], Partition] = {}
         self.log_manager = LogManager(
@@ -59,23 +60,33 @@ class Broker:
         self._topic_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         from moldau.controller.controller import Controller
+        from moldau.coordinator.group import GroupCoordinator
         from moldau.coordinator.producer_ids import ProducerIdManager
 
         self.controller = Controller(self)
         self.producer_ids = ProducerIdManager(store)
+        self.group_coordinator = GroupCoordinator(self)
 
     # lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
         image: ClusterImage = await self.store.load()
         self.cluster_id = image.cluster_id
+        self.dynamic_configs = {k: dict(v) for k, v in image.broker_configs.items()}
+        try:
+            self._apply_dynamic_configs()
+        except ValueError as exc:
+            log.error("ignoring stored dynamic broker configs: %s", exc)
         configs = {t.name: self.log_config_for(t) for t in image.topics.values()}
         await asyncio.to_thread(self.log_manager.load, configs)
         for topic in image.topics.values():
             self.apply_topic(topic)
         self._tasks.append(asyncio.ensure_future(self._background_flusher()))
+        self._tasks.append(asyncio.ensure_future(self._retention_loop()))
+        await self.group_coordinator.start()
 
     async def stop(self) -> None:
+        await self.group_coordinator.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -98,6 +109,46 @@ class Broker:
                     await asyncio.to_thread(self.log_manager.checkpoint)
             except Exception:
                 log.exception("background flush failed")
+
+    def enforce_retention(self, now_ms: int | None = None) -> int:
+        """Delete whole segments past retention.ms / retention.bytes; returns how many."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        removed = 0
+        for partition in list(self.partitions.values()):
+            if partition.is_leader:
+                removed += partition.log.delete_retained_segments(now, upper_bound=partition.high_watermark)
+        return removed
+
+    async def _retention_loop(self) -> None:
+        """Kafka's log retention check, every log.retention.check.interval.ms."""
+        while True:
+            await asyncio.sleep(self.config.int("log.retention.check.interval.ms") / 1000)
+            try:
+                if self.enforce_retention():
+                    await asyncio.to_thread(self.log_manager.checkpoint)
+            except Exception:
+                log.exception("retention check failed")
+
+    # dynamic configs ------------------------------------------------------------------
+
+    def _apply_dynamic_configs(self) -> None:
+        self.config.set_dynamic(
+            self.dynamic_configs.get("", {}), self.dynamic_configs.get(str(self.node_id), {})
+        )
+
+    async def set_dynamic_configs(self, scope: str, values: dict[str, str]) -> None:
+        """Persist a scope's dynamic broker configs and apply them to every log now."""
+        previous = self.dynamic_configs.get(scope, {})
+        self.dynamic_configs[scope] = dict(values)
+        try:
+            self._apply_dynamic_configs()
+        except ValueError:
+            self.dynamic_configs[scope] = previous
+            self._apply_dynamic_configs()
+            raise
+        await self.store.set_broker_configs(scope, values)
+        for topic in list(self.topics.values()):
+            self.apply_topic(topic)
 
     # topics ---------------------------------------------------------------------------
 

@@ -36,10 +36,41 @@ def read_properties(path: Path) -> dict[str, str]:
 
 
 class BrokerConfig:
-    """Typed broker settings, with Kafka's defaults for everything not set."""
+    """Typed broker settings, with Kafka's defaults for everything not set.
+
+    Layers, strongest first, as Kafka resolves them: dynamic settings for this broker,
+    dynamic cluster-wide defaults (both changed at run time through AlterConfigs and
+    kept in the metadata store), static settings (command line and properties file),
+    and Kafka's documented defaults.
+    """
 
     def __init__(self, settings: dict[str, str] | None = None) -> None:
-        self._set: dict[str, object] = parse_settings(BROKER_CONFIGS, settings or {}, "broker")
+        self._static: dict[str, object] = parse_settings(BROKER_CONFIGS, settings or {}, "broker")
+        self._dynamic_default: dict[str, object] = {}
+        self._dynamic_broker: dict[str, object] = {}
+        self._set: dict[str, object] = dict(self._static)
+
+    def set_dynamic(self, cluster_default: dict[str, str], this_broker: dict[str, str]) -> None:
+        """Replace the dynamic layers (values are checked; errors name the key)."""
+        self._dynamic_default = parse_settings(BROKER_CONFIGS, cluster_default, "broker")
+        self._dynamic_broker = parse_settings(BROKER_CONFIGS, this_broker, "broker")
+        self._set = {**self._static, **self._dynamic_default, **self._dynamic_broker}
+
+    def source_of(self, key: str) -> str:
+        """Which layer supplies ``key``: dynamic_broker, dynamic_default, static or default."""
+        if key in self._dynamic_broker:
+            return "dynamic_broker"
+        if key in self._dynamic_default:
+            return "dynamic_default"
+        if key in self._static:
+            return "static"
+        return "default"
+
+    def layer_values(self, key: str) -> list[tuple[str, object]]:
+        """(layer, value) for every layer that sets ``key``, strongest first."""
+        layers = [("dynamic_broker", self._dynamic_broker), ("dynamic_default", self._dynamic_default),
+                  ("static", self._static)]
+        return [(name, values[key]) for name, values in layers if key in values]
 
     def __getitem__(self, key: str) -> object:
         if key in self._set:

@@ -4,12 +4,16 @@ Importing this package registers every handler; ApiVersions advertises exactly t
 """
 
 from moldau.handlers import (  # noqa: F401 - imported for registration
+    alter_configs,
     api_versions,
     cluster,
     configs,
+    delete_records,
     fetch,
+    groups,
     list_offsets,
     metadata,
+    offsets,
     produce,
     producer,
     topics,

@@ -44,15 +44,23 @@ class ConfigEntry:
     synonyms: list[tuple[str, str | None, int]] = field(default_factory=list)
 
 
+_LAYER_SOURCE = {
+    "dynamic_broker": DYNAMIC_BROKER_CONFIG,
+    "dynamic_default": DYNAMIC_DEFAULT_BROKER_CONFIG,
+    "static": STATIC_BROKER_CONFIG,
+    "default": DEFAULT_CONFIG,
+}
+
+
 def _broker_synonyms(broker: Any, key: str) -> list[tuple[str, str | None, int]]:
-    """The broker keys behind ``key``, most specific first, those that are set."""
-    result = []
+    """The broker settings behind ``key``, strongest layer first, those that are set."""
     definition = BROKER_CONFIGS.get(key)
     if definition is None:
-        return result
-    if broker.config.is_set(key):
-        result.append((key, definition.render(broker.config[key]), STATIC_BROKER_CONFIG))
-    return result
+        return []
+    return [
+        (key, definition.render(value), _LAYER_SOURCE[layer])
+        for layer, value in broker.config.layer_values(key)
+    ]
 
 
 def broker_config_entries(broker: Any, keys: list[str] | None, synonyms: bool, docs: bool) -> list[ConfigEntry]:
@@ -65,7 +73,8 @@ def broker_config_entries(broker: Any, keys: list[str] | None, synonyms: bool, d
             value = str(broker.data_dir)
         if name == "listeners":
             value = f"PLAINTEXT://{broker.listen.host}:{broker.listen.port}"
-        source = STATIC_BROKER_CONFIG if broker.config.is_set(name) else DEFAULT_CONFIG
+        source = _LAYER_SOURCE[broker.config.source_of(name)]
+        chain = _broker_synonyms(broker, name) or [(name, definition.render(value), DEFAULT_CONFIG)]
         entries.append(
             ConfigEntry(
                 name=name,
@@ -75,7 +84,7 @@ def broker_config_entries(broker: Any, keys: list[str] | None, synonyms: bool, d
                 is_sensitive=definition.sensitive,
                 config_type=CONFIG_TYPE_CODES[definition.type],
                 documentation=definition.doc or None if docs else None,
-                synonyms=[(name, definition.render(value), source)] if synonyms else [],
+                synonyms=chain if synonyms else [],
             )
         )
     return entries
@@ -97,7 +106,8 @@ def topic_config_entries(
         if name in overrides:
             value, source = overrides[name], DYNAMIC_TOPIC_CONFIG
         elif broker.config.topic_default_is_from_broker(name):
-            value, source = default_value, STATIC_BROKER_CONFIG
+            value = default_value
+            source = chain[0][2] if chain else STATIC_BROKER_CONFIG
         else:
             value, source = default_value, DEFAULT_CONFIG
         if source == DEFAULT_CONFIG:

@@ -53,7 +53,7 @@ class LocalMetaStore(MetaStore):
             self._image = ClusterImage(
                 cluster_id=raw["cluster_id"],
                 topics={n: TopicRecord.from_json(t) for n, t in raw.get("topics", {}).items()},
-                broker_configs=dict(raw.get("broker_configs", {})),
+                broker_configs={k: dict(v) for k, v in raw.get("broker_configs", {}).items()},
                 next_producer_id=int(raw.get("next_producer_id", 0)),
             )
         else:
@@ -101,3 +101,9 @@ class LocalMetaStore(MetaStore):
             self._image.next_producer_id = first + count
             await self._save()
             return first
+
+    async def set_broker_configs(self, scope: str, configs: dict[str, str]) -> None:
+        async with self._lock:
+            assert self._image is not None
+            self._image.broker_configs[scope] = dict(configs)
+            await self._save()

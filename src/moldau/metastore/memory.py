@@ -35,3 +35,6 @@ class MemoryMetaStore(MetaStore):
         first = self.image.next_producer_id
         self.image.next_producer_id += count
         return first
+
+    async def set_broker_configs(self, scope: str, configs: dict[str, str]) -> None:
+        self.image.broker_configs[scope] = dict(configs)

@@ -72,7 +72,8 @@ class ClusterImage:
 
     cluster_id: str
     topics: dict[str, TopicRecord] = field(default_factory=dict)
-    broker_configs: dict[str, str] = field(default_factory=dict)
+    #: Dynamic broker configs by scope: "" for the cluster-wide default, else a broker id.
+    broker_configs: dict[str, dict[str, str]] = field(default_factory=dict)
     next_producer_id: int = 0
 
 
@@ -98,6 +99,10 @@ class MetaStore(abc.ABC):
     @abc.abstractmethod
     async def delete_topic(self, name: str) -> None:
         """Remove a topic's record."""
+
+    @abc.abstractmethod
+    async def set_broker_configs(self, scope: str, configs: dict[str, str]) -> None:
+        """Replace the dynamic broker configs of a scope ("" = cluster default, or a broker id)."""
 
     @abc.abstractmethod
     async def allocate_producer_ids(self, count: int) -> int:

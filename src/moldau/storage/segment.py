@@ -34,6 +34,7 @@ under it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -82,6 +83,16 @@ _HEADER_SIZE = _HEADER.size
 _WALK_CHUNK = 16 * 1024
 # How much to read per pread during recovery: large, so a scan is a few syscalls.
 _RECOVERY_CHUNK = 8 * 1024 * 1024
+
+
+DELETED_SUFFIX = ".deleted"
+_DELETER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment-deleter")
+
+
+def _unlink_all(paths: list[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def filename_prefix(base_offset: int) -> str:
@@ -562,11 +573,25 @@ class LogSegment:
         self._cache.evict_all([self.log_path, self.index_path, self.time_index_path])
 
     def delete(self) -> None:
-        """Remove the segment's files (open slices keep their data readable)."""
+        """Remove the segment's files (open slices keep their data readable).
+
+        Like Kafka, the files are first renamed to ``*.deleted`` (a cheap metadata
+        change) and unlinked by a background thread, because freeing the blocks of a
+        large file can take long enough to stall the event loop. Leftover ``.deleted``
+        files from a crash are removed when the log is opened.
+        """
         self.deleted = True
         self._cache.evict_all([self.log_path, self.index_path, self.time_index_path])
+        doomed = []
         for path in (self.log_path, self.index_path, self.time_index_path):
-            path.unlink(missing_ok=True)
+            target = path.with_name(path.name + DELETED_SUFFIX)
+            try:
+                os.rename(path, target)
+            except FileNotFoundError:
+                continue
+            doomed.append(target)
+        if doomed:
+            _DELETER.submit(_unlink_all, doomed)
 
     def __repr__(self) -> str:
         return f"LogSegment(base_offset={self.base_offset}, size={self._size})"

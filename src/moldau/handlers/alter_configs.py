@@ -1,0 +1,163 @@
+"""AlterConfigs (33) and IncrementalAlterConfigs (44) for topics and the broker.
+
+Topic overrides are validated (INVALID_CONFIG with a message naming the key), written
+to the metadata store, and applied to the partitions' logs at once. Broker configs that
+Kafka allows to change at run time can be set for this broker (resource name = its id)
+or as cluster-wide defaults (empty resource name); they persist in the metadata store
+and every topic default that follows them changes with them. AlterConfigs replaces a
+resource's whole set of dynamic values; IncrementalAlterConfigs sets, deletes, appends
+to or subtracts from single keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from moldau.config.broker import validate_topic_configs
+from moldau.config.definitions import BROKER_CONFIGS, TOPIC_CONFIGS, ConfigType
+from moldau.handlers.configs import BROKER, BROKER_LOGGER, TOPIC
+from moldau.handlers.registry import codec_for, handles
+from moldau.protocol.errors import ErrorCode, KafkaError
+from moldau.protocol.messages import ALL_APIS
+
+ALTER_CONFIGS = ALL_APIS[33]
+INCREMENTAL_ALTER_CONFIGS = ALL_APIS[44]
+_alter = codec_for(ALTER_CONFIGS)
+_incremental = codec_for(INCREMENTAL_ALTER_CONFIGS)
+
+SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
+
+
+def _list_type(key: str, resource_type: int) -> bool:
+    definitions = TOPIC_CONFIGS if resource_type == TOPIC else BROKER_CONFIGS
+    definition = definitions.get(key)
+    return definition is not None and definition.type == ConfigType.LIST
+
+
+def _apply_operations(current: dict[str, str], configs: list[Any], resource_type: int) -> dict[str, str]:
+    result = dict(current)
+    for c in configs:
+        op = c.config_operation
+        if op == SET:
+            if c.value is None:
+                raise KafkaError(ErrorCode.INVALID_REQUEST, f"Null value not supported for: {c.name}")
+            result[c.name] = c.value
+        elif op == DELETE:
+            result.pop(c.name, None)
+        elif op in (APPEND, SUBTRACT):
+            if not _list_type(c.name, resource_type):
+                raise KafkaError(
+                    ErrorCode.INVALID_CONFIG,
+                    f"Config value append is not allowed for config key: {c.name}"
+                    if op == APPEND
+                    else f"Config value subtract is not allowed for config key: {c.name}",
+                )
+            definitions = TOPIC_CONFIGS if resource_type == TOPIC else BROKER_CONFIGS
+            existing = result.get(c.name)
+            items = (existing.split(",") if existing else
+                     [str(v) for v in (definitions[c.name].default or [])])  # type: ignore[union-attr]
+            items = [i.strip() for i in items if i.strip()]
+            given = [v.strip() for v in (c.value or "").split(",") if v.strip()]
+            if op == APPEND:
+                items += [v for v in given if v not in items]
+            else:
+                items = [v for v in items if v not in given]
+            result[c.name] = ",".join(items)
+        else:
+            raise KafkaError(ErrorCode.INVALID_REQUEST, f"Unknown config operation {op} for {c.name}")
+    return result
+
+
+async def _alter_topic(broker: Any, name: str, overrides: dict[str, str], validate_only: bool) -> None:
+    topic = broker.topics.get(name)
+    if topic is None:
+        raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic {name} does not exist")
+    try:
+        canonical = validate_topic_configs(dict(overrides))
+    except ValueError as exc:
+        raise KafkaError(ErrorCode.INVALID_CONFIG, str(exc)) from None
+    if validate_only:
+        return
+    updated = type(topic)(topic.name, topic.topic_id, dict(topic.partitions), canonical)
+    await broker.controller.update_topic(updated)
+
+
+def _broker_scope(broker: Any, name: str) -> str:
+    if name not in ("", str(broker.node_id)):
+        raise KafkaError(ErrorCode.INVALID_REQUEST, f"Unexpected broker id, expected {broker.node_id} or empty")
+    return name
+
+
+async def _alter_broker(broker: Any, scope: str, values: dict[str, str], validate_only: bool) -> None:
+    for key in values:
+        definition = BROKER_CONFIGS.get(key)
+        if definition is None:
+            raise KafkaError(ErrorCode.INVALID_CONFIG, f"Unknown broker config name: {key}")
+        if definition.read_only:
+            raise KafkaError(ErrorCode.INVALID_REQUEST, f"Cannot update these configs dynamically: {key}")
+        try:
+            definition.parse(values[key])
+        except ValueError as exc:
+            raise KafkaError(ErrorCode.INVALID_CONFIG, str(exc)) from None
+    if not validate_only:
+        await broker.set_dynamic_configs(scope, values)
+
+
+def _current(broker: Any, resource_type: int, name: str) -> dict[str, str]:
+    if resource_type == TOPIC:
+        topic = broker.topics.get(name)
+        return dict(topic.configs) if topic is not None else {}
+    return dict(broker.dynamic_configs.get(name, {}))
+
+
+async def _alter_resource(broker: Any, resource: Any, incremental: bool, validate_only: bool) -> None:
+    kind, name = resource.resource_type, resource.resource_name
+    if kind not in (TOPIC, BROKER, BROKER_LOGGER):
+        raise KafkaError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type {kind}")
+    if kind == BROKER_LOGGER:
+        _broker_scope(broker, name)
+        return  # log levels are accepted and not persisted
+    if kind == BROKER:
+        _broker_scope(broker, name)
+    names = [c.name for c in resource.configs]
+    if len(set(names)) != len(names):
+        raise KafkaError(ErrorCode.INVALID_REQUEST, "Error due to duplicate config keys")
+    if incremental:
+        values = _apply_operations(_current(broker, kind, name), resource.configs, kind)
+    else:
+        values = {}
+        for c in resource.configs:
+            if c.value is None:
+                raise KafkaError(ErrorCode.INVALID_REQUEST, f"Null value not supported for: {c.name}")
+            values[c.name] = c.value
+    if kind == TOPIC:
+        await _alter_topic(broker, name, values, validate_only)
+    else:
+        await _alter_broker(broker, name, values, validate_only)
+
+
+async def _answer(broker: Any, request: Any, codec: Any, incremental: bool) -> Any:
+    Result = codec.Response.of("responses")
+    results = []
+    for resource in request.resources:
+        result = Result(
+            error_code=0, error_message=None,
+            resource_type=resource.resource_type, resource_name=resource.resource_name,
+        )
+        try:
+            await _alter_resource(broker, resource, incremental, request.validate_only)
+        except KafkaError as exc:
+            result.error_code = int(exc.code)
+            result.error_message = exc.message
+        results.append(result)
+    return codec.Response(throttle_time_ms=0, responses=results)
+
+
+@handles(ALTER_CONFIGS, 0, 2)
+async def alter_configs(broker: Any, header: Any, request: Any) -> Any:
+    return await _answer(broker, request, _alter, incremental=False)
+
+
+@handles(INCREMENTAL_ALTER_CONFIGS, 0, 1)
+async def incremental_alter_configs(broker: Any, header: Any, request: Any) -> Any:
+    return await _answer(broker, request, _incremental, incremental=True)

@@ -1,0 +1,49 @@
+"""DeleteRecords (key 21): move a partition's log start offset (its low watermark).
+
+Whole segments below the new start are deleted; the start offset itself is written to
+the log-start-offset checkpoint before the answer, so a restart never brings the
+deleted records back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from moldau.handlers.registry import codec_for, handles
+from moldau.protocol.errors import ErrorCode, KafkaError
+from moldau.protocol.messages import ALL_APIS
+
+DELETE_RECORDS = ALL_APIS[21]
+_codec = codec_for(DELETE_RECORDS)
+_Topic = _codec.Response.of("topics")
+_Partition = _Topic.of("partitions")
+HIGH_WATERMARK = -1
+
+
+def _delete(broker: Any, topic: str, index: int, offset: int) -> Any:
+    answer = _Partition(partition_index=index, low_watermark=-1, error_code=0)
+    partition = broker.partition(topic, index)
+    try:
+        if partition is None:
+            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        if not partition.is_leader:
+            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        if offset == HIGH_WATERMARK:
+            offset = partition.high_watermark
+        if offset < 0 or offset > partition.high_watermark:
+            raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE)
+        answer.low_watermark = partition.log.delete_records_before(offset)
+    except KafkaError as exc:
+        answer.error_code = int(exc.code)
+    return answer
+
+
+@handles(DELETE_RECORDS, 0, 2)
+async def delete_records(broker: Any, header: Any, request: Any) -> Any:
+    topics = []
+    for topic in request.topics:
+        partitions = [_delete(broker, topic.name, p.partition_index, p.offset) for p in topic.partitions]
+        topics.append(_Topic(name=topic.name, partitions=partitions))
+    await asyncio.to_thread(broker.log_manager.checkpoint)
+    return _codec.Response(throttle_time_ms=0, topics=topics)
