@@ -14,7 +14,6 @@ from confluent_kafka.admin import (
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource as KPConfigResource
 from kafka.admin import ConfigResourceType as KPConfigResourceType
-
 from tests.integration.kafka_helpers import (
     Rec,
     admin_client,

@@ -49,10 +49,7 @@ def _primitive(type_name: str, nullable: bool) -> st.SearchStrategy[Any]:
 
 def _field(cls: type[Struct], f: Field, version: int) -> st.SearchStrategy[Any]:
     nullable = f.nullable_in(version)
-    if f.is_struct:
-        item = _struct(getattr(cls, f.type), version)
-    else:
-        item = _primitive(f.type, False)
+    item = _struct(getattr(cls, f.type), version) if f.is_struct else _primitive(f.type, False)
     if f.is_array:
         strategy = st.lists(item, max_size=3)
         return st.one_of(st.none(), strategy) if nullable else strategy
