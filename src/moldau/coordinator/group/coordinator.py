@@ -1,0 +1,485 @@
+"""The group coordinator: groups and committed offsets, kept in ``__consumer_offsets``.
+
+Theory of operation: every group lives in one partition of the internal compacted
+topic ``__consumer_offsets`` (Kafka's hash of the group id, see :mod:`.hashing`), and
+this broker coordinates the groups of the partitions it leads. State is held in
+memory and every change is appended to that partition before it is acknowledged, in
+Kafka's record formats (:mod:`.records`): committed offsets, classic group metadata
+at each new generation, and tombstones for deletions. At start the partitions are
+replayed off the event loop; until a partition is loaded its groups answer
+COORDINATOR_LOAD_IN_PROGRESS, which clients retry.
+
+The topic is created on first use (FindCoordinator or any group request), as in
+Kafka, so that brokers which never see a group do not carry 50 empty partitions.
+
+Offsets belong to the group id, not to the protocol: a group that only ever had
+standalone commits is a classic group in state Empty, and an empty group of either
+kind can be taken over by the other protocol keeping its offsets. Offsets of empty
+groups expire ``offsets.retention.minutes`` after the group became empty (or after
+the commit, for groups that never had members), checked every
+``offsets.retention.check.interval.ms``; a group with neither members nor offsets
+left is deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from moldau.coordinator.group.classic import ClassicGroup, ClassicGroupManager, GroupState
+from moldau.coordinator.group.hashing import partition_for
+from moldau.coordinator.group.records import (
+    GroupKey,
+    OffsetKey,
+    OffsetValue,
+    decode_group_value,
+    decode_key,
+    decode_offset_value,
+    encode_group_key,
+    encode_group_value,
+    encode_offset_key,
+    encode_offset_value,
+)
+from moldau.protocol.errors import ErrorCode, KafkaError
+from moldau.records import RecordInput, build_batch, decode_records, iter_batches
+
+if TYPE_CHECKING:
+    from moldau.broker.broker import Broker
+    from moldau.coordinator.group.consumer import ConsumerGroup
+
+OFFSETS_TOPIC = "__consumer_offsets"
+READ_CHUNK = 1 << 20
+
+TopicPartition = tuple[str, int]
+
+
+@dataclass
+class OffsetCommit:
+    """One partition's offset in an OffsetCommit request."""
+
+    topic: str
+    partition: int
+    offset: int
+    leader_epoch: int
+    metadata: str | None
+
+
+class GroupCoordinator:
+    def __init__(self, broker: Broker, clock: Callable[[], float] = time.time) -> None:
+        from moldau.coordinator.group.consumer import ConsumerGroupManager
+
+        self.broker = broker
+        self.log = logging.getLogger("moldau.coordinator.group")
+        self._clock = clock
+        self.groups: dict[str, ClassicGroup | ConsumerGroup] = {}
+        self.offsets: dict[str, dict[TopicPartition, OffsetValue]] = {}
+        self.classic = ClassicGroupManager(self)
+        self.consumer = ConsumerGroupManager(self)
+        self._loading: set[int] = set()
+        self._topic_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    @property
+    def num_partitions(self) -> int:
+        topic = self.broker.topics.get(OFFSETS_TOPIC)
+        if topic is not None:
+            return len(topic.partitions)
+        return self.broker.config.int("offsets.topic.num.partitions")
+
+    def partition_of(self, group_id: str) -> int:
+        return partition_for(group_id, self.num_partitions)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if OFFSETS_TOPIC in self.broker.topics:
+            self._begin_loading()
+        self._tasks.append(asyncio.ensure_future(self._expiration_loop()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for group in self.groups.values():
+            if isinstance(group, ClassicGroup):
+                self.classic.shutdown(group)
+            else:
+                self.consumer.shutdown(group)
+
+    async def ensure_topic(self) -> None:
+        """Create ``__consumer_offsets`` on first use, with Kafka's settings for it."""
+        if OFFSETS_TOPIC in self.broker.topics:
+            return
+        async with self._topic_lock:
+            if OFFSETS_TOPIC in self.broker.topics:
+                return
+            config = self.broker.config
+            plan = self.broker.controller.plan_topic(
+                OFFSETS_TOPIC,
+                config.int("offsets.topic.num.partitions"),
+                min(config.int("offsets.topic.replication.factor"), len(self.broker.controller.live_brokers())),
+                {
+                    "cleanup.policy": "compact",
+                    "compression.type": "producer",
+                    "segment.bytes": str(config.int("offsets.topic.segment.bytes")),
+                },
+            )
+            await self.broker.controller.create_topic(plan)
+            self.log.info("created %s with %d partitions", OFFSETS_TOPIC, len(plan.partitions))
+
+    def check_coordinator(self, group_id: str) -> None:
+        """Raise the error a client must see when we cannot serve ``group_id`` now."""
+        if OFFSETS_TOPIC not in self.broker.topics:
+            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
+        index = self.partition_of(group_id)
+        partition = self.broker.partition(OFFSETS_TOPIC, index)
+        if partition is None or not partition.is_leader:
+            raise KafkaError(ErrorCode.NOT_COORDINATOR)
+        if index in self._loading:
+            raise KafkaError(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS)
+
+    def _serves(self, group_id: str) -> bool:
+        try:
+            self.check_coordinator(group_id)
+        except KafkaError:
+            return False
+        return True
+
+    async def ready(self, group_id: str) -> None:
+        await self.ensure_topic()
+        self.check_coordinator(group_id)
+
+    # -- loading --------------------------------------------------------------------
+
+    def _begin_loading(self) -> None:
+        indexes = [i for (t, i) in self.broker.partitions if t == OFFSETS_TOPIC]
+        self._loading.update(indexes)
+        self._tasks.append(asyncio.ensure_future(self._load_all(sorted(indexes))))
+
+    async def _load_all(self, indexes: list[int]) -> None:
+        started = time.perf_counter()
+        count = 0
+        for index in indexes:
+            partition = self.broker.partition(OFFSETS_TOPIC, index)
+            if partition is None:
+                self._loading.discard(index)
+                continue
+            try:
+                records = await asyncio.to_thread(_read_partition, partition.log, partition.high_watermark)
+                count += len(records)
+                self._replay(records)
+            except Exception:
+                self.log.exception("could not load %s-%d", OFFSETS_TOPIC, index)
+            finally:
+                self._loading.discard(index)
+        for group in self.groups.values():
+            if isinstance(group, ClassicGroup):
+                self.classic.arm_restored(group)
+        self.log.info(
+            "loaded %d group(s) from %d record(s) of %s in %.0f ms",
+            len(self.groups), count, OFFSETS_TOPIC, (time.perf_counter() - started) * 1000,
+        )
+
+    def _replay(self, records: list[tuple[bytes, bytes | None]]) -> None:
+        for key_bytes, value_bytes in records:
+            try:
+                key = decode_key(key_bytes)
+                if isinstance(key, OffsetKey):
+                    if value_bytes is None:
+                        offsets = self.offsets.get(key.group)
+                        if offsets is not None:
+                            offsets.pop((key.topic, key.partition), None)
+                    else:
+                        value = decode_offset_value(value_bytes)
+                        self.offsets.setdefault(key.group, {})[(key.topic, key.partition)] = value
+                        if key.group not in self.groups:
+                            self.groups[key.group] = ClassicGroup(key.group, value.commit_timestamp)
+                elif isinstance(key, GroupKey):
+                    if value_bytes is None:
+                        self.groups.pop(key.group, None)
+                        self.offsets.pop(key.group, None)
+                    else:
+                        self.groups[key.group] = self.classic.restore(key.group, decode_group_value(value_bytes))
+            except Exception:
+                self.log.warning("skipping an unreadable record in %s", OFFSETS_TOPIC, exc_info=True)
+
+    # -- writing --------------------------------------------------------------------
+
+    def _append(self, group_id: str, records: list[tuple[bytes, bytes | None]]) -> None:
+        if not records:
+            return
+        partition = self.broker.partition(OFFSETS_TOPIC, self.partition_of(group_id))
+        if partition is None:
+            raise KafkaError(ErrorCode.NOT_COORDINATOR)
+        now = self.now_ms()
+        batch = build_batch([RecordInput(key, value, (), now) for key, value in records])
+        try:
+            partition.append_as_leader(memoryview(bytearray(batch)), -1, now)
+        except KafkaError as exc:
+            self.log.warning("could not write group %s to %s: %s", group_id, OFFSETS_TOPIC, exc)
+            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE) from None
+
+    def store_group(self, group: ClassicGroup) -> None:
+        """Write a classic group's metadata (Kafka does so at each generation)."""
+        try:
+            self._append(group.group_id, [(encode_group_key(group.group_id), encode_group_value(group.to_record(self.now_ms())))])
+        except KafkaError:
+            self.log.warning("group %s: metadata not persisted", group.group_id)
+
+    def _delete_group(self, group_id: str) -> None:
+        """Tombstones for the group and its offsets, then forget it."""
+        records: list[tuple[bytes, bytes | None]] = [
+            (encode_offset_key(group_id, t, p), None) for (t, p) in self.offsets.get(group_id, {})
+        ]
+        records.append((encode_group_key(group_id), None))
+        self._append(group_id, records)
+        group = self.groups.pop(group_id, None)
+        if isinstance(group, ClassicGroup):
+            group.state = GroupState.DEAD
+        self.offsets.pop(group_id, None)
+
+    def convert_to_classic(self, group_id: str) -> ClassicGroup:
+        """An empty group of the other protocol becomes a classic one, keeping offsets."""
+        group = ClassicGroup(group_id, self.now_ms())
+        old = self.groups.get(group_id)
+        if old is not None and not isinstance(old, ClassicGroup):
+            self.consumer.shutdown(old)
+        self.groups[group_id] = group
+        return group
+
+    # -- offsets --------------------------------------------------------------------
+
+    def _validate_commit(self, group_id: str, generation: int, member_id: str, instance_id: str | None) -> None:
+        group = self.groups.get(group_id)
+        if group is None:
+            if generation >= 0 or member_id:
+                raise KafkaError(ErrorCode.ILLEGAL_GENERATION)
+            return
+        if not isinstance(group, ClassicGroup):
+            self.consumer.validate_commit(group, member_id, generation)
+            return
+        if group.state is GroupState.DEAD:
+            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
+        if generation < 0 and group.state is GroupState.EMPTY:
+            return  # a standalone consumer or an admin: no membership to check
+        if group.state is GroupState.COMPLETING_REBALANCE:
+            raise KafkaError(ErrorCode.REBALANCE_IN_PROGRESS)
+        if instance_id is not None:
+            registered = group.static_members.get(instance_id)
+            if registered is not None and registered != member_id:
+                raise KafkaError(ErrorCode.FENCED_INSTANCE_ID)
+        member = group.members.get(member_id)
+        if member is None:
+            raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID)
+        if generation != group.generation_id:
+            raise KafkaError(ErrorCode.ILLEGAL_GENERATION)
+        self.classic.schedule_expiry(group, member)
+
+    def commit_offsets(
+        self, group_id: str, generation: int, member_id: str, instance_id: str | None, commits: list[OffsetCommit]
+    ) -> list[ErrorCode]:
+        """Validate and persist a commit; one error per partition, in request order."""
+        try:
+            self._validate_commit(group_id, generation, member_id, instance_id)
+        except KafkaError as exc:
+            return [exc.code for _ in commits]
+        max_metadata = self.broker.config.int("offset.metadata.max.bytes")
+        now = self.now_ms()
+        errors: list[ErrorCode] = []
+        records: list[tuple[bytes, bytes | None]] = []
+        accepted: list[tuple[TopicPartition, OffsetValue]] = []
+        for c in commits:
+            metadata = c.metadata or ""
+            if len(metadata.encode()) > max_metadata:
+                errors.append(ErrorCode.OFFSET_METADATA_TOO_LARGE)
+                continue
+            value = OffsetValue(c.offset, c.leader_epoch, metadata, now)
+            records.append((encode_offset_key(group_id, c.topic, c.partition), encode_offset_value(value)))
+            accepted.append(((c.topic, c.partition), value))
+            errors.append(ErrorCode.NONE)
+        try:
+            self._append(group_id, records)
+        except KafkaError as exc:
+            return [exc.code if e is ErrorCode.NONE else e for e in errors]
+        if accepted:
+            if group_id not in self.groups:
+                self.groups[group_id] = ClassicGroup(group_id, now)
+            stored = self.offsets.setdefault(group_id, {})
+            for tp, value in accepted:
+                stored[tp] = value
+        return errors
+
+    def fetch_offsets(
+        self, group_id: str, topics: list[tuple[str, list[int]]] | None
+    ) -> list[tuple[str, list[tuple[int, OffsetValue | None]]]]:
+        """Committed offsets of the asked partitions (None where there is none), or all."""
+        stored = self.offsets.get(group_id, {})
+        if topics is None:
+            by_topic: dict[str, list[tuple[int, OffsetValue | None]]] = {}
+            for (t, p), value in sorted(stored.items()):
+                by_topic.setdefault(t, []).append((p, value))
+            return list(by_topic.items())
+        return [(t, [(p, stored.get((t, p))) for p in parts]) for t, parts in topics]
+
+    def delete_offsets(self, group_id: str, partitions: list[TopicPartition]) -> list[ErrorCode]:
+        """OffsetDelete: refused for topics a live consumer group subscribes to."""
+        group = self.groups.get(group_id)
+        if group is None:
+            raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND)
+        if isinstance(group, ClassicGroup):
+            if group.state is GroupState.DEAD:
+                raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND)
+            if group.state is not GroupState.EMPTY and group.protocol_type != "consumer":
+                raise KafkaError(ErrorCode.NON_EMPTY_GROUP)
+            subscribed = group.subscribed_topics() or set() if group.state is not GroupState.EMPTY else set()
+        else:
+            subscribed = group.subscribed_topic_names()
+        stored = self.offsets.get(group_id, {})
+        errors: list[ErrorCode] = []
+        records: list[tuple[bytes, bytes | None]] = []
+        gone: list[TopicPartition] = []
+        for t, p in partitions:
+            if t in subscribed:
+                errors.append(ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC)
+                continue
+            errors.append(ErrorCode.NONE)
+            if (t, p) in stored:
+                records.append((encode_offset_key(group_id, t, p), None))
+                gone.append((t, p))
+        self._append(group_id, records)
+        for tp in gone:
+            stored.pop(tp, None)
+        return errors
+
+    # -- group admin ----------------------------------------------------------------
+
+    def delete_group(self, group_id: str) -> ErrorCode:
+        group = self.groups.get(group_id)
+        if group is None:
+            return ErrorCode.GROUP_ID_NOT_FOUND
+        if isinstance(group, ClassicGroup) and group.state is GroupState.DEAD:
+            return ErrorCode.GROUP_ID_NOT_FOUND
+        if not group.is_empty:
+            return ErrorCode.NON_EMPTY_GROUP
+        try:
+            if not isinstance(group, ClassicGroup):
+                self.consumer.shutdown(group)
+            self._delete_group(group_id)
+        except KafkaError as exc:
+            return exc.code
+        self.log.info("group %s deleted", group_id)
+        return ErrorCode.NONE
+
+    def list_groups(self) -> list[tuple[str, str, str, str]]:
+        """(group id, protocol type, state, group type) of every group we coordinate."""
+        result = []
+        for group_id, group in self.groups.items():
+            with contextlib.suppress(KafkaError):
+                self.check_coordinator(group_id)
+                if isinstance(group, ClassicGroup):
+                    if group.state is GroupState.DEAD:
+                        continue
+                    result.append((group_id, group.protocol_type or "", group.state.value, "classic"))
+                else:
+                    result.append((group_id, "consumer", group.state_name, "consumer"))
+        return result
+
+    # -- expiration -----------------------------------------------------------------
+
+    async def _expiration_loop(self) -> None:
+        interval = self.broker.config.int("offsets.retention.check.interval.ms") / 1000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.expire_offsets()
+            except Exception:
+                self.log.exception("offset expiration failed")
+
+    def expire_offsets(self) -> int:
+        """Drop expired offsets (see the module doc); returns how many were dropped."""
+        retention_ms = self.broker.config.int("offsets.retention.minutes") * 60_000
+        now = self.now_ms()
+        dropped = 0
+        for group_id, group in list(self.groups.items()):
+            if group_id not in self.offsets and group.is_empty and self._serves(group_id):
+                with contextlib.suppress(KafkaError):
+                    self._delete_group(group_id)  # nothing left to remember
+        for group_id in list(self.offsets):
+            group = self.groups.get(group_id)
+            if group is None:
+                continue
+            try:
+                self.check_coordinator(group_id)
+            except KafkaError:
+                continue
+            stored = self.offsets[group_id]
+            if isinstance(group, ClassicGroup):
+                if group.state is GroupState.EMPTY:
+                    # The clock starts when the group became empty, or at the commit.
+                    expired = [
+                        tp for tp, v in stored.items()
+                        if now - max(group.state_timestamp, v.commit_timestamp) >= retention_ms
+                    ]
+                elif group.state is GroupState.STABLE and group.protocol_type == "consumer":
+                    # A live group keeps the offsets of the topics it subscribes to.
+                    keep = group.subscribed_topics() or set()
+                    expired = [
+                        tp for tp, v in stored.items()
+                        if tp[0] not in keep and now - v.commit_timestamp >= retention_ms
+                    ]
+                else:
+                    continue
+            else:
+                if not group.is_empty:
+                    continue
+                expired = [tp for tp, v in stored.items() if now - v.commit_timestamp >= retention_ms]
+            if not expired:
+                continue
+            try:
+                self._append(group_id, [(encode_offset_key(group_id, t, p), None) for t, p in expired])
+            except KafkaError:
+                continue
+            for tp in expired:
+                del stored[tp]
+            dropped += len(expired)
+            self.log.info("group %s: %d offset(s) expired", group_id, len(expired))
+            if not stored and group.is_empty:
+                with contextlib.suppress(KafkaError):
+                    self._delete_group(group_id)
+        return dropped
+
+
+def _read_partition(log: Any, high_watermark: int) -> list[tuple[bytes, bytes | None]]:
+    """Every (key, value) record of a ``__consumer_offsets`` partition, in order.
+
+    Runs in a worker thread at load time, when nothing appends to this partition.
+    """
+    out: list[tuple[bytes, bytes | None]] = []
+    offset = log.log_start_offset
+    while offset < high_watermark:
+        info = log.read(offset, READ_CHUNK, max_offset=high_watermark)
+        if info is None or info.slice is None or info.slice.size == 0:
+            break
+        data = info.slice.read()
+        last = offset
+        for batch in iter_batches(data, allow_partial_tail=True):
+            last = batch.last_offset
+            if batch.is_control:
+                continue
+            for record in decode_records(batch):
+                if record.offset >= offset and record.key is not None:
+                    out.append((record.key, record.value))
+        if last + 1 <= offset:
+            break
+        offset = last + 1
+    return out
