@@ -160,3 +160,27 @@ def test_dynamic_broker_config_with_kafka_python(broker, topic):
     assert configs["retention.ms"].source == ConfigSource.DYNAMIC_BROKER_CONFIG.value
     broker.restart()
     assert _describe(bs, topic)["retention.ms"].value == "7200000"
+
+
+def test_topic_compression_type_recompresses_on_the_broker(broker, topic):
+    from moldau.records import Compression, iter_batches
+
+    bs = broker.bootstrap
+    create_topic(bs, topic, config={"compression.type": "zstd"})
+    recs = [Rec(b"k%d" % i, b"value-%d" % i * 50, (("h", b"v"),), None) for i in range(20)]
+    assert_delivered(confluent_produce(bs, topic, recs, chunks=2, **{"compression.type": "lz4"}))
+    data = (broker.data_dir / f"{topic}-0" / "00000000000000000000.log").read_bytes()
+    codecs = {b.compression for b in iter_batches(data)}
+    assert codecs == {Compression.ZSTD}
+    got = confluent_consume(bs, topic, 20)
+    assert [g.value for g in got] == [r.value for r in recs]
+    assert [g.headers for g in got] == [r.headers for r in recs]
+
+
+def test_timestamps_out_of_range_are_refused(broker, topic):
+    bs = broker.bootstrap
+    create_topic(bs, topic, config={"message.timestamp.after.max.ms": "60000"})
+    future = int(time.time() * 1000) + 3_600_000
+    results = confluent_produce(bs, topic, [Rec(b"k", b"v", (), future)])
+    assert results[0][0] is not None and results[0][0].name() == "INVALID_TIMESTAMP"
+    assert_delivered(confluent_produce(bs, topic, [Rec(b"k", b"v", (), None)]))

@@ -160,7 +160,8 @@ class Broker:
         self.topics[topic.name] = topic
         self.topic_names_by_id[topic.topic_id] = topic.name
         log_config = self.log_config_for(topic)
-        min_isr = int(self.config.effective_topic_config(topic.configs)["min.insync.replicas"])
+        effective = self.config.effective_topic_config(topic.configs)
+        min_isr = int(effective["min.insync.replicas"])
         for index, state in topic.partitions.items():
             if self.node_id not in state.replicas:
                 continue
@@ -189,6 +190,9 @@ class Broker:
                 partition.isr = list(state.isr)
                 partition.replicas = list(state.replicas)
             partition.min_insync_replicas = min_isr
+            partition.compression_type = effective["compression.type"]
+            partition.timestamp_before_max_ms = int(effective["message.timestamp.before.max.ms"])
+            partition.timestamp_after_max_ms = int(effective["message.timestamp.after.max.ms"])
 
     def remove_topic(self, name: str) -> None:
         topic = self.topics.pop(name, None)

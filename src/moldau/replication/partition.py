@@ -16,7 +16,15 @@ import uuid
 from dataclasses import dataclass
 
 from moldau.protocol.errors import ErrorCode, KafkaError
-from moldau.records import BatchView, InvalidRecordError, has_keyless_record, iter_batches
+from moldau.records import (
+    BatchView,
+    Compression,
+    InvalidRecordError,
+    build_batch,
+    decode_records,
+    has_keyless_record,
+    iter_batches,
+)
 from moldau.replication.producer_state import ProducerStateManager
 from moldau.storage.log import AppendInfo, Log
 
@@ -40,6 +48,41 @@ class RecordsSlice:
     def __init__(self, file_slice: object, size: int) -> None:
         self.chunks = [file_slice]
         self.size = size
+
+
+LONG_MAX = 9223372036854775807
+TARGET_CODECS = {
+    "uncompressed": Compression.NONE,
+    "gzip": Compression.GZIP,
+    "snappy": Compression.SNAPPY,
+    "lz4": Compression.LZ4,
+    "zstd": Compression.ZSTD,
+}
+
+
+def recompress(records: memoryview, codec: Compression) -> memoryview:
+    """Rebuild every batch with ``codec`` (topic compression.type other than producer).
+
+    This is the one place the broker decodes records on the produce path, and only
+    when an operator asks for it, as in Kafka.
+    """
+    out = bytearray()
+    for batch in iter_batches(records):
+        if batch.compression == codec or batch.is_control:
+            out += batch.batch_bytes()
+            continue
+        out += build_batch(
+            decode_records(batch),
+            base_offset=batch.base_offset,
+            compression=codec,
+            producer_id=batch.producer_id,
+            producer_epoch=batch.producer_epoch,
+            base_sequence=batch.base_sequence,
+            is_transactional=batch.is_transactional,
+            partition_leader_epoch=batch.partition_leader_epoch,
+            timestamp_type=batch.timestamp_type,
+        )
+    return memoryview(out)
 
 
 class Partition:
@@ -67,6 +110,9 @@ class Partition:
         self.isr = isr
         self.high_watermark = log.log_end_offset if isr == [broker_id] else log.log_start_offset
         self.min_insync_replicas = 1
+        self.compression_type = "producer"
+        self.timestamp_before_max_ms = LONG_MAX
+        self.timestamp_after_max_ms = LONG_MAX
         self.producer_state = ProducerStateManager()
         self._waiters: list[asyncio.Future[None]] = []
 
@@ -87,6 +133,10 @@ class Partition:
             raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         if required_acks == -1 and len(self.isr) < self.min_insync_replicas:
             raise KafkaError(ErrorCode.NOT_ENOUGH_REPLICAS)
+        self._check_timestamps(records, now_ms)
+        target = TARGET_CODECS.get(self.compression_type)
+        if target is not None:
+            records = recompress(records, target)
         head = BatchView(records, 0)
         if self.log.config.compact:
             for batch in iter_batches(records):
@@ -116,6 +166,22 @@ class Partition:
             )
         self._maybe_advance_high_watermark()
         return info
+
+    def _check_timestamps(self, records: memoryview, now_ms: int) -> None:
+        """message.timestamp.before/after.max.ms for CreateTime topics (INVALID_TIMESTAMP)."""
+        before, after = self.timestamp_before_max_ms, self.timestamp_after_max_ms
+        if self.log.config.log_append_time or (before >= LONG_MAX and after >= LONG_MAX):
+            return
+        for batch in iter_batches(records):
+            if batch.is_control:
+                continue
+            if batch.base_timestamp < now_ms - before or batch.max_timestamp > now_ms + after:
+                raise KafkaError(
+                    ErrorCode.INVALID_TIMESTAMP,
+                    f"Timestamp of a record in {self.topic}-{self.index} is out of range: "
+                    f"[{batch.base_timestamp}, {batch.max_timestamp}] against now {now_ms} "
+                    f"(message.timestamp.before.max.ms={before}, message.timestamp.after.max.ms={after})",
+                )
 
     def _maybe_advance_high_watermark(self) -> None:
         if self.isr == [self.broker_id]:
