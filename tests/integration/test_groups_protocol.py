@@ -1,0 +1,339 @@
+"""Group APIs at the wire level, with requests encoded by our codec and sent raw:
+FindCoordinator in every version (KIP-699's batched form too), KIP-394's
+MEMBER_ID_REQUIRED, Kafka's error codes for bad joins and heartbeats, OffsetFetch for
+unknown groups, exact commit metadata, group.max.size, and the coordinator's
+partition (Java's String.hashCode) visible in ``__consumer_offsets``."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from typing import Any
+
+import pytest
+
+from moldau.coordinator.group.hashing import partition_for
+from moldau.protocol.codec import MessageCodec
+from moldau.protocol.messages import ALL_APIS
+
+from .conftest import _dispose, _new_broker
+from .raw_kafka import connect, read_response, request, uvarint
+
+pytestmark = pytest.mark.timeout(60)
+
+NONE = 0
+COORDINATOR_NOT_AVAILABLE = 15
+ILLEGAL_GENERATION = 22
+INCONSISTENT_GROUP_PROTOCOL = 23
+UNKNOWN_MEMBER_ID = 25
+INVALID_SESSION_TIMEOUT = 26
+REBALANCE_IN_PROGRESS = 27
+GROUP_ID_NOT_FOUND = 69
+MEMBER_ID_REQUIRED = 79
+GROUP_MAX_SIZE_REACHED = 81
+FENCED_INSTANCE_ID = 82
+
+SETTINGS = {
+    "group.initial.rebalance.delay.ms": 0,
+    "group.min.session.timeout.ms": 500,
+    "offsets.topic.num.partitions": 7,
+    "group.max.size": 3,
+}
+
+_ids = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def gbroker():
+    b = _new_broker(SETTINGS, "groups-raw")
+    yield b
+    _dispose(b)
+
+
+class Client:
+    """One connection; encodes requests and decodes responses with Moldau's codec."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.sock = connect(bootstrap, timeout=20)
+
+    def call(self, api_key: int, version: int, /, **fields: Any) -> Any:
+        key = api_key
+        api = ALL_APIS[key]
+        codec = MessageCodec(api)
+        body = codec.encode_request(version, codec.Request(**fields))
+        flexible = api.is_flexible(version)
+        cid = next(_ids)
+        self.sock.sendall(request(key, version, cid, bytes(body), flexible=flexible))
+        got = read_response(self.sock)
+        assert got is not None, "broker closed the connection"
+        corr, rest = got
+        assert corr == cid
+        pos = 0
+        if flexible and key != 18:
+            assert rest[0] == 0  # response header v1: no tagged fields
+            pos = 1
+        return codec.decode_response(version, rest, pos)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def client(gbroker):
+    c = Client(gbroker.bootstrap)
+    yield c
+    c.close()
+
+
+def protocols(topics: bytes = b"\x00\x00\x00\x00\x00\x00") -> list[Any]:
+    Proto = MessageCodec(ALL_APIS[11]).Request.of("protocols")
+    return [Proto(name="range", metadata=topics)]
+
+
+def test_java_hash_placement():
+    # Java: "group".hashCode() == 98629247, "".hashCode() == 0; non-BMP uses UTF-16.
+    from moldau.coordinator.group.hashing import java_string_hash
+
+    assert java_string_hash("group") == 98629247
+    assert java_string_hash("") == 0
+    assert java_string_hash("polygenelubricants") == -2**31  # Integer.MIN_VALUE
+    assert partition_for("polygenelubricants", 50) == 0  # Utils.abs(MIN_VALUE) == 0
+    assert java_string_hash("\U0001F600") == 0xD83D * 31 + 0xDE00  # the surrogate pair, not the code point
+
+
+@pytest.mark.parametrize("version", range(0, 7))
+def test_find_coordinator_every_version(gbroker, client, version):
+    host, port = gbroker.bootstrap.rsplit(":", 1)
+    if version >= 4:
+        r = client.call(10, version, key_type=0, coordinator_keys=["a", "b", "c"])
+        assert [c.key for c in r.coordinators] == ["a", "b", "c"]
+        for c in r.coordinators:
+            assert (c.error_code, c.node_id, c.host, c.port) == (NONE, 0, host, int(port))
+    else:
+        r = client.call(10, version, key="grp", key_type=0)
+        assert (r.error_code, r.node_id, r.host, r.port) == (NONE, 0, host, int(port))
+
+
+def test_find_transaction_coordinator_not_available(client):
+    r = client.call(10, 4, key_type=1, coordinator_keys=["txn"])
+    assert r.coordinators[0].error_code == COORDINATOR_NOT_AVAILABLE
+
+
+def test_member_id_required_then_join(client):
+    group = "g-kip394"
+    r = client.call(11, 5, group_id=group, session_timeout_ms=5000, rebalance_timeout_ms=5000, member_id="",
+                    protocol_type="consumer", protocols=protocols())
+    assert r.error_code == MEMBER_ID_REQUIRED
+    assert r.member_id.startswith("moldau-raw-test-")
+    member = r.member_id
+    r = client.call(11, 5, group_id=group, session_timeout_ms=5000, rebalance_timeout_ms=5000, member_id=member,
+                    protocol_type="consumer", protocols=protocols())
+    assert (r.error_code, r.generation_id, r.leader, r.member_id, r.protocol_name) == (NONE, 1, member, member, "range")
+    assert [m.member_id for m in r.members] == [member]
+    # The leader's SyncGroup completes the generation; its assignment comes back.
+    Assign = MessageCodec(ALL_APIS[14]).Request.of("assignments")
+    s = client.call(14, 3, group_id=group, generation_id=1, member_id=member,
+                    assignments=[Assign(member_id=member, assignment=b"\x00\x01xyz")])
+    assert (s.error_code, bytes(s.assignment)) == (NONE, b"\x00\x01xyz")
+    h = client.call(12, 2, group_id=group, generation_id=1, member_id=member)
+    assert h.error_code == NONE
+    h = client.call(12, 2, group_id=group, generation_id=0, member_id=member)
+    assert h.error_code == ILLEGAL_GENERATION
+    h = client.call(12, 2, group_id=group, generation_id=1, member_id="nobody")
+    assert h.error_code == UNKNOWN_MEMBER_ID
+    # DescribeGroups shows the stable group with the member's metadata and assignment.
+    d = client.call(15, 5, groups=[group], include_authorized_operations=False).groups[0]
+    assert (d.error_code, d.group_state, d.protocol_type, d.protocol_data) == (NONE, "Stable", "consumer", "range")
+    assert bytes(d.members[0].member_assignment) == b"\x00\x01xyz"
+    assert d.members[0].client_host == "/127.0.0.1"
+    # Batched LeaveGroup (v3+): the member and an unknown one.
+    Leaving = MessageCodec(ALL_APIS[13]).Request.of("members")
+    lv = client.call(13, 4, group_id=group, members=[Leaving(member_id=member), Leaving(member_id="ghost")])
+    assert lv.error_code == NONE
+    assert [(m.member_id, m.error_code) for m in lv.members] == [(member, NONE), ("ghost", UNKNOWN_MEMBER_ID)]
+    d = client.call(15, 5, groups=[group], include_authorized_operations=False).groups[0]
+    assert d.group_state == "Empty" and d.members == []
+
+
+def test_old_join_needs_no_member_id(client):
+    r = client.call(11, 3, group_id="g-old", session_timeout_ms=5000, rebalance_timeout_ms=5000, member_id="",
+                    protocol_type="consumer", protocols=protocols())
+    assert r.error_code == NONE and r.member_id and r.generation_id == 1
+
+
+def test_join_errors(client):
+    r = client.call(11, 5, group_id="g-err", session_timeout_ms=10, rebalance_timeout_ms=5000, member_id="",
+                    protocol_type="consumer", protocols=protocols())
+    assert r.error_code == INVALID_SESSION_TIMEOUT
+    r = client.call(11, 5, group_id="g-err", session_timeout_ms=5000, rebalance_timeout_ms=5000, member_id="who",
+                    protocol_type="consumer", protocols=protocols())
+    assert r.error_code == UNKNOWN_MEMBER_ID
+    r = client.call(11, 5, group_id="g-err", session_timeout_ms=5000, rebalance_timeout_ms=5000, member_id="",
+                    protocol_type="consumer", protocols=[])
+    assert r.error_code == INCONSISTENT_GROUP_PROTOCOL
+    s = client.call(14, 3, group_id="g-none", generation_id=1, member_id="x", assignments=[])
+    assert s.error_code == UNKNOWN_MEMBER_ID
+
+
+def test_static_member_fencing(gbroker, client):
+    group = "g-static"
+    r = client.call(11, 5, group_id=group, session_timeout_ms=5000, rebalance_timeout_ms=5000, member_id="",
+                    group_instance_id="inst-1", protocol_type="consumer", protocols=protocols())
+    assert r.error_code == NONE  # static members need no second round trip
+    first = r.member_id
+    Assign = MessageCodec(ALL_APIS[14]).Request.of("assignments")
+    s = client.call(14, 3, group_id=group, generation_id=r.generation_id, member_id=first,
+                    group_instance_id="inst-1", assignments=[Assign(member_id=first, assignment=b"A")])
+    assert s.error_code == NONE
+    # The same instance comes back with no member id: same generation, no rebalance.
+    r2 = client.call(11, 5, group_id=group, session_timeout_ms=5000, rebalance_timeout_ms=5000, member_id="",
+                     group_instance_id="inst-1", protocol_type="consumer", protocols=protocols())
+    assert r2.error_code == NONE and r2.generation_id == r.generation_id and r2.member_id != first
+    # The old member id is fenced.
+    h = client.call(12, 3, group_id=group, generation_id=r.generation_id, member_id=first, group_instance_id="inst-1")
+    assert h.error_code == FENCED_INSTANCE_ID
+    s = client.call(14, 3, group_id=group, generation_id=r.generation_id, member_id=r2.member_id,
+                    group_instance_id="inst-1", assignments=[])
+    assert (s.error_code, bytes(s.assignment)) == (NONE, b"A")
+
+
+def test_group_max_size(gbroker):
+    group = "g-max"
+    members = []
+    clients = [Client(gbroker.bootstrap) for _ in range(4)]
+    try:
+        for c in clients[:3]:
+            r = c.call(11, 5, group_id=group, session_timeout_ms=5000, rebalance_timeout_ms=3000, member_id="",
+                       protocol_type="consumer", protocols=protocols())
+            assert r.error_code == MEMBER_ID_REQUIRED
+            members.append(r.member_id)
+        r = clients[3].call(11, 5, group_id=group, session_timeout_ms=5000, rebalance_timeout_ms=3000,
+                            member_id="", protocol_type="consumer", protocols=protocols())
+        assert r.error_code == GROUP_MAX_SIZE_REACHED
+        # All three join concurrently and all complete in one generation.
+        results: dict[int, Any] = {}
+
+        def join(i: int) -> None:
+            results[i] = clients[i].call(11, 5, group_id=group, session_timeout_ms=5000, rebalance_timeout_ms=3000,
+                                         member_id=members[i], protocol_type="consumer", protocols=protocols())
+
+        threads = [threading.Thread(target=join, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        assert {r.error_code for r in results.values()} == {NONE}
+        assert len({r.generation_id for r in results.values()}) == 1
+        assert sum(1 for r in results.values() if r.members) == 1  # only the leader sees members
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_offsets_standalone_metadata_exact(client):
+    group = "g-standalone"
+    Topic = MessageCodec(ALL_APIS[8]).Request.of("topics")
+    Part = Topic.of("partitions")
+    metas = ["", "plain", "ünïcødé ✓", None]
+    parts = [Part(partition_index=i, committed_offset=10 * i + 1, committed_leader_epoch=3, committed_metadata=m)
+             for i, m in enumerate(metas)]
+    r = client.call(8, 8, group_id=group, generation_id_or_member_epoch=-1, member_id="",
+                    topics=[Topic(name="anything", partitions=parts)])
+    assert [p.error_code for p in r.topics[0].partitions] == [NONE] * 4
+    FTopic = MessageCodec(ALL_APIS[9]).Request.of("topics")
+    f = client.call(9, 7, group_id=group, topics=[FTopic(name="anything", partition_indexes=[0, 1, 2, 3, 9])])
+    got = [(p.partition_index, p.committed_offset, p.committed_leader_epoch, p.metadata) for p in f.topics[0].partitions]
+    assert got == [(0, 1, 3, ""), (1, 11, 3, "plain"), (2, 21, 3, "ünïcødé ✓"), (3, 31, 3, ""), (9, -1, -1, "")]
+    # All offsets of the group (null topics), v2+.
+    f = client.call(9, 7, group_id=group, topics=None)
+    assert sorted(p.partition_index for t in f.topics for p in t.partitions) == [0, 1, 2, 3]
+    # A commit with a generation for a group that does not exist is refused.
+    r = client.call(8, 8, group_id="g-nogroup", generation_id_or_member_epoch=3, member_id="m",
+                    topics=[Topic(name="t", partitions=[Part(partition_index=0, committed_offset=1)])])
+    assert r.topics[0].partitions[0].error_code == ILLEGAL_GENERATION
+
+
+@pytest.mark.parametrize("version", [1, 5, 7, 8, 9])
+def test_offset_fetch_unknown_group(client, version):
+    if version >= 8:
+        Group = MessageCodec(ALL_APIS[9]).Request.of("groups")
+        GTopic = Group.of("topics")
+        f = client.call(9, version, groups=[Group(group_id="never", topics=[GTopic(name="t", partition_indexes=[0, 1])])])
+        g = f.groups[0]
+        assert g.error_code == NONE
+        assert [(p.partition_index, p.committed_offset, p.error_code) for p in g.topics[0].partitions] == [
+            (0, -1, NONE), (1, -1, NONE)
+        ]
+    else:
+        FTopic = MessageCodec(ALL_APIS[9]).Request.of("topics")
+        f = client.call(9, version, group_id="never", topics=[FTopic(name="t", partition_indexes=[0, 1])])
+        assert [(p.partition_index, p.committed_offset, p.error_code) for p in f.topics[0].partitions] == [
+            (0, -1, NONE), (1, -1, NONE)
+        ]
+
+
+def test_list_describe_delete_offset_delete(client):
+    group = "g-admin-raw"
+    Topic = MessageCodec(ALL_APIS[8]).Request.of("topics")
+    Part = Topic.of("partitions")
+    client.call(8, 8, group_id=group, generation_id_or_member_epoch=-1, member_id="",
+                topics=[Topic(name="t1", partitions=[Part(partition_index=0, committed_offset=5)]),
+                        Topic(name="t2", partitions=[Part(partition_index=0, committed_offset=6)])])
+    listed = client.call(16, 4, states_filter=["empty"]).groups
+    assert group in {g.group_id for g in listed}
+    assert group not in {g.group_id for g in client.call(16, 4, states_filter=["Stable"]).groups}
+    DTopic = MessageCodec(ALL_APIS[47]).Request.of("topics")
+    DPart = DTopic.of("partitions")
+    od = client.call(47, 0, group_id=group, topics=[DTopic(name="t1", partitions=[DPart(partition_index=0)])])
+    assert od.error_code == NONE and od.topics[0].partitions[0].error_code == NONE
+    f = client.call(9, 7, group_id=group, topics=None)
+    assert [t.name for t in f.topics] == ["t2"]
+    od = client.call(47, 0, group_id="g-absent", topics=[])
+    assert od.error_code == GROUP_ID_NOT_FOUND
+    r = client.call(42, 2, groups_names=[group, "g-absent"])
+    assert [(x.group_id, x.error_code) for x in r.results] == [(group, NONE), ("g-absent", GROUP_ID_NOT_FOUND)]
+    d = client.call(15, 6, groups=[group], include_authorized_operations=False).groups[0]
+    assert d.error_code == GROUP_ID_NOT_FOUND
+    d = client.call(15, 5, groups=[group], include_authorized_operations=False).groups[0]
+    assert (d.error_code, d.group_state) == (NONE, "Dead")
+
+
+def test_advertised_versions(client):
+    r = client.call(18, 3, client_software_name="t", client_software_version="1")
+    versions = {k.api_key: (k.min_version, k.max_version) for k in r.api_keys}
+    assert versions[10] == (0, 6)
+    assert versions[11] == (0, 9)
+    assert versions[8][0] <= 2 and versions[9][0] <= 1
+    assert versions[42] == (0, 2) and versions[47] == (0, 0)
+
+
+def test_rebalance_in_progress_for_stale_member(client, gbroker):
+    group = "g-rip"
+    r = client.call(11, 3, group_id=group, session_timeout_ms=2000, rebalance_timeout_ms=2000, member_id="",
+                    protocol_type="consumer", protocols=protocols())
+    first = r.member_id
+    other = Client(gbroker.bootstrap)
+    try:
+        # A second member joins; the first learns of the rebalance from its heartbeat.
+        done: dict[str, Any] = {}
+        t = threading.Thread(target=lambda: done.setdefault("r", other.call(
+            11, 3, group_id=group, session_timeout_ms=2000, rebalance_timeout_ms=2000, member_id="",
+            protocol_type="consumer", protocols=protocols())))
+        t.start()
+        import time as _t
+
+        deadline = _t.monotonic() + 5
+        code = NONE
+        while _t.monotonic() < deadline:
+            code = client.call(12, 2, group_id=group, generation_id=1, member_id=first).error_code
+            if code == REBALANCE_IN_PROGRESS:
+                break
+            _t.sleep(0.05)
+        assert code == REBALANCE_IN_PROGRESS
+        # It never rejoins: after the rebalance timeout the second member is alone.
+        t.join(10)
+        assert done["r"].error_code == NONE and done["r"].generation_id == 2
+        assert [m.member_id for m in done["r"].members] == [done["r"].member_id]
+    finally:
+        other.close()
+    _ = uvarint  # keep the raw helpers import honest
