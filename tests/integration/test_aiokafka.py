@@ -176,3 +176,32 @@ def test_message_size_limit(make_broker):
 
     run(main())
     assert watermarks(b.bootstrap, topic) == (0, 1)
+
+
+def test_idempotent_producer(shared_broker, topic):
+    bs = shared_broker.bootstrap
+    create_topic(bs, topic)
+    recs = sample_records(40, seed=23, null_header_values=False)
+
+    async def main():
+        await produce(bs, topic, recs, chunks=4, enable_idempotence=True,
+                      compression_type="lz4")
+        return await consume(bs, topic, len(recs), extra_wait=0.3)
+
+    assert_records(run(main()), recs)
+
+
+def test_log_append_time_with_crc_checks(shared_broker, topic):
+    """The broker rewrites LogAppendTime batches: their CRC must be recomputed."""
+    bs = shared_broker.bootstrap
+    create_topic(bs, topic, config={"message.timestamp.type": "LogAppendTime"})
+    before = now_ms()
+    recs = [Rec(b"k%d" % i, b"v%d" % i, (), 1_000) for i in range(10)]
+
+    async def main():
+        await produce(bs, topic, recs, chunks=2, compression_type="gzip")
+        return await consume(bs, topic, len(recs), check_crcs=True)
+
+    got = run(main())
+    assert [g.value for g in got] == [r.value for r in recs]
+    assert all(g.timestamp_type == "log_append" and g.timestamp >= before - 1000 for g in got)
