@@ -1,0 +1,21 @@
+"""The README's table of supported APIs is exactly what ApiVersions advertises."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import moldau.handlers  # noqa: F401 - registers the handlers
+from moldau.handlers.registry import HANDLERS
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+ROW = re.compile(r"^\| (?P<name>\w+) \| (?P<key>\d+) \| (?P<low>\d+)(?:–(?P<high>\d+))? \|", re.M)
+
+
+def test_api_table_matches_the_handler_registry() -> None:
+    documented = {
+        int(m["key"]): (m["name"], int(m["low"]), int(m["high"] or m["low"]))
+        for m in ROW.finditer(README.read_text(encoding="utf-8"))
+    }
+    served = {key: (h.api.name, h.min_version, h.max_version) for key, h in HANDLERS.items()}
+    assert documented == served
