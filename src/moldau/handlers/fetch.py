@@ -112,5 +112,9 @@ async def fetch(broker: Any, header: Any, request: Any) -> Any:
         waiter: asyncio.Future[None] = loop.create_future()
         for partition in hosted:
             partition.add_waiter(waiter)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(waiter, remaining)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, remaining)
+        finally:
+            for partition in hosted:
+                partition.remove_waiter(waiter)

@@ -114,7 +114,7 @@ class Partition:
         self.timestamp_before_max_ms = LONG_MAX
         self.timestamp_after_max_ms = LONG_MAX
         self.producer_state = ProducerStateManager()
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: set[asyncio.Future[None]] = set()
 
     @property
     def is_leader(self) -> bool:
@@ -191,13 +191,17 @@ class Partition:
                 self._wake()
 
     def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
+        waiters, self._waiters = self._waiters, set()
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
 
     def add_waiter(self, fut: asyncio.Future[None]) -> None:
-        self._waiters.append(fut)
+        """Wake ``fut`` when the high watermark moves (a delayed fetch waiting for data)."""
+        self._waiters.add(fut)
+
+    def remove_waiter(self, fut: asyncio.Future[None]) -> None:
+        self._waiters.discard(fut)
 
     def read(self, fetch_offset: int, max_bytes: int, *, min_one_message: bool) -> PartitionRead:
         """Read committed data (up to the high watermark) from ``fetch_offset``."""
