@@ -6,9 +6,10 @@ Directory format: ``<data_dir>/<topic>-<partition>/`` holds the segments
 increase; each segment holds the offsets from its base up to the next segment's
 base; only the last one, the *active* segment, takes appends. Files ending in
 ``.tmp``, ``.deleted`` or ``.cleaned`` are leftovers of interrupted operations
-and removed on open; index files without a ``.log`` likewise. Kafka's ``.swap``
-files (an interrupted compaction) are left alone with a warning, and other files
-(``.txnindex``, ``.snapshot``, ``partition.metadata``, ...) are ignored.
+and removed on open; index files without a ``.log`` likewise. ``.swap`` files
+(a compaction interrupted during its swap) are completed first, see
+:func:`complete_swaps`; other files (``.txnindex``, ``.snapshot``,
+``partition.metadata``, ...) are ignored.
 
 Offsets and points (Kafka's names):
 
@@ -59,7 +60,14 @@ from moldau.storage.checkpoint import fsync_dir
 from moldau.storage.config import LogConfig
 from moldau.storage.errors import OffsetOutOfRangeError
 from moldau.storage.file_cache import FileCache, FileSlice
-from moldau.storage.segment import INDEX_SUFFIX, TIME_INDEX_SUFFIX, LogSegment, parse_base_offset
+from moldau.storage.segment import (
+    INDEX_SUFFIX,
+    LOG_SUFFIX,
+    TIME_INDEX_SUFFIX,
+    LogSegment,
+    parse_base_offset,
+    walk_batches,
+)
 
 __all__ = ["AppendInfo", "Log", "LogReadInfo", "parse_topic_partition"]
 
@@ -75,6 +83,52 @@ def parse_topic_partition(name: str) -> tuple[str, int] | None:
     if match is None:
         return None
     return match["topic"], int(match["partition"])
+
+
+#: Suffix of a cleaned segment's files once complete and fsynced (Kafka's ``.swap``).
+SWAP_SUFFIX = ".swap"
+
+
+def complete_swaps(directory: Path) -> list[int]:
+    """Finish the log cleaner's interrupted swaps in ``directory``; returns their bases.
+
+    A ``<base>.log.swap`` file is a complete, fsynced cleaned segment that replaces
+    every segment whose base offset lies in ``[base, its next offset)``: the
+    cleaner renames ``.cleaned`` to ``.swap`` only after the fsync, and replaces
+    the old segments only after that. Whatever step a crash interrupted, the old
+    segments of that range (``.log`` and indexes, whether still in place or
+    already renamed) are removed and the ``.swap`` file takes the ``.log`` name;
+    its indexes are rebuilt on open. ``.index.swap``/``.timeindex.swap`` files are
+    dropped for the same reason. ``.cleaned`` files (a cleaning that never reached
+    the swap) are removed by the caller with the other leftovers.
+    """
+    names = os.listdir(directory)
+    swaps = sorted(
+        base
+        for name in names
+        if (base := parse_base_offset(name, LOG_SUFFIX + SWAP_SUFFIX)) is not None
+    )
+    for name in names:
+        if name.endswith((INDEX_SUFFIX + SWAP_SUFFIX, TIME_INDEX_SUFFIX + SWAP_SUFFIX)):
+            (directory / name).unlink(missing_ok=True)
+    for base in swaps:
+        swap_path = directory / (f"{base:020d}" + LOG_SUFFIX + SWAP_SUFFIX)
+        with open(swap_path, "rb") as f:
+            next_offset = base
+            for header in walk_batches(f.fileno(), 0, os.fstat(f.fileno()).st_size):
+                next_offset = header.last_offset + 1
+        end = max(next_offset, base + 1)
+        for name in os.listdir(directory):
+            for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+                old = parse_base_offset(name, suffix)
+                if old is not None and base <= old < end:
+                    _log.info("removing segment file %s replaced by a cleaned segment", name)
+                    (directory / name).unlink(missing_ok=True)
+        os.rename(swap_path, directory / (f"{base:020d}" + LOG_SUFFIX))
+        _log.info("completed the swap of cleaned segment %d in %s", base, directory)
+    if swaps:
+        fsync_dir(directory)
+    return swaps
 
 
 def _wall_ms() -> int:
@@ -167,6 +221,7 @@ class Log:
         """Load (creating if needed) the log in ``directory``; recover it if not clean."""
         now = _wall_ms() if now_ms is None else now_ms
         directory.mkdir(parents=True, exist_ok=True)
+        complete_swaps(directory)
         bases: list[int] = []
         index_files: list[tuple[int, Path]] = []
         for entry in os.scandir(directory):
@@ -175,11 +230,8 @@ class Log:
                 _log.info("removing leftover file %s", entry.path)
                 Path(entry.path).unlink(missing_ok=True)
                 continue
-            if name.endswith(".swap"):
-                # Kafka's cleaner finishes an interrupted swap on load; we have no
-                # cleaner yet, so keep the file for an operator rather than lose data.
-                _log.warning("ignoring unfinished compaction swap file %s", entry.path)
-                continue
+            if name.endswith(SWAP_SUFFIX):
+                continue  # handled by complete_swaps above
             base = parse_base_offset(name)
             if base is not None:
                 bases.append(base)
@@ -630,6 +682,39 @@ class Log:
             self.roll()
         self._delete_segments_below(offset)
         return offset
+
+    def replace_segments(self, cleaned: LogSegment, old: Sequence[LogSegment]) -> bool:
+        """Swap a cleaned segment (files named ``*.swap``) in for ``old`` (the log cleaner's).
+
+        Owner thread only; costs a few renames and no data I/O. ``old`` must still
+        be consecutive, inactive segments of this log, unchanged since the cleaner
+        read them (no truncation, retention or DeleteRecords in between); otherwise
+        nothing happens and False is returned, and the caller drops its files. The
+        old segments are deleted (renamed ``.deleted`` first, so fetches holding
+        their slices keep reading) before the cleaned files take their final names;
+        :func:`complete_swaps` finishes the job if a crash interrupts it.
+        """
+        if self._closed or not old:
+            return False
+        segments = self._segments
+        try:
+            first = next(i for i, s in enumerate(segments) if s is old[0])
+        except StopIteration:
+            return False
+        stop = first + len(old)
+        if stop >= len(segments) or any(
+            a is not b or a.deleted for a, b in zip(segments[first:stop], old, strict=True)
+        ):
+            return False
+        if cleaned.base_offset != old[0].base_offset:
+            raise ValueError("a cleaned segment must start at its first old segment's base")
+        for segment in old:
+            segment.delete()
+        cleaned.change_suffix(SWAP_SUFFIX, "")
+        segments[first:stop] = [cleaned]
+        self._bases[first:stop] = [cleaned.base_offset]
+        self._dir_changes += 1
+        return True
 
     def _delete_segments_below(self, offset: int) -> None:
         count = 0

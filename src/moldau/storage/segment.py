@@ -195,13 +195,17 @@ class LogSegment:
     # -- construction -------------------------------------------------------------
 
     @staticmethod
-    def paths(directory: Path, base_offset: int) -> tuple[Path, Path, Path]:
-        """The ``.log``, ``.index`` and ``.timeindex`` paths of a segment."""
+    def paths(directory: Path, base_offset: int, suffix: str = "") -> tuple[Path, Path, Path]:
+        """The ``.log``, ``.index`` and ``.timeindex`` paths of a segment.
+
+        ``suffix`` (``.cleaned``, ``.swap``) names the files of a segment the log
+        cleaner is building or swapping in (Kafka's scheme, see :mod:`.cleaner`).
+        """
         stem = filename_prefix(base_offset)
         return (
-            directory / (stem + LOG_SUFFIX),
-            directory / (stem + INDEX_SUFFIX),
-            directory / (stem + TIME_INDEX_SUFFIX),
+            directory / (stem + LOG_SUFFIX + suffix),
+            directory / (stem + INDEX_SUFFIX + suffix),
+            directory / (stem + TIME_INDEX_SUFFIX + suffix),
         )
 
     @classmethod
@@ -214,9 +218,14 @@ class LogSegment:
         index_interval_bytes: int,
         max_index_size: int,
         now_ms: int,
+        suffix: str = "",
     ) -> LogSegment:
-        """Create an empty segment; refuses to clobber a non-empty ``.log``."""
-        log_path, index_path, time_path = cls.paths(directory, base_offset)
+        """Create an empty segment; refuses to clobber a non-empty ``.log``.
+
+        With a ``suffix`` the files are named ``<base>.log<suffix>`` etc. (the log
+        cleaner's ``.cleaned`` segments); :meth:`change_suffix` renames them later.
+        """
+        log_path, index_path, time_path = cls.paths(directory, base_offset, suffix)
         f = cache.get(log_path, create=True)
         if os.fstat(f.fileno()).st_size:
             raise FileExistsError(f"segment {log_path} already exists and is not empty")
@@ -229,6 +238,7 @@ class LogSegment:
             size=0,
             index_interval_bytes=index_interval_bytes,
         )
+        segment.log_path = log_path
         segment.roll_base_ms = now_ms
         return segment
 
@@ -571,6 +581,30 @@ class LogSegment:
         if not self.deleted:
             self.on_become_inactive()
         self._cache.evict_all([self.log_path, self.index_path, self.time_index_path])
+
+    def change_suffix(self, old: str, new: str) -> None:
+        """Rename the segment's three files from suffix ``old`` to ``new`` (Kafka's swap).
+
+        The ``.log`` file is renamed last, so that its new name implies the
+        indexes' (recovery keys on the ``.log`` name alone). Cached handles are
+        dropped first, as the cache is keyed by path. Missing index files are
+        skipped: they are rebuilt on open.
+        """
+        paths = [self.index_path, self.time_index_path, self.log_path]
+        self._cache.evict_all(paths)
+        renamed: list[Path] = []
+        for path in paths:
+            name = path.name
+            if not name.endswith(old):
+                raise ValueError(f"{path} does not end with {old!r}")
+            target = path.with_name(name[: len(name) - len(old)] + new)
+            try:
+                os.rename(path, target)
+            except FileNotFoundError:
+                if path is self.log_path:
+                    raise
+            renamed.append(target)
+        self.offset_index.path, self.time_index.path, self.log_path = renamed
 
     def delete(self) -> None:
         """Remove the segment's files (open slices keep their data readable).
