@@ -81,7 +81,7 @@ class GroupCoordinator:
         self.classic = ClassicGroupManager(self)
         self.consumer = ConsumerGroupManager(self)
         self._loading: set[int] = set()
-        self._topic_lock = asyncio.Lock()
+        self._creating: asyncio.Future[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     def now_ms(self) -> int:
@@ -117,25 +117,42 @@ class GroupCoordinator:
                 self.consumer.shutdown(group)
 
     async def ensure_topic(self) -> None:
-        """Create ``__consumer_offsets`` on first use, with Kafka's settings for it."""
+        """Create ``__consumer_offsets`` on first use, with Kafka's settings for it.
+
+        The creation runs in a task of its own, shielded from the request that
+        started it: librdkafka drops its bootstrap connection as soon as it knows the
+        broker's name, which cancels that connection's requests, and a creation cut
+        between the metadata store and the broker would leave the topic half made.
+        """
         if OFFSETS_TOPIC in self.broker.topics:
             return
-        async with self._topic_lock:
-            if OFFSETS_TOPIC in self.broker.topics:
-                return
-            config = self.broker.config
-            plan = self.broker.controller.plan_topic(
-                OFFSETS_TOPIC,
-                config.int("offsets.topic.num.partitions"),
-                min(config.int("offsets.topic.replication.factor"), len(self.broker.controller.live_brokers())),
-                {
-                    "cleanup.policy": "compact",
-                    "compression.type": "producer",
-                    "segment.bytes": str(config.int("offsets.topic.segment.bytes")),
-                },
-            )
+        if self._creating is None or self._creating.done():
+            self._creating = asyncio.ensure_future(self._create_topic())
+        await asyncio.shield(self._creating)
+
+    async def _create_topic(self) -> None:
+        if OFFSETS_TOPIC in self.broker.topics:
+            return
+        config = self.broker.config
+        plan = self.broker.controller.plan_topic(
+            OFFSETS_TOPIC,
+            config.int("offsets.topic.num.partitions"),
+            min(config.int("offsets.topic.replication.factor"), len(self.broker.controller.live_brokers())),
+            {
+                "cleanup.policy": "compact",
+                "compression.type": "producer",
+                "segment.bytes": str(config.int("offsets.topic.segment.bytes")),
+            },
+        )
+        try:
             await self.broker.controller.create_topic(plan)
-            self.log.info("created %s with %d partitions", OFFSETS_TOPIC, len(plan.partitions))
+        except KafkaError as exc:
+            if exc.code is not ErrorCode.TOPIC_ALREADY_EXISTS:
+                raise
+            # In the store but not applied here (e.g. another broker made it): apply it.
+            image = await self.broker.store.load()
+            self.broker.apply_topic(image.topics[OFFSETS_TOPIC])
+        self.log.info("created %s with %d partitions", OFFSETS_TOPIC, len(plan.partitions))
 
     def check_coordinator(self, group_id: str) -> None:
         """Raise the error a client must see when we cannot serve ``group_id`` now."""
