@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Summarize py-spy ``--format raw`` profiles (collapsed stacks) as text.
+
+    python bench/profile_summary.py bench/results/profile-*/produce_*.txt [--top 25]
+
+For each file: samples (py-spy drops idle ones, so these are busy samples), the
+functions with the most self time (the leaf frame), and the most inclusive time
+(counted once per stack). Line numbers are dropped so one function is one row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+from pathlib import Path
+
+FRAME = re.compile(r"^(?P<fn>.*?) \((?P<file>[^():]+)(?::\d+)?\)$")
+
+
+def short(frame: str) -> str:
+    m = FRAME.match(frame.strip())
+    if not m:
+        return frame.strip()
+    path = m["file"]
+    for marker in ("/site-packages/", "/src/", "/lib/python3"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    return f"{m['fn']} ({path})"
+
+
+def summarize(path: Path, top: int) -> str:
+    self_t: collections.Counter[str] = collections.Counter()
+    incl: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = [short(f) for f in stack.split(";") if f and not f.startswith("process ")
+                  and not f.startswith("thread ")]
+        if not frames:
+            continue
+        total += n
+        self_t[frames[-1]] += n
+        for f in set(frames):
+            incl[f] += n
+    out = [f"== {path.name}: {total} busy samples"]
+    if not total:
+        return "\n".join(out)
+    out.append(f"  {'self %':>7}  function")
+    for f, n in self_t.most_common(top):
+        out.append(f"  {n / total * 100:6.1f}%  {f}")
+    out.append(f"  {'incl %':>7}  function")
+    for f, n in incl.most_common(top):
+        out.append(f"  {n / total * 100:6.1f}%  {f}")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("files", nargs="+", type=Path)
+    ap.add_argument("--top", type=int, default=20)
+    args = ap.parse_args()
+    for p in args.files:
+        print(summarize(p, args.top))
+        print()
+
+
+if __name__ == "__main__":
+    main()
