@@ -20,6 +20,7 @@ from pathlib import Path
 from moldau.config.broker import BrokerConfig
 from moldau.metastore.store import ClusterImage, MetaStore, TopicRecord
 from moldau.replication.partition import Partition
+from moldau.storage.cleaner import CleanerConfig, LogCleaner
 from moldau.storage.config import LogConfig
 from moldau.storage.log_manager import LogManager
 
@@ -59,6 +60,7 @@ class Broker:
         )
         self._topic_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self.log_cleaner: LogCleaner | None = None
         from moldau.controller.controller import Controller
         from moldau.coordinator.group import GroupCoordinator
         from moldau.coordinator.producer_ids import ProducerIdManager
@@ -83,6 +85,7 @@ class Broker:
             self.apply_topic(topic)
         self._tasks.append(asyncio.ensure_future(self._background_flusher()))
         self._tasks.append(asyncio.ensure_future(self._retention_loop()))
+        self._start_log_cleaner()
         await self.group_coordinator.start()
 
     async def stop(self) -> None:
@@ -92,8 +95,26 @@ class Broker:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.log_cleaner is not None:
+            await asyncio.to_thread(self.log_cleaner.shutdown)
         await asyncio.to_thread(self.log_manager.shutdown)
         await self.store.close()
+
+    def _start_log_cleaner(self) -> None:
+        """Compaction on worker threads; swaps of cleaned segments come back to this loop."""
+
+        def high_watermark(topic: str, index: int) -> int | None:
+            partition = self.partitions.get((topic, index))
+            return None if partition is None else partition.high_watermark
+
+        config = CleanerConfig.from_mapping({k: self.config[k] for k in CleanerConfig.KAFKA_NAMES})
+        self.log_cleaner = LogCleaner(
+            self.log_manager,
+            config,
+            loop=asyncio.get_running_loop(),
+            upper_bound=high_watermark,
+        )
+        self.log_cleaner.start()
 
     async def _background_flusher(self) -> None:
         """Honour flush.ms and write the checkpoints now and then, off the event loop."""
