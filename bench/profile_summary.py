@@ -30,9 +30,15 @@ def short(frame: str) -> str:
     return f"{m['fn']} ({path})"
 
 
+WAITING = ("_worker (concurrent/futures/thread.py)", "Condition.wait (threading.py)",
+           "EpollSelector.select (selectors.py)")
+BOILERPLATE = ("moldau/cli/", "moldau/broker/runner.py", "moldau/__main__.py")
+
+
 def summarize(path: Path, top: int) -> str:
     self_t: collections.Counter[str] = collections.Counter()
     incl: collections.Counter[str] = collections.Counter()
+    where: collections.Counter[str] = collections.Counter()
     total = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -44,16 +50,23 @@ def summarize(path: Path, top: int) -> str:
         if not frames:
             continue
         total += n
-        self_t[frames[-1]] += n
+        leaf = frames[-1]
+        self_t[leaf] += n
+        thread = "event loop" if any("run_forever" in f for f in frames) else "other threads"
+        where[f"{thread}: {'waiting (queue get / epoll / condition)' if leaf in WAITING else 'working'}"] += n
         for f in set(frames):
-            incl[f] += n
-    out = [f"== {path.name}: {total} busy samples"]
+            if "moldau/" in f and not any(b in f for b in BOILERPLATE):
+                incl[f] += n
+    out = [f"== {path.name}: {total} samples (py-spy drops sleeping threads; a thread blocked in a "
+           f"C call may still count)"]
     if not total:
         return "\n".join(out)
-    out.append(f"  {'self %':>7}  function")
+    for k, n in sorted(where.items()):
+        out.append(f"  {n / total * 100:6.1f}%  {k}")
+    out.append(f"  {'self %':>7}  function (leaf frame)")
     for f, n in self_t.most_common(top):
         out.append(f"  {n / total * 100:6.1f}%  {f}")
-    out.append(f"  {'incl %':>7}  function")
+    out.append(f"  {'incl %':>7}  Moldau function (anywhere on the stack)")
     for f, n in incl.most_common(top):
         out.append(f"  {n / total * 100:6.1f}%  {f}")
     return "\n".join(out)

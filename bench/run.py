@@ -96,7 +96,7 @@ def run_workload(broker, spec: dict, profile_dir: Path | None) -> dict:
         profile_dir.mkdir(parents=True, exist_ok=True)
         out = profile_dir / (spec["name"].replace(" ", "_").replace("/", "_") + ".txt")
         spy = subprocess.Popen([str(VENV / "bin" / "py-spy"), "record", "--pid", str(broker.proc.pid),
-                                "--rate", "200", "--format", "raw", "--output", str(out)],
+                                "--rate", "200", "--threads", "--format", "raw", "--output", str(out)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)
     with Monitor(broker.ps) as mon:
