@@ -1,0 +1,116 @@
+"""``__consumer_offsets`` record formats: round trips, Kafka's byte layout, old versions."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from moldau.coordinator.group.hashing import java_abs, java_string_hash, partition_for
+from moldau.coordinator.group.records import (
+    GroupKey,
+    GroupValue,
+    MemberValue,
+    OffsetKey,
+    OffsetValue,
+    RecordFormatError,
+    decode_group_value,
+    decode_key,
+    decode_offset_value,
+    encode_group_key,
+    encode_group_value,
+    encode_offset_key,
+    encode_offset_value,
+    subscribed_topics,
+)
+
+names = st.text(min_size=0, max_size=40)
+
+
+@given(names, names, st.integers(0, 2**31 - 1))
+def test_offset_key_round_trip(group, topic, partition):
+    assert decode_key(encode_offset_key(group, topic, partition)) == OffsetKey(group, topic, partition)
+
+
+@given(names)
+def test_group_key_round_trip(group):
+    assert decode_key(encode_group_key(group)) == GroupKey(group)
+
+
+@given(st.integers(-1, 2**63 - 1), st.integers(-1, 2**31 - 1), names, st.integers(-1, 2**62))
+def test_offset_value_round_trip(offset, epoch, metadata, ts):
+    value = OffsetValue(offset, epoch, metadata, ts)
+    assert decode_offset_value(encode_offset_value(value)) == value
+
+
+def test_offset_commit_layout_is_kafkas():
+    # key: version 1, group, topic, partition; value v3: offset, epoch, metadata, timestamp.
+    assert encode_offset_key("g", "t", 2) == b"\x00\x01" + b"\x00\x01g" + b"\x00\x01t" + b"\x00\x00\x00\x02"
+    value = encode_offset_value(OffsetValue(7, 3, "m", 1000))
+    assert value == b"\x00\x03" + struct.pack(">qi", 7, 3) + b"\x00\x01m" + struct.pack(">q", 1000)
+    assert encode_group_key("g") == b"\x00\x02\x00\x01g"
+
+
+def test_old_offset_values_decode():
+    v0 = b"\x00\x00" + struct.pack(">q", 5) + b"\x00\x02hi" + struct.pack(">q", 77)
+    assert decode_offset_value(v0) == OffsetValue(5, -1, "hi", 77, -1)
+    v1 = b"\x00\x01" + struct.pack(">q", 5) + b"\x00\x00" + struct.pack(">qq", 77, 99)
+    assert decode_offset_value(v1) == OffsetValue(5, -1, "", 77, 99)
+    with pytest.raises(RecordFormatError):
+        decode_offset_value(b"\x00\x09")
+    with pytest.raises(RecordFormatError):
+        decode_offset_value(b"\x00\x03\x00")
+
+
+def test_other_record_kinds_are_skipped():
+    # Key version 3+ are KIP-848 and share-group records: not ours to load.
+    assert decode_key(b"\x00\x03\x00\x01g") is None
+
+
+member = st.builds(
+    MemberValue,
+    names,
+    st.none() | names,
+    names,
+    names,
+    st.integers(0, 2**31 - 1),
+    st.integers(0, 2**31 - 1),
+    st.binary(max_size=30),
+    st.binary(max_size=30),
+)
+
+
+@given(names, st.integers(0, 2**31 - 1), st.none() | names, st.none() | names, st.integers(-1, 2**60), st.lists(member, max_size=4))
+def test_group_value_round_trip(protocol_type, generation, protocol, leader, ts, members):
+    value = GroupValue(protocol_type, generation, protocol, leader, ts, members)
+    assert decode_group_value(encode_group_value(value)) == value
+
+
+def test_subscribed_topics_from_consumer_protocol():
+    sub = b"\x00\x01" + struct.pack(">i", 2) + b"\x00\x01a" + b"\x00\x02bb" + struct.pack(">i", -1)
+    assert subscribed_topics(sub) == {"a", "bb"}
+    assert subscribed_topics(b"junk") == set()
+
+
+def test_java_hash():
+    assert java_string_hash("group") == 98629247
+    assert java_string_hash("") == 0
+    assert java_string_hash("polygenelubricants") == -(2**31)
+    assert java_abs(-(2**31)) == 0
+    assert java_abs(-5) == 5
+    assert partition_for("polygenelubricants", 50) == 0
+    # Characters outside the BMP count as their two UTF-16 code units.
+    assert java_string_hash("\U0001F600") == 0xD83D * 31 + 0xDE00
+
+
+@given(st.text(max_size=30))
+def test_java_hash_matches_definition(text):
+    units = text.encode("utf-16-be")
+    h = 0
+    for i in range(0, len(units), 2):
+        h = (h * 31 + int.from_bytes(units[i : i + 2], "big")) % 2**32
+    expected = h - 2**32 if h >= 2**31 else h
+    assert java_string_hash(text) == expected
+    assert 0 <= partition_for(text, 50) < 50
