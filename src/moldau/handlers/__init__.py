@@ -8,6 +8,7 @@ from moldau.handlers import (  # noqa: F401 - imported for registration
     api_versions,
     cluster,
     configs,
+    consumer_group,
     delete_records,
     fetch,
     groups,

@@ -253,7 +253,10 @@ def _describe_one(broker: Any, group_id: str, version: int) -> Any:
             answer.error_message = f"Group {group_id} not found."
         return answer
     if not isinstance(group, ClassicGroup):
-        return coordinator.consumer.describe_as_classic(group, answer, _DescribedMember)
+        answer = coordinator.consumer.describe_as_classic(group, answer, _DescribedMember)
+        if version < 6:  # no error for a missing group before v6: it reads as Dead
+            answer.error_code, answer.error_message = 0, None
+        return answer
     answer.group_state = group.state.value
     answer.protocol_type = group.protocol_type or ""
     stable = group.state is GroupState.STABLE

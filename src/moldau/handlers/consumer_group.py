@@ -1,0 +1,140 @@
+"""KIP-848 consumer groups: ConsumerGroupHeartbeat (68) and ConsumerGroupDescribe (69).
+
+Glue between the protocol and :mod:`moldau.coordinator.group.consumer`; assignments
+travel as topic ids, which the handler maps to names for ConsumerGroupDescribe.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from moldau.coordinator.group.assignors import Assignment
+from moldau.coordinator.group.consumer import ConsumerGroup
+from moldau.handlers.groups import client_host
+from moldau.handlers.registry import codec_for, handles
+from moldau.protocol.errors import ErrorCode, KafkaError
+from moldau.protocol.messages import ALL_APIS
+
+CONSUMER_GROUP_HEARTBEAT = ALL_APIS[68]
+CONSUMER_GROUP_DESCRIBE = ALL_APIS[69]
+NO_AUTHORIZED_OPERATIONS = -(2**31)
+CONSUMER_MEMBER_TYPE = 1
+
+_hb = codec_for(CONSUMER_GROUP_HEARTBEAT)
+_HbAssignment = _hb.Response.of("assignment")
+_HbTopic = _HbAssignment.of("topic_partitions")
+
+
+def _owned(request: Any) -> Assignment | None:
+    if request.topic_partitions is None:
+        return None
+    return {t.topic_id: set(t.partitions) for t in request.topic_partitions if t.partitions}
+
+
+@handles(CONSUMER_GROUP_HEARTBEAT, 0, 1)
+async def consumer_group_heartbeat(broker: Any, header: Any, request: Any) -> Any:
+    coordinator = broker.group_coordinator
+    try:
+        await coordinator.ready(request.group_id)
+    except KafkaError as exc:
+        return _hb.Response(throttle_time_ms=0, error_code=int(exc.code), member_epoch=-1, heartbeat_interval_ms=0)
+    result = coordinator.consumer.heartbeat(
+        request.group_id,
+        request.member_id,
+        request.member_epoch,
+        request.instance_id,
+        request.rack_id,
+        request.rebalance_timeout_ms,
+        None if request.subscribed_topic_names is None else list(request.subscribed_topic_names),
+        request.subscribed_topic_regex if header.api_version >= 1 else None,
+        request.server_assignor,
+        _owned(request),
+        header.client_id or "",
+        client_host(header),
+    )
+    if result.error is not ErrorCode.NONE:
+        return _hb.Response(
+            throttle_time_ms=0, error_code=int(result.error), error_message=result.message,
+            member_id=None, member_epoch=-1, heartbeat_interval_ms=0,
+        )
+    assignment = None
+    if result.assignment is not None:
+        assignment = _HbAssignment(
+            topic_partitions=[
+                _HbTopic(topic_id=t, partitions=sorted(p)) for t, p in sorted(result.assignment.items(), key=str)
+            ]
+        )
+    return _hb.Response(
+        throttle_time_ms=0,
+        error_code=0,
+        member_id=result.member_id,
+        member_epoch=result.member_epoch,
+        heartbeat_interval_ms=result.heartbeat_interval_ms,
+        assignment=assignment,
+    )
+
+
+_desc = codec_for(CONSUMER_GROUP_DESCRIBE)
+_Group = _desc.Response.of("groups")
+_Member = _Group.of("members")
+_MemberAssignment = _Member.of("assignment")
+_MemberTopic = _MemberAssignment.of("topic_partitions")
+
+
+def _describe_assignment(broker: Any, assignment: Assignment) -> Any:
+    names: dict[uuid.UUID, str] = broker.topic_names_by_id
+    return _MemberAssignment(
+        topic_partitions=[
+            _MemberTopic(topic_id=t, topic_name=names.get(t, ""), partitions=sorted(p))
+            for t, p in sorted(assignment.items(), key=lambda kv: names.get(kv[0], ""))
+            if p
+        ]
+    )
+
+
+def _describe_one(broker: Any, group_id: str) -> Any:
+    coordinator = broker.group_coordinator
+    answer = _Group(
+        error_code=0, group_id=group_id, group_state="Dead", group_epoch=-1, assignment_epoch=-1,
+        assignor_name="", members=[], authorized_operations=NO_AUTHORIZED_OPERATIONS,
+    )
+    try:
+        coordinator.check_coordinator(group_id)
+    except KafkaError as exc:
+        answer.error_code = int(exc.code)
+        return answer
+    group = coordinator.groups.get(group_id)
+    if not isinstance(group, ConsumerGroup):
+        answer.error_code = int(ErrorCode.GROUP_ID_NOT_FOUND)
+        answer.error_message = (
+            f"Group {group_id} not found." if group is None else f"Group {group_id} is not a consumer group."
+        )
+        return answer
+    answer.group_state = group.state_name
+    answer.group_epoch = group.group_epoch
+    answer.assignment_epoch = group.assignment_epoch
+    answer.assignor_name = group.assignor_name
+    answer.members = [
+        _Member(
+            member_id=m.member_id,
+            instance_id=m.instance_id,
+            rack_id=m.rack_id,
+            member_epoch=m.epoch,
+            client_id=m.client_id,
+            client_host=m.client_host,
+            subscribed_topic_names=sorted(m.subscribed_topic_names),
+            subscribed_topic_regex=m.subscribed_topic_regex,
+            assignment=_describe_assignment(broker, m.assigned),
+            target_assignment=_describe_assignment(broker, group.target.get(m.member_id, {})),
+            member_type=CONSUMER_MEMBER_TYPE,
+        )
+        for m in group.members.values()
+    ]
+    return answer
+
+
+@handles(CONSUMER_GROUP_DESCRIBE, 0, 1)
+async def consumer_group_describe(broker: Any, header: Any, request: Any) -> Any:
+    await broker.group_coordinator.ensure_topic()
+    return _desc.Response(throttle_time_ms=0, groups=[_describe_one(broker, g) for g in request.group_ids])
