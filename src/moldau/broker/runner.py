@@ -12,6 +12,7 @@ from moldau.broker.broker import Broker, Endpoint
 from moldau.config.broker import BrokerConfig
 from moldau.metastore.local import LocalMetaStore
 from moldau.server.server import KafkaServer
+from moldau.storage.errors import DataDirLockedError
 
 log = logging.getLogger("moldau")
 
@@ -24,6 +25,11 @@ async def serve(
 
     data_dir.mkdir(parents=True, exist_ok=True)
     broker = Broker(config, data_dir, LocalMetaStore(data_dir), listen, advertise)
+    try:
+        broker.log_manager.lock()
+    except DataDirLockedError as exc:
+        log.error("%s", exc)
+        raise SystemExit(1) from None
     await broker.start()
     loop = asyncio.get_running_loop()
     server = KafkaServer(

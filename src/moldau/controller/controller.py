@@ -85,6 +85,14 @@ class Controller:
         validate_topic_name(name)
         if name in self.broker.topics:
             raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
+        normalised = name.replace(".", "_")
+        for existing in self.broker.topics:
+            if existing.replace(".", "_") == normalised:
+                # Kafka's rule: '.' and '_' collide in metric names, so such pairs are refused.
+                raise KafkaError(
+                    ErrorCode.INVALID_TOPIC_EXCEPTION,
+                    f"Topic '{name}' collides with existing topic: {existing}",
+                )
         if num_partitions == -1:
             num_partitions = self.broker.config.int("num.partitions")
         if replication_factor == -1:

@@ -53,6 +53,10 @@ class KafkaStorageError(StorageError):
     error_code = 56
 
 
+class DataDirLockedError(StorageError):
+    """Another process holds the data directory's ``.lock``."""
+
+
 class CorruptIndexError(StorageError):
     """An ``.index`` or ``.timeindex`` file is inconsistent; the caller rebuilds it."""
 

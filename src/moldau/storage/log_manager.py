@@ -29,6 +29,7 @@ concurrently: they work on a snapshot of the log table.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
@@ -46,7 +47,7 @@ from moldau.storage.checkpoint import (
     fsync_dir,
 )
 from moldau.storage.config import LogConfig
-from moldau.storage.errors import CorruptCheckpointError
+from moldau.storage.errors import CorruptCheckpointError, DataDirLockedError
 from moldau.storage.file_cache import FileCache
 from moldau.storage.log import Log, parse_topic_partition
 
@@ -55,6 +56,8 @@ __all__ = ["LogManager"]
 _log = logging.getLogger(__name__)
 
 _DELETE_SUFFIX = "-delete"
+_MAX_FILE_NAME = 255
+_LOCK_FILE = ".lock"
 
 
 class LogManager:
@@ -73,14 +76,32 @@ class LogManager:
         self._clean_shutdown_file = CleanShutdownFile(self.data_dir)
         self._deleters: list[threading.Thread] = []
         self._checkpoint_lock = threading.Lock()
+        self._lock_fd: int | None = None
         #: Whether the last :meth:`load` found the clean-shutdown marker.
         self.had_clean_shutdown: bool | None = None
 
     # -- loading ----------------------------------------------------------------------
 
-    def load(self, topic_configs: Mapping[str, LogConfig] | None = None) -> None:
-        """Open every log in the data directory, recovering them after an unclean stop."""
+    def lock(self) -> None:
+        """Take the data directory's ``.lock`` (flock), as Kafka does: two brokers writing
+        one directory would corrupt it. Raises DataDirLockedError when it is taken."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.data_dir / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DataDirLockedError(
+                f"data directory {self.data_dir} is in use by another broker process"
+            ) from None
+        self._lock_fd = fd
+
+    def load(self, topic_configs: Mapping[str, LogConfig] | None = None) -> None:
+        """Open every log in the data directory, recovering them after an unclean stop.
+
+        The broker takes :meth:`lock` first; tests that simulate a crash by opening a
+        second manager in one process skip it.
+        """
         if topic_configs:
             self._topic_configs.update(topic_configs)
         clean = self._clean_shutdown_file.exists()
@@ -171,7 +192,10 @@ class LogManager:
                 continue
             del self._logs[key]
             log.close()
-            target = self.data_dir / f"{key[0]}-{key[1]}.{uuid.uuid4().hex}{_DELETE_SUFFIX}"
+            suffix = f".{uuid.uuid4().hex}{_DELETE_SUFFIX}"
+            # Kafka's rule: cut the topic part so the name fits in 255 bytes.
+            prefix = f"{key[0]}-{key[1]}"[: _MAX_FILE_NAME - len(suffix)]
+            target = self.data_dir / f"{prefix}{suffix}"
             os.rename(log.dir, target)
             renamed.append(target)
         self._topic_configs.pop(topic, None)
@@ -235,3 +259,6 @@ class LogManager:
         self.file_cache.clear()
         self.wait_for_deletions()
         self._clean_shutdown_file.write()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
