@@ -8,11 +8,14 @@ deleted records back.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from moldau.handlers.registry import codec_for, handles
-from moldau.protocol.errors import ErrorCode, KafkaError
+from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
 from moldau.protocol.messages import ALL_APIS
+
+log = logging.getLogger(__name__)
 
 DELETE_RECORDS = ALL_APIS[21]
 _codec = codec_for(DELETE_RECORDS)
@@ -34,7 +37,10 @@ def _delete(broker: Any, topic: str, index: int, offset: int) -> Any:
         if offset < 0 or offset > partition.high_watermark:
             raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE)
         answer.low_watermark = partition.log.delete_records_before(offset)
-    except KafkaError as exc:
+    except Exception as raised:
+        exc = to_kafka_error(raised)
+        if exc.code == ErrorCode.UNKNOWN_SERVER_ERROR:
+            log.exception("unexpected error answering one item")
         answer.error_code = int(exc.code)
     return answer
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from moldau.handlers.registry import codec_for, handles
-from moldau.protocol.errors import ErrorCode, KafkaError
+from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
 from moldau.protocol.messages import ALL_APIS
+
+_logger = logging.getLogger(__name__)
 
 LIST_OFFSETS = ALL_APIS[2]
 _codec = codec_for(LIST_OFFSETS)
@@ -31,7 +34,10 @@ def _lookup(broker: Any, topic: str, p: Any, version: int, isolation_level: int)
             partition.check_leader_epoch(p.current_leader_epoch)
         if not partition.is_leader:
             raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
-    except KafkaError as exc:
+    except Exception as raised:
+        exc = to_kafka_error(raised)
+        if exc.code == ErrorCode.UNKNOWN_SERVER_ERROR:
+            _logger.exception("unexpected error answering one item")
         answer.error_code = int(exc.code)
         return answer
     log = partition.log

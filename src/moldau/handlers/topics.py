@@ -7,12 +7,15 @@ always answers one result per topic asked for, never an empty list.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from moldau.handlers.configs import topic_config_entries
 from moldau.handlers.registry import codec_for, handles
-from moldau.protocol.errors import ErrorCode, KafkaError
+from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
 from moldau.protocol.messages import ALL_APIS
+
+log = logging.getLogger(__name__)
 
 CREATE_TOPICS = ALL_APIS[19]
 DELETE_TOPICS = ALL_APIS[20]
@@ -64,7 +67,10 @@ async def create_topics(broker: Any, header: Any, request: Any) -> Any:
                     )
                     for e in topic_config_entries(broker, plan.configs, None, False, False)
                 ]
-        except KafkaError as exc:
+        except Exception as raised:
+            exc = to_kafka_error(raised)
+            if exc.code == ErrorCode.UNKNOWN_SERVER_ERROR:
+                log.exception("unexpected error answering one item")
             result.error_code = int(exc.code)
             result.error_message = exc.message
             result.num_partitions = -1
@@ -95,7 +101,10 @@ async def delete_topics(broker: Any, header: Any, request: Any) -> Any:
                 raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
             result.topic_id = topic.topic_id
             await broker.controller.delete_topic(name)
-        except KafkaError as exc:
+        except Exception as raised:
+            exc = to_kafka_error(raised)
+            if exc.code == ErrorCode.UNKNOWN_SERVER_ERROR:
+                log.exception("unexpected error answering one item")
             result.error_code = int(exc.code)
             result.error_message = exc.message
     return _delete.Response(throttle_time_ms=0, responses=results)
@@ -112,7 +121,10 @@ async def create_partitions(broker: Any, header: Any, request: Any) -> Any:
             plan = broker.controller.plan_partitions(t.name, t.count, assignments)
             if not request.validate_only:
                 await broker.controller.update_topic(plan)
-        except KafkaError as exc:
+        except Exception as raised:
+            exc = to_kafka_error(raised)
+            if exc.code == ErrorCode.UNKNOWN_SERVER_ERROR:
+                log.exception("unexpected error answering one item")
             result.error_code = int(exc.code)
             result.error_message = exc.message
     return _partitions.Response(throttle_time_ms=0, results=results)

@@ -156,3 +156,19 @@ class KafkaError(Exception):
         super().__init__(message or code.name)
         self.code = code
         self.message = message
+
+
+def to_kafka_error(raised: BaseException) -> KafkaError:
+    """The Kafka error to answer for an exception raised while handling one item.
+
+    A KafkaError is itself; errors that carry a Kafka ``error_code`` attribute (record
+    and storage errors) keep it; anything else is a bug, answered as
+    UNKNOWN_SERVER_ERROR for that item only, so one bad topic never empties the
+    whole answer. The caller logs unexpected ones.
+    """
+    if isinstance(raised, KafkaError):
+        return raised
+    code = getattr(raised, "error_code", None)
+    if isinstance(code, int):
+        return KafkaError(ErrorCode(code), str(raised) or None)
+    return KafkaError(ErrorCode.UNKNOWN_SERVER_ERROR, "Unexpected error on the broker; see its log")
