@@ -24,6 +24,7 @@ from moldau.records import (
     decode_records,
     has_keyless_record,
     iter_batches,
+    validate_batches,
 )
 from moldau.replication.producer_state import ProducerStateManager
 from moldau.storage.log import AppendInfo, Log
@@ -133,13 +134,19 @@ class Partition:
             raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         if required_acks == -1 and len(self.isr) < self.min_insync_replicas:
             raise KafkaError(ErrorCode.NOT_ENOUGH_REPLICAS)
-        self._check_timestamps(records, now_ms)
+        head = BatchView(records, 0)
+        # one batch per request is the rule from Produce v3 on: skip the walk then
+        batches = [head] if head.size == len(records) else list(iter_batches(records))
+        self._check_timestamps(batches, now_ms)
         target = TARGET_CODECS.get(self.compression_type)
         if target is not None:
+            # check CRCs before decoding: recompressing must not launder a corrupt batch
+            validate_batches(records, max_batch_bytes=self.log.config.max_message_bytes)
             records = recompress(records, target)
-        head = BatchView(records, 0)
+            head = BatchView(records, 0)
+            batches = list(iter_batches(records))
         if self.log.config.compact:
-            for batch in iter_batches(records):
+            for batch in batches:
                 if has_keyless_record(batch):
                     raise InvalidRecordError(
                         f"Compacted topic cannot accept message without key in topic partition "
@@ -167,12 +174,12 @@ class Partition:
         self._maybe_advance_high_watermark()
         return info
 
-    def _check_timestamps(self, records: memoryview, now_ms: int) -> None:
+    def _check_timestamps(self, batches: list[BatchView], now_ms: int) -> None:
         """message.timestamp.before/after.max.ms for CreateTime topics (INVALID_TIMESTAMP)."""
         before, after = self.timestamp_before_max_ms, self.timestamp_after_max_ms
         if self.log.config.log_append_time or (before >= LONG_MAX and after >= LONG_MAX):
             return
-        for batch in iter_batches(records):
+        for batch in batches:
             if batch.is_control:
                 continue
             if batch.base_timestamp < now_ms - before or batch.max_timestamp > now_ms + after:
