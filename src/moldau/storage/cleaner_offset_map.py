@@ -72,7 +72,9 @@ class OffsetMap:
 
     def clear(self) -> None:
         """Forget every key (the buffer is reused, not reallocated)."""
-        self._buf[:] = bytes(len(self._buf))
+        # A fresh zeroed buffer costs nothing until touched (calloc'd pages), unlike
+        # zeroing the old one in place, which would write every page of it.
+        self._buf = bytearray(len(self._buf))
         self._size = 0
         self.latest_offset = -1
         self.lookups = self.probes = 0
