@@ -337,3 +337,35 @@ def test_rebalance_in_progress_for_stale_member(client, gbroker):
     finally:
         other.close()
     _ = uvarint  # keep the raw helpers import honest
+
+
+def test_offsets_by_topic_id_v10(gbroker, client):
+    from .kafka_helpers import create_topic, unique_topic
+
+    topic = unique_topic("by-id")
+    create_topic(gbroker.bootstrap, topic, partitions=2)
+    MTopic = MessageCodec(ALL_APIS[3]).Request.of("topics")
+    meta = client.call(3, 12, topics=[MTopic(name=topic)], allow_auto_topic_creation=False)
+    topic_id = meta.topics[0].topic_id
+    import uuid
+
+    ghost = uuid.uuid4()
+    Topic = MessageCodec(ALL_APIS[8]).Request.of("topics")
+    Part = Topic.of("partitions")
+    r = client.call(8, 10, group_id="g-ids", generation_id_or_member_epoch=-1, member_id="",
+                    topics=[Topic(topic_id=topic_id, partitions=[Part(partition_index=1, committed_offset=12,
+                                                                       committed_metadata="by id")]),
+                            Topic(topic_id=ghost, partitions=[Part(partition_index=0, committed_offset=1)])])
+    assert {(t.topic_id, p.partition_index, p.error_code) for t in r.topics for p in t.partitions} == {
+        (topic_id, 1, NONE), (ghost, 0, 100)  # UNKNOWN_TOPIC_ID
+    }
+    Group = MessageCodec(ALL_APIS[9]).Request.of("groups")
+    GTopic = Group.of("topics")
+    f = client.call(9, 10, groups=[Group(group_id="g-ids", topics=[GTopic(topic_id=topic_id, partition_indexes=[0, 1])])])
+    t = f.groups[0].topics[0]
+    assert t.topic_id == topic_id
+    assert [(p.partition_index, p.committed_offset, p.metadata) for p in t.partitions] == [(0, -1, ""), (1, 12, "by id")]
+    # The same offset read by name with an older version.
+    FTopic = MessageCodec(ALL_APIS[9]).Request.of("topics")
+    old = client.call(9, 5, group_id="g-ids", topics=[FTopic(name=topic, partition_indexes=[1])])
+    assert old.topics[0].partitions[0].committed_offset == 12

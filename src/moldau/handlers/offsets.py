@@ -7,6 +7,7 @@ as committed -- both are what clients rely on (see shared/COMPATIBILITY.md).
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from moldau.coordinator.group import OffsetCommit
@@ -20,6 +21,7 @@ OFFSET_DELETE = ALL_APIS[47]
 
 NO_OFFSET = -1
 NO_METADATA = ""
+_ZERO_UUID = uuid.UUID(int=0)
 
 # -- OffsetCommit ------------------------------------------------------------------------
 
@@ -28,21 +30,28 @@ _CommitTopic = _commit.Response.of("topics")
 _CommitPartition = _CommitTopic.of("partitions")
 
 
-@handles(OFFSET_COMMIT, 2, 9)
+@handles(OFFSET_COMMIT, 2, 10)
 async def offset_commit(broker: Any, header: Any, request: Any) -> Any:
     version = header.api_version
     coordinator = broker.group_coordinator
-    commits = [
-        OffsetCommit(
-            t.name,
-            p.partition_index,
-            p.committed_offset,
-            p.committed_leader_epoch if version >= 6 else -1,
-            p.committed_metadata,
-        )
-        for t in request.topics
-        for p in t.partitions
-    ]
+    # v10 names topics by id (KIP-848 clients); offsets are kept by name, as in Kafka.
+    names: dict[Any, str | None] = {}
+    if version >= 10:
+        names = {t.topic_id: broker.topic_names_by_id.get(t.topic_id) for t in request.topics}
+    commits = []
+    unknown: list[tuple[Any, int]] = []
+    for t in request.topics:
+        name = names.get(t.topic_id) if version >= 10 else t.name
+        for p in t.partitions:
+            if name is None:
+                unknown.append((t.topic_id, p.partition_index))
+                continue
+            commits.append(
+                OffsetCommit(
+                    name, p.partition_index, p.committed_offset,
+                    p.committed_leader_epoch if version >= 6 else -1, p.committed_metadata,
+                )
+            )
     try:
         await coordinator.ready(request.group_id)
         errors = coordinator.commit_offsets(
@@ -54,12 +63,22 @@ async def offset_commit(broker: Any, header: Any, request: Any) -> Any:
         )
     except KafkaError as exc:
         errors = [exc.code for _ in commits]
-    topics: dict[str, Any] = {}
-    for c, code in zip(commits, errors, strict=True):
-        topic = topics.get(c.topic)
+    ids = {name: topic_id for topic_id, name in names.items() if name is not None}
+    topics: dict[Any, Any] = {}
+
+    def answer(key: Any, name: str, topic_id: Any, partition: int, code: ErrorCode) -> None:
+        topic = topics.get(key)
         if topic is None:
-            topic = topics[c.topic] = _CommitTopic(name=c.topic, partitions=[])
-        topic.partitions.append(_CommitPartition(partition_index=c.partition, error_code=int(code)))
+            topic = topics[key] = _CommitTopic(name=name, topic_id=topic_id, partitions=[])
+        topic.partitions.append(_CommitPartition(partition_index=partition, error_code=int(code)))
+
+    for c, code in zip(commits, errors, strict=True):
+        answer(c.topic, c.topic, ids.get(c.topic), c.partition, code)
+    for topic_id, partition in unknown:
+        answer(topic_id, "", topic_id, partition, ErrorCode.UNKNOWN_TOPIC_ID)
+    for topic in topics.values():
+        if topic.topic_id is None:
+            topic.topic_id = _ZERO_UUID
     return _commit.Response(throttle_time_ms=0, topics=list(topics.values()))
 
 
@@ -71,6 +90,11 @@ _FetchPartition = _FetchTopic.of("partitions")
 _FetchGroup = _fetch.Response.of("groups")
 _FetchGroupTopic = _FetchGroup.of("topics")
 _FetchGroupPartition = _FetchGroupTopic.of("partitions")
+
+
+def _topic_id(broker: Any, name: str) -> uuid.UUID:
+    topic = broker.topics.get(name)
+    return topic.topic_id if topic is not None else _ZERO_UUID
 
 
 def _fetch_group(
@@ -98,7 +122,7 @@ def _fetch_group(
     return ErrorCode.NONE, result
 
 
-@handles(OFFSET_FETCH, 1, 9)
+@handles(OFFSET_FETCH, 1, 10)
 async def offset_fetch(broker: Any, header: Any, request: Any) -> Any:
     version = header.api_version
     coordinator = broker.group_coordinator
@@ -106,28 +130,51 @@ async def offset_fetch(broker: Any, header: Any, request: Any) -> Any:
     if version >= 8:
         groups = []
         for g in request.groups:
-            wanted = None if g.topics is None else [(t.name, list(t.partition_indexes)) for t in g.topics]
+            unknown: list[tuple[Any, list[int]]] = []
+            if g.topics is None:
+                wanted = None
+            elif version >= 10:
+                # v10 names topics by id; an id we do not know is answered per partition.
+                wanted = []
+                for t in g.topics:
+                    name = broker.topic_names_by_id.get(t.topic_id)
+                    if name is None:
+                        unknown.append((t.topic_id, list(t.partition_indexes)))
+                    else:
+                        wanted.append((name, list(t.partition_indexes)))
+            else:
+                wanted = [(t.name, list(t.partition_indexes)) for t in g.topics]
             member = (g.member_id, g.member_epoch) if version >= 9 and g.member_id is not None else None
             code, topics = _fetch_group(broker, g.group_id, wanted, member)
-            groups.append(
-                _FetchGroup(
-                    group_id=g.group_id,
-                    error_code=int(code),
-                    topics=[
-                        _FetchGroupTopic(
-                            name=t,
-                            partitions=[
-                                _FetchGroupPartition(
-                                    partition_index=p, committed_offset=o, committed_leader_epoch=e,
-                                    metadata=m, error_code=int(err),
-                                )
-                                for p, o, e, m, err in rows
-                            ],
+            answers = [
+                _FetchGroupTopic(
+                    name=t,
+                    topic_id=_topic_id(broker, t),
+                    partitions=[
+                        _FetchGroupPartition(
+                            partition_index=p, committed_offset=o, committed_leader_epoch=e,
+                            metadata=m, error_code=int(err),
                         )
-                        for t, rows in topics
+                        for p, o, e, m, err in rows
                     ],
                 )
-            )
+                for t, rows in topics
+            ]
+            answers += [
+                _FetchGroupTopic(
+                    name="",
+                    topic_id=topic_id,
+                    partitions=[
+                        _FetchGroupPartition(
+                            partition_index=p, committed_offset=NO_OFFSET, committed_leader_epoch=-1,
+                            metadata=NO_METADATA, error_code=int(ErrorCode.UNKNOWN_TOPIC_ID),
+                        )
+                        for p in parts
+                    ],
+                )
+                for topic_id, parts in unknown
+            ]
+            groups.append(_FetchGroup(group_id=g.group_id, error_code=int(code), topics=answers))
         return _fetch.Response(throttle_time_ms=0, groups=groups)
     wanted = None if request.topics is None else [(t.name, list(t.partition_indexes)) for t in request.topics]
     code, topics = _fetch_group(broker, request.group_id, wanted, None)
