@@ -74,7 +74,9 @@ class OffsetMap:
         """Forget every key (the buffer is reused, not reallocated)."""
         # A fresh zeroed buffer costs nothing until touched (calloc'd pages), unlike
         # zeroing the old one in place, which would write every page of it.
-        self._buf = bytearray(len(self._buf))
+        size = len(self._buf)
+        self._buf = bytearray()  # free the old buffer first: never two at once
+        self._buf = bytearray(size)
         self._size = 0
         self.latest_offset = -1
         self.lookups = self.probes = 0
