@@ -8,6 +8,7 @@ every 20 ms while a workload runs, so the peak RSS is per workload.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -137,10 +138,8 @@ def _procs(ps: psutil.Process) -> list[psutil.Process]:
 def rss(ps: psutil.Process) -> int:
     total = 0
     for p in _procs(ps):
-        try:
+        with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 

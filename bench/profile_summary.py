@@ -3,9 +3,10 @@
 
     python bench/profile_summary.py bench/results/profile-*/produce_*.txt [--top 25]
 
-For each file: samples (py-spy drops idle ones, so these are busy samples), the
-functions with the most self time (the leaf frame), and the most inclusive time
-(counted once per stack). Line numbers are dropped so one function is one row.
+For each file: how the samples split between the event loop and other threads,
+working or waiting; then, over the event loop's working samples only, the functions
+with the most self time (the leaf frame) and the Moldau functions with the most
+inclusive time (counted once per stack). Line numbers are dropped so one function is one row.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def summarize(path: Path, top: int) -> str:
     self_t: collections.Counter[str] = collections.Counter()
     incl: collections.Counter[str] = collections.Counter()
     where: collections.Counter[str] = collections.Counter()
-    total = 0
+    total = busy = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
@@ -51,24 +52,31 @@ def summarize(path: Path, top: int) -> str:
             continue
         total += n
         leaf = frames[-1]
-        self_t[leaf] += n
         thread = "event loop" if any("run_forever" in f for f in frames) else "other threads"
-        where[f"{thread}: {'waiting (queue get / epoll / condition)' if leaf in WAITING else 'working'}"] += n
+        waiting = leaf in WAITING
+        where[f"{thread}: {'waiting (queue get / epoll / condition)' if waiting else 'working'}"] += n
+        if thread != "event loop" or waiting:
+            continue
+        busy += n
+        self_t[leaf] += n
         for f in set(frames):
             if "moldau/" in f and not any(b in f for b in BOILERPLATE):
                 incl[f] += n
-    out = [f"== {path.name}: {total} samples (py-spy drops sleeping threads; a thread blocked in a "
-           f"C call may still count)"]
+    out = [f"== {path.name}: {total} samples (py-spy drops sleeping threads, but a thread blocked "
+           f"in a C call may still count: hence the 'waiting' rows)"]
     if not total:
         return "\n".join(out)
     for k, n in sorted(where.items()):
         out.append(f"  {n / total * 100:6.1f}%  {k}")
+    if not busy:
+        return "\n".join(out)
+    out.append(f"  share of the event loop's working samples ({busy}):")
     out.append(f"  {'self %':>7}  function (leaf frame)")
     for f, n in self_t.most_common(top):
-        out.append(f"  {n / total * 100:6.1f}%  {f}")
+        out.append(f"  {n / busy * 100:6.1f}%  {f}")
     out.append(f"  {'incl %':>7}  Moldau function (anywhere on the stack)")
     for f, n in incl.most_common(top):
-        out.append(f"  {n / total * 100:6.1f}%  {f}")
+        out.append(f"  {n / busy * 100:6.1f}%  {f}")
     return "\n".join(out)
 
 

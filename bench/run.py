@@ -186,7 +186,9 @@ def spread(s: dict | None, m: str) -> str:
 
 
 def rat(v) -> str:
-    return "-" if v is None else f"{v:.2f}x"
+    if v is None:
+        return "-"
+    return f"{v:.2f}x" if v >= 0.1 else f"{v:.3f}x" if v >= 0.001 else f"{v:.1e}x"
 
 
 def table(summary: dict, brokers: list[str]) -> str:
@@ -348,9 +350,12 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "load_avg_at_end": os.getloadavg()},
         "versions": {"tansu": tansu_version() if "tansu" in brokers else None,
-                     "confluent_kafka": confluent_kafka.version()[0], "librdkafka": confluent_kafka.libversion()[0],
+                     "confluent_kafka": confluent_kafka.__version__ if hasattr(confluent_kafka, "__version__") else str(confluent_kafka.version()), "librdkafka": confluent_kafka.libversion()[0],
                      "moldau_commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                                     capture_output=True, text=True).stdout.strip()},
+                                                     capture_output=True, text=True).stdout.strip(),
+                     "moldau_src_uncommitted_changes": bool(subprocess.run(
+                         ["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
+                         capture_output=True, text=True).stdout.strip())},
         "moldau_settings": args.moldau_set,
         "summary": summary, "raw": raw, "startup_samples": starts,
     }
