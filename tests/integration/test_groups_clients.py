@@ -437,3 +437,132 @@ def _drain(consumers: list[Consumer], into: list[bytes]) -> int:
         if m is not None and not m.error():
             into.append(m.value())
     return len(into)
+
+
+# -- static membership and cooperative rebalancing with the Python clients ---------------
+
+
+def kp_consumer(bootstrap: str, group: str, topic: str, **conf: object):
+    from kafka import KafkaConsumer
+
+    settings: dict[str, object] = {
+        "bootstrap_servers": bootstrap,
+        "group_id": group,
+        "session_timeout_ms": 6000,
+        "heartbeat_interval_ms": HEARTBEAT_MS,
+        "auto_offset_reset": "earliest",
+        "enable_auto_commit": False,
+    }
+    settings.update(conf)
+    return KafkaConsumer(topic, **settings)
+
+
+def test_kafka_python_static_member_rejoins_without_rebalance(gbroker):
+    topic = unique_topic("static-kp")
+    create_topic(gbroker.bootstrap, topic, partitions=4)
+    group = unique_topic("g-static-kp")
+    a = kp_consumer(gbroker.bootstrap, group, topic, group_instance_id="kp-a")
+    b = kp_consumer(gbroker.bootstrap, group, topic, group_instance_id="kp-b")
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            a.poll(timeout_ms=50)
+            b.poll(timeout_ms=50)
+            if split_of([{tp.partition for tp in c.assignment()} for c in (a, b)], 4):
+                break
+        before_a = {tp.partition for tp in a.assignment()}
+        assert len(before_a) == 2
+        mark = gbroker.log_size()
+        a.close()  # static: no LeaveGroup
+        a = kp_consumer(gbroker.bootstrap, group, topic, group_instance_id="kp-a")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and {tp.partition for tp in a.assignment()} != before_a:
+            a.poll(timeout_ms=50)
+            b.poll(timeout_ms=50)
+        assert {tp.partition for tp in a.assignment()} == before_a
+        assert "preparing to rebalance" not in gbroker.log_text(mark)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_aiokafka_static_member_rejoins_without_rebalance(gbroker):
+    from aiokafka import AIOKafkaConsumer
+
+    topic = unique_topic("static-aio")
+    create_topic(gbroker.bootstrap, topic, partitions=4)
+    group = unique_topic("g-static-aio")
+
+    def make(instance: str) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            topic, bootstrap_servers=gbroker.bootstrap, group_id=group, group_instance_id=instance,
+            session_timeout_ms=6000, heartbeat_interval_ms=HEARTBEAT_MS, enable_auto_commit=False,
+        )
+
+    async def run() -> None:
+        a, b = make("aio-a"), make("aio-b")
+        await asyncio.gather(a.start(), b.start())
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not split_of(
+                [{tp.partition for tp in c.assignment()} for c in (a, b)], 4
+            ):
+                await asyncio.sleep(0.05)
+            before_a = {tp.partition for tp in a.assignment()}
+            assert len(before_a) == 2
+            mark = gbroker.log_size()
+            await a.stop()
+            a = make("aio-a")
+            await a.start()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and {tp.partition for tp in a.assignment()} != before_a:
+                await asyncio.sleep(0.05)
+            assert {tp.partition for tp in a.assignment()} == before_a
+            assert "preparing to rebalance" not in gbroker.log_text(mark)
+        finally:
+            await asyncio.gather(a.stop(), b.stop())
+
+    asyncio.run(run())
+
+
+def test_kafka_python_cooperative_sticky(gbroker):
+    from kafka.consumer.subscription_state import ConsumerRebalanceListener
+    from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+
+    topic = unique_topic("coop-kp")
+    create_topic(gbroker.bootstrap, topic, partitions=6)
+    group = unique_topic("g-coop-kp")
+    revoked: list[list[int]] = []
+
+    class Listener(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked_partitions):
+            revoked.append(sorted(tp.partition for tp in revoked_partitions))
+
+        def on_partitions_assigned(self, assigned):
+            pass
+
+    conf = {"partition_assignment_strategy": [CooperativeStickyAssignor]}
+    c1 = kp_consumer(gbroker.bootstrap, group, topic, **conf)
+    c1.unsubscribe()
+    c1.subscribe([topic], listener=Listener())
+    c2 = None
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(c1.assignment()) != 6:
+            c1.poll(timeout_ms=50)
+        assert len(c1.assignment()) == 6
+        revoked.clear()
+        c2 = kp_consumer(gbroker.bootstrap, group, topic, **conf)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            c1.poll(timeout_ms=50)
+            c2.poll(timeout_ms=50)
+            if split_of([{tp.partition for tp in c.assignment()} for c in (c1, c2)]):
+                break
+        assert split_of([{tp.partition for tp in c.assignment()} for c in (c1, c2)])
+        real = [r for r in revoked if r]
+        assert real and all(len(r) < 6 for r in real)
+    finally:
+        c1.close()
+        if c2 is not None:
+            c2.close()
