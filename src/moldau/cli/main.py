@@ -34,7 +34,7 @@ def main() -> None:
               help="A Kafka server.properties file.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Any broker property by its Kafka name; repeatable; wins over --config.")
-@click.option("--loop", "loop_name", default="asyncio", show_default=True,
+@click.option("--loop", "loop_name", default="asyncio", show_default=True, envvar="MOLDAU_LOOP",
               type=click.Choice(["asyncio", "uvloop"]),
               help="Event loop: asyncio (sendfile for fetches) or uvloop (faster small requests).")
 @click.option("--log-level", default="INFO", show_default=True,

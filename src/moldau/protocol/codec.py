@@ -152,7 +152,9 @@ class _Gen:
                     out.append(f"            o.{f.name} = v")
                 out.append("        pos = end")
             else:
-                out.append("    pos = p.skip_tagged_fields(buf, pos)")
+                # almost every struct carries no tagged field: one byte, 0
+                out.append("    if buf[pos] == 0: pos += 1")
+                out.append("    else: pos = p.skip_tagged_fields(buf, pos)")
         out.append("    return o, pos")
         self.lines += out
         return fname
@@ -163,7 +165,10 @@ class _Gen:
         if f.is_array:
             lines = []
             if flex:
-                lines.append("n, pos = p.read_uvarint(buf, pos); n -= 1")
+                lines.append("n = buf[pos]")
+                lines.append("if n < 128: pos += 1")
+                lines.append("else: n, pos = p.read_uvarint(buf, pos)")
+                lines.append("n -= 1")
             else:
                 lines += ["(n,) = I32.unpack_from(buf, pos); pos += 4"]
             lines.append("if n > len(buf) - pos: raise ProtocolDecodeError('array length exceeds frame')")
