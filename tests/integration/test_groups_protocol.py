@@ -369,3 +369,53 @@ def test_offsets_by_topic_id_v10(gbroker, client):
     FTopic = MessageCodec(ALL_APIS[9]).Request.of("topics")
     old = client.call(9, 5, group_id="g-ids", topics=[FTopic(name=topic, partition_indexes=[1])])
     assert old.topics[0].partitions[0].committed_offset == 12
+
+
+def test_load_in_progress_then_offsets(make_broker):
+    """A broker restarted over a large ``__consumer_offsets`` answers
+    COORDINATOR_LOAD_IN_PROGRESS until its partition is replayed, then the offsets."""
+    import asyncio
+
+    from moldau.broker.broker import Broker, Endpoint
+    from moldau.config.broker import BrokerConfig
+    from moldau.coordinator.group import OffsetCommit
+    from moldau.metastore.local import LocalMetaStore
+
+    settings = {"offsets.topic.num.partitions": 1}
+    b = make_broker(**settings)
+    b.stop()
+
+    async def fill() -> None:
+        broker = Broker(BrokerConfig({"offsets.topic.num.partitions": "1"}), b.data_dir,
+                        LocalMetaStore(b.data_dir), Endpoint("127.0.0.1", 9))
+        await broker.start()
+        try:
+            await broker.group_coordinator.ensure_topic()
+            for i in range(15000):
+                broker.group_coordinator.commit_offsets(
+                    "loaded", -1, "", None, [OffsetCommit("t", p, i, -1, f"m{i}") for p in range(10)]
+                )
+        finally:
+            await broker.stop()
+
+    asyncio.run(fill())
+    b.start()
+    c = Client(b.bootstrap)
+    try:
+        FTopic = MessageCodec(ALL_APIS[9]).Request.of("topics")
+        codes = []
+        import time as _t
+
+        deadline = _t.monotonic() + 30
+        while _t.monotonic() < deadline:
+            f = c.call(9, 7, group_id="loaded", topics=[FTopic(name="t", partition_indexes=[3])])
+            codes.append(f.error_code)
+            if f.error_code == NONE:
+                break
+            _t.sleep(0.01)
+        assert codes[0] == 14 and codes[-1] == NONE  # COORDINATOR_LOAD_IN_PROGRESS, then served
+        p = f.topics[0].partitions[0]
+        assert (p.committed_offset, p.metadata) == (14999, "m14999")
+    finally:
+        c.close()
+    assert "loaded 1 group(s) from 150000 record(s)" in b.log_text()
