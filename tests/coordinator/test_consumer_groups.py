@@ -161,3 +161,70 @@ def test_session_timeout_and_static_members(tmp_path):
             await b.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+def test_kip848_state_survives_a_restart(tmp_path):
+    from moldau.metastore.local import LocalMetaStore
+
+    config = {"offsets.topic.num.partitions": "2", "group.consumer.session.timeout.ms": "30000"}
+
+    async def first():
+        b = Broker(BrokerConfig(config), tmp_path, LocalMetaStore(tmp_path), Endpoint("127.0.0.1", 9))
+        await b.start()
+        try:
+            await b.group_coordinator.ensure_topic()
+            await b.controller.create_topic(b.controller.plan_topic("t", 4, 1, {}))
+            tid = b.topics["t"].topic_id
+            a = hb(b, "A", 0, instance="ia")
+            c = hb(b, "C", 0)
+            a2 = hb(b, "A", a.member_epoch, owned=a.assignment)
+            a3 = hb(b, "A", a2.member_epoch, owned=a2.assignment)
+            c2 = hb(b, "C", c.member_epoch, owned={})
+            group = b.group_coordinator.groups["g"]
+            assert group.state_name == "Reconciling" or group.state_name == "Stable"
+            hb(b, "C", c2.member_epoch, owned=c2.assignment)
+            return tid, {m.member_id: (m.epoch, {t: set(p) for t, p in m.assigned.items()})
+                         for m in group.members.values()}, group.group_epoch, a3
+        finally:
+            await b.stop()
+
+    tid, members, epoch, a3 = asyncio.run(first())
+    assert sum(len(p.get(tid, ())) for _, p in members.values()) == 4
+
+    async def second():
+        b = Broker(BrokerConfig(config), tmp_path, LocalMetaStore(tmp_path), Endpoint("127.0.0.1", 9))
+        await b.start()
+        try:
+            for _ in range(200):
+                if not b.group_coordinator._loading:
+                    break
+                await asyncio.sleep(0.01)
+            group = b.group_coordinator.groups["g"]
+            assert group.group_epoch == epoch
+            assert {m.member_id: (m.epoch, m.assigned) for m in group.members.values()} == members
+            assert group.static_members == {"ia": "A"}
+            # The members carry on with their epochs: no UNKNOWN_MEMBER_ID, no new epoch.
+            again = hb(b, "A", members["A"][0], owned=members["A"][1])
+            assert again.error is ErrorCode.NONE and again.member_epoch == members["A"][0]
+            assert group.group_epoch == epoch
+            # A leaves for good: its records are tombstoned and stay gone after a reload.
+            assert hb(b, "A", -1).error is ErrorCode.NONE
+        finally:
+            await b.stop()
+
+    asyncio.run(second())
+
+    async def third():
+        b = Broker(BrokerConfig(config), tmp_path, LocalMetaStore(tmp_path), Endpoint("127.0.0.1", 9))
+        await b.start()
+        try:
+            for _ in range(200):
+                if not b.group_coordinator._loading:
+                    break
+                await asyncio.sleep(0.01)
+            group = b.group_coordinator.groups["g"]
+            assert set(group.members) == {"C"} and group.static_members == {}
+        finally:
+            await b.stop()
+
+    asyncio.run(third())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import uuid
 
 import pytest
 from hypothesis import given
@@ -10,19 +11,31 @@ from hypothesis import strategies as st
 
 from moldau.coordinator.group.hashing import java_abs, java_string_hash, partition_for
 from moldau.coordinator.group.records import (
+    ConsumerKey,
+    ConsumerMemberValue,
+    CurrentAssignmentValue,
     GroupKey,
     GroupValue,
     MemberValue,
     OffsetKey,
     OffsetValue,
     RecordFormatError,
+    decode_current_assignment_value,
+    decode_epoch_value,
     decode_group_value,
     decode_key,
+    decode_member_value,
     decode_offset_value,
+    decode_target_member_value,
+    encode_consumer_group_value,
+    encode_consumer_key,
+    encode_current_assignment_value,
     encode_group_key,
     encode_group_value,
+    encode_member_value,
     encode_offset_key,
     encode_offset_value,
+    encode_target_member_value,
     subscribed_topics,
 )
 
@@ -65,8 +78,29 @@ def test_old_offset_values_decode():
 
 
 def test_other_record_kinds_are_skipped():
-    # Key version 3+ are KIP-848 and share-group records: not ours to load.
-    assert decode_key(b"\x00\x03\x00\x01g") is None
+    # Key version 4 (KIP-848 partition metadata, replaced in Kafka 4.1) and share or
+    # streams group records are not ours to load.
+    assert decode_key(b"\x00\x04\x00\x01g") is None
+    assert decode_key(b"\x00\x0a\x00\x01g") is None
+
+
+def test_kip848_records_round_trip():
+    t1, t2 = uuid.UUID(int=7), uuid.uuid4()
+    assert decode_key(encode_consumer_key(3, "g")) == ConsumerKey(3, "g")
+    assert decode_key(encode_consumer_key(8, "g", "m")) == ConsumerKey(8, "g", "m")
+    assert encode_consumer_key(5, "g", "m") == b"\x00\x05\x00\x01g\x00\x01m"
+    assert decode_epoch_value(encode_consumer_group_value(12)) == 12
+    # Flexible v0: version, epoch, empty tagged fields.
+    assert encode_consumer_group_value(1) == b"\x00\x00\x00\x00\x00\x01\x00"
+    member = ConsumerMemberValue("inst", None, "client", "/1.2.3.4", ["a", "b"], None, 30000, "range")
+    assert decode_member_value(encode_member_value(member)) == member
+    target = {t1: {0, 3}, t2: {1}}
+    assert decode_target_member_value(encode_target_member_value(target)) == target
+    current = CurrentAssignmentValue(5, 4, 1, {t1: {0}}, {t2: {2, 9}})
+    assert decode_current_assignment_value(encode_current_assignment_value(current)) == current
+    # Tagged fields written by newer Kafka versions are skipped.
+    tagged = b"\x00\x00\x00\x00\x00\x07\x01\x00\x08" + b"\x00" * 8
+    assert decode_epoch_value(tagged) == 7
 
 
 member = st.builds(

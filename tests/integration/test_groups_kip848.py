@@ -203,8 +203,8 @@ def test_commits_resume_and_coexist_with_classic(gbroker):
 
 
 def test_members_carry_on_after_broker_kill9(make_broker):
-    """KIP-848 membership is not persisted: after a kill -9 the members are told
-    UNKNOWN_MEMBER_ID, rejoin, and resume from their durable commits."""
+    """After a kill -9 the group's KIP-848 state and commits are replayed from
+    ``__consumer_offsets``: the member carries on and reads nothing twice."""
     b = make_broker(**SETTINGS)
     topic = unique_topic("k848-restart")
     create_topic(b.bootstrap, topic, partitions=2)

@@ -22,8 +22,10 @@ rebalance timeout is fenced too. A static member (``instance_id``) leaving with 
 -2 keeps its place and assignment until its session expires, so that a restart does
 not move partitions.
 
-Group membership is held in memory only: after a coordinator restart members are told
-UNKNOWN_MEMBER_ID and rejoin (their committed offsets are durable like every group's).
+Every change is written to ``__consumer_offsets`` in Kafka's KIP-848 records (group
+epoch, member metadata, target assignment, current member assignment; tombstones when
+members go), buffered during one heartbeat and appended once at its end; at start
+they are replayed, so members carry on with their epochs across a broker restart.
 """
 
 from __future__ import annotations
@@ -36,6 +38,28 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from moldau.coordinator.group.assignors import ASSIGNORS, Assignment, MemberSpec, TopicInfo
+from moldau.coordinator.group.records import (
+    CONSUMER_CURRENT_ASSIGNMENT,
+    CONSUMER_GROUP_METADATA,
+    CONSUMER_MEMBER_METADATA,
+    CONSUMER_TARGET_MEMBER,
+    CONSUMER_TARGET_METADATA,
+    MEMBER_STATE_CODES,
+    MEMBER_STATE_NAMES,
+    ConsumerKey,
+    ConsumerMemberValue,
+    CurrentAssignmentValue,
+    decode_current_assignment_value,
+    decode_epoch_value,
+    decode_member_value,
+    decode_target_member_value,
+    encode_consumer_group_value,
+    encode_consumer_key,
+    encode_current_assignment_value,
+    encode_member_value,
+    encode_target_member_value,
+    encode_target_metadata_value,
+)
 from moldau.protocol.errors import ErrorCode, KafkaError
 
 if TYPE_CHECKING:
@@ -93,6 +117,19 @@ class ConsumerMember:
             self.timer.cancel()
             self.timer = None
 
+    def metadata_record(self) -> ConsumerMemberValue:
+        return ConsumerMemberValue(
+            self.instance_id, self.rack_id, self.client_id, self.client_host,
+            sorted(self.subscribed_topic_names), self.subscribed_topic_regex, self.rebalance_timeout_ms,
+            self.server_assignor,
+        )
+
+    def assignment_record(self) -> CurrentAssignmentValue:
+        return CurrentAssignmentValue(
+            self.epoch, self.previous_epoch, MEMBER_STATE_CODES[self.state], _copy(self.assigned),
+            _copy(self.pending_revocation),
+        )
+
 
 class ConsumerGroup:
     """One KIP-848 group (see the module's theory of operation)."""
@@ -145,6 +182,112 @@ class ConsumerGroupManager:
 
     def __init__(self, coordinator: GroupCoordinator) -> None:
         self.coordinator = coordinator
+        self._out: list[tuple[str, bytes, bytes | None]] = []
+
+    # -- persistence ----------------------------------------------------------------
+
+    def _emit(self, group_id: str, kind: int, member_id: str | None, value: bytes | None) -> None:
+        self._out.append((group_id, encode_consumer_key(kind, group_id, member_id), value))
+
+    def _emit_member_gone(self, group_id: str, member_id: str) -> None:
+        for kind in (CONSUMER_CURRENT_ASSIGNMENT, CONSUMER_TARGET_MEMBER, CONSUMER_MEMBER_METADATA):
+            self._emit(group_id, kind, member_id, None)
+
+    def _emit_member(self, group_id: str, member: ConsumerMember) -> None:
+        self._emit(group_id, CONSUMER_MEMBER_METADATA, member.member_id, encode_member_value(member.metadata_record()))
+
+    def _emit_assignment(self, group_id: str, member: ConsumerMember) -> None:
+        self._emit(
+            group_id, CONSUMER_CURRENT_ASSIGNMENT, member.member_id,
+            encode_current_assignment_value(member.assignment_record()),
+        )
+
+    def _flush(self) -> None:
+        """Append what this operation changed, one batch per group."""
+        out, self._out = self._out, []
+        by_group: dict[str, list[tuple[bytes, bytes | None]]] = {}
+        for group_id, key, value in out:
+            by_group.setdefault(group_id, []).append((key, value))
+        for group_id, records in by_group.items():
+            try:
+                self.coordinator._append(group_id, records)
+            except KafkaError:
+                self.coordinator.log.warning("consumer group %s: state not persisted", group_id)
+
+    def tombstones(self, group: ConsumerGroup) -> list[tuple[bytes, bytes | None]]:
+        """Records that delete a (memberless) group's KIP-848 state."""
+        records: list[tuple[bytes, bytes | None]] = []
+        for member_id in group.members:
+            for kind in (CONSUMER_CURRENT_ASSIGNMENT, CONSUMER_TARGET_MEMBER, CONSUMER_MEMBER_METADATA):
+                records.append((encode_consumer_key(kind, group.group_id, member_id), None))
+        records.append((encode_consumer_key(CONSUMER_TARGET_METADATA, group.group_id), None))
+        records.append((encode_consumer_key(CONSUMER_GROUP_METADATA, group.group_id), None))
+        return records
+
+    def replay(self, key: ConsumerKey, value: bytes | None) -> None:
+        """Apply one KIP-848 record read back from ``__consumer_offsets``."""
+        existing = self.coordinator.groups.get(key.group)
+        group = existing if isinstance(existing, ConsumerGroup) else None
+        if key.kind == CONSUMER_GROUP_METADATA:
+            if value is None:
+                if group is not None:
+                    del self.coordinator.groups[key.group]
+                return
+            if group is None:
+                group = ConsumerGroup(key.group)
+                group.assignor_name = self._assignors()[0]
+                self.coordinator.groups[key.group] = group
+            group.group_epoch = decode_epoch_value(value)
+            return
+        if group is None:
+            return
+        if key.kind == CONSUMER_TARGET_METADATA:
+            if value is not None:
+                group.assignment_epoch = decode_epoch_value(value)
+            return
+        member_id = key.member or ""
+        if key.kind == CONSUMER_TARGET_MEMBER:
+            if value is None:
+                group.target.pop(member_id, None)
+            else:
+                group.target[member_id] = decode_target_member_value(value)
+            return
+        member = group.members.get(member_id)
+        if value is None:
+            if key.kind == CONSUMER_MEMBER_METADATA and member is not None:
+                del group.members[member_id]
+                if member.instance_id is not None:
+                    group.static_members.pop(member.instance_id, None)
+            return
+        if member is None:
+            member = group.members[member_id] = ConsumerMember(member_id)
+        if key.kind == CONSUMER_MEMBER_METADATA:
+            meta = decode_member_value(value)
+            member.instance_id, member.rack_id = meta.instance_id, meta.rack_id
+            member.client_id, member.client_host = meta.client_id, meta.client_host
+            member.subscribed_topic_names = list(meta.subscribed_topic_names)
+            member.subscribed_topic_regex = meta.subscribed_topic_regex
+            member.rebalance_timeout_ms = meta.rebalance_timeout_ms
+            member.server_assignor = meta.server_assignor
+            if member.instance_id is not None:
+                group.static_members[member.instance_id] = member_id
+        elif key.kind == CONSUMER_CURRENT_ASSIGNMENT:
+            current = decode_current_assignment_value(value)
+            member.epoch, member.previous_epoch = current.member_epoch, current.previous_member_epoch
+            member.state = MEMBER_STATE_NAMES.get(current.state, STABLE)
+            member.assigned = current.assigned
+            member.pending_revocation = current.pending_revocation
+
+    def arm_restored(self, group: ConsumerGroup) -> None:
+        """After loading: fresh sessions for the members, and the topics as they are now."""
+        infos = self._subscribed_topics(group)
+        group.topics_signature = tuple(sorted((i.name, str(i.topic_id), i.partitions) for i in infos.values()))
+        preferred = [m.server_assignor for m in group.members.values() if m.server_assignor in ASSIGNORS]
+        group.assignor_name = preferred[0] if preferred else self._assignors()[0]
+        for member in group.members.values():
+            if member.state == UNREVOKED:
+                member.revocation_deadline = time.monotonic() + member.rebalance_timeout_ms / 1000
+            self._touch(group, member)
 
     # -- helpers --------------------------------------------------------------------
 
@@ -202,6 +345,7 @@ class ConsumerGroupManager:
 
     def _bump(self, group: ConsumerGroup) -> None:
         group.group_epoch += 1
+        self._emit(group.group_id, CONSUMER_GROUP_METADATA, None, encode_consumer_group_value(group.group_epoch))
 
     def _maybe_new_target(self, group: ConsumerGroup) -> None:
         """Recompute the target assignment if topics changed or the epoch moved on."""
@@ -222,8 +366,15 @@ class ConsumerGroupManager:
             )
             for m in sorted(group.members.values(), key=lambda m: m.member_id)
         ]
+        previous = group.target
         group.target = ASSIGNORS[group.assignor_name](specs, infos)
         group.assignment_epoch = group.group_epoch
+        for member_id, target in group.target.items():
+            if _copy(previous.get(member_id, {})) != _copy(target):
+                self._emit(group.group_id, CONSUMER_TARGET_MEMBER, member_id, encode_target_member_value(target))
+        self._emit(
+            group.group_id, CONSUMER_TARGET_METADATA, None, encode_target_metadata_value(group.assignment_epoch)
+        )
         self.coordinator.log.info(
             "consumer group %s: epoch %d, %d member(s), target assignment by %s",
             group.group_id, group.group_epoch, len(group.members), group.assignor_name,
@@ -289,6 +440,7 @@ class ConsumerGroupManager:
             return
         self.coordinator.log.info("consumer group %s: member %s fenced: %s", group.group_id, member.member_id, reason)
         self._remove(group, member)
+        self._flush()
 
     def _remove(self, group: ConsumerGroup, member: ConsumerMember) -> None:
         member.cancel_timer()
@@ -296,11 +448,19 @@ class ConsumerGroupManager:
         if member.instance_id is not None and group.static_members.get(member.instance_id) == member.member_id:
             del group.static_members[member.instance_id]
         group.target.pop(member.member_id, None)
+        self._emit_member_gone(group.group_id, member.member_id)
         self._bump(group)
 
     # -- ConsumerGroupHeartbeat ---------------------------------------------------------
 
-    def heartbeat(
+    def heartbeat(self, *args: Any) -> HeartbeatResult:
+        """One ConsumerGroupHeartbeat (arguments as :meth:`_heartbeat`); state persisted."""
+        try:
+            return self._heartbeat(*args)
+        finally:
+            self._flush()
+
+    def _heartbeat(
         self,
         group_id: str,
         member_id: str,
@@ -347,6 +507,8 @@ class ConsumerGroupManager:
             )
         assert member is not None
         before = _copy(member.assigned)
+        meta_before = member.metadata_record() if member_epoch != 0 else None
+        assignment_before = member.assignment_record() if member_epoch != 0 else None
         changed = False
         if rebalance_timeout_ms > 0:
             member.rebalance_timeout_ms = rebalance_timeout_ms
@@ -366,6 +528,10 @@ class ConsumerGroupManager:
         self._touch(group, member)
         self._maybe_new_target(group)
         self._reconcile(group, member, owned)
+        if member.metadata_record() != meta_before:
+            self._emit_member(group.group_id, member)
+        if member.assignment_record() != assignment_before:
+            self._emit_assignment(group.group_id, member)
         send = member_epoch == 0 or member.assigned != before or (owned is not None and owned != member.assigned)
         return HeartbeatResult(
             ErrorCode.NONE, None, member.member_id, member.epoch, interval, _copy(member.assigned) if send else None
@@ -384,12 +550,14 @@ class ConsumerGroupManager:
             # A static member back within its session: it takes over its old place.
             old.cancel_timer()
             del group.members[old.member_id]
+            self._emit_member_gone(group.group_id, old.member_id)
             target = group.target.pop(old.member_id, {})
             old.member_id = member_id or str(uuid.uuid4())
             old.epoch, old.previous_epoch = old.previous_epoch if old.previous_epoch >= 0 else 0, -1
             group.members[old.member_id] = old
             group.target[old.member_id] = target
             group.static_members[instance_id] = old.member_id
+            self._emit(group.group_id, CONSUMER_TARGET_MEMBER, old.member_id, encode_target_member_value(target))
             self.coordinator.log.info(
                 "consumer group %s: static member %s is back as %s", group.group_id, instance_id, old.member_id
             )
@@ -418,6 +586,7 @@ class ConsumerGroupManager:
         if epoch == STATIC_LEAVE_EPOCH and member.instance_id is not None:
             # Keep the place (and the assignment) until the session times out.
             member.previous_epoch, member.epoch = member.epoch, STATIC_LEAVE_EPOCH
+            self._emit_assignment(group.group_id, member)
             self._touch(group, member)
         else:
             self.coordinator.log.info("consumer group %s: member %s left", group.group_id, member_id)

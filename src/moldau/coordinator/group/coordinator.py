@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from moldau.coordinator.group.classic import ClassicGroup, ClassicGroupManager, GroupState
 from moldau.coordinator.group.hashing import partition_for
 from moldau.coordinator.group.records import (
+    ConsumerKey,
     GroupKey,
     OffsetKey,
     OffsetValue,
@@ -202,6 +203,8 @@ class GroupCoordinator:
         for group in self.groups.values():
             if isinstance(group, ClassicGroup):
                 self.classic.arm_restored(group)
+            else:
+                self.consumer.arm_restored(group)
         self.log.info(
             "loaded %d group(s) from %d record(s) of %s in %.0f ms",
             len(self.groups), count, OFFSETS_TOPIC, (time.perf_counter() - started) * 1000,
@@ -223,10 +226,13 @@ class GroupCoordinator:
                             self.groups[key.group] = ClassicGroup(key.group, value.commit_timestamp)
                 elif isinstance(key, GroupKey):
                     if value_bytes is None:
-                        self.groups.pop(key.group, None)
+                        if isinstance(self.groups.get(key.group), ClassicGroup):
+                            del self.groups[key.group]
                         self.offsets.pop(key.group, None)
                     else:
                         self.groups[key.group] = self.classic.restore(key.group, decode_group_value(value_bytes))
+                elif isinstance(key, ConsumerKey):
+                    self.consumer.replay(key, value_bytes)
             except Exception:
                 self.log.warning("skipping an unreadable record in %s", OFFSETS_TOPIC, exc_info=True)
 
@@ -259,6 +265,9 @@ class GroupCoordinator:
             (encode_offset_key(group_id, t, p), None) for (t, p) in self.offsets.get(group_id, {})
         ]
         records.append((encode_group_key(group_id), None))
+        current = self.groups.get(group_id)
+        if current is not None and not isinstance(current, ClassicGroup):
+            records += self.consumer.tombstones(current)
         self._append(group_id, records)
         group = self.groups.pop(group_id, None)
         if isinstance(group, ClassicGroup):
@@ -271,6 +280,8 @@ class GroupCoordinator:
         old = self.groups.get(group_id)
         if old is not None and not isinstance(old, ClassicGroup):
             self.consumer.shutdown(old)
+            with contextlib.suppress(KafkaError):
+                self._append(group_id, self.consumer.tombstones(old))
         self.groups[group_id] = group
         return group
 

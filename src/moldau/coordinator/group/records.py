@@ -9,8 +9,11 @@ here reads as Kafka's and tools that decode ``__consumer_offsets`` understand it
 record with a null value is a tombstone: the offset or the group was deleted.
 
 Reading accepts every non-flexible version (values 0-3) since the compacted log may
-hold older records; keys of other kinds (KIP-848 and share-group records) are skipped
-by the loader, which is why :func:`decode_key` returns None for them.
+hold older records. KIP-848 groups are kept as Kafka keeps them: ConsumerGroupMetadata
+(key version 3), member metadata (5), the target assignment's epoch (6) and per-member
+target (7), and each member's current assignment (8); the partition metadata record
+(4, replaced by a hash in Kafka 4.1) and share and streams groups' records are
+skipped, which is why :func:`decode_key` returns None for them.
 
 All formats are non-flexible: int16-length strings (-1 for null), int32-length bytes,
 int32-count arrays, big-endian integers.
@@ -19,6 +22,7 @@ int32-count arrays, big-endian integers.
 from __future__ import annotations
 
 import struct
+import uuid
 from dataclasses import dataclass, field
 
 _I16 = struct.Struct(">h")
@@ -175,7 +179,7 @@ def encode_group_key(group: str) -> bytes:
     return bytes(w.buf)
 
 
-def decode_key(data: bytes) -> OffsetKey | GroupKey | None:
+def decode_key(data: bytes) -> OffsetKey | GroupKey | ConsumerKey | None:
     """The key of a ``__consumer_offsets`` record; None for record kinds we do not keep."""
     r = _Reader(data)
     version = r.i16()
@@ -189,6 +193,8 @@ def decode_key(data: bytes) -> OffsetKey | GroupKey | None:
         if group is None:
             raise RecordFormatError("null group in a group metadata key")
         return GroupKey(group)
+    if version in (CONSUMER_GROUP_METADATA, *_MEMBER_KINDS, CONSUMER_TARGET_METADATA):
+        return _decode_consumer_key(version, r)
     return None
 
 
@@ -290,3 +296,222 @@ def subscribed_topics(subscription: bytes) -> set[str]:
         return topics
     except (RecordFormatError, UnicodeDecodeError, struct.error):
         return set()
+
+
+# -- KIP-848 consumer group records (key versions 3, 5, 6, 7, 8) ---------------------
+#
+# Keys are non-flexible like the others; values are flexible version 0: compact
+# strings and arrays (unsigned varint length + 1, 0 for null), 16-byte uuids and a
+# tagged-field section after every struct, which we write empty and skip on read.
+
+CONSUMER_GROUP_METADATA = 3
+CONSUMER_MEMBER_METADATA = 5
+CONSUMER_TARGET_METADATA = 6
+CONSUMER_TARGET_MEMBER = 7
+CONSUMER_CURRENT_ASSIGNMENT = 8
+_MEMBER_KINDS = (CONSUMER_MEMBER_METADATA, CONSUMER_TARGET_MEMBER, CONSUMER_CURRENT_ASSIGNMENT)
+
+# Kafka's MemberState codes in ConsumerGroupCurrentMemberAssignmentValue.
+MEMBER_STATE_CODES = {"STABLE": 0, "UNREVOKED_PARTITIONS": 1, "UNRELEASED_PARTITIONS": 2}
+MEMBER_STATE_NAMES = {v: k for k, v in MEMBER_STATE_CODES.items()}
+
+TopicPartitions = dict[uuid.UUID, set[int]]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerKey:
+    """A KIP-848 record key: its kind (key version), the group and maybe a member."""
+
+    kind: int
+    group: str
+    member: str | None = None
+
+
+@dataclass(slots=True)
+class ConsumerMemberValue:
+    instance_id: str | None
+    rack_id: str | None
+    client_id: str
+    client_host: str
+    subscribed_topic_names: list[str]
+    subscribed_topic_regex: str | None
+    rebalance_timeout_ms: int
+    server_assignor: str | None
+
+
+@dataclass(slots=True)
+class CurrentAssignmentValue:
+    member_epoch: int
+    previous_member_epoch: int
+    state: int
+    assigned: TopicPartitions
+    pending_revocation: TopicPartitions
+
+
+def encode_consumer_key(kind: int, group: str, member: str | None = None) -> bytes:
+    w = _Writer()
+    w.i16(kind)
+    w.string(group)
+    if kind in _MEMBER_KINDS:
+        w.string(member or "")
+    return bytes(w.buf)
+
+
+def _decode_consumer_key(kind: int, r: _Reader) -> ConsumerKey:
+    group = r.string() or ""
+    member = (r.string() or "") if kind in _MEMBER_KINDS else None
+    return ConsumerKey(kind, group, member)
+
+
+class _FlexWriter(_Writer):
+    __slots__ = ()
+
+    def uvarint(self, v: int) -> None:
+        while v > 0x7F:
+            self.buf.append((v & 0x7F) | 0x80)
+            v >>= 7
+        self.buf.append(v)
+
+    def cstring(self, v: str | None) -> None:
+        if v is None:
+            self.uvarint(0)
+            return
+        data = v.encode()
+        self.uvarint(len(data) + 1)
+        self.buf += data
+
+    def uuid(self, v: uuid.UUID) -> None:
+        self.buf += v.bytes
+
+    def no_tags(self) -> None:
+        self.uvarint(0)
+
+    def topic_partitions(self, value: TopicPartitions) -> None:
+        items = [(t, sorted(p)) for t, p in sorted(value.items(), key=lambda kv: kv[0].bytes) if p]
+        self.uvarint(len(items) + 1)
+        for topic_id, parts in items:
+            self.uuid(topic_id)
+            self.uvarint(len(parts) + 1)
+            for p in parts:
+                self.i32(p)
+            self.no_tags()
+
+
+class _FlexReader(_Reader):
+    __slots__ = ()
+
+    def uvarint(self) -> int:
+        result = shift = 0
+        while True:
+            byte = self._take(1)[0]
+            result |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return result
+            shift += 7
+            if shift > 63:
+                raise RecordFormatError("varint too long")
+
+    def cstring(self) -> str | None:
+        n = self.uvarint()
+        return None if n == 0 else self._take(n - 1).decode()
+
+    def uuid(self) -> uuid.UUID:
+        return uuid.UUID(bytes=bytes(self._take(16)))
+
+    def skip_tags(self) -> None:
+        for _ in range(self.uvarint()):
+            self.uvarint()
+            self._take(self.uvarint())
+
+    def topic_partitions(self) -> TopicPartitions:
+        out: TopicPartitions = {}
+        for _ in range(max(self.uvarint() - 1, 0)):
+            topic_id = self.uuid()
+            parts = {self.i32() for _ in range(max(self.uvarint() - 1, 0))}
+            self.skip_tags()
+            if parts:
+                out[topic_id] = parts
+        return out
+
+
+def _flex_reader(data: bytes) -> _FlexReader:
+    r = _FlexReader(data)
+    version = r.i16()
+    if version != 0:
+        raise RecordFormatError(f"KIP-848 record value version {version} is not supported")
+    return r
+
+
+def encode_consumer_group_value(epoch: int) -> bytes:
+    w = _FlexWriter()
+    w.i16(0)
+    w.i32(epoch)
+    w.no_tags()
+    return bytes(w.buf)
+
+
+def decode_epoch_value(data: bytes) -> int:
+    """The epoch of a ConsumerGroupMetadataValue or TargetAssignmentMetadataValue."""
+    return _flex_reader(data).i32()
+
+
+encode_target_metadata_value = encode_consumer_group_value
+
+
+def encode_member_value(v: ConsumerMemberValue) -> bytes:
+    w = _FlexWriter()
+    w.i16(0)
+    w.cstring(v.instance_id)
+    w.cstring(v.rack_id)
+    w.cstring(v.client_id)
+    w.cstring(v.client_host)
+    w.uvarint(len(v.subscribed_topic_names) + 1)
+    for name in v.subscribed_topic_names:
+        w.cstring(name)
+    w.cstring(v.subscribed_topic_regex)
+    w.i32(v.rebalance_timeout_ms)
+    w.cstring(v.server_assignor)
+    w.no_tags()
+    return bytes(w.buf)
+
+
+def decode_member_value(data: bytes) -> ConsumerMemberValue:
+    r = _flex_reader(data)
+    instance_id, rack_id = r.cstring(), r.cstring()
+    client_id, client_host = r.cstring() or "", r.cstring() or ""
+    names = [r.cstring() or "" for _ in range(max(r.uvarint() - 1, 0))]
+    regex = r.cstring()
+    timeout = r.i32()
+    assignor = r.cstring()
+    return ConsumerMemberValue(instance_id, rack_id, client_id, client_host, names, regex, timeout, assignor)
+
+
+def encode_target_member_value(assignment: TopicPartitions) -> bytes:
+    w = _FlexWriter()
+    w.i16(0)
+    w.topic_partitions(assignment)
+    w.no_tags()
+    return bytes(w.buf)
+
+
+def decode_target_member_value(data: bytes) -> TopicPartitions:
+    return _flex_reader(data).topic_partitions()
+
+
+def encode_current_assignment_value(v: CurrentAssignmentValue) -> bytes:
+    w = _FlexWriter()
+    w.i16(0)
+    w.i32(v.member_epoch)
+    w.i32(v.previous_member_epoch)
+    w.buf += struct.pack(">b", v.state)
+    w.topic_partitions(v.assigned)
+    w.topic_partitions(v.pending_revocation)
+    w.no_tags()
+    return bytes(w.buf)
+
+
+def decode_current_assignment_value(data: bytes) -> CurrentAssignmentValue:
+    r = _flex_reader(data)
+    epoch, previous = r.i32(), r.i32()
+    state = struct.unpack(">b", r._take(1))[0]
+    return CurrentAssignmentValue(epoch, previous, state, r.topic_partitions(), r.topic_partitions())
