@@ -43,6 +43,7 @@ class Clock:
 
 
 def new_manager(tmp_path: Path, config: LogConfig) -> LogManager:
+    (tmp_path / "data").mkdir(parents=True, exist_ok=True)
     manager = LogManager(tmp_path / "data", config)
     manager.load()
     return manager
