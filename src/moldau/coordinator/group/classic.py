@@ -677,12 +677,11 @@ class ClassicGroupManager:
         except KafkaError as exc:
             return exc.code
         assert group is not None
-        if group.state is GroupState.PREPARING_REBALANCE:
-            self.schedule_expiry(group, member)
-            return ErrorCode.REBALANCE_IN_PROGRESS
         if generation_id != group.generation_id:
             return ErrorCode.ILLEGAL_GENERATION
         self.schedule_expiry(group, member)
+        if group.state is GroupState.PREPARING_REBALANCE:
+            return ErrorCode.REBALANCE_IN_PROGRESS
         return ErrorCode.NONE
 
     def leave(self, group_id: str, leaving: list[tuple[str, str | None]]) -> tuple[ErrorCode, list[ErrorCode]]:
