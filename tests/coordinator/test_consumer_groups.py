@@ -228,3 +228,30 @@ def test_kip848_state_survives_a_restart(tmp_path):
             await b.stop()
 
     asyncio.run(third())
+
+
+def test_member_that_does_not_revoke_is_fenced_after_its_rebalance_timeout(tmp_path):
+    async def scenario():
+        b = await start(tmp_path)
+        try:
+            tid = b.topics["t"].topic_id
+            consumer = b.group_coordinator.consumer
+
+            def beat(member_id, epoch, owned=None, timeout=1000):
+                return consumer.heartbeat("g", member_id, epoch, None, None, timeout,
+                                          ["t"] if epoch == 0 else None, None, None, owned, "c", "/h")
+
+            a = beat("A", 0, timeout=150)
+            beat("B", 0)
+            a2 = beat("A", a.member_epoch, owned={tid: set(range(6))}, timeout=150)
+            assert len(a2.assignment[tid]) == 3  # asked to give three up
+            group = b.group_coordinator.groups["g"]
+            for _ in range(3):  # it keeps heartbeating but never lets go
+                await asyncio.sleep(0.06)
+                beat("A", a2.member_epoch, owned={tid: set(range(6))}, timeout=150)
+            await asyncio.sleep(0.1)
+            assert "A" not in group.members
+        finally:
+            await b.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))

@@ -234,3 +234,18 @@ def test_members_carry_on_after_broker_kill9(make_broker):
         assert late == [b"late"]  # nothing re-read: the commits survived
     finally:
         c.close()
+
+
+def test_regex_subscription(gbroker):
+    prefix = unique_topic("rx")
+    for suffix in ("a", "b"):
+        create_topic(gbroker.bootstrap, f"{prefix}-{suffix}", partitions=2)
+    create_topic(gbroker.bootstrap, f"other-{prefix}", partitions=2)
+    group = unique_topic("g848rx")
+    c = new_consumer(gbroker.bootstrap, group)
+    try:
+        c.subscribe([f"^{prefix}-.*"])
+        assert poll_until([c], lambda: len(c.assignment()) == 4), c.assignment()
+        assert {tp.topic for tp in c.assignment()} == {f"{prefix}-a", f"{prefix}-b"}
+    finally:
+        c.close()

@@ -419,3 +419,32 @@ def test_load_in_progress_then_offsets(make_broker):
     finally:
         c.close()
     assert "loaded 1 group(s) from 150000 record(s)" in b.log_text()
+
+
+def test_both_protocols_on_one_broker(client):
+    """A group id belongs to one protocol while it has members; lists and describes
+    tell the two kinds apart (ListGroups v5 type filter, ConsumerGroupDescribe)."""
+    r = client.call(68, 1, group_id="g-new", member_id="m-new-1", member_epoch=0, rebalance_timeout_ms=5000,
+                    subscribed_topic_names=["whatever"], topic_partitions=[])
+    assert r.error_code == NONE and r.member_epoch >= 1 and r.member_id == "m-new-1"
+    j = client.call(11, 5, group_id="g-new", session_timeout_ms=5000, rebalance_timeout_ms=5000, member_id="",
+                    protocol_type="consumer", protocols=protocols())
+    assert j.error_code == INCONSISTENT_GROUP_PROTOCOL
+    c = client.call(11, 3, group_id="g-old-kind", session_timeout_ms=5000, rebalance_timeout_ms=5000, member_id="",
+                    protocol_type="consumer", protocols=protocols())
+    assert c.error_code == NONE
+    h = client.call(68, 1, group_id="g-old-kind", member_id="m-x", member_epoch=0, rebalance_timeout_ms=5000,
+                    subscribed_topic_names=["whatever"], topic_partitions=[])
+    assert h.error_code == GROUP_ID_NOT_FOUND
+    listed = {g.group_id: (g.group_type, g.group_state) for g in client.call(16, 5).groups}
+    assert listed["g-new"] == ("consumer", "Stable") and listed["g-old-kind"][0] == "classic"
+    only = {g.group_id for g in client.call(16, 5, types_filter=["consumer"]).groups}
+    assert "g-new" in only and "g-old-kind" not in only
+    d = client.call(69, 0, group_ids=["g-new", "g-old-kind"], include_authorized_operations=False).groups
+    assert (d[0].error_code, d[0].group_state, [m.member_id for m in d[0].members]) == (NONE, "Stable", ["m-new-1"])
+    assert d[1].error_code == GROUP_ID_NOT_FOUND
+    dg = client.call(15, 6, groups=["g-new"], include_authorized_operations=False).groups[0]
+    assert dg.error_code == GROUP_ID_NOT_FOUND
+    bye = client.call(68, 1, group_id="g-new", member_id="m-new-1", member_epoch=-1)
+    assert (bye.error_code, bye.member_epoch) == (NONE, -1)
+    assert client.call(42, 2, groups_names=["g-new"]).results[0].error_code == NONE
