@@ -448,3 +448,66 @@ def test_both_protocols_on_one_broker(client):
     bye = client.call(68, 1, group_id="g-new", member_id="m-new-1", member_epoch=-1)
     assert (bye.error_code, bye.member_epoch) == (NONE, -1)
     assert client.call(42, 2, groups_names=["g-new"]).results[0].error_code == NONE
+
+
+def test_group_state_survives_compaction_and_kill9(make_broker):
+    """``__consumer_offsets`` is compacted like any compacted topic; what the cleaner
+    keeps (the latest offset per key, tombstones dropped after their horizon) is
+    exactly the state a restarted coordinator must rebuild."""
+    import time as _t
+
+    b = make_broker(**{
+        "offsets.topic.num.partitions": 1,
+        "offsets.topic.segment.bytes": 4096,
+        "log.cleaner.backoff.ms": 100,
+        "log.cleaner.delete.retention.ms": 0,
+        "group.initial.rebalance.delay.ms": 0,
+    })
+    c = Client(b.bootstrap)
+    Topic = MessageCodec(ALL_APIS[8]).Request.of("topics")
+    Part = Topic.of("partitions")
+
+    def commit(group: str, offset: int) -> None:
+        parts = [Part(partition_index=p, committed_offset=offset + p, committed_metadata=f"v{offset}")
+                 for p in range(4)]
+        r = c.call(8, 8, group_id=group, generation_id_or_member_epoch=-1, member_id="",
+                   topics=[Topic(name="t", partitions=parts)])
+        assert {p.error_code for p in r.topics[0].partitions} == {NONE}
+
+    try:
+        for i in range(600):
+            commit("hot", i)
+        commit("gone", 1)
+        assert c.call(42, 2, groups_names=["gone"]).results[0].error_code == NONE
+        for i in range(600, 700):
+            commit("hot", i)
+    finally:
+        c.close()
+    part_dir = b.data_dir / "__consumer_offsets-0"
+
+    def log_bytes() -> int:
+        return sum(f.stat().st_size for f in part_dir.glob("*.log"))
+
+    written = log_bytes()
+    deadline = _t.monotonic() + 30
+    while _t.monotonic() < deadline and log_bytes() > written // 5:
+        _t.sleep(0.2)
+    assert log_bytes() <= written // 5, (written, log_bytes())
+    b.kill9()
+    b.start()
+    c = Client(b.bootstrap)
+    try:
+        FTopic = MessageCodec(ALL_APIS[9]).Request.of("topics")
+        deadline = _t.monotonic() + 20
+        while True:
+            f = c.call(9, 7, group_id="hot", topics=[FTopic(name="t", partition_indexes=[0, 3])])
+            if f.error_code == NONE or _t.monotonic() > deadline:
+                break
+            _t.sleep(0.05)
+        got = [(p.committed_offset, p.metadata) for p in f.topics[0].partitions]
+        assert got == [(699, "v699"), (702, "v699")]
+        gone = c.call(9, 7, group_id="gone", topics=[FTopic(name="t", partition_indexes=[0])])
+        assert gone.topics[0].partitions[0].committed_offset == -1
+        assert "gone" not in {g.group_id for g in c.call(16, 4).groups}
+    finally:
+        c.close()
