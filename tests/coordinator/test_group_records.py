@@ -135,6 +135,9 @@ def test_java_hash():
     assert java_abs(-(2**31)) == 0
     assert java_abs(-5) == 5
     assert partition_for("polygenelubricants", 50) == 0
+    # What Kafka's own formula prints for these ids (abs(id.hashCode()) % 50 in jshell).
+    assert partition_for("my-group", 50) == 12
+    assert partition_for("kafka-txn-0", 50) == 30
     # Characters outside the BMP count as their two UTF-16 code units.
     assert java_string_hash("\U0001F600") == 0xD83D * 31 + 0xDE00
 
