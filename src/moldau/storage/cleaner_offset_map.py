@@ -21,6 +21,7 @@ Thread-safety: none; each cleaner thread owns its map.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import struct
 
 __all__ = ["SLOT_SIZE", "OffsetMap"]
@@ -47,7 +48,10 @@ class OffsetMap:
         self.load_factor = load_factor
         #: Keys that may be added before the map counts as full.
         self.capacity = int(slots * load_factor)
-        self._buf = bytearray(slots * SLOT_SIZE)
+        # An anonymous mapping: its pages cost no memory until a cleaning pass touches
+        # them, so an idle broker does not carry the whole dedupe buffer in its RSS
+        # (a bytearray would be zero-filled, every page resident, at start-up).
+        self._buf = mmap.mmap(-1, slots * SLOT_SIZE, flags=mmap.MAP_PRIVATE)
         self._size = 0
         #: The last offset the map covers (every record up to it was looked at); -1: none.
         self.latest_offset = -1
@@ -71,12 +75,12 @@ class OffsetMap:
         return self._size / self.slots
 
     def clear(self) -> None:
-        """Forget every key (the buffer is reused, not reallocated)."""
-        # A fresh zeroed buffer costs nothing until touched (calloc'd pages), unlike
-        # zeroing the old one in place, which would write every page of it.
-        size = len(self._buf)
-        self._buf = bytearray()  # free the old buffer first: never two at once
-        self._buf = bytearray(size)
+        """Forget every key and give the touched pages back to the system.
+
+        ``MADV_DONTNEED`` on a private anonymous mapping drops its pages; they read as
+        zeros again when next touched, which is exactly an empty map.
+        """
+        self._buf.madvise(mmap.MADV_DONTNEED)
         self._size = 0
         self.latest_offset = -1
         self.lookups = self.probes = 0
