@@ -139,6 +139,7 @@ class ClassicGroup:
         self.static_members: dict[str, str] = {}
         self.pending_members: dict[str, asyncio.TimerHandle | None] = {}
         self.new_member_added = False
+        self.last_member_added_ms = 0
         self.in_initial_delay = False
         self.join_timer: asyncio.TimerHandle | None = None
         self.sync_timer: asyncio.TimerHandle | None = None
@@ -306,6 +307,7 @@ class ClassicGroupManager:
             group.leader_id = member.member_id
         member.is_new = True
         group.new_member_added = True
+        group.last_member_added_ms = self._now_ms()
         self.schedule_expiry(group, member)
 
     def remove_member(self, group: ClassicGroup, member: ClassicMember, reason: str) -> None:
@@ -351,13 +353,22 @@ class ClassicGroupManager:
             self._try_complete_join(group)
 
     def _initial_join_expired(self, group: ClassicGroup, delay: int, remaining: int) -> None:
-        """Kafka's InitialDelayedJoin: wait while new members keep arriving."""
+        """Kafka's InitialDelayedJoin: wait while new members keep arriving.
+
+        One difference, on purpose: Kafka re-arms the whole delay when any member joined
+        during it, so members that start together (the usual deployment) wait two
+        delays. Here the wait goes on only until the group has been quiet -- no new
+        member -- for ``group.initial.rebalance.delay.ms``: a group whose members start
+        together forms one delay after the first join, and members that trickle in
+        still keep it waiting, up to the rebalance timeout as in Kafka.
+        """
         group.join_timer = None
         if group.state is not GroupState.PREPARING_REBALANCE:
             return
-        if group.new_member_added and remaining > 0:
+        quiet = self._now_ms() - group.last_member_added_ms
+        if group.new_member_added and remaining > 0 and quiet < delay:
             group.new_member_added = False
-            step = min(delay, remaining)
+            step = min(delay - quiet, remaining)
             group.join_timer = self._loop.call_later(
                 step / 1000, self._initial_join_expired, group, delay, max(remaining - step, 0)
             )
