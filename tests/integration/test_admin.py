@@ -318,10 +318,16 @@ def test_auto_create_on(make_broker):
     bs = b.bootstrap
     # a producer's metadata request may create topics
     topic = unique_topic("auto-on")
-    p = Producer(producer_conf(bs))
-    wait_until(lambda: (t := p.list_topics(topic=topic, timeout=5).topics.get(topic))
-               and t.error is None and len(t.partitions) == 3, 10,
-               message="auto-created topic with 3 partitions")
+    producers: list[Producer] = []
+
+    def created() -> bool:
+        # a fresh producer per attempt: librdkafka may keep a first "unknown topic"
+        # answer for its metadata cache's lifetime (seen once in a loaded full run)
+        producers.append(Producer(producer_conf(bs)))
+        t = producers[-1].list_topics(topic=topic, timeout=5).topics.get(topic)
+        return t is not None and t.error is None and len(t.partitions) == 3
+
+    wait_until(created, 20, message="auto-created topic with 3 partitions")
     wait_for_topic(bs, topic, partitions=3)
     # and so does producing to an unknown topic
     topic2 = unique_topic("auto-produce")
