@@ -327,7 +327,7 @@ def test_auto_create_on(make_broker):
         t = producers[-1].list_topics(topic=topic, timeout=5).topics.get(topic)
         return t is not None and t.error is None and len(t.partitions) == 3
 
-    wait_until(created, 20, message="auto-created topic with 3 partitions")
+    wait_until(created, 20, interval=1.0, message="auto-created topic with 3 partitions")
     wait_for_topic(bs, topic, partitions=3)
     # and so does producing to an unknown topic
     topic2 = unique_topic("auto-produce")
