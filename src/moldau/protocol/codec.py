@@ -14,6 +14,7 @@ Unknown tagged fields are skipped, as Kafka requires of a receiver.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -102,6 +103,10 @@ _FIXED = {
 }
 
 
+_CODES = {"int8": "b", "int16": "h", "int32": "i", "int64": "q", "uint16": "H", "uint32": "I",
+          "float64": "d", "bool": "?"}
+
+
 class _Gen:
     """Accumulates generated functions for one message version."""
 
@@ -127,6 +132,7 @@ class _Gen:
         v = self.version
         out = [f"def {fname}(buf, pos):", f"    o = {cls_name}()"]
         tagged = {}
+        run: list[Field] = []
         for f in fields:
             if not f.present_in(v):
                 continue
@@ -134,8 +140,13 @@ class _Gen:
                 if self.flexible:
                     tagged[f.tag] = f
                 continue
+            if self._packable(f):
+                run.append(f)
+                continue
+            out += self._read_run(run)
             out += ["    " + line for line in self._read_field(f, cls, "v")]
             out.append(f"    o.{f.name} = v")
+        out += self._read_run(run)
         if self.flexible:
             if tagged:
                 out.append("    n, pos = p.read_uvarint(buf, pos)")
@@ -158,6 +169,34 @@ class _Gen:
         out.append("    return o, pos")
         self.lines += out
         return fname
+
+    # runs of fixed-width fields: one struct call for several fields ------------------
+
+    def _packable(self, f: Field) -> bool:
+        return not f.is_array and (f.type in _FIXED or f.type == "bool")
+
+    def _run_struct(self, run: list[Field]) -> tuple[str, int]:
+        fmt = ">" + "".join(_CODES[f.type] for f in run)
+        packer = struct.Struct(fmt)
+        name = self.name("S")
+        self.env[name] = packer
+        return name, packer.size
+
+    def _read_run(self, run: list[Field]) -> list[str]:
+        if not run:
+            return []
+        name, size = self._run_struct(run)
+        targets = ", ".join(f"o.{f.name}" for f in run)
+        run.clear()
+        return [f"    ({targets},) = {name}.unpack_from(buf, pos)", f"    pos += {size}"]
+
+    def _write_run(self, run: list[Field]) -> list[str]:
+        if not run:
+            return []
+        name, _ = self._run_struct(run)
+        values = ", ".join(f"o.{f.name}" for f in run)
+        run.clear()
+        return [f"    out += {name}.pack({values})"]
 
     def _read_field(self, f: Field, parent: type[Struct], target: str) -> list[str]:
         v = self.version
@@ -222,6 +261,7 @@ class _Gen:
         v = self.version
         out = [f"def {fname}(o, out, chunks):"]
         tagged = []
+        run: list[Field] = []
         for f in fields:
             if not f.present_in(v):
                 continue
@@ -229,8 +269,13 @@ class _Gen:
                 if self.flexible:
                     tagged.append(f)
                 continue
+            if self._packable(f):
+                run.append(f)
+                continue
+            out += self._write_run(run)
             out.append(f"    v = o.{f.name}")
             out += ["    " + line for line in self._write_field(f, cls)]
+        out += self._write_run(run)
         if self.flexible:
             if not tagged:
                 out.append("    out.append(0)")
