@@ -25,7 +25,6 @@ from moldau.protocol.header import (
     peek_api,
     response_header,
 )
-from moldau.protocol.messages import ALL_APIS
 from moldau.protocol.schema import Api
 
 if TYPE_CHECKING:
@@ -175,9 +174,3 @@ def api_versions_response(error: ErrorCode = ErrorCode.NONE) -> Any:
     ]
     return codec.Response(error_code=int(error), api_keys=keys, throttle_time_ms=0)
 
-
-def api_by_name(name: str) -> Api:
-    for api in ALL_APIS.values():
-        if api.name == name:
-            return api
-    raise KeyError(name)

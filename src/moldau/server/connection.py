@@ -36,12 +36,6 @@ SENDFILE_MIN_BYTES = 64 * 1024
 Dispatch = Callable[[bytearray, "Connection"], Any]
 
 
-class FileSlice:
-    """A byte range of an open file, sent with sendfile (duck-typed: file, position, size)."""
-
-    __slots__ = ("file", "position", "size")
-
-
 def _is_slice(chunk: Any) -> bool:
     return not isinstance(chunk, bytes | bytearray | memoryview)
 
@@ -254,8 +248,3 @@ class Connection(asyncio.BufferedProtocol):
         if self.transport is not None:
             self.transport.close()
 
-
-def start_connection(
-    dispatch: Dispatch, max_request_size: int, use_sendfile: bool
-) -> Callable[[], Connection]:
-    return lambda: Connection(dispatch, max_request_size, use_sendfile)
