@@ -26,7 +26,7 @@ from moldau.records import (
     iter_batches,
     validate_batches,
 )
-from moldau.replication.producer_state import ProducerStateManager
+from moldau.replication.producer_state import ProducerStateManager, rebuild_from_log
 from moldau.storage.log import AppendInfo, Log
 
 
@@ -115,6 +115,7 @@ class Partition:
         self.timestamp_before_max_ms = LONG_MAX
         self.timestamp_after_max_ms = LONG_MAX
         self.producer_state = ProducerStateManager()
+        self._producer_state_loaded = False
         self._waiters: set[asyncio.Future[None]] = set()
 
     @property
@@ -154,6 +155,9 @@ class Partition:
                     )
         producer_id = head.producer_id
         if producer_id >= 0:
+            if not self._producer_state_loaded:
+                rebuild_from_log(self.producer_state, self.log)
+                self._producer_state_loaded = True
             epoch, sequence = head.producer_epoch, head.base_sequence
             count = head.last_offset_delta + 1
             duplicate = self.producer_state.check(producer_id, epoch, sequence, count)

@@ -7,16 +7,29 @@ whose first sequence does not follow the last one is OUT_OF_ORDER_SEQUENCE_NUMBE
 an older epoch is INVALID_PRODUCER_EPOCH. A producer the partition has not seen (new,
 or from before a restart: this state is kept in memory only for now) is accepted at any
 sequence, as Kafka does since KIP-360.
+
+The state is not snapshotted to disk (Kafka's ``.snapshot`` files): it is rebuilt from
+the tail of the log (the last ``REBUILD_SCAN_BYTES``) the first time an idempotent
+producer writes to the partition after a start, so that a retry which straddles a broker
+restart is still recognised as a duplicate. Producers whose last batches lie further back
+are treated as unknown, which Kafka allows.
 """
 
 from __future__ import annotations
 
 import collections
+import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from moldau.protocol.errors import ErrorCode, KafkaError
+from moldau.records import TimestampType, iter_batches
+
+if TYPE_CHECKING:
+    from moldau.storage.log import Log
 
 MAX_CACHED_BATCHES = 5
+REBUILD_SCAN_BYTES = 4 * 1024 * 1024
 SEQUENCE_LIMIT = 1 << 31
 
 
@@ -92,3 +105,38 @@ class ProducerStateManager:
                 log_append_time,
             )
         )
+
+
+def rebuild_from_log(state: ProducerStateManager, log: Log, scan_bytes: int = REBUILD_SCAN_BYTES) -> None:
+    """Replay the producer batches in the last ``scan_bytes`` of ``log`` into ``state``."""
+    plan = []
+    budget = scan_bytes
+    for segment in reversed(log.segments):
+        size = segment.size
+        if size == 0:
+            continue
+        if size <= budget:
+            plan.append((segment, 0))
+            budget -= size
+        else:
+            # index entries point at batch starts: resume walking from one of them
+            plan.append((segment, segment.offset_index.floor_position(size - budget)))
+            budget = 0
+        if budget <= 0:
+            break
+    for segment, start in reversed(plan):
+        handle = segment.file()
+        data = os.pread(handle.fileno(), segment.size - start, start)
+        for batch in iter_batches(data, allow_partial_tail=True):
+            if batch.producer_id < 0 or batch.is_control:
+                continue
+            append_time = batch.max_timestamp if batch.timestamp_type == TimestampType.LOG_APPEND_TIME else -1
+            state.update(
+                batch.producer_id,
+                batch.producer_epoch,
+                batch.base_sequence,
+                batch.last_offset_delta + 1,
+                batch.base_offset,
+                batch.last_offset,
+                append_time,
+            )
