@@ -180,8 +180,8 @@ class Broker:
         """Make local state match a topic record: logs and partitions for our replicas."""
         self.topics[topic.name] = topic
         self.topic_names_by_id[topic.topic_id] = topic.name
-        log_config = self.log_config_for(topic)
         effective = self.config.effective_topic_config(topic.configs)
+        log_config = LogConfig.from_properties(effective)
         min_isr = int(effective["min.insync.replicas"])
         for index, state in topic.partitions.items():
             if self.node_id not in state.replicas:

@@ -127,7 +127,7 @@ def topic_config_entries(
     return entries
 
 
-def _to_wire(entry: ConfigEntry, version: int) -> Any:
+def _to_wire(entry: ConfigEntry) -> Any:
     wire = _Entry(
         name=entry.name,
         value=entry.value,
@@ -177,5 +177,5 @@ def describe_configs(broker: Any, header: Any, request: Any) -> Any:
             result.error_code = int(ErrorCode.INVALID_REQUEST)
             result.error_message = f"Unsupported resource type {resource.resource_type}"
             continue
-        result.configs = [_to_wire(e, version) for e in entries]
+        result.configs = [_to_wire(e) for e in entries]
     return _codec.Response(throttle_time_ms=0, results=results)

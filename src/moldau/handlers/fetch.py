@@ -20,7 +20,7 @@ import uuid
 from typing import Any
 
 from moldau.handlers.registry import codec_for, handles
-from moldau.protocol.errors import ErrorCode, KafkaError
+from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
 from moldau.protocol.messages import ALL_APIS
 from moldau.storage.errors import OffsetOutOfRangeError
 
@@ -66,14 +66,8 @@ def _read_all(broker: Any, request: Any, version: int) -> tuple[list[Any], int, 
                     raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
                 limit = min(p.partition_max_bytes, remaining)
                 read = partition.read(p.fetch_offset, limit, min_one_message=min_one)
-            except KafkaError as exc:
-                data.error_code = int(exc.code)
-                data.high_watermark = partition.high_watermark
-                data.last_stable_offset = partition.high_watermark
-                data.log_start_offset = partition.log.log_start_offset
-                continue
-            except OffsetOutOfRangeError:
-                data.error_code = int(ErrorCode.OFFSET_OUT_OF_RANGE)
+            except (KafkaError, OffsetOutOfRangeError) as exc:
+                data.error_code = int(to_kafka_error(exc).code)
                 data.high_watermark = partition.high_watermark
                 data.last_stable_offset = partition.high_watermark
                 data.log_start_offset = partition.log.log_start_offset

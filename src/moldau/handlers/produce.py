@@ -7,31 +7,21 @@ the client framed it, without a copy and without decoding a single record.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from moldau.handlers.registry import codec_for, handles
-from moldau.protocol.errors import ErrorCode, KafkaError
+from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
 from moldau.protocol.messages import ALL_APIS
-from moldau.records import (
-    BatchView,
-    CorruptRecordError,
-    InvalidRecordError,
-    RecordTooLargeError,
-    UnsupportedCompressionError,
-)
+from moldau.records import BatchView
+
+log = logging.getLogger(__name__)
 
 PRODUCE = ALL_APIS[0]
 _codec = codec_for(PRODUCE)
 _PartitionResponse = _codec.Response.of("responses").of("partition_responses")
 _TopicResponse = _codec.Response.of("responses")
-
-_RECORD_ERRORS: tuple[tuple[type[Exception], ErrorCode], ...] = (
-    (RecordTooLargeError, ErrorCode.MESSAGE_TOO_LARGE),
-    (UnsupportedCompressionError, ErrorCode.UNSUPPORTED_COMPRESSION_TYPE),
-    (InvalidRecordError, ErrorCode.INVALID_RECORD),
-    (CorruptRecordError, ErrorCode.CORRUPT_MESSAGE),
-)
 
 
 def _append(
@@ -55,19 +45,15 @@ def _append(
         result.base_offset = info.first_offset
         result.log_append_time_ms = info.log_append_time
         result.log_start_offset = info.log_start_offset
-    except KafkaError as exc:
+    except Exception as raised:
+        # record and storage errors carry their Kafka code (CORRUPT_MESSAGE,
+        # INVALID_RECORD, MESSAGE_TOO_LARGE, KAFKA_STORAGE_ERROR, ...)
+        exc = to_kafka_error(raised)
+        if exc.code == ErrorCode.UNKNOWN_SERVER_ERROR:
+            log.exception("unexpected error appending to %s-%d", topic, index)
         result.error_code = int(exc.code)
         result.error_message = exc.message
         result.base_offset = -1
-    except ValueError as exc:
-        for kind, code in _RECORD_ERRORS:
-            if isinstance(exc, kind):
-                result.error_code = int(code)
-                result.error_message = str(exc)
-                result.base_offset = -1
-                break
-        else:
-            raise
     return result
 
 

@@ -382,9 +382,7 @@ class MessageCodec:
     def decode_request(self, version: int, buf: Any, pos: int = 0) -> Any:
         try:
             obj, _ = self.decoder(True, version)(buf, pos)
-        except (IndexError, ValueError, UnicodeDecodeError) as exc:  # struct.error is ValueError-like
-            raise ProtocolDecodeError(f"malformed {self.api.name} v{version} request: {exc}") from exc
-        except Exception as exc:  # struct.error
+        except Exception as exc:  # struct.error, IndexError, UnicodeDecodeError, ...
             raise ProtocolDecodeError(f"malformed {self.api.name} v{version} request: {exc}") from exc
         return obj
 
