@@ -36,7 +36,8 @@ class StateChanges:
         """Run ``step()`` to completion and return its result (or raise its error).
 
         ``exclusive`` steps (metadata changes) run one at a time; others (a checkpoint
-        write) only need to finish. Cancelling the caller never cancels the step.
+        write) only need to finish. Cancelling the caller never cancels the step. A step
+        must not submit another exclusive step and wait for it: that would wait forever.
         """
         task: asyncio.Task[T] = asyncio.ensure_future(self._guarded(step, exclusive))
         self._pending.add(task)  # type: ignore[arg-type]
@@ -54,10 +55,16 @@ class StateChanges:
         async with self._lock:
             return await step()
 
-    async def drain(self) -> None:
-        """Wait for every submitted change (used at shutdown, before the store closes)."""
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Wait for every submitted change (at shutdown, before the store closes)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                log.warning("%d state change(s) still running at shutdown", len(self._pending))
+                return
+            await asyncio.wait(list(self._pending), timeout=remaining)
 
 
 def _log_orphan_failure(task: asyncio.Task[object]) -> None:
