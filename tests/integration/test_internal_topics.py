@@ -136,3 +136,19 @@ def test_unreadable_offsets_records_are_skipped_at_load(make_broker, topic):
     assert log.count("skipped what could not be read") == 1, log
     assert "1 batch(es)" in log and "2 record(s)" in log, log
     assert "Traceback" not in log
+
+
+def test_deleting_the_offsets_topic_starts_groups_afresh(make_broker, topic):
+    """Kafka guards DeleteTopics on internal topics only with ACLs: the topic goes, and
+    with it the groups; the next group request creates it again and commits work."""
+    b = make_broker(offsets_topic_num_partitions=2)
+    bs = b.bootstrap
+    create_topic(bs, topic)
+    _commit(bs, "old", topic, 4)
+    admin = admin_client(bs)
+    admin.delete_topics([OFFSETS], request_timeout=15)[OFFSETS].result(timeout=20)
+    assert _committed(bs, "old", topic)[0] == -1001  # OFFSET_INVALID: nothing committed
+    _commit(bs, "new", topic, 6, "six")
+    b.restart()
+    assert _committed(bs, "new", topic) == (6, "six")
+    assert _committed(bs, "old", topic)[0] == -1001
