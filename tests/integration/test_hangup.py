@@ -124,3 +124,31 @@ def test_hanging_up_during_topic_creation_leaves_whole_topics(make_broker):
     finally:
         consumer.close()
     assert got == {f"{n}/{p}".encode() for n in names for p in range(PARTITIONS)}
+
+
+def test_librdkafka_producers_auto_creating_topics_deliver(make_broker):
+    """librdkafka's own pattern: each new producer asks its bootstrap connection for an
+    unknown topic (auto-creating it) and drops that connection as soon as it knows the
+    broker; every record must still be delivered and read back."""
+    b = make_broker(num_partitions=2)
+    bs = b.bootstrap
+    names = [unique_topic(f"auto{i}") for i in range(8)]
+    for name in names:
+        producer = Producer(producer_conf(bs, **{"enable.idempotence": True, "message.timeout.ms": 15000}))
+        errors: list[KafkaError] = []
+        producer.produce(name, value=name.encode(), partition=1,
+                         on_delivery=lambda err, msg, errors=errors: errors.append(err) if err else None)
+        assert producer.flush(20) == 0, name
+        assert errors == [], name
+    consumer = Consumer(consumer_conf(bs))
+    try:
+        consumer.assign([TopicPartition(n, 1, 0) for n in names])
+        got: set[bytes] = set()
+        until = time.monotonic() + 20
+        while len(got) < len(names) and time.monotonic() < until:
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                got.add(msg.value())
+    finally:
+        consumer.close()
+    assert got == {n.encode() for n in names}
