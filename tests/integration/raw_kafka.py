@@ -16,6 +16,7 @@ import google_crc32c
 API_PRODUCE = 0
 API_METADATA = 3
 API_VERSIONS = 18
+API_CREATE_TOPICS = 19
 
 
 # ------------------------------------------------------------- primitives
@@ -219,9 +220,12 @@ def record(offset_delta: int, key: bytes | None, value: bytes | None,
     return varint(len(body)) + body
 
 
-def record_batch(values: list[bytes], base_timestamp: int, count: int | None = None) -> bytes:
-    """An uncompressed v2 batch with base offset 0; ``count`` can lie about the records."""
-    records = b"".join(record(i, b"k%d" % i, v, timestamp_delta=i) for i, v in enumerate(values))
+def record_batch(values: list[bytes], base_timestamp: int, count: int | None = None,
+                 keys: list[bytes | None] | None = None, base_offset: int = 0) -> bytes:
+    """An uncompressed v2 batch (keys ``k0``, ``k1``... unless given); ``count`` can lie
+    about the records. ``base_offset`` is outside the CRC, as brokers patch it."""
+    keys = [b"k%d" % i for i in range(len(values))] if keys is None else keys
+    records = b"".join(record(i, k, v, timestamp_delta=i) for i, (k, v) in enumerate(zip(keys, values, strict=True)))
     after_crc = (
         i16(0)  # attributes
         + i32(len(values) - 1)  # last offset delta
@@ -233,7 +237,7 @@ def record_batch(values: list[bytes], base_timestamp: int, count: int | None = N
     )
     crc = google_crc32c.value(after_crc)
     after_length = i32(-1) + i8(2) + struct.pack(">I", crc) + after_crc
-    return i64(0) + i32(len(after_length)) + after_length
+    return i64(base_offset) + i32(len(after_length)) + after_length
 
 
 def produce_v3(topic: str, partition: int, batch: bytes, acks: int = -1,
@@ -265,3 +269,18 @@ def raw_produce(bootstrap: str, topic: str, partition: int, batch: bytes,
     corr, rest = resp
     assert corr == 99
     return parse_produce_v3(rest)[(topic, partition)]
+
+
+# ------------------------------------------------------- metadata and topics
+def metadata_v4(topics: list[str], allow_auto_topic_creation: bool = True) -> bytes:
+    """A Metadata v4 request body (non-flexible) naming ``topics``."""
+    body = i32(len(topics)) + b"".join(string(t) for t in topics)
+    return body + i8(1 if allow_auto_topic_creation else 0)
+
+
+def create_topics_v2(topics: list[tuple[str, int]], timeout_ms: int = 10000) -> bytes:
+    """A CreateTopics v2 request body: (name, partitions) each, replication factor -1."""
+    body = i32(len(topics))
+    for name, partitions in topics:
+        body += string(name) + i32(partitions) + i16(-1) + i32(0) + i32(0)
+    return body + i32(timeout_ms) + i8(0)

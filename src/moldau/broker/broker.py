@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from moldau.broker.changes import StateChanges
 from moldau.config.broker import BrokerConfig
 from moldau.metastore.store import ClusterImage, MetaStore, TopicRecord
 from moldau.replication.partition import Partition
@@ -58,7 +59,8 @@ class Broker:
             LogConfig.from_properties(config.effective_topic_config({})),
             max_open_files=config.int("moldau.max.open.files"),
         )
-        self._topic_lock = asyncio.Lock()
+        #: every change that spans an await runs here, safe from cancelled requests
+        self.changes = StateChanges()
         self._tasks: list[asyncio.Task[None]] = []
         self.log_cleaner: LogCleaner | None = None
         from moldau.controller.controller import Controller
@@ -89,6 +91,7 @@ class Broker:
         await self.group_coordinator.start()
 
     async def stop(self) -> None:
+        await self.changes.drain()
         await self.group_coordinator.stop()
         for task in self._tasks:
             task.cancel()
@@ -158,16 +161,28 @@ class Broker:
         )
 
     async def set_dynamic_configs(self, scope: str, values: dict[str, str]) -> None:
-        """Persist a scope's dynamic broker configs and apply them to every log now."""
+        """Persist a scope's dynamic broker configs and apply them to every log now.
+
+        One atomic step (see :mod:`moldau.broker.changes`): validated, stored, then
+        applied, and restored as it was if the store refuses; a requester that hangs up
+        meanwhile cannot leave the broker running on configs the store does not hold.
+        """
+        await self.changes.run(lambda: self._set_dynamic_configs(scope, dict(values)))
+
+    async def _set_dynamic_configs(self, scope: str, values: dict[str, str]) -> None:
+        had = scope in self.dynamic_configs
         previous = self.dynamic_configs.get(scope, {})
-        self.dynamic_configs[scope] = dict(values)
+        self.dynamic_configs[scope] = values
         try:
-            self._apply_dynamic_configs()
-        except ValueError:
-            self.dynamic_configs[scope] = previous
+            self._apply_dynamic_configs()  # raises ValueError on a bad combination
+            await self.store.set_broker_configs(scope, values)
+        except BaseException:
+            if had:
+                self.dynamic_configs[scope] = previous
+            else:
+                self.dynamic_configs.pop(scope, None)
             self._apply_dynamic_configs()
             raise
-        await self.store.set_broker_configs(scope, values)
         for topic in list(self.topics.values()):
             self.apply_topic(topic)
 
@@ -219,6 +234,7 @@ class Broker:
         topic = self.topics.pop(name, None)
         if topic is None:
             return
+        self.group_coordinator.topic_removed(name)
         self.topic_names_by_id.pop(topic.topic_id, None)
         for index in topic.partitions:
             partition = self.partitions.pop((name, index), None)

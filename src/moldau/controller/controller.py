@@ -5,6 +5,12 @@ replication factor against live brokers, configs), places replicas, picks leader
 writes the result to the store and only then applies it to the broker. With one
 broker it is always this broker; in cluster mode the elected controller does the same
 through etcd.
+
+Each change (store, then apply) is one step run by the broker's
+:class:`~moldau.broker.changes.StateChanges`: it completes even when the client that
+asked hangs up, and steps run one at a time, so each re-checks the state the previous
+one left. A topic found in the store but not applied here (a create cut short by an
+older broker, or made by another controller) is applied, not refused.
 """
 
 from __future__ import annotations
@@ -119,18 +125,36 @@ class Controller:
         return TopicRecord(name=name, topic_id=uuid.uuid4(), partitions=partitions, configs=self._check_configs(configs))
 
     async def create_topic(self, topic: TopicRecord) -> TopicRecord:
-        try:
-            await self.broker.store.create_topic(topic)
-        except TopicExistsError:
-            raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{topic.name}' already exists.") from None
-        self.broker.apply_topic(topic)
-        return topic
+        return await self.broker.changes.run(lambda: self._create_topic(topic))
+
+    async def _create_topic(self, topic: TopicRecord) -> TopicRecord:
+        broker = self.broker
+        if topic.name not in broker.topics:
+            try:
+                await broker.store.create_topic(topic)
+            except TopicExistsError:
+                await self._heal(topic.name)
+            else:
+                broker.apply_topic(topic)
+                return topic
+        raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{topic.name}' already exists.")
+
+    async def _heal(self, name: str) -> None:
+        """Apply a topic the store holds but this broker does not have yet."""
+        stored = await self.broker.store.get_topic(name)
+        if stored is not None and name not in self.broker.topics:
+            self.broker.apply_topic(stored)
 
     async def delete_topic(self, name: str) -> None:
         if name not in self.broker.topics:
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
         if not self.broker.config.bool("delete.topic.enable"):
             raise KafkaError(ErrorCode.TOPIC_DELETION_DISABLED)
+        await self.broker.changes.run(lambda: self._delete_topic(name))
+
+    async def _delete_topic(self, name: str) -> None:
+        if name not in self.broker.topics:
+            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
         await self.broker.store.delete_topic(name)
         self.broker.remove_topic(name)
 
@@ -165,5 +189,27 @@ class Controller:
         return TopicRecord(topic.name, topic.topic_id, {**topic.partitions, **new}, dict(topic.configs))
 
     async def update_topic(self, topic: TopicRecord) -> None:
-        await self.broker.store.update_topic(topic)
-        self.broker.apply_topic(topic)
+        await self.broker.changes.run(lambda: self._update_topic(topic))
+
+    async def _update_topic(self, topic: TopicRecord) -> None:
+        """Store and apply a planned update, rebased on the topic as it is now.
+
+        An update either adds partitions (CreatePartitions) or changes configs
+        (AlterConfigs), never both; planned before an earlier step finished, it keeps
+        what that step did instead of writing back the state it was planned from.
+        """
+        current = self.broker.topics.get(topic.name)
+        if current is None or current.topic_id != topic.topic_id:
+            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{topic.name}' does not exist.")
+        added = {i: p for i, p in topic.partitions.items() if i not in current.partitions}
+        if added:
+            partitions = {**current.partitions, **added}
+            if sorted(partitions) != list(range(len(partitions))):
+                raise KafkaError(
+                    ErrorCode.INVALID_PARTITIONS, f"Topic '{topic.name}' changed while partitions were being added."
+                )
+            rebased = TopicRecord(topic.name, topic.topic_id, partitions, dict(current.configs))
+        else:
+            rebased = TopicRecord(topic.name, topic.topic_id, dict(current.partitions), dict(topic.configs))
+        await self.broker.store.update_topic(rebased)
+        self.broker.apply_topic(rebased)

@@ -16,17 +16,31 @@ BLOCK_SIZE = 1000
 
 
 class ProducerIdManager:
+    """Hands out producer ids from blocks reserved in the metadata store.
+
+    A block is reserved by one task that every waiting request shares, shielded from
+    their cancellation: a client that hangs up mid-reservation cannot leave the store
+    advanced while this manager never learns the block (or reserves twice at once).
+    """
+
     def __init__(self, store: MetaStore) -> None:
         self._store = store
         self._next = 0
         self._end = 0
-        self._lock = asyncio.Lock()
+        self._reserving: asyncio.Future[None] | None = None
 
     async def generate(self) -> int:
-        async with self._lock:
-            if self._next >= self._end:
-                self._next = await self._store.allocate_producer_ids(BLOCK_SIZE)
-                self._end = self._next + BLOCK_SIZE
-            producer_id = self._next
-            self._next += 1
-            return producer_id
+        while self._next >= self._end:
+            if self._reserving is None:
+                self._reserving = asyncio.ensure_future(self._reserve())
+            await asyncio.shield(self._reserving)
+        producer_id = self._next
+        self._next += 1
+        return producer_id
+
+    async def _reserve(self) -> None:
+        try:
+            first = await self._store.allocate_producer_ids(BLOCK_SIZE)
+            self._next, self._end = first, first + BLOCK_SIZE
+        finally:
+            self._reserving = None

@@ -2,7 +2,8 @@
 
 Whole segments below the new start are deleted; the start offset itself is written to
 the log-start-offset checkpoint before the answer, so a restart never brings the
-deleted records back.
+deleted records back. Internal topics are refused (INVALID_TOPIC_EXCEPTION), as in
+Kafka: their records belong to the coordinators.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import logging
 from typing import Any
 
+from moldau.controller.controller import INTERNAL_TOPICS
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
 from moldau.protocol.messages import ALL_APIS
@@ -28,6 +30,8 @@ def _delete(broker: Any, topic: str, index: int, offset: int) -> Any:
     answer = _Partition(partition_index=index, low_watermark=-1, error_code=0)
     partition = broker.partition(topic, index)
     try:
+        if topic in INTERNAL_TOPICS:
+            raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"Cannot delete records of internal topic {topic}")
         if partition is None:
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
         if not partition.is_leader:
@@ -51,5 +55,7 @@ async def delete_records(broker: Any, header: Any, request: Any) -> Any:
     for topic in request.topics:
         partitions = [_delete(broker, topic.name, p.partition_index, p.offset) for p in topic.partitions]
         topics.append(_Topic(name=topic.name, partitions=partitions))
-    await asyncio.to_thread(broker.log_manager.checkpoint)
+    # The start offsets moved above; the checkpoint that makes them durable finishes
+    # even if the client hangs up (a broker-owned step), so a restart agrees with them.
+    await broker.changes.run(lambda: asyncio.to_thread(broker.log_manager.checkpoint), exclusive=False)
     return _codec.Response(throttle_time_ms=0, topics=topics)

@@ -11,6 +11,7 @@ import logging
 import time
 from typing import Any
 
+from moldau.controller.controller import INTERNAL_TOPICS
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
 from moldau.protocol.messages import ALL_APIS
@@ -31,6 +32,9 @@ def _append(
     try:
         if acks not in (0, 1, -1):
             raise KafkaError(ErrorCode.INVALID_REQUIRED_ACKS)
+        if topic in INTERNAL_TOPICS:
+            # As Kafka's ReplicaManager: only coordinators write there, by their own path.
+            raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"Cannot append to internal topic {topic}")
         partition = broker.partition(topic, index)
         if partition is None:
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)

@@ -6,6 +6,9 @@ File format: ``cluster-metadata.json`` holds ``{"version": 1, "cluster_id": ...,
 atomically (temporary file, fsync, rename, fsync of the directory) in a worker thread,
 so a crash leaves either the old or the new file, and the event loop never waits on
 the disk. Changes are serialised by one lock, which makes each a compare-and-swap.
+Each change runs in a task of its own that a cancelled caller cannot stop: the lock
+is held until its file is written, so two writes never share the temporary file and
+the image in memory never runs ahead of the file for longer than one write.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import asyncio
 import copy
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from moldau.metastore.store import (
     ClusterImage,
@@ -25,6 +30,7 @@ from moldau.metastore.store import (
 )
 
 FILE_NAME = "cluster-metadata.json"
+T = TypeVar("T")
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -74,36 +80,61 @@ class LocalMetaStore(MetaStore):
         data = json.dumps(payload, indent=1, sort_keys=True).encode()
         await asyncio.to_thread(_write_atomically, self.path, data)
 
+    async def _change(self, step: Callable[[ClusterImage], T]) -> T:
+        """Apply ``step`` to the image and write the file, under the lock, to the end.
+
+        Steps replace entries, never edit them in place, so a shallow copy is enough
+        to put the image back when the write fails (a full disk): memory never claims
+        what the file does not hold.
+        """
+
+        async def locked() -> T:
+            async with self._lock:
+                image = self._image
+                assert image is not None
+                saved = (dict(image.topics), dict(image.broker_configs), image.next_producer_id)
+                try:
+                    result = step(image)
+                    await self._save()
+                except BaseException:
+                    image.topics, image.broker_configs, image.next_producer_id = saved
+                    raise
+                return result
+
+        return await asyncio.shield(asyncio.ensure_future(locked()))
+
     async def create_topic(self, topic: TopicRecord) -> None:
-        async with self._lock:
-            assert self._image is not None
-            if topic.name in self._image.topics:
+        def step(image: ClusterImage) -> None:
+            if topic.name in image.topics:
                 raise TopicExistsError(topic.name)
-            self._image.topics[topic.name] = copy.deepcopy(topic)
-            await self._save()
+            image.topics[topic.name] = copy.deepcopy(topic)
+
+        await self._change(step)
+
+    async def get_topic(self, name: str) -> TopicRecord | None:
+        assert self._image is not None
+        topic = self._image.topics.get(name)
+        return None if topic is None else copy.deepcopy(topic)
 
     async def update_topic(self, topic: TopicRecord) -> None:
-        async with self._lock:
-            assert self._image is not None
-            self._image.topics[topic.name] = copy.deepcopy(topic)
-            await self._save()
+        def step(image: ClusterImage) -> None:
+            image.topics[topic.name] = copy.deepcopy(topic)
+
+        await self._change(step)
 
     async def delete_topic(self, name: str) -> None:
-        async with self._lock:
-            assert self._image is not None
-            self._image.topics.pop(name, None)
-            await self._save()
+        await self._change(lambda image: image.topics.pop(name, None))
 
     async def allocate_producer_ids(self, count: int) -> int:
-        async with self._lock:
-            assert self._image is not None
-            first = self._image.next_producer_id
-            self._image.next_producer_id = first + count
-            await self._save()
+        def step(image: ClusterImage) -> int:
+            first = image.next_producer_id
+            image.next_producer_id = first + count
             return first
 
+        return await self._change(step)
+
     async def set_broker_configs(self, scope: str, configs: dict[str, str]) -> None:
-        async with self._lock:
-            assert self._image is not None
-            self._image.broker_configs[scope] = dict(configs)
-            await self._save()
+        def step(image: ClusterImage) -> None:
+            image.broker_configs[scope] = dict(configs)
+
+        await self._change(step)

@@ -25,6 +25,10 @@ class MemoryMetaStore(MetaStore):
             raise TopicExistsError(topic.name)
         self.image.topics[topic.name] = copy.deepcopy(topic)
 
+    async def get_topic(self, name: str) -> TopicRecord | None:
+        topic = self.image.topics.get(name)
+        return None if topic is None else copy.deepcopy(topic)
+
     async def update_topic(self, topic: TopicRecord) -> None:
         self.image.topics[topic.name] = copy.deepcopy(topic)
 

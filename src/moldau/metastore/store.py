@@ -93,6 +93,10 @@ class MetaStore(abc.ABC):
         """Add a topic; raises TopicExistsError if the name is taken."""
 
     @abc.abstractmethod
+    async def get_topic(self, name: str) -> TopicRecord | None:
+        """The stored record of a topic, or None (lets a broker heal a half-applied create)."""
+
+    @abc.abstractmethod
     async def update_topic(self, topic: TopicRecord) -> None:
         """Replace an existing topic's record (partitions added, configs changed)."""
 

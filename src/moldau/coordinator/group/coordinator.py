@@ -148,12 +148,28 @@ class GroupCoordinator:
         try:
             await self.broker.controller.create_topic(plan)
         except KafkaError as exc:
+            # Already there: the controller has applied what the store holds.
             if exc.code is not ErrorCode.TOPIC_ALREADY_EXISTS:
                 raise
-            # In the store but not applied here (e.g. another broker made it): apply it.
-            image = await self.broker.store.load()
-            self.broker.apply_topic(image.topics[OFFSETS_TOPIC])
+            return
         self.log.info("created %s with %d partitions", OFFSETS_TOPIC, len(plan.partitions))
+
+    def topic_removed(self, name: str) -> None:
+        """``__consumer_offsets`` was deleted (Kafka lets an admin do it): forget its groups.
+
+        As when a Kafka coordinator resigns its partitions, members are sent away and
+        the offsets go with the topic; the next group request creates it afresh.
+        """
+        if name != OFFSETS_TOPIC:
+            return
+        for group in self.groups.values():
+            if isinstance(group, ClassicGroup):
+                self.classic.shutdown(group)
+            else:
+                self.consumer.shutdown(group)
+        self.groups.clear()
+        self.offsets.clear()
+        self._loading.clear()
 
     def check_coordinator(self, group_id: str) -> None:
         """Raise the error a client must see when we cannot serve ``group_id`` now."""
@@ -192,14 +208,19 @@ class GroupCoordinator:
             if partition is None:
                 self._loading.discard(index)
                 continue
+            skipped = Unreadable()
             try:
-                records = await asyncio.to_thread(_read_partition, partition.log, partition.high_watermark)
+                records = await asyncio.to_thread(
+                    _read_partition, partition.log, partition.high_watermark, skipped
+                )
                 count += len(records)
-                self._replay(records)
+                self._replay(records, skipped)
             except Exception:
                 self.log.exception("could not load %s-%d", OFFSETS_TOPIC, index)
             finally:
                 self._loading.discard(index)
+            if skipped:
+                self.log.warning("%s-%d: skipped what could not be read: %s", OFFSETS_TOPIC, index, skipped)
         for group in self.groups.values():
             if isinstance(group, ClassicGroup):
                 self.classic.arm_restored(group)
@@ -210,7 +231,10 @@ class GroupCoordinator:
             len(self.groups), count, OFFSETS_TOPIC, (time.perf_counter() - started) * 1000,
         )
 
-    def _replay(self, records: list[tuple[bytes, bytes | None]]) -> None:
+    def _replay(self, records: list[tuple[bytes, bytes | None]], skipped: Unreadable | None = None) -> None:
+        """Rebuild groups and offsets from records; one that cannot be read is skipped
+        (counted in ``skipped``), never the records after it."""
+        skipped = Unreadable() if skipped is None else skipped
         for key_bytes, value_bytes in records:
             try:
                 key = decode_key(key_bytes)
@@ -233,8 +257,8 @@ class GroupCoordinator:
                         self.groups[key.group] = self.classic.restore(key.group, decode_group_value(value_bytes))
                 elif isinstance(key, ConsumerKey):
                     self.consumer.replay(key, value_bytes)
-            except Exception:
-                self.log.warning("skipping an unreadable record in %s", OFFSETS_TOPIC, exc_info=True)
+            except Exception as exc:
+                skipped.record(repr(exc))
 
     # -- writing --------------------------------------------------------------------
 
@@ -487,26 +511,82 @@ class GroupCoordinator:
         return dropped
 
 
-def _read_partition(log: Any, high_watermark: int) -> list[tuple[bytes, bytes | None]]:
-    """Every (key, value) record of a ``__consumer_offsets`` partition, in order.
+class Unreadable:
+    """What a load had to skip in one partition: counts, and the first cause of each kind.
+
+    Bounded on purpose: one warning per partition per load, however much is damaged.
+    """
+
+    def __init__(self) -> None:
+        self.batches = 0
+        self.records = 0
+        self.first_batch: str | None = None
+        self.first_record: str | None = None
+
+    def batch(self, offset: int, cause: object) -> None:
+        self.batches += 1
+        if self.first_batch is None:
+            self.first_batch = f"batch at offset {offset}: {cause}"
+
+    def record(self, cause: object) -> None:
+        self.records += 1
+        if self.first_record is None:
+            self.first_record = str(cause) or type(cause).__name__
+
+    def __bool__(self) -> bool:
+        return bool(self.batches or self.records)
+
+    def __str__(self) -> str:
+        parts = []
+        if self.batches:
+            parts.append(f"{self.batches} batch(es), first {self.first_batch}")
+        if self.records:
+            parts.append(f"{self.records} record(s), first: {self.first_record}")
+        return "; ".join(parts)
+
+
+def _read_partition(
+    log: Any, high_watermark: int, skipped: Unreadable | None = None
+) -> list[tuple[bytes, bytes | None]]:
+    """Every readable (key, value) record of a ``__consumer_offsets`` partition, in order.
 
     Runs in a worker thread at load time, when nothing appends to this partition.
+    Never gives up on the rest of the partition because of one bad spot: a batch whose
+    CRC is wrong or whose records do not parse is skipped whole (its header still says
+    where the next batch starts) and counted in ``skipped``. Only damage to the framing
+    itself, or a failing read, ends the partition early, keeping what came before.
     """
+    skipped = Unreadable() if skipped is None else skipped
     out: list[tuple[bytes, bytes | None]] = []
     offset = log.log_start_offset
     while offset < high_watermark:
-        info = log.read(offset, READ_CHUNK, max_offset=high_watermark)
-        if info is None or info.slice is None or info.slice.size == 0:
+        try:
+            info = log.read(offset, READ_CHUNK, max_offset=high_watermark)
+            if info is None or info.slice is None or info.slice.size == 0:
+                break
+            data = info.slice.read()
+        except Exception as exc:
+            skipped.batch(offset, f"unreadable log: {exc!r}; the rest of the partition is not loaded")
             break
-        data = info.slice.read()
         last = offset
-        for batch in iter_batches(data, allow_partial_tail=True):
-            last = batch.last_offset
-            if batch.is_control:
-                continue
-            for record in decode_records(batch):
-                if record.offset >= offset and record.key is not None:
-                    out.append((record.key, record.value))
+        try:
+            for batch in iter_batches(data, allow_partial_tail=True):
+                last = batch.last_offset
+                if batch.is_control:
+                    continue
+                try:
+                    if not batch.crc_is_valid():
+                        raise ValueError("CRC mismatch")
+                    records = decode_records(batch)
+                except Exception as exc:
+                    skipped.batch(batch.base_offset, repr(exc))
+                    continue
+                for record in records:
+                    if record.offset >= offset and record.key is not None:
+                        out.append((record.key, record.value))
+        except Exception as exc:  # the framing itself is damaged: nothing to resync on
+            skipped.batch(last + 1, f"{exc!r}; the rest of the partition is not loaded")
+            break
         if last + 1 <= offset:
             break
         offset = last + 1
