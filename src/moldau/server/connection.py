@@ -23,8 +23,9 @@ frames are copied out of it, and the partial tail of a read is kept as a small
 large frame gets a buffer of its own that grows (fourfold) as its bytes arrive, never
 allocated in full when its size is announced; each growth is reserved from the pool,
 and when the pool is out of memory the connection stops reading (Kafka mutes it)
-until a release wakes it. The frame's bytes go back to the pool when its handler is
-done with it.
+until a release wakes it -- except one frame at a time, which may finish past the
+budget, so that a request larger than the whole budget cannot wedge the broker. The
+frame's bytes go back to the pool when its handler is done with it.
 """
 
 from __future__ import annotations
@@ -168,6 +169,7 @@ class Connection(asyncio.BufferedProtocol):
         self._frame = None
         self._carry = b""
         self._pool.forget(id(self))
+        self._pool.leave_lane(id(self))
         self._pool.release(self._held)
         self._held = self._inflight = 0
         if self._registry is not None:
@@ -207,6 +209,7 @@ class Connection(asyncio.BufferedProtocol):
                 return
             self._queue.append(frame)
             self._frame = None
+            self._pool.leave_lane(id(self))
         elif not self._cut_frames(self._carried + nbytes):
             return
         self._frames_ready()
@@ -253,7 +256,8 @@ class Connection(asyncio.BufferedProtocol):
         assert frame is not None
         target = min(self._frame_size, max(FRAME_GROWTH * self._frame_filled, LARGE_FRAME))
         delta = target - len(frame)
-        if self._pool.try_reserve(delta):
+        pool = self._pool
+        if pool.try_reserve(delta) or pool.reserve_in_lane(id(self), delta):
             self._held += delta
             self._grow_to = target
             if self._memory_wait:

@@ -10,6 +10,12 @@ can still be served (nothing can wedge the broker), and the overshoot is bounded
 more stop reading (Kafka mutes them) and register a callback here; they are all
 called back, in order, as soon as a release leaves memory available, and retry.
 
+Bytes are reserved as they arrive (below), so unlike Kafka's pool, which reserves a
+whole frame at once, a frame could wait for memory that only frames waiting like it
+hold: a request larger than the budget would wedge. So one frame at a time may take
+the *lane*: it keeps growing past the budget until it is complete (the same overshoot,
+at most one request, as Kafka's non-strict pool allows).
+
 Bytes are reserved as they are allocated, not as frames announce them: a frame's
 buffer grows with the data that arrives (see ``connection.py``), so a client that
 announces 100 MiB and sends 2 KB holds a few KB of the budget, not 100 MiB.
@@ -30,6 +36,7 @@ class MemoryPool:
         self.available = capacity if self.bounded else 0
         self.reserved = 0
         self.peak_reserved = 0
+        self.lane: int | None = None  # the one frame allowed to grow while out of memory
         self._waiters: collections.OrderedDict[int, Callable[[], None]] = collections.OrderedDict()
 
     @property
@@ -50,6 +57,19 @@ class MemoryPool:
             return False
         self.reserve(size)
         return True
+
+    def reserve_in_lane(self, key: int, size: int) -> bool:
+        """Reserve ``size`` for frame ``key`` even if out of memory, if the lane is free
+        or already its own; it keeps the lane until :meth:`leave_lane`."""
+        if self.lane is not None and self.lane != key:
+            return False
+        self.lane = key
+        self.reserve(size)
+        return True
+
+    def leave_lane(self, key: int) -> None:
+        if self.lane == key:
+            self.lane = None
 
     def release(self, size: int) -> None:
         if size <= 0:
