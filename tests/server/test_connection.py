@@ -151,3 +151,30 @@ def test_connections_over_the_per_ip_limit_are_refused() -> None:
     assert not t4.closed
     feed(again, frame(b"still served"))
     assert got == [b"still served"]
+
+
+def test_small_requests_are_served_while_a_stalled_frame_holds_the_budget() -> None:
+    pool = MemoryPool(1 * MiB)
+    hog, _, _ = make(pool)
+    feed(hog, struct.pack(">i", 100 * MiB) + bytes(MiB))  # never finished
+    assert pool.out_of_memory
+    conn, transport, got = make(pool)
+    for i in range(100):  # request, answer, request...: it holds nothing between them
+        feed(conn, frame(b"small %d" % i))
+        assert not transport.paused
+    assert got == [b"small %d" % i for i in range(100)]
+    assert len(transport.written) == 100
+
+
+def test_a_frame_waiting_for_the_lane_takes_it_when_it_frees() -> None:
+    pool = MemoryPool(1 * MiB)
+    first, _, got1 = make(pool)
+    second, t2, got2 = make(pool)
+    body = bytes(3 * MiB)
+    fed1 = feed(first, frame(body)[: 2 * MiB])  # takes the lane past the budget
+    fed2 = feed(second, frame(body))
+    assert t2.paused and fed2 < len(body)
+    feed(first, frame(body)[fed1:])  # completes and is handled: the lane frees
+    assert got1 == [body] and not t2.paused
+    feed(second, frame(body)[fed2:])
+    assert got2 == [body] and pool.reserved == 0

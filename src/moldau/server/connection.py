@@ -22,8 +22,8 @@ frames are copied out of it, and the partial tail of a read is kept as a small
 ``carry`` of its own. An idle connection therefore holds no receive buffer at all. A
 large frame gets a buffer of its own that grows (fourfold) as its bytes arrive, never
 allocated in full when its size is announced; each growth is reserved from the pool,
-and when the pool is out of memory the connection stops reading (Kafka mutes it)
-until a release wakes it -- except one frame at a time, which may finish past the
+and when the pool is out of memory a connection that holds bytes stops reading
+(Kafka mutes it) until a release wakes it -- except one frame at a time, which may finish past the
 budget, so that a request larger than the whole budget cannot wedge the broker. The
 frame's bytes go back to the pool when its handler is done with it.
 """
@@ -273,7 +273,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def _memory_freed(self) -> None:
         """Wake-up after frames were queued while the pool was out of memory."""
-        if self._pool.out_of_memory:
+        if self._pool.out_of_memory and self._held:
             self._pool.wait(id(self), self._memory_freed)
             return
         self._memory_wait = False
@@ -285,8 +285,8 @@ class Connection(asyncio.BufferedProtocol):
         if len(self._queue) > MAX_QUEUED and not self._queue_full:
             self._queue_full = True
             self._update_reading()
-        if self._pool.out_of_memory and not self._memory_wait and not self._closed:
-            self._wait_for_memory(self._memory_freed)
+        if self._pool.out_of_memory and self._held and not self._memory_wait and not self._closed:
+            self._wait_for_memory(self._memory_freed)  # (holding nothing, it may read on)
 
     def _update_reading(self) -> None:
         """Read while neither the queue is long nor the pool out of memory."""
@@ -345,6 +345,10 @@ class Connection(asyncio.BufferedProtocol):
         if size and not self._closed:  # (once closed, connection_lost releases all)
             self._held -= size
             self._pool.release(size)
+            if self._memory_wait and not self._held and self._frame is None:
+                self._pool.forget(id(self))
+                self._memory_wait = False
+                self._update_reading()
 
     async def _finish(self, pending: Awaitable[Any]) -> None:
         try:

@@ -14,7 +14,11 @@ Bytes are reserved as they arrive (below), so unlike Kafka's pool, which reserve
 whole frame at once, a frame could wait for memory that only frames waiting like it
 hold: a request larger than the budget would wedge. So one frame at a time may take
 the *lane*: it keeps growing past the budget until it is complete (the same overshoot,
-at most one request, as Kafka's non-strict pool allows).
+at most one request, as Kafka's non-strict pool allows). And a connection that holds
+nothing (its requests answered) keeps reading while the pool is out of memory: it adds
+at most one read to the total, and it cannot wait on memory that it does not hold
+(Kafka mutes it, and then a client stalled half-way through a frame that holds the
+budget would stall every other client too).
 
 Bytes are reserved as they are allocated, not as frames announce them: a frame's
 buffer grows with the data that arrives (see ``connection.py``), so a client that
@@ -70,6 +74,8 @@ class MemoryPool:
     def leave_lane(self, key: int) -> None:
         if self.lane == key:
             self.lane = None
+            self._wake()  # a frame waiting to grow may take it
+
 
     def release(self, size: int) -> None:
         if size <= 0:
@@ -78,7 +84,11 @@ class MemoryPool:
         if not self.bounded:
             return
         self.available += size
-        if self.available > 0 and self._waiters:
+        if self.available > 0:
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._waiters:
             waiters = list(self._waiters.values())
             self._waiters.clear()
             for wake in waiters:
