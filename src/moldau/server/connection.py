@@ -273,7 +273,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def _memory_freed(self) -> None:
         """Wake-up after frames were queued while the pool was out of memory."""
-        if self._pool.out_of_memory and self._held:
+        if self._pool.out_of_memory and self._holds_requests():
             self._pool.wait(id(self), self._memory_freed)
             return
         self._memory_wait = False
@@ -285,8 +285,18 @@ class Connection(asyncio.BufferedProtocol):
         if len(self._queue) > MAX_QUEUED and not self._queue_full:
             self._queue_full = True
             self._update_reading()
-        if self._pool.out_of_memory and self._held and not self._memory_wait and not self._closed:
-            self._wait_for_memory(self._memory_freed)  # (holding nothing, it may read on)
+        if (
+            self._pool.out_of_memory
+            and self._holds_requests()
+            and not self._memory_wait
+            and not self._closed
+        ):
+            self._wait_for_memory(self._memory_freed)  # (holding none, it may read on)
+
+    def _holds_requests(self) -> bool:
+        """Whether complete frames of this connection wait for or are in a handler (a
+        frame still arriving has its memory reserved already, or waits for it)."""
+        return bool(self._queue or self._inflight)
 
     def _update_reading(self) -> None:
         """Read while neither the queue is long nor the pool out of memory."""
@@ -345,7 +355,7 @@ class Connection(asyncio.BufferedProtocol):
         if size and not self._closed:  # (once closed, connection_lost releases all)
             self._held -= size
             self._pool.release(size)
-            if self._memory_wait and not self._held and self._frame is None:
+            if self._memory_wait and self._frame is None and not self._holds_requests():
                 self._pool.forget(id(self))
                 self._memory_wait = False
                 self._update_reading()
@@ -372,8 +382,8 @@ class Connection(asyncio.BufferedProtocol):
         self._drain_queue()
 
     def _release_inflight(self) -> None:
-        self._release(self._inflight)
-        self._inflight = 0
+        size, self._inflight = self._inflight, 0
+        self._release(size)
 
     async def _send_chunks(self, chunks: list[Any]) -> None:
         transport = self.transport

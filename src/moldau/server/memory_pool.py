@@ -76,7 +76,6 @@ class MemoryPool:
             self.lane = None
             self._wake()  # a frame waiting to grow may take it
 
-
     def release(self, size: int) -> None:
         if size <= 0:
             return
