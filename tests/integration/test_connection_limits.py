@@ -19,12 +19,13 @@ import pytest
 from confluent_kafka import Producer
 
 from .kafka_helpers import (
+    Rec,
     assert_records,
     confluent_consume,
     create_topic,
+    now_ms,
     producer_conf,
     roundtrip_ok,
-    sample_records,
     wait_until,
 )
 from .raw_kafka import API_VERSIONS, closed_by_peer, connect, read_response, request
@@ -207,8 +208,7 @@ def test_frames_beyond_queued_max_request_bytes_cannot_wedge_the_broker(make_bro
     try:
         hog.sendall(struct.pack(">i", budget) + b"\x00" * (3 * MiB))  # most of the budget, never finished
         time.sleep(0.5)
-        records = sample_records(3, seed=5)
-        big = [r.__class__(key=r.key, value=bytes(MiB), headers=r.headers, timestamp=r.timestamp) for r in records]
+        big = [Rec(key=b"k%d" % i, value=bytes([i]) * MiB, timestamp=now_ms()) for i in range(3)]
         producer = Producer(producer_conf(broker.bootstrap, acks="all", **{
             "message.max.bytes": budget, "batch.size": budget, "linger.ms": 50}))
         for r in big:
