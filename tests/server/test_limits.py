@@ -59,3 +59,12 @@ def test_parse_overrides() -> None:
         parse_overrides("10.1.1.1")
     with pytest.raises(ValueError):
         parse_overrides("10.1.1.1:x")
+
+
+def test_unreadable_overrides_keep_the_previous_ones() -> None:
+    current = [ConnectionSettings(max_per_ip=1, per_ip_overrides="10.0.0.1:2")]
+    registry = ConnectionRegistry(lambda: current[0])
+    assert registry.admit(Conn(0), "10.0.0.1") is None
+    current[0] = ConnectionSettings(max_per_ip=1, per_ip_overrides="garbage")
+    assert registry.admit(Conn(0), "10.0.0.1") is None  # still 2 for 10.0.0.1
+    assert registry.admit(Conn(0), "10.0.0.1") is not None

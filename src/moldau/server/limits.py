@@ -90,8 +90,11 @@ class ConnectionRegistry:
         limits = self.settings()
         count = self.per_ip.get(ip, 0)
         if limits.per_ip_overrides != self._overrides_text:
-            self._overrides = parse_overrides(limits.per_ip_overrides)
             self._overrides_text = limits.per_ip_overrides
+            try:
+                self._overrides = parse_overrides(limits.per_ip_overrides)
+            except ValueError as exc:  # a dynamic update the broker cannot read: keep the last
+                log.warning("%s; keeping the previous overrides", exc)
         per_ip = self._overrides.get(ip, limits.max_per_ip)
         if count >= per_ip:
             self.refused += 1
