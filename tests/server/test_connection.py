@@ -180,3 +180,14 @@ def test_a_frame_waiting_for_the_lane_takes_it_when_it_frees() -> None:
     assert got1 == [body] and not t2.paused
     feed(second, frame(body)[fed2:])
     assert got2 == [body] and pool.reserved == MiB
+
+
+def test_a_read_while_waiting_for_memory_still_gets_a_buffer() -> None:
+    pool = MemoryPool(1 * MiB)
+    pool.reserve(MiB)
+    hog, _, _ = make(pool)
+    feed(hog, struct.pack(">i", 100 * MiB) + bytes(MiB))  # the lane
+    conn, transport, _ = make(pool)
+    feed(conn, frame(bytes(3 * MiB)))
+    assert transport.paused
+    assert len(conn.get_buffer(-1)) > 0  # never empty: asyncio refuses an empty buffer

@@ -180,6 +180,12 @@ class Connection(asyncio.BufferedProtocol):
     def get_buffer(self, sizehint: int) -> memoryview:
         frame = self._frame
         if frame is not None:
+            if not self._grow_to and self._frame_filled == len(frame):
+                # asked to read while waiting for memory (a loop that reads once more
+                # after pause_reading): an empty buffer is an error, so take a little
+                self._grow_to = min(self._frame_size, len(frame) + LARGE_FRAME)
+                self._pool.reserve(self._grow_to - len(frame))
+                self._held += self._grow_to - len(frame)
             if self._grow_to:
                 # growing here, not in buffer_updated: the loop still holds the view
                 # it passed to recv_into until buffer_updated returns
