@@ -222,3 +222,20 @@ def test_frames_beyond_queued_max_request_bytes_cannot_wedge_the_broker(make_bro
         with contextlib.suppress(OSError):
             hog.close()
     assert_no_traceback(broker, mark)
+
+
+def test_closing_warnings_are_rate_limited(make_broker) -> None:
+    """A client that keeps sending what the broker must refuse cannot flood its log."""
+    broker = make_broker()
+    mark = broker.log_size()
+    for i in range(100):
+        for payload in (request(999, 0, i), struct.pack(">i", 2**31 - 1)):  # unknown API; too large
+            s = connect(broker.bootstrap)
+            s.sendall(payload)
+            assert closed_by_peer(s, timeout=5)
+            s.close()
+    roundtrip_ok(broker.bootstrap)
+    text = broker.log_text(mark)
+    unknown = text.count("unknown or unsupported API key")
+    too_large = text.count("exceeds socket.request.max.bytes")
+    assert 1 <= unknown <= 10 and 1 <= too_large <= 10, (unknown, too_large)
