@@ -462,6 +462,9 @@ def test_full_disk_loses_nothing_acknowledged(make_broker, topic):
         p.flush(15)
         assert failures > 0, "16 MB disk never filled up"
         assert acked, "nothing was acknowledged before the disk filled"
+        said = [line for line in b.log_text().splitlines() if "answering KAFKA_STORAGE_ERROR" in line]
+        assert said and "No space left" in said[0], "a full disk failed appends and the log said nothing"
+        assert len(said) <= 10, f"{len(said)} lines: append failures are not rate-limited"
         if b.is_running():
             b.kill9()
         subprocess.run(["mount", "-o", "remount,size=256m", str(b.data_dir)], check=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import threading
@@ -583,3 +584,33 @@ def test_a_failed_write_appends_nothing(tmp_path: Path, monkeypatch: pytest.Monk
     assert os.path.getsize(log.active_segment.log_path) == log.active_segment.size
     assert read_all(log) == stored
     assert log.append_as_leader(make_batch(1), leader_epoch=0, now_ms=0).first_offset == 6
+
+
+def test_failed_appends_are_logged_at_a_bounded_rate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full disk answers every produce with KAFKA_STORAGE_ERROR: the log says why, a
+    bounded number of times, and counts the rest."""
+    import moldau.storage.log as log_module
+
+    log = open_log(tmp_path / "t-0")
+    clock = [0.0]
+    throttle = log_module._storage_error_log
+    monkeypatch.setattr(throttle, "_clock", lambda: clock[0])
+    monkeypatch.setattr(throttle, "_window_start", -float("inf"))
+
+    def full_disk(fd: int, data: object, offset: int) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full_disk)
+    with caplog.at_level(logging.ERROR, logger="moldau.storage.log"):
+        for _ in range(1000):
+            with pytest.raises(KafkaStorageError):
+                log.append_as_leader(make_batch(1), leader_epoch=0, now_ms=0)
+        clock[0] += throttle.interval
+        with pytest.raises(KafkaStorageError):
+            log.append_as_leader(make_batch(1), leader_epoch=0, now_ms=0)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == throttle.burst + 2, lines[-3:]
+    assert all("No space left on device" in line for line in lines[: throttle.burst])
+    assert lines[-2].startswith(f"{1000 - throttle.burst} more failed appends")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import resource
 import signal
 import time
 from pathlib import Path
@@ -11,6 +13,8 @@ from pathlib import Path
 from moldau.broker.broker import Broker, Endpoint
 from moldau.config.broker import BrokerConfig
 from moldau.metastore.local import LocalMetaStore
+from moldau.server.limits import ConnectionRegistry, ConnectionSettings, parse_overrides
+from moldau.server.memory_pool import MemoryPool
 from moldau.server.server import KafkaServer
 from moldau.storage.errors import DataDirLockedError
 
@@ -23,6 +27,7 @@ async def serve(
     import moldau.handlers  # noqa: F401 - registers the API handlers
     from moldau.handlers.registry import Dispatcher
 
+    check_connection_configs(config)
     data_dir.mkdir(parents=True, exist_ok=True)
     broker = Broker(config, data_dir, LocalMetaStore(data_dir), listen, advertise)
     try:
@@ -38,6 +43,8 @@ async def serve(
         listen.port,
         config.int("socket.request.max.bytes"),
         use_sendfile=hasattr(loop, "sendfile") and "uvloop" not in type(loop).__module__,
+        pool=MemoryPool(config.int("queued.max.request.bytes")),
+        registry=ConnectionRegistry(lambda: connection_settings(config)),
     )
     host, port = await server.start()
     if listen.port == 0:
@@ -62,6 +69,41 @@ async def serve(
     await server.stop()
     await broker.stop()
     log.info("stopped cleanly")
+
+
+def check_connection_configs(config: BrokerConfig) -> None:
+    """Refuse to start on connection settings Kafka refuses, and let the broker use
+    all the file descriptors it may (a connection is one)."""
+    queued = config.int("queued.max.request.bytes")
+    request_max = config.int("socket.request.max.bytes")
+    problem = None
+    if 0 < queued < request_max:
+        problem = "queued.max.request.bytes must be larger or equal to socket.request.max.bytes"
+    else:
+        try:
+            parse_overrides(str(config["max.connections.per.ip.overrides"]))
+        except ValueError as exc:
+            problem = str(exc)
+    no_overrides = not config["max.connections.per.ip.overrides"]
+    if problem is None and config.int("max.connections.per.ip") == 0 and no_overrides:
+        problem = "max.connections.per.ip.overrides must be set when max.connections.per.ip is 0"
+    if problem is not None:
+        log.error("%s", problem)
+        raise SystemExit(1)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):  # an unlimited hard limit, say
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def connection_settings(config: BrokerConfig) -> ConnectionSettings:
+    """The connection limits as they stand (dynamic broker configs included)."""
+    return ConnectionSettings(
+        max_connections=config.int("max.connections"),
+        max_per_ip=config.int("max.connections.per.ip"),
+        per_ip_overrides=str(config["max.connections.per.ip.overrides"] or ""),
+        max_idle_ms=config.int("connections.max.idle.ms"),
+    )
 
 
 def run(

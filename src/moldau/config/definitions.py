@@ -158,6 +158,15 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
         ConfigDef("socket.send.buffer.bytes", _T.INT, 102400, read_only=True),
         ConfigDef("socket.receive.buffer.bytes", _T.INT, 102400, read_only=True),
         ConfigDef("queued.max.requests", _T.INT, 500, min_value=1, read_only=True),
+        # Kafka's default is -1 (unbounded); Moldau bounds the request bytes it holds by
+        # default (twice socket.request.max.bytes), so no set of clients can exhaust memory
+        ConfigDef(
+            "queued.max.request.bytes",
+            _T.LONG,
+            209715200,
+            "Request bytes held in memory at once, all connections together (<= 0: unbounded).",
+            read_only=True,
+        ),
         ConfigDef("num.network.threads", _T.INT, 3, min_value=1),
         ConfigDef("num.io.threads", _T.INT, 8, min_value=1, read_only=True),
         ConfigDef("log.segment.bytes", _T.INT, 1073741824, min_value=14),
@@ -220,6 +229,8 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
         ConfigDef("transaction.max.timeout.ms", _T.INT, 900000, min_value=1, read_only=True),
         ConfigDef("transactional.id.expiration.ms", _T.INT, 604800000, min_value=1, read_only=True),
         ConfigDef("max.connections", _T.INT, INT_MAX, min_value=0),
+        ConfigDef("max.connections.per.ip", _T.INT, INT_MAX, min_value=0),
+        ConfigDef("max.connections.per.ip.overrides", _T.STRING, ""),
         ConfigDef("connections.max.idle.ms", _T.LONG, 600000, read_only=True),
         ConfigDef("request.timeout.ms", _T.INT, 30000, read_only=True),
         ConfigDef("moldau.max.open.files", _T.INT, 1000, "Open segment files kept at once.", min_value=16),

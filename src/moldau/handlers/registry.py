@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from moldau.log_throttle import ThrottledLog
 from moldau.protocol.codec import MessageCodec
 from moldau.protocol.errors import ErrorCode, ProtocolDecodeError
 from moldau.protocol.header import (
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from moldau.broker.broker import Broker
 
 log = logging.getLogger(__name__)
+# a client chooses how often it sends what we cannot read: at most 10 lines a minute
+closing_log = ThrottledLog(log, "connections closed on unreadable requests")
 
 HandlerFn = Callable[["Broker", RequestHeader, Any], Any]
 
@@ -93,18 +96,18 @@ class Dispatcher:
         try:
             api_key, api_version, correlation_id = peek_api(frame)
         except ProtocolDecodeError:
-            log.warning("closing %s: request too short for a header", connection.peer)
+            closing_log("closing %s: request too short for a header", connection.peer)
             connection.close()
             return None
         handler = HANDLERS.get(api_key)
         if handler is None:
-            log.warning("closing %s: unknown or unsupported API key %d", connection.peer, api_key)
+            closing_log("closing %s: unknown or unsupported API key %d", connection.peer, api_key)
             connection.close()
             return None
         if not handler.min_version <= api_version <= handler.max_version:
             if api_key == API_VERSIONS_KEY:
                 return self._api_versions_fallback(correlation_id)
-            log.warning(
+            closing_log(
                 "closing %s: %s v%d is not supported (%d-%d)",
                 connection.peer,
                 handler.api.name,
@@ -119,7 +122,7 @@ class Dispatcher:
             header = decode_request_header(frame, flexible)
             request = handler.codec.decode_request(api_version, frame, header.header_size)
         except ProtocolDecodeError as exc:
-            log.warning("closing %s: %s", connection.peer, exc)
+            closing_log("closing %s: %s", connection.peer, exc)
             connection.close()
             return None
         header.connection = connection

@@ -1,6 +1,6 @@
 """One client connection: size-prefixed frames in, ordered responses out.
 
-Theory of operation: bytes arrive in ``data_received`` and are cut into frames. Each
+Theory of operation: bytes arrive in ``buffer_updated`` and are cut into frames. Each
 frame goes to the dispatcher, which answers with a response (a list of chunks: bytes
 and file slices) or an awaitable of one. Kafka answers the requests of a connection in
 the order they came; so while an answer is pending, later frames wait in a queue, and
@@ -12,6 +12,20 @@ the page cache whether the slice is there; a cold slice (old data a lagging cons
 asks for) is read in a worker thread instead, so the event loop never waits on the
 disk. A frame larger than ``socket.request.max.bytes`` or a negative size
 closes the connection, as Kafka does; nothing one client sends can stop the others.
+
+Memory: what a connection holds is bounded by what its client has actually sent, and
+all of it is counted in the broker-wide :class:`MemoryPool`
+(``queued.max.request.bytes``). Reads land in a staging buffer shared by every
+connection of the event loop (``get_buffer``, ``recv_into`` and ``buffer_updated`` of
+one connection run back to back, never interleaved with another's); complete small
+frames are copied out of it, and the partial tail of a read is kept as a small
+``carry`` of its own. An idle connection therefore holds no receive buffer at all. A
+large frame gets a buffer of its own that grows (fourfold) as its bytes arrive, never
+allocated in full when its size is announced; each growth is reserved from the pool,
+and when the pool is out of memory a connection that holds bytes stops reading
+(Kafka mutes it) until a release wakes it -- except one frame at a time, which may finish past the
+budget, so that a request larger than the whole budget cannot wedge the broker. The
+frame's bytes go back to the pool when its handler is done with it.
 """
 
 from __future__ import annotations
@@ -21,17 +35,25 @@ import collections
 import logging
 import os
 import struct
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from moldau.log_throttle import ThrottledLog
+from moldau.server.limits import ConnectionRegistry
+from moldau.server.memory_pool import MemoryPool
+
 log = logging.getLogger(__name__)
+closing_log = ThrottledLog(log, "closed or refused connections")
 
 _SIZE = struct.Struct(">i")
 MAX_QUEUED = 64
 RECV_BUFFER = 256 * 1024
-MIN_READ = 64 * 1024
 LARGE_FRAME = 64 * 1024
+FRAME_GROWTH = 4  # a large frame's buffer holds at most this many times the bytes received
 SENDFILE_MIN_BYTES = 64 * 1024
+ZEROS_SIZE = 1024 * 1024
+_ZEROS = memoryview(bytes(ZEROS_SIZE))
 
 Dispatch = Callable[[bytearray, "Connection"], Any]
 
@@ -67,77 +89,147 @@ def read_slice(fd: int, size: int, position: int) -> bytes:
     return data
 
 
+class StagingBuffer:
+    """The receive buffer the connections of one event loop share (see the module doc)."""
+
+    def __init__(self, size: int = RECV_BUFFER) -> None:
+        self.buffer = bytearray(size)
+        self.view = memoryview(self.buffer)
+
+
 class Connection(asyncio.BufferedProtocol):
     """A client connection, reading with ``recv_into`` straight into frame buffers.
 
-    Small frames are cut out of one staging buffer (a copy of a few hundred bytes costs
-    less than a system call per frame); a frame larger than ``LARGE_FRAME`` gets a
-    buffer of its own, which the kernel fills directly, so a 1 MiB produce request is
-    copied once, from the socket, and its records are then patched in place.
+    Small frames are cut out of the shared staging buffer (a copy of a few hundred
+    bytes costs less than a system call per frame); a frame larger than
+    ``LARGE_FRAME`` gets a buffer of its own, which the kernel fills directly, so a
+    1 MiB produce request is copied once, from the socket, and its records are then
+    patched in place.
     """
 
-    def __init__(self, dispatch: Dispatch, max_request_size: int, use_sendfile: bool = True) -> None:
+    def __init__(
+        self,
+        dispatch: Dispatch,
+        max_request_size: int,
+        use_sendfile: bool = True,
+        *,
+        pool: MemoryPool | None = None,
+        staging: StagingBuffer | None = None,
+        registry: ConnectionRegistry | None = None,
+    ) -> None:
         self._dispatch = dispatch
         self._max_request_size = max_request_size
-        self._recv = bytearray(RECV_BUFFER)
-        self._recv_view = memoryview(self._recv)
-        self._start = 0  # first unparsed byte in the staging buffer
-        self._end = 0  # end of the received bytes in the staging buffer
+        self._pool = pool if pool is not None else MemoryPool(-1)
+        self._staging = staging if staging is not None else StagingBuffer()
+        self._registry = registry
+        self._carry = b""  # unparsed bytes of the last read: the start of a small frame
+        self._carried = 0  # how many of them get_buffer put in front of the staging buffer
         self._frame: bytearray | None = None  # a large frame being received in place
+        self._frame_size = 0  # its announced size
         self._frame_filled = 0
+        self._grow_to = 0  # the frame's next buffer size, reserved, applied in get_buffer
+        self._held = 0  # bytes this connection has reserved in the pool
+        self._inflight = 0  # of which: the frame whose answer is pending
         self._queue: collections.deque[bytearray] = collections.deque()
         self._busy = False
         self._closed = False
         self._paused = False
+        self._queue_full = False
+        self._memory_wait = False
         self._use_sendfile = use_sendfile
         self.transport: asyncio.Transport | None = None
         self.peer: str = "?"
+        self.ip: str = "?"
+        self.last_active = time.monotonic()
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def busy(self) -> bool:
+        """A request of this connection is being answered (it is not idle)."""
+        return self._busy
 
     # asyncio.BufferedProtocol ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment] - uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        if peer:
+            self.ip = peer[0]
+            self.peer = f"{peer[0]}:{peer[1]}"
+        if self._registry is not None:
+            refused = self._registry.admit(self, self.ip)
+            if refused is not None:
+                closing_log("refused connection from %s: %s", self.peer, refused)
+                self._closed = True
+                transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._queue.clear()
+        self._frame = None
+        self._carry = b""
+        self._pool.forget(id(self))
+        self._pool.leave_lane(id(self))
+        self._pool.release(self._held)
+        self._held = self._inflight = 0
+        if self._registry is not None:
+            self._registry.remove(self, self.ip)
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self._frame is not None:
-            return memoryview(self._frame)[self._frame_filled :]
-        if RECV_BUFFER - self._end < MIN_READ and self._start:
-            # move the unparsed tail to the front so the next read has room
-            pending = self._end - self._start
-            self._recv[:pending] = self._recv_view[self._start : self._end]
-            self._start, self._end = 0, pending
-        return self._recv_view[self._end :]
+        frame = self._frame
+        if frame is not None:
+            if not self._grow_to and self._frame_filled == len(frame):
+                # asked to read while waiting for memory (a loop that reads once more
+                # after pause_reading): an empty buffer is an error, so take a little
+                self._grow_to = min(self._frame_size, len(frame) + LARGE_FRAME)
+                self._pool.reserve(self._grow_to - len(frame))
+                self._held += self._grow_to - len(frame)
+            if self._grow_to:
+                # growing here, not in buffer_updated: the loop still holds the view
+                # it passed to recv_into until buffer_updated returns
+                missing = self._grow_to - len(frame)
+                while missing > 0:  # (a slice of zeros: bytes(n) would fault in n fresh pages)
+                    step = min(missing, ZEROS_SIZE)
+                    frame += _ZEROS[:step]
+                    missing -= step
+                self._grow_to = 0
+            return memoryview(frame)[self._frame_filled :]
+        staging = self._staging
+        carried = self._carried = len(self._carry)
+        if carried:
+            staging.buffer[:carried] = self._carry
+        return staging.view[carried:]
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self._frame is not None:
-            self._frame_filled += nbytes
-            if self._frame_filled < len(self._frame):
+        self.last_active = time.monotonic()
+        if self._closed:
+            return
+        frame = self._frame
+        if frame is not None:
+            filled = self._frame_filled = self._frame_filled + nbytes
+            if filled < self._frame_size:
+                if filled == len(frame):
+                    self._grow_frame()
                 return
-            self._queue.append(self._frame)
+            self._queue.append(frame)
             self._frame = None
-        else:
-            self._end += nbytes
-            if not self._cut_frames():
-                return
+            self._pool.leave_lane(id(self))
+        elif not self._cut_frames(self._carried + nbytes):
+            return
         self._frames_ready()
 
-    def _cut_frames(self) -> bool:
+    def _cut_frames(self, end: int) -> bool:
         """Queue the complete frames in the staging buffer; False if the connection closed."""
-        buf = self._recv
-        pos, end = self._start, self._end
+        buf = self._staging.buffer
+        queue = self._queue
+        pos = 0
+        taken = 0
         while end - pos >= 4:
             (size,) = _SIZE.unpack_from(buf, pos)
             if size < 0 or size > self._max_request_size:
-                log.warning(
+                closing_log(
                     "closing connection from %s: frame of %d bytes exceeds socket.request.max.bytes (%d)",
                     self.peer,
                     size,
@@ -147,28 +239,83 @@ class Connection(asyncio.BufferedProtocol):
                 return False
             body = pos + 4
             if end - body >= size:
-                self._queue.append(buf[body : body + size])
+                queue.append(buf[body : body + size])
+                taken += size
                 pos = body + size
                 continue
             if size > LARGE_FRAME:
-                frame = bytearray(size)
                 have = end - body
-                frame[:have] = self._recv_view[body:end]
-                self._frame, self._frame_filled = frame, have
+                self._frame, self._frame_size, self._frame_filled = buf[body:end], size, have
+                taken += have
                 pos = end
             break
-        if pos == end:
-            self._start = self._end = 0
-        else:
-            self._start = pos
+        self._pool.reserve(taken)  # (held already: they arrived before we could refuse them)
+        self._held += taken
+        self._carry = bytes(self._staging.view[pos:end]) if pos < end else b""
+        if self._frame is not None:
+            self._grow_frame()
         return True
+
+    def _grow_frame(self) -> None:
+        """Reserve the next buffer size of the large frame being received, or wait."""
+        frame = self._frame
+        assert frame is not None
+        target = min(self._frame_size, max(FRAME_GROWTH * self._frame_filled, LARGE_FRAME))
+        delta = target - len(frame)
+        pool = self._pool
+        if pool.try_reserve(delta) or pool.reserve_in_lane(id(self), delta):
+            self._held += delta
+            self._grow_to = target
+            if self._memory_wait:
+                self._memory_wait = False
+                self._update_reading()
+        else:
+            self._wait_for_memory(self._grow_frame)
+
+    def _wait_for_memory(self, retry: Callable[[], None]) -> None:
+        self._memory_wait = True
+        self._update_reading()
+        self._pool.wait(id(self), lambda: None if self._closed else retry())
+
+    def _memory_freed(self) -> None:
+        """Wake-up after frames were queued while the pool was out of memory."""
+        if self._pool.out_of_memory and self._holds_requests():
+            self._pool.wait(id(self), self._memory_freed)
+            return
+        self._memory_wait = False
+        self._update_reading()
 
     def _frames_ready(self) -> None:
         if not self._busy:
             self._drain_queue()
-        if len(self._queue) > MAX_QUEUED and not self._paused and self.transport is not None:
+        if len(self._queue) > MAX_QUEUED and not self._queue_full:
+            self._queue_full = True
+            self._update_reading()
+        if (
+            self._pool.out_of_memory
+            and self._holds_requests()
+            and not self._memory_wait
+            and not self._closed
+        ):
+            self._wait_for_memory(self._memory_freed)  # (holding none, it may read on)
+
+    def _holds_requests(self) -> bool:
+        """Whether complete frames of this connection wait for or are in a handler (a
+        frame still arriving has its memory reserved already, or waits for it)."""
+        return bool(self._queue or self._inflight)
+
+    def _update_reading(self) -> None:
+        """Read while neither the queue is long nor the pool out of memory."""
+        transport = self.transport
+        if transport is None or self._closed:
+            return
+        pause = self._queue_full or self._memory_wait
+        if pause and not self._paused:
             self._paused = True
-            self.transport.pause_reading()
+            transport.pause_reading()
+        elif not pause and self._paused:
+            self._paused = False
+            transport.resume_reading()
 
     # processing ------------------------------------------------------------------------
 
@@ -176,6 +323,7 @@ class Connection(asyncio.BufferedProtocol):
         """Handle queued frames in order. Answers that are ready at once are gathered
         and written together, one system call for a whole burst of pipelined requests."""
         ready: list[Any] = []
+        freed = 0  # bytes of the frames handled, released in one call
         while self._queue and not self._closed:
             frame = self._queue.popleft()
             try:
@@ -185,26 +333,43 @@ class Connection(asyncio.BufferedProtocol):
                 self.close()
                 return
             if result is None:
+                freed += len(frame)
                 continue  # acks=0 produce, or a request that gets no answer
             if isinstance(result, list):
+                freed += len(frame)
                 if not any(_is_slice(c) for c in result):
                     ready += result
                     continue
                 result = self._send_chunks(result)
+            else:
+                self._inflight = len(frame)  # the handler still reads the frame
+            self._release(freed)
             if ready and not self._closed:
                 self.transport.writelines(ready)  # type: ignore[union-attr]
             self._busy = True
             self._task = asyncio.ensure_future(self._finish(result))
             return
+        self._release(freed)
         if ready and not self._closed:
             self.transport.writelines(ready)  # type: ignore[union-attr]
-        if self._paused and self.transport is not None and not self._closed:
-            self._paused = False
-            self.transport.resume_reading()
+            self.last_active = time.monotonic()
+        if self._queue_full and not self._closed:
+            self._queue_full = False
+            self._update_reading()
+
+    def _release(self, size: int) -> None:
+        if size and not self._closed:  # (once closed, connection_lost releases all)
+            self._held -= size
+            self._pool.release(size)
+            if self._memory_wait and self._frame is None and not self._holds_requests():
+                self._pool.forget(id(self))
+                self._memory_wait = False
+                self._update_reading()
 
     async def _finish(self, pending: Awaitable[Any]) -> None:
         try:
             result = await pending
+            self._release_inflight()
             if result is not None and not self._closed:
                 await self._send_chunks(result)
         except asyncio.CancelledError:
@@ -216,8 +381,15 @@ class Connection(asyncio.BufferedProtocol):
             log.exception("unexpected error answering %s; closing the connection", self.peer)
             self.close()
             return
+        finally:
+            self._release_inflight()
+        self.last_active = time.monotonic()
         self._busy = False
         self._drain_queue()
+
+    def _release_inflight(self) -> None:
+        size, self._inflight = self._inflight, 0
+        self._release(size)
 
     async def _send_chunks(self, chunks: list[Any]) -> None:
         transport = self.transport
@@ -247,4 +419,3 @@ class Connection(asyncio.BufferedProtocol):
         self._closed = True
         if self.transport is not None:
             self.transport.close()
-

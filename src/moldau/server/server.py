@@ -1,4 +1,10 @@
-"""The TCP listener: accepts Kafka client connections and hands frames to the dispatcher."""
+"""The TCP listener: accepts Kafka client connections and hands frames to the dispatcher.
+
+It owns what the connections share: the staging buffer they read into, the memory
+pool that bounds the request bytes they hold (``queued.max.request.bytes``), and the
+registry that admits them (``max.connections``, ``max.connections.per.ip``) and
+closes idle ones (``connections.max.idle.ms``) from a periodic sweep.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +14,45 @@ import logging
 import socket
 from typing import Any
 
-from moldau.server.connection import Connection
+from moldau.server.connection import Connection, StagingBuffer
+from moldau.server.limits import ConnectionRegistry
+from moldau.server.memory_pool import MemoryPool
 
 log = logging.getLogger(__name__)
 
 
 class KafkaServer:
-    def __init__(self, dispatch: Any, host: str, port: int, max_request_size: int, use_sendfile: bool) -> None:
+    def __init__(
+        self,
+        dispatch: Any,
+        host: str,
+        port: int,
+        max_request_size: int,
+        use_sendfile: bool,
+        *,
+        pool: MemoryPool | None = None,
+        registry: ConnectionRegistry | None = None,
+    ) -> None:
         self.dispatch = dispatch
         self.host = host
         self.port = port
         self.max_request_size = max_request_size
         self.use_sendfile = use_sendfile
+        self.pool = pool if pool is not None else MemoryPool(-1)
+        self.registry = registry if registry is not None else ConnectionRegistry()
+        self.staging = StagingBuffer()
         self._server: asyncio.base_events.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     def _make_connection(self) -> Connection:
-        return Connection(self.dispatch, self.max_request_size, self.use_sendfile)
+        return Connection(
+            self.dispatch,
+            self.max_request_size,
+            self.use_sendfile,
+            pool=self.pool,
+            staging=self.staging,
+            registry=self.registry,
+        )
 
     async def start(self) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
@@ -34,9 +63,29 @@ class KafkaServer:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         host, port = sock.getsockname()[:2]
         self.port = port
+        self._sweeper = asyncio.create_task(self._sweep_idle())
         return host, port
 
+    async def _sweep_idle(self) -> None:
+        """Close connections idle past ``connections.max.idle.ms``."""
+        while True:
+            interval = self.registry.sweep_interval()
+            await asyncio.sleep(interval if interval is not None else 10.0)
+            if interval is None:
+                continue
+            try:
+                closed = self.registry.expire_idle()
+            except Exception:
+                log.exception("idle connection sweep failed")
+                continue
+            if closed:
+                log.debug("closed %d idle connections", closed)
+
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(TimeoutError):

@@ -46,6 +46,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from moldau.log_throttle import ThrottledLog
 from moldau.records import (
     BatchView,
     InvalidRecordError,
@@ -58,7 +59,7 @@ from moldau.records import (
 )
 from moldau.storage.checkpoint import fsync_dir
 from moldau.storage.config import LogConfig
-from moldau.storage.errors import OffsetOutOfRangeError
+from moldau.storage.errors import KafkaStorageError, OffsetOutOfRangeError
 from moldau.storage.file_cache import FileCache, FileSlice
 from moldau.storage.segment import (
     INDEX_SUFFIX,
@@ -72,6 +73,8 @@ from moldau.storage.segment import (
 __all__ = ["AppendInfo", "Log", "LogReadInfo", "parse_topic_partition"]
 
 _log = logging.getLogger(__name__)
+# a full disk fails every produce request: say so, but not 31,000 times
+_storage_error_log = ThrottledLog(_log, "failed appends (KAFKA_STORAGE_ERROR)", level=logging.ERROR)
 
 _LEFTOVER_SUFFIXES = (".tmp", ".deleted", ".cleaned")
 _DIR_NAME = re.compile(r"^(?P<topic>[A-Za-z0-9._-]+)-(?P<partition>\d+)$")
@@ -452,8 +455,16 @@ class Log:
         now_ms: int,
     ) -> None:
         self._check_open()
-        segment = self._maybe_roll(len(records), first_offset, last_offset, now_ms)
-        segment.append(records, batches, now_ms=now_ms)
+        try:
+            segment = self._maybe_roll(len(records), first_offset, last_offset, now_ms)
+            segment.append(records, batches, now_ms=now_ms)
+        except (KafkaStorageError, OSError) as exc:
+            # Kafka turns an IOException under an append into KAFKA_STORAGE_ERROR and
+            # logs it; the client only sees the code, so the log is where the cause is
+            _storage_error_log("error appending to %s, answering KAFKA_STORAGE_ERROR: %s", self.dir, exc)
+            if isinstance(exc, KafkaStorageError):
+                raise
+            raise KafkaStorageError(f"append to {self.dir} failed: {exc}") from exc
         self._log_end_offset = last_offset + 1
         if self._log_end_offset - self._recovery_point >= self._config.flush_messages:
             self.flush()
