@@ -437,8 +437,11 @@ class EtcdMetaStore(MetaStore):
 
     # membership -------------------------------------------------------------------------
 
-    async def register_broker(self, info: BrokerInfo, session_timeout_ms: int) -> None:
+    async def register_broker(
+        self, info: BrokerInfo, session_timeout_ms: int, heartbeat_interval_ms: int | None = None
+    ) -> None:
         self._session_timeout_ms = session_timeout_ms
+        self._heartbeat_s = min(heartbeat_interval_ms or session_timeout_ms, session_timeout_ms / 3) / 1000
         await self._register(info)
         self._registered = info
         self._brokers[info.broker_id] = info
@@ -463,12 +466,11 @@ class EtcdMetaStore(MetaStore):
         self._lease = lease
 
     async def _keep_alive(self) -> None:
-        """Renew the session lease three times per session timeout; if it has lapsed
-        (etcd unreachable for too long), register again under a new one."""
+        """Renew the session lease every heartbeat (at least three times per session
+        timeout); if it has lapsed (etcd unreachable for too long), register again."""
         assert self._registered is not None
-        interval = self._session_timeout_ms / 3000
         while not self._closed:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self._heartbeat_s)
             try:
                 reply = await self._lease.refresh()
                 if reply is not None and reply.TTL > 0:

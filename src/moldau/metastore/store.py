@@ -272,9 +272,12 @@ class MetaStore(abc.ABC):
 
     # membership and leadership: a single node is a cluster of one -------------------
 
-    async def register_broker(self, info: BrokerInfo, session_timeout_ms: int) -> None:
+    async def register_broker(
+        self, info: BrokerInfo, session_timeout_ms: int, heartbeat_interval_ms: int | None = None
+    ) -> None:
         """Join the cluster as ``info`` under a session lease renewed in the background
-        until :meth:`close`; a broker that stops renewing it leaves after
+        (every ``heartbeat_interval_ms``, at least three times per session) until
+        :meth:`close`; a broker that stops renewing it leaves after
         ``session_timeout_ms``. Raises BrokerIdInUseError if a live broker has the id."""
         if self._registered is not None and self._registered.broker_id != info.broker_id:
             raise BrokerIdInUseError(self._registered)
