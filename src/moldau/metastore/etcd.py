@@ -133,6 +133,7 @@ class EtcdMetaStore(MetaStore):
         # The image as last seen, with the revision each key was last changed at
         # (deletions included), so stale or echoed events are recognised and skipped.
         self._key_revision: dict[bytes, int] = {}
+        self._inflight: dict[bytes, list[bytes | None]] = {}
         self._topics: dict[str, dict[str, Any]] = {}
         self._partitions: dict[str, dict[int, PartitionState]] = {}
         self._brokers: dict[int, BrokerInfo] = {}
@@ -160,9 +161,20 @@ class EtcdMetaStore(MetaStore):
 
     # raw transactions -------------------------------------------------------------------
 
-    async def _txn(self, compare: list[Any], success: list[Any], failure: list[Any] | None = None) -> Any:
+    async def _txn(
+        self,
+        compare: list[Any],
+        success: list[Any],
+        failure: list[Any] | None = None,
+        own: dict[bytes, bytes | None] | None = None,
+    ) -> Any:
         """One etcd transaction; returns the raw TxnResponse (its header carries the
-        revision of the write, which aetcd's own ``transaction`` does not hand back)."""
+        revision of the write, which aetcd's own ``transaction`` does not hand back).
+
+        ``own`` names the keys (and values, None for a deletion) that the caller applies
+        itself: the watch may report them before this call returns, so it recognises
+        them by value while the call is in flight and does not echo them.
+        """
         rpc = self._rpc
         await self._client.connect()
         request = rpc.TxnRequest(
@@ -170,7 +182,19 @@ class EtcdMetaStore(MetaStore):
             success=success,
             failure=failure or [],
         )
-        return await self._client.kvstub.Txn(request, timeout=self._client._timeout)
+        for key, value in (own or {}).items():
+            self._inflight.setdefault(key, []).append(value)
+        try:
+            response = await self._client.kvstub.Txn(request, timeout=self._client._timeout)
+        finally:
+            for key, value in (own or {}).items():
+                pending = self._inflight[key]
+                pending.remove(value)
+                if not pending:
+                    del self._inflight[key]
+        if response.succeeded and own:
+            self._noted(response.header.revision, *own)
+        return response
 
     def _put(self, key: bytes, value: bytes, lease: int = 0) -> Any:
         return self._rpc.RequestOp(request_put=self._rpc.PutRequest(key=key, value=value, lease=lease))
@@ -308,8 +332,10 @@ class EtcdMetaStore(MetaStore):
         if revision <= self._key_revision.get(key, 0):
             return revision  # our own write (already applied by the caller) or older
         self._key_revision[key] = revision
-        rest = key[len(self.root):].decode()
         deleted = event.kind == "DELETE"
+        if key in self._inflight and (None if deleted else bytes(kv.value)) in self._inflight[key]:
+            return revision  # our own write, reported before its call returned
+        rest = key[len(self.root):].decode()
         change = self._absorb(rest, None if deleted else bytes(kv.value), kv.create_revision)
         if change is not None:
             self._publish(self._to_change(revision, change))
@@ -347,16 +373,18 @@ class EtcdMetaStore(MetaStore):
         puts = [(self._partition_key(tid, i), _dumps(s.to_json())) for i, s in sorted(states.items())]
         while len(puts) > MAX_TXN_OPS - 1:
             chunk, puts = puts[:MAX_TXN_OPS], puts[MAX_TXN_OPS:]
-            response = await self._txn([], [self._put(k, v) for k, v in chunk])
+            response = await self._txn([], [self._put(k, v) for k, v in chunk], own=dict(chunk))
             self._noted(response.header.revision, *(k for k, _ in chunk))
         return puts
 
     async def create_topic(self, topic: TopicRecord) -> None:
         key = self._topic_key(topic.name)
         puts = await self._write_partitions_first(topic, topic.partitions)
+        value = _dumps(self._topic_value(topic))
         response = await self._txn(
             [self._absent(key)],
-            [self._put(k, v) for k, v in puts] + [self._put(key, _dumps(self._topic_value(topic)))],
+            [self._put(k, v) for k, v in puts] + [self._put(key, value)],
+            own={key: value, **dict(puts)},
         )
         if not response.succeeded:
             # Lost the race: drop whatever was written ahead under our (unused) topic id.
@@ -372,9 +400,11 @@ class EtcdMetaStore(MetaStore):
         known = self._partitions.get(str(topic.topic_id), {})
         changed = {i: s for i, s in topic.partitions.items() if known.get(i) != s}
         puts = await self._write_partitions_first(topic, changed)
+        value = _dumps(self._topic_value(topic))
         response = await self._txn(
             [self._client.transactions.create(key) > 0],
-            [self._put(k, v) for k, v in puts] + [self._put(key, _dumps(self._topic_value(topic)))],
+            [self._put(k, v) for k, v in puts] + [self._put(key, value)],
+            own={key: value, **dict(puts)},
         )
         if not response.succeeded:
             raise KeyError(f"topic {topic.name!r} does not exist")
@@ -388,7 +418,7 @@ class EtcdMetaStore(MetaStore):
         ops = [self._delete(key)]
         if raw is not None:
             ops.append(self._delete(self._key("partitions", raw["topic_id"], ""), prefix=True))
-        response = await self._txn([], ops)
+        response = await self._txn([], ops, own={key: None})
         self._noted(response.header.revision, key)
         if raw is not None:
             self._topics.pop(name, None)
@@ -405,9 +435,11 @@ class EtcdMetaStore(MetaStore):
         epoch = int(json.loads(current.value)["partition_epoch"])
         if epoch != expected_epoch:
             raise StaleEpochError(f"{topic}-{index}: partition epoch is {epoch}, not {expected_epoch}")
+        value = _dumps(state.to_json())
         response = await self._txn(
             [self._client.transactions.mod(key) == current.mod_revision],
-            [self._put(key, _dumps(state.to_json()))],
+            [self._put(key, value)],
+            own={key: value},
         )
         if not response.succeeded:
             raise StaleEpochError(f"{topic}-{index}: changed concurrently")
@@ -418,7 +450,8 @@ class EtcdMetaStore(MetaStore):
 
     async def set_broker_configs(self, scope: str, configs: dict[str, str]) -> None:
         key = self._scope_key(scope)
-        response = await self._txn([], [self._put(key, _dumps(dict(configs)))])
+        value = _dumps(dict(configs))
+        response = await self._txn([], [self._put(key, value)], own={key: value})
         self._noted(response.header.revision, key)
         self._broker_configs[scope] = dict(configs)
 
