@@ -1,0 +1,171 @@
+"""Cluster membership with real processes: ``moldau serve --cluster`` brokers on one etcd.
+
+What is proven here (no partition replication yet): brokers register and every broker's
+Metadata and DescribeCluster list all live ones and the same elected controller; the
+controller's kill -9 elects another within ``broker.session.timeout.ms`` plus a margin;
+a second broker with a live broker's id is refused with a message; a topic created
+through one broker appears, with its placement, in every broker's metadata, and records
+produced to partitions placed on different brokers read back.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from .broker_process import START_TIMEOUT, Broker, BrokerError
+from .etcd_process import EtcdServer, running_etcd
+from .kafka_helpers import (
+    admin_client,
+    assert_delivered,
+    assert_records,
+    confluent_consume,
+    confluent_produce,
+    create_topic,
+    sample_records,
+    unique_topic,
+    wait_until,
+)
+
+SESSION_MS = 2000
+JOINED_MARKER = "joined cluster"
+
+
+class ClusterBroker(Broker):
+    """A broker started with ``--broker-id`` and ``--cluster``; ready once it has joined."""
+
+    def __init__(self, broker_id: int, cluster_url: str, settings: dict[str, object] | None = None) -> None:
+        super().__init__({"broker.session.timeout.ms": SESSION_MS, **(settings or {})}, name=f"b{broker_id}")
+        self.broker_id = broker_id
+        self.cluster_url = cluster_url
+
+    def command(self) -> list[str]:
+        return [*super().command(), "--broker-id", str(self.broker_id), "--cluster", self.cluster_url]
+
+    def start(self, timeout: float = START_TIMEOUT) -> ClusterBroker:
+        mark = self.log_size()
+        super().start(timeout)
+        deadline = time.monotonic() + timeout
+        while JOINED_MARKER not in self.log_text(mark):
+            if not self.is_running() or time.monotonic() > deadline:
+                raise BrokerError(f"{self.name} did not join the cluster\n{self.log_text()[-4000:]}")
+            time.sleep(0.05)
+        return self
+
+
+@pytest.fixture(scope="module")
+def etcd() -> Iterator[EtcdServer]:
+    with running_etcd() as server:
+        yield server
+
+
+@pytest.fixture
+def cluster(etcd: EtcdServer) -> Iterator[Callable[..., ClusterBroker]]:
+    """``cluster(broker_id)`` starts a broker of this test's own cluster (key prefix)."""
+    url = f"{etcd.url}/it-{uuid.uuid4().hex[:8]}"
+    made: list[ClusterBroker] = []
+
+    def start(broker_id: int, **settings: object) -> ClusterBroker:
+        broker = ClusterBroker(broker_id, url, settings)
+        made.append(broker)
+        return broker.start()
+
+    start.url = url  # type: ignore[attr-defined]
+    yield start
+    for broker in made:
+        broker.dispose()
+
+
+def _view(broker: ClusterBroker) -> tuple[list[int], int, list[int], int]:
+    """(brokers, controller) as Metadata says, then as DescribeCluster says."""
+    admin = admin_client(broker.bootstrap)
+    metadata = admin.list_topics(timeout=10)
+    described = admin.describe_cluster(request_timeout=10).result(timeout=15)
+    return (
+        sorted(metadata.brokers),
+        metadata.controller_id,
+        sorted(node.id for node in described.nodes),
+        described.controller.id,
+    )
+
+
+def _agreed(brokers: list[ClusterBroker], ids: list[int]) -> int | None:
+    """The controller id if every broker lists exactly ``ids`` and one same controller."""
+    views = [_view(b) for b in brokers]
+    controllers = {v[1] for v in views} | {v[3] for v in views}
+    if all(v[0] == ids and v[2] == ids for v in views) and len(controllers) == 1:
+        controller = controllers.pop()
+        return controller if controller in ids else None
+    return None
+
+
+def test_three_brokers_join_and_agree_on_the_controller(cluster) -> None:
+    brokers = [cluster(i) for i in (1, 2, 3)]
+    controller = wait_until(lambda: _agreed(brokers, [1, 2, 3]), timeout=15, message="all three agree")
+    endpoints = {
+        b.id: (b.host, b.port) for b in admin_client(brokers[2].bootstrap).list_topics(timeout=10).brokers.values()
+    }
+    assert endpoints == {b.broker_id: (b.host, b.port) for b in brokers}
+    assert controller == 1  # the first to campaign wins an empty cluster
+
+
+def test_controller_kill9_elects_another(cluster) -> None:
+    brokers = {i: cluster(i) for i in (1, 2, 3)}
+    controller = wait_until(lambda: _agreed(list(brokers.values()), [1, 2, 3]), timeout=15, message="agreement")
+    victim = brokers.pop(controller)
+    marks = {i: b.log_size() for i, b in brokers.items()}
+    victim.kill9()
+    killed = time.monotonic()
+
+    def elected() -> int | None:
+        for i, b in brokers.items():
+            if "elected controller" in b.log_text(marks[i]):
+                return i
+        return None
+
+    winner = wait_until(elected, timeout=15, interval=0.02, message="a survivor elected")
+    failover = time.monotonic() - killed
+    print(f"controller failover after kill -9: {failover * 1000:.0f} ms (session {SESSION_MS} ms)")
+    # etcd ends a lease at most ~0.5 s after its TTL; the rest is margin for a busy machine.
+    assert failover < SESSION_MS / 1000 + 2.5
+    # Every survivor's answers agree on it (clients may first try the dead broker: be patient).
+    survivors = sorted(brokers)
+    assert wait_until(lambda: _agreed(list(brokers.values()), survivors), timeout=40, interval=0.2,
+                      message="survivors agree on the new controller") == winner
+
+
+def test_duplicate_broker_id_is_refused(cluster) -> None:
+    cluster(1)
+    twin = ClusterBroker(1, cluster.url)
+    try:
+        result = subprocess.run(twin.command(), capture_output=True, text=True, timeout=60)
+    finally:
+        twin.dispose()
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "broker id 1 is already registered by a live broker" in result.stderr
+
+
+def test_topic_created_on_one_broker_appears_everywhere(cluster) -> None:
+    brokers = [cluster(i) for i in (1, 2, 3)]
+    wait_until(lambda: _agreed(brokers, [1, 2, 3]), timeout=15, message="agreement")
+    topic = create_topic(brokers[1].bootstrap, unique_topic("spread"), partitions=6)
+
+    def placement(broker: ClusterBroker) -> dict[int, tuple[int, tuple[int, ...]]] | None:
+        meta = admin_client(broker.bootstrap).list_topics(topic=topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None or len(meta.partitions) != 6:
+            return None
+        return {p.id: (p.leader, tuple(p.replicas)) for p in meta.partitions.values()}
+
+    seen = [wait_until(lambda b=b: placement(b), timeout=10, message=f"{topic} on {b.name}") for b in brokers]
+    assert seen[0] == seen[1] == seen[2]
+    assert {leader for leader, _ in seen[0].values()} == {1, 2, 3}  # placed over all live brokers
+    # Each partition's leader hosts it: records go there (through any bootstrap) and back.
+    for partition in range(6):
+        records = sample_records(5, seed=partition)
+        assert_delivered(confluent_produce(brokers[0].bootstrap, topic, records, partition=partition))
+        got = confluent_consume(brokers[2].bootstrap, topic, 5, partition=partition)
+        assert_records(got, records)
