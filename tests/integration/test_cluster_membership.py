@@ -26,6 +26,7 @@ from .kafka_helpers import (
     confluent_consume,
     confluent_produce,
     create_topic,
+    delete_topic,
     sample_records,
     unique_topic,
     wait_until,
@@ -169,3 +170,8 @@ def test_topic_created_on_one_broker_appears_everywhere(cluster) -> None:
         assert_delivered(confluent_produce(brokers[0].bootstrap, topic, records, partition=partition))
         got = confluent_consume(brokers[2].bootstrap, topic, 5, partition=partition)
         assert_records(got, records)
+    # Deleted through a third broker, it leaves every broker's metadata.
+    delete_topic(brokers[2].bootstrap, topic)
+    for broker in brokers:
+        wait_until(lambda b=broker: topic not in admin_client(b.bootstrap).list_topics(timeout=10).topics,
+                   timeout=10, message=f"{topic} gone from {broker.name}")

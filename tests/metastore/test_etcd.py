@@ -259,3 +259,30 @@ def test_controller_election_and_failover(target: EtcdTarget) -> None:
             await _close(stores)
 
     asyncio.run(scenario())
+
+
+def test_a_lapsed_session_registers_again(target: EtcdTarget) -> None:
+    async def scenario() -> None:
+        broker, observer = await _stores(target, 2)
+        try:
+            await broker.register_broker(BrokerInfo(7, "127.0.0.1", 9007), session_timeout_ms=1000)
+            await broker.campaign()
+            first = broker.controller()
+            assert first is not None and first.broker_id == 7
+            changes = observer.watch()
+            # etcd ends the session (as after an outage longer than the timeout).
+            await observer._client.revoke_lease(broker._lease.id)
+            seen: list[MetaChange] = []
+            while not (
+                any(isinstance(c, BrokerChanged) and c.info is not None for c in seen)
+                and any(isinstance(c, ControllerChanged) and c.controller is not None for c in seen)
+            ):
+                seen.append(await _next(changes, timeout=5))
+            assert isinstance(seen[0], BrokerChanged | ControllerChanged)
+            assert [i.broker_id for i in observer.brokers()] == [7]
+            again = observer.controller()
+            assert again is not None and again.broker_id == 7 and again.epoch > first.epoch
+        finally:
+            await _close([broker, observer])
+
+    asyncio.run(scenario())
