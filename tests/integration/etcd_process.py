@@ -122,11 +122,15 @@ class EtcdServer:
         except FileNotFoundError:
             return ""
 
-    def dispose(self) -> None:
+    def kill9(self) -> None:
+        """SIGKILL our etcd; :meth:`start` brings it back on the same ports and data."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=10)
+
+    def dispose(self) -> None:
+        self.kill9()
         shutil.rmtree(self.work_dir, ignore_errors=True)
 
 

@@ -269,6 +269,10 @@ def test_a_lapsed_session_registers_again(target: EtcdTarget) -> None:
             await broker.campaign()
             first = broker.controller()
             assert first is not None and first.broker_id == 7
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and observer.controller() != first:
+                await asyncio.sleep(0.02)  # the observer has caught up with the registration
+            assert observer.controller() == first and [b.broker_id for b in observer.brokers()] == [7]
             changes = observer.watch()
             # etcd ends the session (as after an outage longer than the timeout).
             await observer._client.revoke_lease(broker._lease.id)
@@ -286,3 +290,43 @@ def test_a_lapsed_session_registers_again(target: EtcdTarget) -> None:
             await _close([broker, observer])
 
     asyncio.run(scenario())
+
+
+def test_watch_and_session_survive_an_etcd_restart() -> None:
+    with running_etcd() as server:  # its own etcd: this test kills it
+        target = EtcdTarget.parse(server.url)
+
+        async def scenario() -> None:
+            broker, observer = await _stores(target, 2)
+            try:
+                await broker.register_broker(BrokerInfo(1, "127.0.0.1", 9001), session_timeout_ms=3000)
+                await broker.campaign()
+                changes = observer.watch()
+                await asyncio.to_thread(server.kill9)
+                await asyncio.sleep(0.5)
+                await asyncio.to_thread(server.start)
+                deadline = time.monotonic() + 10
+                while True:  # the first write after the restart may find the channel reconnecting
+                    try:
+                        await broker.create_topic(_topic("after-restart"))
+                        break
+                    except Exception:
+                        if time.monotonic() > deadline:
+                            raise
+                        await asyncio.sleep(0.1)
+                while True:
+                    change = await _next(changes, timeout=10)
+                    if isinstance(change, TopicChanged):
+                        assert change.topic.name == "after-restart"
+                        break
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and (
+                    [b.broker_id for b in observer.brokers()] != [1] or observer.controller() is None
+                ):
+                    await asyncio.sleep(0.05)
+                assert [b.broker_id for b in observer.brokers()] == [1]
+                assert observer.controller() is not None and observer.controller().broker_id == 1
+            finally:
+                await _close([broker, observer])
+
+        asyncio.run(scenario())

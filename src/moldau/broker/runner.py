@@ -50,7 +50,8 @@ async def serve(
     except Exception as exc:
         if cluster is None:
             raise
-        log.error("cannot load the cluster metadata from %s: %s", cluster, exc)
+        details = exc.details() if callable(getattr(exc, "details", None)) else exc  # gRPC's reason
+        log.error("cannot load the cluster metadata from %s: %s", cluster, details)
         await broker.store.close()
         raise SystemExit(1) from None
     loop = asyncio.get_running_loop()

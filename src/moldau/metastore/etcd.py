@@ -309,6 +309,7 @@ class EtcdMetaStore(MetaStore):
     async def _watch_loop(self, start_revision: int) -> None:
         """Follow every change under ROOT in revision order; reconnect after errors."""
         next_revision = start_revision
+        backoff = 0.0
         while not self._closed:
             try:
                 events = await self._client.watch_prefix(self.root, start_revision=next_revision)
@@ -317,13 +318,18 @@ class EtcdMetaStore(MetaStore):
                     # operations in the order written, and writes put partition keys
                     # before the topic key that names them.
                     next_revision = self._apply_event(event) + 1
+                    if backoff:
+                        log.info("etcd watch resumed at revision %d", next_revision - 1)
+                        backoff = 0.0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # etcd restarting, connection lost: resume in order
                 if self._closed:
                     return
-                log.warning("etcd watch interrupted (%s); resuming from revision %d", exc, next_revision)
-                await asyncio.sleep(0.2)
+                if not backoff:
+                    log.warning("etcd watch interrupted (%s); resuming from revision %d", exc, next_revision)
+                backoff = min(2.0, max(0.1, backoff * 2))
+                await asyncio.sleep(backoff)
 
     def _apply_event(self, event: Any) -> int:
         kv = event.kv
