@@ -105,13 +105,25 @@ def _agreed(brokers: list[ClusterBroker], ids: list[int]) -> int | None:
 
 
 def test_three_brokers_join_and_agree_on_the_controller(cluster) -> None:
-    brokers = [cluster(i) for i in (1, 2, 3)]
+    brokers = [cluster(i, **{"broker.rack": f"rack-{i % 2}"}) for i in (1, 2, 3)]
     controller = wait_until(lambda: _agreed(brokers, [1, 2, 3]), timeout=15, message="all three agree")
     endpoints = {
         b.id: (b.host, b.port) for b in admin_client(brokers[2].bootstrap).list_topics(timeout=10).brokers.values()
     }
     assert endpoints == {b.broker_id: (b.host, b.port) for b in brokers}
     assert controller == 1  # the first to campaign wins an empty cluster
+    admin = admin_client(brokers[1].bootstrap)  # kept alive until its future resolves
+    nodes = admin.describe_cluster(request_timeout=10).result(timeout=15).nodes
+    assert {n.id: n.rack for n in nodes} == {1: "rack-1", 2: "rack-0", 3: "rack-1"}
+
+
+def test_single_broker_takes_its_id_and_rack_from_properties(make_broker) -> None:
+    broker = make_broker(**{"broker.id": 4, "broker.rack": "rack-a"})
+    admin = admin_client(broker.bootstrap)
+    metadata = admin.list_topics(timeout=10)
+    assert sorted(metadata.brokers) == [4] and metadata.controller_id == 4
+    described = admin.describe_cluster(request_timeout=10).result(timeout=15)
+    assert [(n.id, n.rack) for n in described.nodes] == [(4, "rack-a")] and described.controller.id == 4
 
 
 def test_controller_kill9_elects_another(cluster) -> None:
