@@ -95,6 +95,8 @@ def test_topics_persist_and_one_creator_wins(target: EtcdTarget) -> None:
             assert image.topics["race"].topic_id == winners[0].topic_id
             assert set(image.topics["race"].partitions) == {0, 1, 2}
             assert image.topics["race"].configs == {"retention.ms": "5"}
+            assert await stores[3].get_topic("race") == image.topics["race"]
+            assert await stores[3].get_topic("absent") is None
             # More partitions than one etcd transaction may hold, then grown and deleted.
             big = _topic("big", 300)
             await stores[0].create_topic(big)

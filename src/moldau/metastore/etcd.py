@@ -401,6 +401,21 @@ class EtcdMetaStore(MetaStore):
         self._topics[topic.name] = self._topic_value(topic)
         self._partitions[str(topic.topic_id)] = copy.deepcopy(topic.partitions)
 
+    async def get_topic(self, name: str) -> TopicRecord | None:
+        """The topic as etcd holds it now (not as last seen): for healing a broker that
+        missed applying it."""
+        current = await self._client.get(self._topic_key(name))
+        if current is None:
+            return None
+        raw = json.loads(current.value)
+        states = await self._client.get_prefix(self._key("partitions", raw["topic_id"], ""))
+        partitions = {}
+        for kv in states:
+            index = int(bytes(kv.key).rsplit(b"/", 1)[1])
+            if index < raw["partitions"]:
+                partitions[index] = PartitionState.from_json(json.loads(kv.value))
+        return TopicRecord(name, uuid.UUID(raw["topic_id"]), dict(sorted(partitions.items())), dict(raw["configs"]))
+
     async def update_topic(self, topic: TopicRecord) -> None:
         key = self._topic_key(topic.name)
         known = self._partitions.get(str(topic.topic_id), {})
