@@ -332,3 +332,41 @@ def test_watch_and_session_survive_an_etcd_restart() -> None:
                 await _close([broker, observer])
 
         asyncio.run(scenario())
+
+
+def test_a_watch_behind_a_compaction_reloads_and_reports_the_difference(target: EtcdTarget) -> None:
+    async def scenario() -> None:
+        reader, writer = await _stores(target, 2)
+        try:
+            await writer.create_topic(_topic("kept"))
+            await writer.create_topic(_topic("dropped", 2))
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and set((await reader.load()).topics) != {"kept", "dropped"}:
+                await asyncio.sleep(0.02)
+            # The reader is cut off (its watch stopped) while the cluster moves on and
+            # etcd compacts the history the reader would resume from.
+            reader._watch_task.cancel()
+            resume_from = (await reader._client.get_prefix(reader.root)).header.revision + 1
+            await writer.delete_topic("dropped")
+            grown = _topic("new", 3)
+            await writer.create_topic(grown)
+            await writer.register_broker(BrokerInfo(5, "127.0.0.1", 9005), session_timeout_ms=3000)
+            latest = (await writer._client.get_prefix(writer.root)).header.revision
+            await writer._client.compact(latest)
+            changes = reader.watch()
+            reader._watch_task = asyncio.ensure_future(reader._watch_loop(resume_from))
+            seen = [await _next(changes) for _ in range(3)]
+            kinds = {type(c): c for c in seen}
+            assert set(kinds) == {TopicDeleted, TopicChanged, BrokerChanged}
+            assert kinds[TopicDeleted].name == "dropped"
+            assert kinds[TopicChanged].topic == grown  # complete, with all its partitions
+            assert kinds[BrokerChanged].info == BrokerInfo(5, "127.0.0.1", 9005)
+            assert set((await reader.load()).topics) == {"kept", "new"}
+            # And it follows live changes again afterwards.
+            await writer.delete_topic("kept")
+            change = await _next(changes)
+            assert isinstance(change, TopicDeleted) and change.name == "kept"
+        finally:
+            await _close([reader, writer])
+
+    asyncio.run(scenario())

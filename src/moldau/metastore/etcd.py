@@ -122,9 +122,11 @@ class EtcdMetaStore(MetaStore):
 
     def __init__(self, target: EtcdTarget | str, *, timeout_s: float = 10.0) -> None:
         import aetcd  # lazily: 0.1-0.15 s of imports that a single broker never needs
+        import aetcd.exceptions
         import aetcd.rpc
 
         self._rpc = aetcd.rpc
+        self._compacted_error = aetcd.exceptions.RevisionCompactedError
         self.target = EtcdTarget.parse(target) if isinstance(target, str) else target
         host, port = self.target.grpc_host_port()
         self._client = aetcd.Client(host=host, port=port, timeout=timeout_s)
@@ -323,6 +325,14 @@ class EtcdMetaStore(MetaStore):
                         backoff = 0.0
             except asyncio.CancelledError:
                 raise
+            except self._compacted_error as exc:
+                # etcd dropped the history we would resume from: read it all again.
+                log.warning("etcd history compacted (%s); reloading the metadata", exc)
+                try:
+                    next_revision = await self._resync() + 1
+                except Exception as again:
+                    log.warning("reloading the metadata from etcd failed: %s", again)
+                    await asyncio.sleep(1.0)
             except Exception as exc:  # etcd restarting, connection lost: resume in order
                 if self._closed:
                     return
@@ -331,21 +341,50 @@ class EtcdMetaStore(MetaStore):
                 backoff = min(2.0, max(0.1, backoff * 2))
                 await asyncio.sleep(backoff)
 
+    def _live_keys(self) -> set[bytes]:
+        """The keys the image holds now (what a snapshot is compared against)."""
+        keys = {self._topic_key(name) for name in self._topics}
+        for topic_id, states in self._partitions.items():
+            keys.update(self._partition_key(topic_id, index) for index in states)
+        keys.update(self._key("brokers", broker_id) for broker_id in self._brokers)
+        keys.update(self._scope_key(scope) for scope in self._broker_configs)
+        if self._controller is not None:
+            keys.add(self._key("controller"))
+        return keys
+
+    async def _resync(self) -> int:
+        """Bring the image to a fresh snapshot, publishing what changed as if watched:
+        deletions first, then partition keys before the topic keys that name them."""
+        snapshot = await self._client.get_prefix(self.root)
+        revision = snapshot.header.revision
+        present = {bytes(kv.key): kv for kv in snapshot}
+        for key in sorted(self._live_keys() - present.keys(), key=lambda k: b"/topics/" not in k):
+            self._apply_change(key, None, 0, revision)
+        for key in sorted(present, key=lambda k: b"/topics/" in k):
+            kv = present[key]
+            self._apply_change(key, bytes(kv.value), kv.create_revision, kv.mod_revision)
+        return revision
+
     def _apply_event(self, event: Any) -> int:
         kv = event.kv
-        key = bytes(kv.key)
-        revision = kv.mod_revision
-        if revision <= self._key_revision.get(key, 0):
-            return revision  # our own write (already applied by the caller) or older
-        self._key_revision[key] = revision
         deleted = event.kind == "DELETE"
-        if key in self._inflight and (None if deleted else bytes(kv.value)) in self._inflight[key]:
-            return revision  # our own write, reported before its call returned
+        self._apply_change(bytes(kv.key), None if deleted else bytes(kv.value), kv.create_revision, kv.mod_revision)
+        return int(kv.mod_revision)
+
+    def _apply_change(self, key: bytes, value: bytes | None, create_revision: int, revision: int) -> None:
+        """Fold one key's change (``value`` None: deleted) into the image and tell the
+        watchers, unless it is older than what the image has or our own write."""
+        if revision <= self._key_revision.get(key, 0):
+            return  # our own write (already applied by the caller) or older
+        self._key_revision[key] = revision
+        if key in self._inflight and value in self._inflight[key]:
+            return  # our own write, reported before its call returned
         rest = key[len(self.root):].decode()
-        change = self._absorb(rest, None if deleted else bytes(kv.value), kv.create_revision)
+        if rest in ("cluster_id", "producer_ids/next"):
+            return
+        change = self._absorb(rest, value, create_revision)
         if change is not None:
             self._publish(self._to_change(revision, change))
-        return revision
 
     def _to_change(self, revision: int, change: tuple[Any, ...]) -> Any:
         kind = change[0]
