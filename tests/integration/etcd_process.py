@@ -6,7 +6,8 @@ binary; ``MOLDAU_ETCD=/path/to/etcd`` picks another). :class:`EtcdServer` starts
 its data in a temporary folder, tuned for speed (10 ms heartbeats, 50 ms elections),
 waits (bounded) until its client port answers, and at the end kills only its own PID
 and removes the folder. Tests call :func:`etcd_or_skip` so a machine without etcd skips
-them with the reason instead of failing.
+them with the reason instead of failing. :class:`ClusterBroker` is a ``moldau serve
+--broker-id N --cluster URL`` process, ready once its log says it joined.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from .broker_process import free_port
+from .broker_process import START_TIMEOUT, Broker, BrokerError, free_port
+
+JOINED_MARKER = "joined cluster"
 
 
 def find_etcd() -> str | None:
@@ -136,6 +139,28 @@ class EtcdServer:
     def dispose(self) -> None:
         self.kill9()
         shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+class ClusterBroker(Broker):
+    """A broker started with ``--broker-id`` and ``--cluster``; ready once it has joined."""
+
+    def __init__(self, broker_id: int, cluster_url: str, settings: dict[str, object] | None = None) -> None:
+        super().__init__(settings, name=f"b{broker_id}")
+        self.broker_id = broker_id
+        self.cluster_url = cluster_url
+
+    def command(self) -> list[str]:
+        return [*super().command(), "--broker-id", str(self.broker_id), "--cluster", self.cluster_url]
+
+    def start(self, timeout: float = START_TIMEOUT) -> ClusterBroker:
+        mark = self.log_size()
+        super().start(timeout)
+        deadline = time.monotonic() + timeout
+        while JOINED_MARKER not in self.log_text(mark):
+            if not self.is_running() or time.monotonic() > deadline:
+                raise BrokerError(f"{self.name} did not join the cluster\n{self.log_text()[-4000:]}")
+            time.sleep(0.05)
+        return self
 
 
 @contextlib.contextmanager

@@ -17,8 +17,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from .broker_process import START_TIMEOUT, Broker, BrokerError
-from .etcd_process import EtcdServer, running_etcd
+from .etcd_process import ClusterBroker, EtcdServer, running_etcd
 from .kafka_helpers import (
     admin_client,
     assert_delivered,
@@ -33,29 +32,6 @@ from .kafka_helpers import (
 )
 
 SESSION_MS = 2000
-JOINED_MARKER = "joined cluster"
-
-
-class ClusterBroker(Broker):
-    """A broker started with ``--broker-id`` and ``--cluster``; ready once it has joined."""
-
-    def __init__(self, broker_id: int, cluster_url: str, settings: dict[str, object] | None = None) -> None:
-        super().__init__({"broker.session.timeout.ms": SESSION_MS, **(settings or {})}, name=f"b{broker_id}")
-        self.broker_id = broker_id
-        self.cluster_url = cluster_url
-
-    def command(self) -> list[str]:
-        return [*super().command(), "--broker-id", str(self.broker_id), "--cluster", self.cluster_url]
-
-    def start(self, timeout: float = START_TIMEOUT) -> ClusterBroker:
-        mark = self.log_size()
-        super().start(timeout)
-        deadline = time.monotonic() + timeout
-        while JOINED_MARKER not in self.log_text(mark):
-            if not self.is_running() or time.monotonic() > deadline:
-                raise BrokerError(f"{self.name} did not join the cluster\n{self.log_text()[-4000:]}")
-            time.sleep(0.05)
-        return self
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +47,7 @@ def cluster(etcd: EtcdServer) -> Iterator[Callable[..., ClusterBroker]]:
     made: list[ClusterBroker] = []
 
     def start(broker_id: int, **settings: object) -> ClusterBroker:
-        broker = ClusterBroker(broker_id, url, settings)
+        broker = ClusterBroker(broker_id, url, {"broker.session.timeout.ms": SESSION_MS, **settings})
         made.append(broker)
         return broker.start()
 
@@ -153,7 +129,7 @@ def test_controller_kill9_elects_another(cluster) -> None:
 
 def test_duplicate_broker_id_is_refused(cluster) -> None:
     cluster(1)
-    twin = ClusterBroker(1, cluster.url)
+    twin = ClusterBroker(1, cluster.url, {"broker.session.timeout.ms": SESSION_MS})
     try:
         result = subprocess.run(twin.command(), capture_output=True, text=True, timeout=60)
     finally:

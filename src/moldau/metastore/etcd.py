@@ -27,7 +27,8 @@ topic when the topic key arrives.
 Every write is a transaction with a compare (create: the topic key is absent;
 allocation: the counter is unchanged; broker and controller keys: absent), so two
 brokers racing never both win. Readers watch ``ROOT`` from the revision they loaded and
-see every change in etcd's revision order.
+see every change in etcd's revision order; a reader whose resume point was compacted
+away reloads a snapshot and reports the difference.
 
 aetcd (asyncio, gRPC) is imported when a store is created, never at module import, so
 ``moldau serve`` without ``--cluster`` does not pay for it.
