@@ -163,3 +163,15 @@ def test_topic_created_on_one_broker_appears_everywhere(cluster) -> None:
     for broker in brokers:
         wait_until(lambda b=broker: topic not in admin_client(b.bootstrap).list_topics(timeout=10).topics,
                    timeout=10, message=f"{topic} gone from {broker.name}")
+
+
+def test_a_crashed_broker_restarted_at_once_rejoins(cluster) -> None:
+    brokers = [cluster(i) for i in (1, 2)]
+    wait_until(lambda: _agreed(brokers, [1, 2]), timeout=15, message="agreement")
+    brokers[1].kill9()
+    restarted = time.monotonic()
+    brokers[1].start()  # its former registration is still alive: it waits for it to lapse
+    took = time.monotonic() - restarted
+    print(f"restart after kill -9 rejoined in {took * 1000:.0f} ms (session {SESSION_MS} ms)")
+    assert took < SESSION_MS / 1000 + 10
+    wait_until(lambda: _agreed(brokers, [1, 2]), timeout=30, interval=0.2, message="both listed again")
