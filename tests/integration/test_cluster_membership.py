@@ -175,3 +175,57 @@ def test_a_crashed_broker_restarted_at_once_rejoins(cluster) -> None:
     print(f"restart after kill -9 rejoined in {took * 1000:.0f} ms (session {SESSION_MS} ms)")
     assert took < SESSION_MS / 1000 + 10
     wait_until(lambda: _agreed(brokers, [1, 2]), timeout=30, interval=0.2, message="both listed again")
+
+
+def test_a_consumer_group_is_coordinated_by_its_offsets_partition_leader(cluster) -> None:
+    from confluent_kafka import Consumer
+
+    from moldau.coordinator.group.hashing import partition_for
+
+    from .kafka_helpers import consumer_conf
+
+    brokers = [cluster(i) for i in (1, 2, 3)]
+    wait_until(lambda: _agreed(brokers, [1, 2, 3]), timeout=15, message="agreement")
+    topic = create_topic(brokers[0].bootstrap, unique_topic("grouped"), partitions=3)
+    # The first FindCoordinator creates __consumer_offsets, placed over all three brokers.
+    warm = admin_client(brokers[0].bootstrap)
+    warm.describe_consumer_groups(["warm-up"], request_timeout=10)["warm-up"].result(timeout=20)
+
+    def offsets_leaders() -> dict[int, int] | None:
+        meta = admin_client(brokers[2].bootstrap).list_topics(timeout=10).topics.get("__consumer_offsets")
+        return None if meta is None or not meta.partitions else {p.id: p.leader for p in meta.partitions.values()}
+
+    leaders = wait_until(offsets_leaders, timeout=15, message="__consumer_offsets in metadata")
+    assert set(leaders.values()) == {1, 2, 3}
+    # A group coordinated by broker 1, used through broker 3 and inspected through broker 2.
+    group = next(g for g in (f"g-{uuid.uuid4().hex[:8]}" for _ in range(1000))
+                 if leaders[partition_for(g, len(leaders))] == 1)
+    records = {p: sample_records(4, seed=10 + p) for p in range(3)}
+    for p, recs in records.items():
+        assert_delivered(confluent_produce(brokers[0].bootstrap, topic, recs, partition=p))
+    consumer = Consumer(consumer_conf(brokers[2].bootstrap, **{"group.id": group}))
+    got: list = []
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 40
+        while len(got) < 12 and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                got.append(msg)
+        assert sorted((m.partition(), m.offset(), m.value()) for m in got) == sorted(
+            (p, i, r.value) for p, recs in records.items() for i, r in enumerate(recs)
+        )
+        consumer.commit(offsets=_group_request(group, topic, 4).topic_partitions, asynchronous=False)
+        admin = admin_client(brokers[1].bootstrap)
+        described = admin.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=20)
+        assert described.coordinator.id == 1 and len(described.members) == 1
+    finally:
+        consumer.close()
+    offsets = admin.list_consumer_group_offsets([_group_request(group, topic)])[group].result(timeout=20)
+    assert sorted((tp.partition, tp.offset) for tp in offsets.topic_partitions) == [(0, 4), (1, 4), (2, 4)]
+
+
+def _group_request(group: str, topic: str, offset: int = -1001):
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+
+    return ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p, offset) for p in range(3)])
