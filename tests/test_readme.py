@@ -1,4 +1,5 @@
-"""The README's table of supported APIs is exactly what ApiVersions advertises."""
+"""The README's tables match the code: supported APIs are exactly what ApiVersions
+advertises, and every ``moldau serve`` option is documented."""
 
 from __future__ import annotations
 
@@ -19,3 +20,14 @@ def test_api_table_matches_the_handler_registry() -> None:
     }
     served = {key: (h.api.name, h.min_version, h.max_version) for key, h in HANDLERS.items()}
     assert documented == served
+
+
+def test_serve_options_table_lists_every_option() -> None:
+    from moldau.cli.main import serve
+
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## `moldau serve`"):]
+    section = section[: section.index("\n## ", 1)]
+    documented = set(re.findall(r"^\| `(--[a-z-]+)", section, re.M))
+    options = {opt for param in serve.params for opt in param.opts if opt.startswith("--")}
+    assert documented == options

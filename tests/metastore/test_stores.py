@@ -53,3 +53,26 @@ def test_local_store_survives_reopen(tmp_path: Path) -> None:
         assert reopened.next_producer_id == 1000
 
     asyncio.run(scenario())
+
+
+def test_single_node_membership_is_a_cluster_of_one() -> None:
+    from moldau.metastore.store import BrokerChanged, BrokerInfo, ControllerChanged
+
+    async def scenario() -> None:
+        store = MemoryMetaStore()
+        await store.load()
+        changes = store.watch()
+        assert store.brokers() == [] and store.controller() is None
+        me = BrokerInfo(3, "127.0.0.1", 9092, "r1")
+        await store.register_broker(me, session_timeout_ms=9000)
+        await store.campaign()
+        assert store.brokers() == [me]
+        assert store.controller() is not None and store.controller().broker_id == 3
+        first = await asyncio.wait_for(changes.__anext__(), 1)
+        second = await asyncio.wait_for(changes.__anext__(), 1)
+        assert isinstance(first, BrokerChanged) and first.info == me
+        assert isinstance(second, ControllerChanged) and second.controller == store.controller()
+        changes.close()
+        assert [c async for c in changes] == []
+
+    asyncio.run(scenario())

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from moldau.broker.changes import StateChanges
 from moldau.config.broker import BrokerConfig
-from moldau.metastore.store import ClusterImage, MetaStore, TopicRecord
+from moldau.metastore.store import BrokerInfo, ClusterImage, MetaStore, TopicRecord
 from moldau.replication.partition import Partition
 from moldau.storage.cleaner import CleanerConfig, LogCleaner
 from moldau.storage.config import LogConfig
@@ -244,3 +244,21 @@ class Broker:
 
     def partition(self, topic: str, index: int) -> Partition | None:
         return self.partitions.get((topic, index))
+
+    # cluster view ---------------------------------------------------------------------
+
+    def live_brokers(self) -> list[BrokerInfo]:
+        """Every live broker (the store's registrations), or just this one when it is not
+        in a cluster."""
+        registered = self.store.brokers()
+        if registered:
+            return registered
+        rack = self.config["broker.rack"]
+        return [BrokerInfo(self.node_id, self.advertise.host, self.advertise.port, rack or None)]  # type: ignore[arg-type]
+
+    def controller_id(self) -> int:
+        """The elected controller's id; -1 (as Kafka answers) while a cluster has none."""
+        controller = self.store.controller()
+        if controller is not None:
+            return controller.broker_id
+        return -1 if self.store.brokers() else self.node_id

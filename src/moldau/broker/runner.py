@@ -13,6 +13,7 @@ from pathlib import Path
 from moldau.broker.broker import Broker, Endpoint
 from moldau.config.broker import BrokerConfig
 from moldau.metastore.local import LocalMetaStore
+from moldau.metastore.store import MetaStore
 from moldau.server.limits import ConnectionRegistry, ConnectionSettings, parse_overrides
 from moldau.server.memory_pool import MemoryPool
 from moldau.server.server import KafkaServer
@@ -21,21 +22,43 @@ from moldau.storage.errors import DataDirLockedError
 log = logging.getLogger("moldau")
 
 
+def _metastore(cluster: str | None, data_dir: Path) -> MetaStore:
+    """The local file by default; etcd with ``--cluster`` (imported only then)."""
+    if cluster is None:
+        return LocalMetaStore(data_dir)
+    from moldau.metastore.etcd import EtcdMetaStore
+
+    return EtcdMetaStore(cluster)
+
+
 async def serve(
-    config: BrokerConfig, data_dir: Path, listen: Endpoint, advertise: Endpoint | None, started: float
+    config: BrokerConfig,
+    data_dir: Path,
+    listen: Endpoint,
+    advertise: Endpoint | None,
+    started: float,
+    cluster: str | None = None,
 ) -> None:
     import moldau.handlers  # noqa: F401 - registers the API handlers
     from moldau.handlers.registry import Dispatcher
 
     check_connection_configs(config)
     data_dir.mkdir(parents=True, exist_ok=True)
-    broker = Broker(config, data_dir, LocalMetaStore(data_dir), listen, advertise)
+    broker = Broker(config, data_dir, _metastore(cluster, data_dir), listen, advertise)
     try:
         broker.log_manager.lock()
     except DataDirLockedError as exc:
         log.error("%s", exc)
         raise SystemExit(1) from None
-    await broker.start()
+    try:
+        await broker.start()
+    except Exception as exc:
+        if cluster is None:
+            raise
+        details = exc.details() if callable(getattr(exc, "details", None)) else exc  # gRPC's reason
+        log.error("cannot load the cluster metadata from %s: %s", cluster, details)
+        await broker.store.close()
+        raise SystemExit(1) from None
     loop = asyncio.get_running_loop()
     server = KafkaServer(
         Dispatcher(broker),
@@ -51,6 +74,22 @@ async def serve(
         broker.listen = Endpoint(listen.host, port)
         if advertise is None:
             broker.advertise = broker.listen
+    follower = None
+    if cluster is not None:
+        from moldau.broker.cluster import join_cluster
+        from moldau.metastore.store import BrokerIdInUseError
+
+        try:
+            follower = await join_cluster(broker)
+        except BrokerIdInUseError as exc:
+            log.error("refusing to start: %s", exc)
+            await server.stop()
+            await broker.stop()
+            raise SystemExit(1) from None
+        log.info(
+            "joined cluster %s as broker %d; controller is %d",
+            cluster, broker.node_id, broker.controller_id(),
+        )
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -67,6 +106,8 @@ async def serve(
     await stop.wait()
     log.info("shutting down")
     await server.stop()
+    if follower is not None:
+        await follower.stop()
     await broker.stop()
     log.info("stopped cleanly")
 
@@ -113,12 +154,13 @@ def run(
     advertise: Endpoint | None,
     started: float,
     loop: str = "asyncio",
+    cluster: str | None = None,
 ) -> None:
     """Run the broker on the chosen event loop (uvloop serves small requests faster,
     the default loop has native sendfile for large fetches)."""
     if loop == "uvloop":
         import uvloop
 
-        uvloop.run(serve(config, data_dir, listen, advertise, started))
+        uvloop.run(serve(config, data_dir, listen, advertise, started, cluster))
     else:
-        asyncio.run(serve(config, data_dir, listen, advertise, started))
+        asyncio.run(serve(config, data_dir, listen, advertise, started, cluster))

@@ -37,10 +37,15 @@ def main() -> None:
 @click.option("--loop", "loop_name", default="asyncio", show_default=True, envvar="MOLDAU_LOOP",
               type=click.Choice(["asyncio", "uvloop"]),
               help="Event loop: asyncio (sendfile for fetches) or uvloop (faster small requests).")
+@click.option("--broker-id", type=click.IntRange(min=0), default=None,
+              help="This broker's id (node.id / broker.id); unique in a cluster.")
+@click.option("--cluster", default=None, metavar="etcd://HOST:PORT[,HOST:PORT...]",
+              help="Join the cluster whose metadata lives in this etcd (default: a single broker).")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def serve(data_dir: Path, listen: str, advertise: str | None, config_file: Path | None,
-          settings: tuple[str, ...], loop_name: str, log_level: str) -> None:
+          settings: tuple[str, ...], loop_name: str, broker_id: int | None, cluster: str | None,
+          log_level: str) -> None:
     """Run one broker."""
     started = time.perf_counter()
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
@@ -58,7 +63,15 @@ def serve(data_dir: Path, listen: str, advertise: str | None, config_file: Path 
             if not sep or not key.strip():
                 raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
             raw[key.strip()] = value.strip()
+        if broker_id is not None:
+            raw["node.id"] = raw["broker.id"] = str(broker_id)
+        elif "broker.id" in raw and "node.id" not in raw:
+            raw["node.id"] = raw["broker.id"]  # Kafka's older name for the same id
         config = BrokerConfig(raw)
+        if cluster is not None:
+            from moldau.metastore.etcd import EtcdTarget
+
+            EtcdTarget.parse(cluster)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     listen_host, listen_port = _endpoint(listen, "--listen")
@@ -68,7 +81,7 @@ def serve(data_dir: Path, listen: str, advertise: str | None, config_file: Path 
 
         adv = (socket.gethostname(), listen_port)
     run(config, data_dir, Endpoint(listen_host, listen_port), Endpoint(*adv) if adv else None, started,
-        loop_name)
+        loop_name, cluster)
 
 
 if __name__ == "__main__":

@@ -145,6 +145,11 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
     for d in [
         ConfigDef("node.id", _T.INT, 0, "The broker's id in the cluster.", read_only=True),
         ConfigDef("broker.id", _T.INT, 0, "Alias of node.id.", read_only=True),
+        ConfigDef("broker.rack", _T.STRING, None, "The broker's rack, for replica placement.", read_only=True),
+        ConfigDef("broker.session.timeout.ms", _T.INT, 9000,
+                  "How long a cluster broker stays registered without renewing its session.",
+                  min_value=1000, read_only=True),
+        ConfigDef("broker.heartbeat.interval.ms", _T.INT, 2000, read_only=True),
         ConfigDef("log.dirs", _T.STRING, None, "Where partition data lives.", read_only=True),
         ConfigDef("log.dir", _T.STRING, "./moldau-data", "Where partition data lives.", read_only=True),
         ConfigDef("listeners", _T.STRING, "PLAINTEXT://127.0.0.1:9092", read_only=True),

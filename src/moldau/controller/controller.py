@@ -54,7 +54,7 @@ class Controller:
         self.broker = broker
 
     def live_brokers(self) -> list[int]:
-        return [self.broker.node_id]
+        return sorted(b.broker_id for b in self.broker.live_brokers())
 
     def _check_configs(self, configs: dict[str, str | None]) -> dict[str, str]:
         try:

@@ -21,14 +21,13 @@ def describe_cluster(broker: Any, header: Any, request: Any) -> Any:
             error_message="Only brokers can be described",
             endpoint_type=request.endpoint_type,
         )
-    endpoint = broker.advertise
     return _codec.Response(
         throttle_time_ms=0,
         error_code=0,
         error_message=None,
         endpoint_type=1,
         cluster_id=broker.cluster_id,
-        controller_id=broker.node_id,
-        brokers=[_Broker(broker_id=broker.node_id, host=endpoint.host, port=endpoint.port, rack=None)],
+        controller_id=broker.controller_id(),
+        brokers=[_Broker(broker_id=b.broker_id, host=b.host, port=b.port, rack=b.rack) for b in broker.live_brokers()],
         cluster_authorized_operations=-2147483648,
     )

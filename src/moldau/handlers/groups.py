@@ -65,9 +65,16 @@ async def _locate(broker: Any, key: str, key_type: int) -> tuple[ErrorCode, int,
     except KafkaError as exc:
         coordinator.log.warning("cannot create %s: %s", OFFSETS_TOPIC, exc)
         return ErrorCode.COORDINATOR_NOT_AVAILABLE, -1, "", -1
-    partition = broker.partition(OFFSETS_TOPIC, coordinator.partition_of(key))
+    index = coordinator.partition_of(key)
+    partition = broker.partition(OFFSETS_TOPIC, index)
     if partition is None or not partition.is_leader:
-        return ErrorCode.COORDINATOR_NOT_AVAILABLE, -1, "", -1
+        # In a cluster the leader of the group's partition coordinates it (Kafka's rule).
+        topic = broker.topics.get(OFFSETS_TOPIC)
+        state = None if topic is None else topic.partitions.get(index)
+        leader = next((b for b in broker.live_brokers() if state and b.broker_id == state.leader), None)
+        if leader is None or leader.broker_id == broker.node_id:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE, -1, "", -1
+        return ErrorCode.NONE, leader.broker_id, leader.host, leader.port
     return ErrorCode.NONE, broker.node_id, broker.advertise.host, broker.advertise.port
 
 

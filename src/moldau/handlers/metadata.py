@@ -92,12 +92,11 @@ async def metadata(broker: Any, header: Any, request: Any) -> Any:
                         topics.append(_Topic(error_code=int(exc.code), name=name, is_internal=False))
                         continue
             topics.append(describe_topic(broker, name))
-    endpoint = broker.advertise
     return _Response(
         throttle_time_ms=0,
-        brokers=[_Broker(node_id=broker.node_id, host=endpoint.host, port=endpoint.port, rack=None)],
+        brokers=[_Broker(node_id=b.broker_id, host=b.host, port=b.port, rack=b.rack) for b in broker.live_brokers()],
         cluster_id=broker.cluster_id,
-        controller_id=broker.node_id,
+        controller_id=broker.controller_id(),
         topics=topics,
         cluster_authorized_operations=-2147483648,
     )

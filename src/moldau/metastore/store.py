@@ -2,14 +2,26 @@
 
 The broker never knows where metadata lives: a single node keeps it in a local file
 (:class:`~moldau.metastore.local.LocalMetaStore`), tests in memory, and a cluster in
-etcd. Writes are compare-and-swap on the topic record, so two controllers can never
-both create the same topic; the image handed back is the source of truth the broker's
-caches are rebuilt from.
+etcd (:class:`~moldau.metastore.etcd.EtcdMetaStore`). Writes are compare-and-swap on the
+topic record, so two controllers can never both create the same topic; the image handed
+back is the source of truth the broker's caches are rebuilt from.
+
+A cluster needs four more things of its store, and a single node has trivial answers
+for each (implemented here once, overridden by the etcd backend):
+
+* membership: :meth:`MetaStore.register_broker` under a session lease that lapses when
+  the broker stops renewing it (``broker.session.timeout.ms``); :meth:`MetaStore.brokers`
+  lists the live ones;
+* leadership: :meth:`MetaStore.campaign` competes for the controller role and
+  :meth:`MetaStore.controller` says who holds it, with an epoch that only grows;
+* changes made elsewhere: :meth:`MetaStore.watch` delivers them in the store's order;
+* per-partition compare-and-swap: :meth:`MetaStore.alter_partition` (AlterPartition).
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,8 +93,145 @@ class TopicExistsError(Exception):
     """A create lost the compare-and-swap: the topic is already there."""
 
 
+class BrokerIdInUseError(Exception):
+    """Another live broker holds this broker id; ``holder`` is its registration."""
+
+    def __init__(self, holder: BrokerInfo) -> None:
+        super().__init__(
+            f"broker id {holder.broker_id} is already registered by a live broker at "
+            f"{holder.host}:{holder.port}; give this broker another --broker-id (node.id), or stop "
+            "the other one (a dead broker's registration lapses after broker.session.timeout.ms)"
+        )
+        self.holder = holder
+
+
+class StaleEpochError(Exception):
+    """An alter_partition lost its compare-and-swap: the partition epoch has moved on."""
+
+
+@dataclass(frozen=True)
+class BrokerInfo:
+    """A live broker as clients reach it (what Metadata and DescribeCluster list)."""
+
+    broker_id: int
+    host: str
+    port: int
+    rack: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"broker_id": self.broker_id, "host": self.host, "port": self.port, "rack": self.rack}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BrokerInfo:
+        return cls(int(data["broker_id"]), str(data["host"]), int(data["port"]), data.get("rack"))
+
+
+@dataclass(frozen=True)
+class ControllerInfo:
+    """Who is the controller, and since when: ``epoch`` grows with every election, so a
+    decision stamped with an older epoch can be told apart and refused (fencing)."""
+
+    broker_id: int
+    epoch: int
+
+
+# Changes a watch delivers. ``revision`` is the store's order: strictly increasing
+# between changes of different writes; one write may yield several changes.
+
+
+@dataclass(frozen=True)
+class TopicChanged:
+    revision: int
+    topic: TopicRecord
+
+
+@dataclass(frozen=True)
+class TopicDeleted:
+    revision: int
+    name: str
+    topic_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class PartitionChanged:
+    revision: int
+    topic: str
+    index: int
+    state: PartitionState
+
+
+@dataclass(frozen=True)
+class BrokerChanged:
+    """A broker registered (``info`` set) or its session ended (``info`` None)."""
+
+    revision: int
+    broker_id: int
+    info: BrokerInfo | None
+
+
+@dataclass(frozen=True)
+class ControllerChanged:
+    """A controller was elected, or the role is vacant (``controller`` None)."""
+
+    revision: int
+    controller: ControllerInfo | None
+
+
+@dataclass(frozen=True)
+class BrokerConfigsChanged:
+    revision: int
+    scope: str
+    configs: dict[str, str]
+
+
+MetaChange = (
+    TopicChanged | TopicDeleted | PartitionChanged | BrokerChanged | ControllerChanged | BrokerConfigsChanged
+)
+
+
+class MetaWatch:
+    """An ordered stream of :data:`MetaChange`; iterate with ``async for``.
+
+    Registered when created, so nothing published afterwards is missed; an unbounded
+    queue, since metadata changes are few and dropping one would desynchronise the
+    reader. ``close()`` ends the iteration.
+    """
+
+    _END = object()
+
+    def __init__(self, owner: MetaStore) -> None:
+        self._owner = owner
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    def publish(self, change: MetaChange) -> None:
+        self._queue.put_nowait(change)
+
+    def close(self) -> None:
+        self._owner._watches.discard(self)
+        self._queue.put_nowait(self._END)
+
+    def __aiter__(self) -> MetaWatch:
+        return self
+
+    async def __anext__(self) -> MetaChange:
+        item = await self._queue.get()
+        if item is self._END:
+            raise StopAsyncIteration
+        return item  # type: ignore[no-any-return]
+
+
 class MetaStore(abc.ABC):
-    """What the broker needs of a metadata store."""
+    """What the broker needs of a metadata store.
+
+    Writes made through a store object are applied by its caller, so :meth:`watch` does
+    not echo topic, partition or config writes made through the same object; it
+    delivers those of other brokers, and every membership and controller change
+    (even this store's own, which happen in the background).
+    """
+
+    _watches: set[MetaWatch]
+    _registered: BrokerInfo | None = None
+    _controller: ControllerInfo | None = None
 
     @abc.abstractmethod
     async def load(self) -> ClusterImage:
@@ -112,8 +261,64 @@ class MetaStore(abc.ABC):
     async def allocate_producer_ids(self, count: int) -> int:
         """Reserve ``count`` producer ids, unique in the cluster forever; returns the first."""
 
+    async def alter_partition(self, topic: str, index: int, state: PartitionState, expected_epoch: int) -> None:
+        """Replace one partition's state if its partition epoch is still ``expected_epoch``
+        (Kafka's AlterPartition rule); ``state.partition_epoch`` must be one more. Raises
+        StaleEpochError when the epoch has moved, KeyError for an unknown partition."""
+        image = await self.load()
+        record = image.topics.get(topic)
+        if record is None or index not in record.partitions:
+            raise KeyError(f"{topic}-{index}")
+        if record.partitions[index].partition_epoch != expected_epoch:
+            raise StaleEpochError(f"{topic}-{index}: epoch {record.partitions[index].partition_epoch}")
+        record.partitions[index] = state
+        await self.update_topic(record)
+
+    # membership and leadership: a single node is a cluster of one -------------------
+
+    async def register_broker(
+        self, info: BrokerInfo, session_timeout_ms: int, heartbeat_interval_ms: int | None = None
+    ) -> None:
+        """Join the cluster as ``info`` under a session lease renewed in the background
+        (every ``heartbeat_interval_ms``, at least three times per session) until
+        :meth:`close`; a broker that stops renewing it leaves after
+        ``session_timeout_ms``. Raises BrokerIdInUseError if a live broker has the id."""
+        if self._registered is not None and self._registered.broker_id != info.broker_id:
+            raise BrokerIdInUseError(self._registered)
+        self._registered = info
+        self._publish(BrokerChanged(0, info.broker_id, info))
+
+    def brokers(self) -> list[BrokerInfo]:
+        """The live brokers by id, as last seen (no I/O: read it on every request)."""
+        return [self._registered] if self._registered is not None else []
+
+    async def campaign(self) -> None:
+        """Compete for the controller role, in the background, for as long as this broker
+        is registered; returns after the first attempt. Outcomes arrive as
+        ControllerChanged on every watch, and in :meth:`controller`."""
+        if self._registered is None:
+            raise RuntimeError("register_broker() before campaign()")
+        self._controller = ControllerInfo(self._registered.broker_id, 1)
+        self._publish(ControllerChanged(0, self._controller))
+
+    def controller(self) -> ControllerInfo | None:
+        """The controller as last seen, or None while the role is vacant."""
+        return self._controller
+
+    def watch(self) -> MetaWatch:
+        """A stream of the changes from now on, in the store's order (see the class)."""
+        if not hasattr(self, "_watches"):
+            self._watches = set()
+        watch = MetaWatch(self)
+        self._watches.add(watch)
+        return watch
+
+    def _publish(self, change: MetaChange) -> None:
+        for watch in list(getattr(self, "_watches", ())):
+            watch.publish(change)
+
     async def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections."""
+        """Release connections (and, in a cluster, leave it: the session ends)."""
 
 
 def new_cluster_id() -> str:
