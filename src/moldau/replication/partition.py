@@ -19,13 +19,12 @@ from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.records import (
     BatchView,
     Compression,
-    InvalidRecordError,
     build_batch,
     decode_records,
-    has_keyless_record,
     iter_batches,
     validate_batches,
 )
+from moldau.records.validation import validate_records
 from moldau.replication.producer_state import ProducerStateManager, rebuild_from_log
 from moldau.storage.log import AppendInfo, Log
 
@@ -141,18 +140,19 @@ class Partition:
         self._check_timestamps(batches, now_ms)
         target = TARGET_CODECS.get(self.compression_type)
         if target is not None:
-            # check CRCs before decoding: recompressing must not launder a corrupt batch
-            validate_batches(records, max_batch_bytes=self.log.config.max_message_bytes)
+            # validate headers, CRCs and every record before decoding: recompressing
+            # must neither launder a corrupt batch nor trip over a malformed one
+            config = self.log.config
+            validate_batches(records, max_batch_bytes=config.max_message_bytes)
+            validate_records(
+                records,
+                compacted=config.compact,
+                log_append_time=config.log_append_time,
+                topic_partition=f"{self.topic}-{self.index}",
+            )
             records = recompress(records, target)
             head = BatchView(records, 0)
-            batches = list(iter_batches(records))
-        if self.log.config.compact:
-            for batch in batches:
-                if has_keyless_record(batch):
-                    raise InvalidRecordError(
-                        f"Compacted topic cannot accept message without key in topic partition "
-                        f"{self.topic}-{self.index}."
-                    )
+        # the log validates every record (keys on compacted topics included) on append
         producer_id = head.producer_id
         if producer_id >= 0:
             if not self._producer_state_loaded:

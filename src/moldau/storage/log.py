@@ -56,6 +56,7 @@ from moldau.records import (
     set_partition_leader_epoch,
     validate_batches,
 )
+from moldau.records.validation import validate_records
 from moldau.storage.checkpoint import fsync_dir
 from moldau.storage.config import LogConfig
 from moldau.storage.errors import OffsetOutOfRangeError
@@ -385,12 +386,25 @@ class Log:
     ) -> AppendInfo:
         """Validate, number and append a producer's batches; patches ``records`` in place.
 
-        Raises the :mod:`moldau.records` errors for bad batches (CorruptRecordError,
-        InvalidRecordError, RecordTooLargeError, UnsupportedCompressionError), and
-        KafkaStorageError when the disk refuses the write (nothing is appended).
+        Validation is Kafka's for client appends: batch headers and CRCs
+        (:func:`validate_batches`), then every record of every batch
+        (:func:`validate_records`: well-formed records, offset deltas in order, keys
+        on compacted topics, maxTimestamp corrected). Raises the :mod:`moldau.records`
+        errors for bad batches (CorruptRecordError, InvalidRecordError and its
+        RecordValidationError, RecordTooLargeError, UnsupportedCompressionError), and
+        KafkaStorageError when the disk refuses the write; either way nothing is
+        appended.
         """
         config = self._config
         info = validate_batches(records, max_batch_bytes=config.max_message_bytes)
+        corrected = validate_records(
+            records,
+            compacted=config.compact,
+            log_append_time=config.log_append_time,
+            topic_partition=self.dir.name,
+        ).max_timestamps_corrected
+        if corrected:  # a batch's maxTimestamp was fixed: summarise the patched headers
+            info = validate_batches(records, max_batch_bytes=config.max_message_bytes)
         if info.size > config.segment_bytes:
             raise RecordTooLargeError(
                 f"{info.size} bytes of batches exceed segment.bytes {config.segment_bytes}"

@@ -1,0 +1,359 @@
+"""Record validation: walk every record of every batch a producer sends, as Kafka does.
+
+Theory of operation
+-------------------
+:func:`moldau.records.batch.validate_batches` checks batch *headers* and CRCs; that
+is not enough, because a batch whose CRC is right may still hold records that no
+reader can parse (a client bug, or a hostile one), and once stored they stall or
+crash every consumer of the partition. Kafka's ``LogValidator`` therefore iterates
+the records of every batch it appends from a client, decompressing compressed ones;
+:func:`validate_records` does the same, after :func:`validate_batches` accepted the
+buffer (so lengths, magic and CRC are known good), and before anything is written.
+
+Per batch, in this order:
+
+- a transactional batch must carry a producer id (``INVALID_RECORD``);
+- the records region is decompressed if a codec is set; a payload the codec cannot
+  read is ``CORRUPT_MESSAGE``;
+- the records are walked by :func:`scan`: exactly ``records_count`` records that
+  parse exactly (Kafka's ``DefaultRecord.readFrom`` rules: varints of at most 5
+  bytes, varlongs of at most 10, lengths inside their record, header counts and key
+  sizes not negative, a record length equal to what its fields take), no bytes left
+  after the last one, and offset deltas 0, 1, 2, ... in order (the broker keeps a
+  producer's batch as sent, so a reader would otherwise see offsets that are not
+  the ones assigned). Any defect is ``INVALID_RECORD`` with Kafka's message, as
+  Kafka answers (its ``InvalidRecordException``): a Java producer retries
+  ``CORRUPT_MESSAGE`` but gives up on ``INVALID_RECORD``, and retrying a malformed
+  record cannot help;
+- on a compacted topic, records with a null key are refused with
+  ``INVALID_RECORD`` *and* per-record errors (:class:`RecordValidationError`), which
+  Produce v8+ returns as ``record_errors`` so clients fail those records alone.
+
+What is not refused but corrected, as Kafka does (``DefaultRecordBatch.setMaxTimestamp``
+in ``LogValidator``): a CreateTime batch whose maxTimestamp is not the largest record
+timestamp gets the right one, and a new CRC. The time index and ListOffsets by
+timestamp then agree with the records. All checks run before the first patch, so a
+refused buffer is left as it came.
+
+Cost: :func:`scan` is the only per-record code. It exists twice with identical
+results: in C (``moldau/records/_scan.c``, built at install when a compiler is
+there) and in Python (:func:`_scan_py`), which is used when the extension is
+missing or ``MOLDAU_PURE_PYTHON=1`` is set. docs/07-performance.md has the figures.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from moldau.records.batch import (
+    ATTRIBUTES_OFFSET,
+    COMPRESSION_CODEC_MASK,
+    CRC_OFFSET,
+    LOG_OVERHEAD,
+    MAX_TIMESTAMP_OFFSET,
+    NO_TIMESTAMP,
+    RECORDS_OFFSET,
+    TIMESTAMP_TYPE_MASK,
+    TRANSACTIONAL_FLAG_MASK,
+    _as_writable_view,
+    _crc_of,
+    _pack_i64,
+    _pack_u32,
+    _unpack_header,
+    _unpack_i32,
+)
+from moldau.records.codecs import decompress
+from moldau.records.errors import InvalidRecordError
+
+__all__ = [
+    "IMPLEMENTATION",
+    "IMPLEMENTATIONS",
+    "RecordValidationError",
+    "RecordsSummary",
+    "scan",
+    "validate_records",
+]
+
+ScanResult = tuple[int, int, int, int, int, list[int] | None]
+Scanner = Callable[[object, int, int, bool], ScanResult]
+
+# Kinds returned by scan(), the same numbers as in _scan.c.
+KIND_OK = 0
+KIND_EOF = 1
+KIND_REMAINING = 2
+KIND_STRUCTURE = 3
+KIND_SIZE_OVER = 4
+KIND_SIZE_MISMATCH = 5
+KIND_HEADER_COUNT_NEG = 6
+KIND_HEADER_COUNT_BIG = 7
+KIND_HEADER_KEY_NEG = 8
+KIND_OFFSET_DELTA = 9
+
+_U32 = 0xFFFFFFFF
+_U64 = 0xFFFFFFFFFFFFFFFF
+_I64_SIGN = 1 << 63
+
+
+class RecordValidationError(InvalidRecordError):
+    """``INVALID_RECORD`` for individual records, like Kafka's ``RecordValidationException``.
+
+    ``record_errors`` lists ``(batch_index, message)`` for each refused record, the
+    index counting from 0 within its batch; Produce v8+ answers them as
+    ``record_errors``, and librdkafka then fails those records with their own
+    message and the others of the batch with its "different record" error.
+    """
+
+    def __init__(self, message: str, record_errors: list[tuple[int, str]]) -> None:
+        super().__init__(message)
+        self.record_errors = record_errors
+
+
+# ==================================================================================
+# The per-record walk, in Python (the C twin is moldau.records._scan.scan)
+# ==================================================================================
+
+
+def _scan_py(data: object, count: int, base_timestamp: int, check_keys: bool) -> ScanResult:
+    """Pure-Python :func:`scan`: same checks, same order, same results as ``_scan.c``."""
+    buf = data if isinstance(data, bytes) else bytes(data)  # type: ignore[call-overload]
+    end = len(buf)
+    pos = 0
+    max_ts = NO_TIMESTAMP
+    keyless: list[int] | None = [] if check_keys else None
+    for index in range(count):
+        if pos >= end:
+            return (KIND_EOF, index, 0, 0, max_ts, None)
+        # length: a varint, bounded by the payload
+        length, pos = _read_varint(buf, pos, end, 5, 32)
+        if pos == -1:
+            return (KIND_EOF, index, 0, 0, max_ts, None)
+        if pos < 0 or length < 0:
+            return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+        if length > end - pos:
+            return (KIND_SIZE_OVER, index, length, end - pos, max_ts, None)
+        record_start = pos
+        record_end = pos + length
+        if length < 1:
+            return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+        pos += 1  # attributes: unused in v2
+        timestamp_delta, pos = _read_varint(buf, pos, record_end, 10, 64)
+        if pos < 0:
+            return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+        offset_delta, pos = _read_varint(buf, pos, record_end, 5, 32)
+        if pos < 0:
+            return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+        if offset_delta != index:
+            return (KIND_OFFSET_DELTA, index, offset_delta, 0, max_ts, None)
+        key_len, pos = _read_varint(buf, pos, record_end, 5, 32)
+        if pos < 0:
+            return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+        pos = _skip(pos, record_end, key_len)
+        if pos < 0:
+            return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+        value_len, pos = _read_varint(buf, pos, record_end, 5, 32)
+        if pos < 0:
+            return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+        pos = _skip(pos, record_end, value_len)
+        if pos < 0:
+            return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+        header_count, pos = _read_varint(buf, pos, record_end, 5, 32)
+        if pos < 0:
+            return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+        if header_count < 0:
+            return (KIND_HEADER_COUNT_NEG, index, header_count, 0, max_ts, None)
+        if header_count > record_end - pos:
+            return (KIND_HEADER_COUNT_BIG, index, header_count, 0, max_ts, None)
+        for _ in range(header_count):
+            header_key_len, pos = _read_varint(buf, pos, record_end, 5, 32)
+            if pos < 0:
+                return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+            if header_key_len < 0:
+                return (KIND_HEADER_KEY_NEG, index, header_key_len, 0, max_ts, None)
+            pos = _skip(pos, record_end, header_key_len)
+            if pos < 0:
+                return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+            header_value_len, pos = _read_varint(buf, pos, record_end, 5, 32)
+            if pos < 0:
+                return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+            pos = _skip(pos, record_end, header_value_len)
+            if pos < 0:
+                return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+        if pos != record_end:
+            return (KIND_SIZE_MISMATCH, index, length, pos - record_start, max_ts, None)
+        # base + delta with Java's long wrap-around
+        timestamp = ((base_timestamp + timestamp_delta + _I64_SIGN) & _U64) - _I64_SIGN
+        if timestamp > max_ts:
+            max_ts = timestamp
+        if keyless is not None and key_len < 0:
+            keyless.append(index)
+    if pos != end:
+        return (KIND_REMAINING, count, end - pos, 0, max_ts, None)
+    return (KIND_OK, count, 0, 0, max_ts, keyless)
+
+
+def _read_varint(buf: bytes, pos: int, end: int, max_bytes: int, bits: int) -> tuple[int, int]:
+    """Zigzag varint at ``pos`` as Kafka's ByteUtils reads it; ``(value, next pos)``.
+
+    The position is -1 if ``end`` cuts the varint, -2 if it is longer than
+    ``max_bytes``; bits beyond ``bits`` are dropped and the zigzag decoding is done
+    in that width, like Java's int and long arithmetic.
+    """
+    raw = 0
+    shift = 0
+    for _ in range(max_bytes):
+        if pos >= end:
+            return 0, -1
+        byte = buf[pos]
+        pos += 1
+        raw |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            mask = _U32 if bits == 32 else _U64
+            raw &= mask
+            return (raw >> 1) ^ -(raw & 1), pos
+        shift += 7
+    return 0, -2
+
+
+def _skip(pos: int, record_end: int, length: int) -> int:
+    """Position after a byte array of ``length`` (-1: null), or -1 if it is invalid."""
+    if length < -1:
+        return -1
+    if length > 0:
+        if length > record_end - pos:
+            return -1
+        pos += length
+    return pos
+
+
+# ==================================================================================
+# Choosing the implementation
+# ==================================================================================
+
+IMPLEMENTATIONS: dict[str, Scanner] = {"python": _scan_py}
+try:
+    from moldau.records._scan import scan as _scan_c
+except ImportError:  # not built (no compiler at install time): the Python twin serves
+    pass
+else:
+    IMPLEMENTATIONS["c"] = _scan_c
+
+#: The walk in use: C when built, unless ``MOLDAU_PURE_PYTHON=1`` forces Python.
+IMPLEMENTATION = (
+    "c" if "c" in IMPLEMENTATIONS and os.environ.get("MOLDAU_PURE_PYTHON") != "1" else "python"
+)
+scan: Scanner = IMPLEMENTATIONS[IMPLEMENTATION]
+
+
+# ==================================================================================
+# Validating a buffer of batches
+# ==================================================================================
+
+
+@dataclass(frozen=True, slots=True)
+class RecordsSummary:
+    """What :func:`validate_records` learnt that the batch headers did not say."""
+
+    #: Records walked (the sum of the batches' records_count).
+    record_count: int
+    #: Batches whose maxTimestamp was corrected (their CRC was recomputed).
+    max_timestamps_corrected: int
+
+
+def _message(kind: int, index: int, a: int, b: int) -> str:
+    """Kafka's words (DefaultRecordBatch, DefaultRecord) for a defect :func:`scan` found."""
+    if kind == KIND_EOF:
+        return "Incorrect declared batch size, premature EOF reached"
+    if kind == KIND_REMAINING:
+        return f"Incorrect declared batch size, records still remaining in file ({a} bytes)"
+    if kind == KIND_SIZE_OVER:
+        return (
+            f"Invalid record size: expected {a} bytes in record payload, but instead the "
+            f"buffer has only {b} remaining bytes (record {index})"
+        )
+    if kind == KIND_SIZE_MISMATCH:
+        return (
+            f"Invalid record size: expected to read {a} bytes in record payload, but instead "
+            f"read {b} (record {index})"
+        )
+    if kind == KIND_HEADER_COUNT_NEG:
+        return f"Found invalid number of record headers {a} (record {index})"
+    if kind == KIND_HEADER_COUNT_BIG:
+        return (
+            f"Found invalid number of record headers. {a} is larger than the remaining "
+            f"size of the buffer (record {index})"
+        )
+    if kind == KIND_HEADER_KEY_NEG:
+        return f"Invalid negative header key size {a} (record {index})"
+    if kind == KIND_OFFSET_DELTA:
+        return (
+            f"Record {index} has offset delta {a}: the records of a produced batch must "
+            f"have offset deltas 0, 1, 2, ... in order"
+        )
+    return f"Found invalid record structure (record {index})"
+
+
+def validate_records(
+    buf: bytearray | memoryview,
+    *,
+    compacted: bool = False,
+    log_append_time: bool = False,
+    topic_partition: str = "",
+) -> RecordsSummary:
+    """HOT. Walk every record of every batch in ``buf``; refuse or correct as Kafka does.
+
+    ``buf`` must already have passed :func:`validate_batches` with ``from_client``
+    (the module docstring lists the checks). Raises :class:`InvalidRecordError`,
+    :class:`RecordValidationError` (keyless records on a ``compacted`` topic) or
+    :class:`CorruptRecordError` (a compressed payload that does not decompress),
+    leaving ``buf`` untouched; otherwise patches wrong maxTimestamps of CreateTime
+    batches (not on ``log_append_time`` topics, which are stamped afterwards) and
+    needs ``buf`` writable only then.
+    """
+    view = memoryview(buf)
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    end = len(view)
+    walk = scan
+    where = f" in topic partition {topic_partition}" if topic_partition else ""
+    pos = 0
+    records = 0
+    corrections: list[tuple[int, int, int]] = []
+    while pos < end:
+        size = LOG_OVERHEAD + _unpack_i32(view, pos + 8)[0]
+        (_, _, _, _, _, attributes, _, base_timestamp, max_timestamp, producer_id, _, _, count) = (
+            _unpack_header(view, pos)
+        )
+        if attributes & TRANSACTIONAL_FLAG_MASK and producer_id < 0:
+            raise InvalidRecordError(
+                f"Transactional record batch without a producer id (producerId {producer_id}){where}"
+            )
+        codec = attributes & COMPRESSION_CODEC_MASK
+        data = view[pos + RECORDS_OFFSET : pos + size]
+        if codec:
+            data = decompress(codec, data)
+        kind, index, a, b, found_max, keyless = walk(data, count, base_timestamp, compacted)
+        if kind:
+            raise InvalidRecordError(_message(kind, index, a, b) + where)
+        if keyless:
+            message = f"Compacted topic cannot accept message without key{where}."
+            errors = [(i, message) for i in keyless]
+            shown = ", ".join(f"RecordError(batchIndex={i}, message='{m}')" for i, m in errors[:3])
+            raise RecordValidationError(
+                f"One or more records have been rejected due to {len(errors)} record errors "
+                f"in total, and only showing the first three errors at most: [{shown}]",
+                errors,
+            )
+        if found_max != max_timestamp and not log_append_time and not (
+            attributes & TIMESTAMP_TYPE_MASK
+        ):
+            corrections.append((pos, size, found_max))
+        records += count
+        pos += size
+    if corrections:
+        writable = _as_writable_view(view)
+        for pos, size, found_max in corrections:
+            _pack_i64(writable, pos + MAX_TIMESTAMP_OFFSET, found_max)
+            _pack_u32(writable, pos + CRC_OFFSET, _crc_of(writable, pos + ATTRIBUTES_OFFSET, pos + size))
+    return RecordsSummary(record_count=records, max_timestamps_corrected=len(corrections))
