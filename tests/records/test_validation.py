@@ -1,0 +1,228 @@
+"""Record validation (moldau.records.validation), run with each implementation of the walk.
+
+Every test runs once with the C walk (``_scan.c``, skipped if it is not built) and
+once with the pure-Python twin; a property test also checks that both return
+exactly the same result on arbitrary bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tests.records.builders import batch_of, check, record_bytes, records
+
+from moldau.records import (
+    ATTRIBUTES_OFFSET,
+    CRC_OFFSET,
+    BatchView,
+    Compression,
+    CorruptRecordError,
+    InvalidRecordError,
+    RecordInput,
+    TimestampType,
+    build_batch,
+    decode_records,
+    encode_varint,
+    validation,
+)
+from moldau.records.batch import _crc_of
+from moldau.records.validation import RecordValidationError
+
+from .strategies import codecs, record_lists
+
+# -- sound batches pass ----------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=record_lists, codec=codecs)
+def test_every_batch_build_batch_makes_passes(impl: str, items: list[RecordInput], codec: Compression) -> None:
+    buf = bytearray(build_batch(items, compression=codec))
+    before = bytes(buf)
+    summary = check(buf)
+    assert summary.record_count == len(items)
+    assert summary.max_timestamps_corrected == 0
+    assert bytes(buf) == before
+
+
+def test_headers_and_null_values_pass(impl: str) -> None:
+    payload = record_bytes(0, b"k", None, headers=[(b"h", b"x"), (b"", None)]) + record_bytes(1)
+    check(batch_of(payload, 2))
+
+
+# -- malformed records: INVALID_RECORD with Kafka's words ------------------------------
+
+
+@pytest.mark.parametrize("codec", [Compression.NONE, Compression.LZ4, Compression.ZSTD])
+@pytest.mark.parametrize(
+    ("payload", "count", "message"),
+    [
+        (records(3, value=b"v" * 20), 4, "premature EOF reached"),
+        (records(3), 2, "records still remaining"),
+        (records(2) + b"\x00", 2, "records still remaining"),
+        (records(1) + b"\xff" * 11, 2, "invalid record structure"),
+        (record_bytes(0, length=200), 1, "but instead the buffer has only"),
+        (record_bytes(0, raw_body=b"\x00\x00\x00\x02k\x02v\x00\x00"), 1, "expected to read 9"),
+        (record_bytes(0, raw_body=b"\x00\x00\x00\x02k\x02v"), 1, "invalid record structure"),
+        (record_bytes(0, raw_body=b"\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x00"), 1, "structure"),
+        (record_bytes(0, raw_body=b"\x00\x00\xff\xff\xff\xff\xff\x7f\x02k\x02v\x00"), 1, "structure"),
+        (record_bytes(0, raw_body=b"\x00\x00\x00\x02k\x02v\x01"), 1, "number of record headers -1"),
+        (record_bytes(0, raw_body=b"\x00\x00\x00\x02k\x02v\x0a\x00"), 1, "larger than the remaining"),
+        (record_bytes(0, raw_body=b"\x00\x00\x00\x02k\x02v\x02\x01\x00"), 1, "negative header key size -1"),
+        (record_bytes(0, raw_body=b"\x00\x00\x00\x03k\x02v\x00"), 1, "structure"),  # key length -2
+        (record_bytes(0, raw_body=b"\x00\x00\x00\x02k\x20v\x00"), 1, "structure"),  # value overruns
+        (record_bytes(0, raw_body=b"") + bytes(6), 1, "structure"),
+        (record_bytes(1) + record_bytes(0), 2, "offset delta 1"),
+        (record_bytes(0) + record_bytes(2), 2, "offset delta 2"),
+        (record_bytes(0) + record_bytes(0), 2, "offset delta 0"),
+    ],
+    ids=[
+        "count-too-high", "count-too-low", "trailing-byte", "bad-length-varint",
+        "length-past-end", "length-too-long", "length-too-short", "long-timestamp-varlong",
+        "long-offset-varint", "header-count-negative", "header-count-huge",
+        "header-key-negative", "key-length-minus-2", "value-overruns", "empty-record",
+        "deltas-1-0", "deltas-0-2", "deltas-0-0",
+    ],
+)
+def test_malformed_records_are_invalid_record(
+    impl: str, codec: Compression, payload: bytes, count: int, message: str
+) -> None:
+    buf = batch_of(payload, count, codec=codec)
+    before = bytes(buf)
+    with pytest.raises(InvalidRecordError, match=message) as raised:
+        check(buf, topic_partition="t-0")
+    assert raised.value.error_code == 87
+    assert "in topic partition t-0" in str(raised.value)
+    assert bytes(buf) == before, "a refused buffer is left as it came"
+
+
+@pytest.mark.parametrize("codec", [Compression.GZIP, Compression.SNAPPY, Compression.LZ4, Compression.ZSTD])
+def test_garbage_compressed_payload_is_corrupt_message(impl: str, codec: Compression) -> None:
+    buf = batch_of(b"", 3, codec=Compression.NONE)
+    garbage = b"\x04\x22\x4d\x18" + b"\x00not a compressed stream at all" * 3
+    buf = batch_of(garbage, 3)  # records region = garbage, then claim a codec
+    buf[ATTRIBUTES_OFFSET + 1] |= int(codec)
+    struct.pack_into(">I", buf, CRC_OFFSET, _crc_of(memoryview(buf), ATTRIBUTES_OFFSET, len(buf)))
+    with pytest.raises(CorruptRecordError) as raised:
+        check(buf)
+    assert raised.value.error_code == 2
+
+
+def test_transactional_batch_without_producer_id_is_invalid(impl: str) -> None:
+    buf = batch_of(records(2), 2, attributes=0x10)
+    with pytest.raises(InvalidRecordError, match="without a producer id"):
+        check(buf)
+    check(batch_of(records(2), 2, attributes=0x10, producer_id=7, base_sequence=0))
+
+
+# -- keyless records on compacted topics: per-record errors ------------------------------
+
+
+@pytest.mark.parametrize("codec", [Compression.NONE, Compression.SNAPPY])
+def test_keyless_records_on_a_compacted_topic_are_named(impl: str, codec: Compression) -> None:
+    keyless = {3, 10, 11, 99}
+    payload = b"".join(
+        record_bytes(i, None if i in keyless else b"key%d" % i) for i in range(100)
+    )
+    buf = batch_of(payload, 100, codec=codec)
+    with pytest.raises(RecordValidationError) as raised:
+        check(buf, compacted=True, topic_partition="c-0")
+    assert [i for i, _ in raised.value.record_errors] == sorted(keyless)
+    assert all(
+        m == "Compacted topic cannot accept message without key in topic partition c-0."
+        for _, m in raised.value.record_errors
+    )
+    assert raised.value.error_code == 87
+    assert str(raised.value).startswith("One or more records have been rejected due to 4 record")
+    check(buf, compacted=False)  # fine on a topic that is not compacted
+    empty_key = batch_of(records(2, key=b""), 2)
+    check(empty_key, compacted=True)  # an empty key is a key (Kafka: only null is missing)
+
+
+# -- maxTimestamp: corrected as Kafka does, CRC recomputed ----------------------------------
+
+
+@pytest.mark.parametrize("codec", [Compression.NONE, Compression.GZIP])
+def test_wrong_max_timestamp_is_corrected(impl: str, codec: Compression) -> None:
+    payload = record_bytes(0, timestamp_delta=5) + record_bytes(1, timestamp_delta=50)
+    buf = batch_of(payload, 2, codec=codec, base_timestamp=1_000, max_timestamp=900)
+    summary = check(buf)
+    assert summary.max_timestamps_corrected == 1
+    view = BatchView(buf)
+    assert view.max_timestamp == 1_050
+    assert view.crc_is_valid()
+    assert [r.timestamp for r in decode_records(view)] == [1_005, 1_050]
+
+
+def test_max_timestamp_left_alone_for_log_append_time(impl: str) -> None:
+    buf = batch_of(records(2, timestamp_delta=7), 2, max_timestamp=5)
+    before = bytes(buf)
+    assert check(buf, log_append_time=True).max_timestamps_corrected == 0
+    assert bytes(buf) == before
+    lat = batch_of(records(2), 2, max_timestamp=5, attributes=int(TimestampType.LOG_APPEND_TIME) << 3)
+    assert check(lat).max_timestamps_corrected == 0
+
+
+def test_several_batches_are_each_walked(impl: str) -> None:
+    good = build_batch([RecordInput(b"k", b"v")] * 3)
+    bad = batch_of(record_bytes(1) + record_bytes(0), 2)
+    with pytest.raises(InvalidRecordError, match="offset delta"):
+        check(bytearray(good + bytes(bad)))
+    assert check(bytearray(good * 3)).record_count == 9
+
+
+# -- both implementations agree on anything ------------------------------------------------
+
+
+def _fragments() -> st.SearchStrategy[bytes]:
+    """Byte soup made mostly of plausible record pieces, so walks get deep."""
+    piece = st.one_of(
+        st.integers(-3, 300).map(encode_varint),
+        st.binary(max_size=6),
+        st.just(b"\x00"),
+        st.just(b"\xff" * 10),
+        st.builds(lambda i: record_bytes(i), st.integers(0, 4)),
+    )
+    return st.lists(piece, max_size=25).map(b"".join)
+
+
+@pytest.mark.skipif("c" not in validation.IMPLEMENTATIONS, reason="C extension not built")
+@settings(max_examples=1500, deadline=None)
+@given(
+    data=_fragments(),
+    count=st.integers(0, 6),
+    base=st.sampled_from([-1, 0, 1_000, 2**63 - 1, -(2**63)]),
+    keys=st.booleans(),
+)
+def test_c_and_python_walks_agree(data: bytes, count: int, base: int, keys: bool) -> None:
+    c = validation.IMPLEMENTATIONS["c"](data, count, base, keys)
+    py = validation.IMPLEMENTATIONS["python"](data, count, base, keys)
+    assert c == py
+
+
+@pytest.mark.skipif("c" not in validation.IMPLEMENTATIONS, reason="C extension not built")
+@settings(max_examples=200, deadline=None)
+@given(items=record_lists, flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=4))
+def test_c_and_python_agree_on_mutated_records(items: list[RecordInput], flips: list[tuple[int, int]]) -> None:
+    payload = bytearray(BatchView(build_batch(items)).records_bytes())
+    for where, byte in flips:
+        payload[where % len(payload)] = byte
+    for count in (len(items) - 1, len(items), len(items) + 1):
+        c = validation.IMPLEMENTATIONS["c"](bytes(payload), count, 1_000, True)
+        py = validation.IMPLEMENTATIONS["python"](memoryview(payload), count, 1_000, True)
+        assert c == py
+
+
+def test_env_var_forces_the_python_walk(tmp_path: object) -> None:
+    import subprocess
+    import sys
+
+    code = "from moldau.records import validation as v; print(v.IMPLEMENTATION)"
+    env = {"MOLDAU_PURE_PYTHON": "1", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "python"
+    expected = "c" if "c" in validation.IMPLEMENTATIONS else "python"
+    out = subprocess.run([sys.executable, "-c", code], env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
