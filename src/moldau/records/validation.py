@@ -94,6 +94,8 @@ KIND_OFFSET_DELTA = 9
 _U32 = 0xFFFFFFFF
 _U64 = 0xFFFFFFFFFFFFFFFF
 _I64_SIGN = 1 << 63
+_I64_MIN = -(1 << 63)
+_I64_MAX = (1 << 63) - 1
 
 
 class RecordValidationError(InvalidRecordError):
@@ -116,9 +118,15 @@ class RecordValidationError(InvalidRecordError):
 
 
 def _scan_py(data: object, count: int, base_timestamp: int, check_keys: bool) -> ScanResult:
-    """Pure-Python :func:`scan`: same checks, same order, same results as ``_scan.c``."""
+    """Pure-Python :func:`scan`: same checks, same order, same results as ``_scan.c``.
+
+    Each varint takes the one-byte fast path inline (most fields of most records
+    fit in one byte) and :func:`_read_varint` otherwise; both read the same way.
+    """
     buf = data if isinstance(data, bytes) else bytes(data)  # type: ignore[call-overload]
     end = len(buf)
+    read = _read_varint
+    skip = _skip
     pos = 0
     max_ts = NO_TIMESTAMP
     keyless: list[int] | None = [] if check_keys else None
@@ -126,7 +134,7 @@ def _scan_py(data: object, count: int, base_timestamp: int, check_keys: bool) ->
         if pos >= end:
             return (KIND_EOF, index, 0, 0, max_ts, None)
         # length: a varint, bounded by the payload
-        length, pos = _read_varint(buf, pos, end, 5, 32)
+        length, pos = read(buf, pos, end, 5, 32)
         if pos == -1:
             return (KIND_EOF, index, 0, 0, max_ts, None)
         if pos < 0 or length < 0:
@@ -135,58 +143,81 @@ def _scan_py(data: object, count: int, base_timestamp: int, check_keys: bool) ->
             return (KIND_SIZE_OVER, index, length, end - pos, max_ts, None)
         record_start = pos
         record_end = pos + length
-        if length < 1:
+        if length < 2:  # attributes, then at least one byte for the timestamp delta
             return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
         pos += 1  # attributes: unused in v2
-        timestamp_delta, pos = _read_varint(buf, pos, record_end, 10, 64)
-        if pos < 0:
-            return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
-        offset_delta, pos = _read_varint(buf, pos, record_end, 5, 32)
-        if pos < 0:
-            return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+        byte = buf[pos]
+        if byte < 0x80:
+            timestamp_delta = (byte >> 1) ^ -(byte & 1)
+            pos += 1
+        else:
+            timestamp_delta, pos = read(buf, pos, record_end, 10, 64)
+            if pos < 0:
+                return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+        byte = buf[pos] if pos < record_end else 0x80
+        if byte < 0x80:
+            offset_delta = (byte >> 1) ^ -(byte & 1)
+            pos += 1
+        else:
+            offset_delta, pos = read(buf, pos, record_end, 5, 32)
+            if pos < 0:
+                return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
         if offset_delta != index:
             return (KIND_OFFSET_DELTA, index, offset_delta, 0, max_ts, None)
-        key_len, pos = _read_varint(buf, pos, record_end, 5, 32)
-        if pos < 0:
-            return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
-        pos = _skip(pos, record_end, key_len)
-        if pos < 0:
-            return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
-        value_len, pos = _read_varint(buf, pos, record_end, 5, 32)
-        if pos < 0:
-            return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
-        pos = _skip(pos, record_end, value_len)
-        if pos < 0:
-            return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
-        header_count, pos = _read_varint(buf, pos, record_end, 5, 32)
-        if pos < 0:
-            return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
-        if header_count < 0:
-            return (KIND_HEADER_COUNT_NEG, index, header_count, 0, max_ts, None)
-        if header_count > record_end - pos:
-            return (KIND_HEADER_COUNT_BIG, index, header_count, 0, max_ts, None)
-        for _ in range(header_count):
-            header_key_len, pos = _read_varint(buf, pos, record_end, 5, 32)
+        byte = buf[pos] if pos < record_end else 0x80
+        if byte < 0x80:
+            key_len = (byte >> 1) ^ -(byte & 1)
+            pos += 1
+        else:
+            key_len, pos = read(buf, pos, record_end, 5, 32)
             if pos < 0:
                 return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
-            if header_key_len < 0:
-                return (KIND_HEADER_KEY_NEG, index, header_key_len, 0, max_ts, None)
-            pos = _skip(pos, record_end, header_key_len)
+        pos = skip(pos, record_end, key_len)
+        if pos < 0:
+            return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+        value_len, pos = read(buf, pos, record_end, 5, 32)
+        if pos < 0:
+            return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+        pos = skip(pos, record_end, value_len)
+        if pos < 0:
+            return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+        byte = buf[pos] if pos < record_end else 0x80
+        if byte < 0x80:
+            header_count = (byte >> 1) ^ -(byte & 1)
+            pos += 1
+        else:
+            header_count, pos = read(buf, pos, record_end, 5, 32)
             if pos < 0:
                 return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
-            header_value_len, pos = _read_varint(buf, pos, record_end, 5, 32)
-            if pos < 0:
-                return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
-            pos = _skip(pos, record_end, header_value_len)
-            if pos < 0:
-                return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+        if header_count:
+            if header_count < 0:
+                return (KIND_HEADER_COUNT_NEG, index, header_count, 0, max_ts, None)
+            if header_count > record_end - pos:
+                return (KIND_HEADER_COUNT_BIG, index, header_count, 0, max_ts, None)
+            for _ in range(header_count):
+                header_key_len, pos = read(buf, pos, record_end, 5, 32)
+                if pos < 0:
+                    return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+                if header_key_len < 0:
+                    return (KIND_HEADER_KEY_NEG, index, header_key_len, 0, max_ts, None)
+                pos = skip(pos, record_end, header_key_len)
+                if pos < 0:
+                    return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+                header_value_len, pos = read(buf, pos, record_end, 5, 32)
+                if pos < 0:
+                    return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+                pos = skip(pos, record_end, header_value_len)
+                if pos < 0:
+                    return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
         if pos != record_end:
             return (KIND_SIZE_MISMATCH, index, length, pos - record_start, max_ts, None)
         # base + delta with Java's long wrap-around
-        timestamp = ((base_timestamp + timestamp_delta + _I64_SIGN) & _U64) - _I64_SIGN
+        timestamp = base_timestamp + timestamp_delta
+        if not _I64_MIN <= timestamp <= _I64_MAX:
+            timestamp = ((timestamp + _I64_SIGN) & _U64) - _I64_SIGN
         if timestamp > max_ts:
             max_ts = timestamp
-        if keyless is not None and key_len < 0:
+        if key_len < 0 and keyless is not None:
             keyless.append(index)
     if pos != end:
         return (KIND_REMAINING, count, end - pos, 0, max_ts, None)
