@@ -22,9 +22,12 @@ from moldau.records import (
     CorruptRecordError,
     InvalidRecordError,
     RecordInput,
+    RecordTooLargeError,
     TimestampType,
     build_batch,
+    compress,
     decode_records,
+    decompress,
     encode_varint,
     validation,
 )
@@ -226,3 +229,29 @@ def test_env_var_forces_the_python_walk(tmp_path: object) -> None:
     expected = "c" if "c" in validation.IMPLEMENTATIONS else "python"
     out = subprocess.run([sys.executable, "-c", code], env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == expected
+
+
+# -- decompression is bounded ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", [Compression.GZIP, Compression.SNAPPY, Compression.LZ4, Compression.ZSTD])
+def test_decompression_is_bounded(codec: Compression) -> None:
+    data = bytes(range(256)) * 4000
+    packed = compress(codec, data)
+    assert decompress(codec, packed, max_size=len(data)) == data
+    with pytest.raises(RecordTooLargeError, match=f"more than {len(data) - 1} bytes"):
+        decompress(codec, packed, max_size=len(data) - 1)
+
+
+def test_a_zstd_bomb_is_refused_without_expanding_it(impl: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A few KB of zstd that would expand to 256 MiB: MESSAGE_TOO_LARGE, not 256 MiB of RAM."""
+    monkeypatch.setattr(validation, "MAX_DECOMPRESSED_BATCH_BYTES", 1 << 20)
+    one = record_bytes(0, b"k", bytes(1 << 16))
+    bomb = compress(Compression.ZSTD, one * 4096)  # the same record 4096 times: 256 MiB
+    assert len(bomb) < 64 << 10
+    buf = batch_of(bomb, 4096)
+    buf[ATTRIBUTES_OFFSET + 1] |= int(Compression.ZSTD)
+    struct.pack_into(">I", buf, CRC_OFFSET, _crc_of(memoryview(buf), ATTRIBUTES_OFFSET, len(buf)))
+    with pytest.raises(RecordTooLargeError) as raised:
+        check(buf)
+    assert raised.value.error_code == 10

@@ -14,7 +14,9 @@ Per batch, in this order:
 
 - a transactional batch must carry a producer id (``INVALID_RECORD``);
 - the records region is decompressed if a codec is set; a payload the codec cannot
-  read is ``CORRUPT_MESSAGE``;
+  read is ``CORRUPT_MESSAGE``, one that would decompress to more than
+  :data:`~moldau.records.codecs.MAX_DECOMPRESSED_BATCH_BYTES` is ``MESSAGE_TOO_LARGE``
+  (a few KB of zstd can expand to gigabytes);
 - the records are walked by :func:`scan`: exactly ``records_count`` records that
   parse exactly (Kafka's ``DefaultRecord.readFrom`` rules: varints of at most 5
   bytes, varlongs of at most 10, lengths inside their record, header counts and key
@@ -45,7 +47,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from moldau.records.batch import (
     ATTRIBUTES_OFFSET,
@@ -62,9 +64,8 @@ from moldau.records.batch import (
     _pack_i64,
     _pack_u32,
     _unpack_header,
-    _unpack_i32,
 )
-from moldau.records.codecs import decompress
+from moldau.records.codecs import MAX_DECOMPRESSED_BATCH_BYTES, decompress
 from moldau.records.errors import InvalidRecordError
 
 __all__ = [
@@ -282,14 +283,21 @@ scan: Scanner = IMPLEMENTATIONS[IMPLEMENTATION]
 # ==================================================================================
 
 
-@dataclass(frozen=True, slots=True)
-class RecordsSummary:
-    """What :func:`validate_records` learnt that the batch headers did not say."""
+class RecordsSummary(NamedTuple):
+    """What :func:`validate_records` learnt that the batch headers did not say.
+
+    A NamedTuple rather than a frozen dataclass: it is built once per produced
+    partition, and a tuple is the cheapest object to build.
+    """
 
     #: Records walked (the sum of the batches' records_count).
     record_count: int
     #: Batches whose maxTimestamp was corrected (their CRC was recomputed).
     max_timestamps_corrected: int
+
+
+def _where(topic_partition: str) -> str:
+    return f" in topic partition {topic_partition}" if topic_partition else ""
 
 
 def _message(kind: int, index: int, a: int, b: int) -> str:
@@ -336,8 +344,9 @@ def validate_records(
 
     ``buf`` must already have passed :func:`validate_batches` with ``from_client``
     (the module docstring lists the checks). Raises :class:`InvalidRecordError`,
-    :class:`RecordValidationError` (keyless records on a ``compacted`` topic) or
-    :class:`CorruptRecordError` (a compressed payload that does not decompress),
+    :class:`RecordValidationError` (keyless records on a ``compacted`` topic),
+    :class:`CorruptRecordError` (a compressed payload that does not decompress) or
+    :class:`RecordTooLargeError` (one that decompresses to too much),
     leaving ``buf`` untouched; otherwise patches wrong maxTimestamps of CreateTime
     batches (not on ``log_append_time`` topics, which are stamped afterwards) and
     needs ``buf`` writable only then.
@@ -347,28 +356,28 @@ def validate_records(
         view = view.cast("B")
     end = len(view)
     walk = scan
-    where = f" in topic partition {topic_partition}" if topic_partition else ""
     pos = 0
     records = 0
     corrections: list[tuple[int, int, int]] = []
     while pos < end:
-        size = LOG_OVERHEAD + _unpack_i32(view, pos + 8)[0]
-        (_, _, _, _, _, attributes, _, base_timestamp, max_timestamp, producer_id, _, _, count) = (
+        (_, length, _, _, _, attributes, _, base_timestamp, max_timestamp, producer_id, _, _, count) = (
             _unpack_header(view, pos)
         )
+        size = LOG_OVERHEAD + length
         if attributes & TRANSACTIONAL_FLAG_MASK and producer_id < 0:
             raise InvalidRecordError(
-                f"Transactional record batch without a producer id (producerId {producer_id}){where}"
+                f"Transactional record batch without a producer id (producerId {producer_id})"
+                + _where(topic_partition)
             )
         codec = attributes & COMPRESSION_CODEC_MASK
         data = view[pos + RECORDS_OFFSET : pos + size]
         if codec:
-            data = decompress(codec, data)
+            data = decompress(codec, data, max_size=MAX_DECOMPRESSED_BATCH_BYTES)
         kind, index, a, b, found_max, keyless = walk(data, count, base_timestamp, compacted)
         if kind:
-            raise InvalidRecordError(_message(kind, index, a, b) + where)
+            raise InvalidRecordError(_message(kind, index, a, b) + _where(topic_partition))
         if keyless:
-            message = f"Compacted topic cannot accept message without key{where}."
+            message = f"Compacted topic cannot accept message without key{_where(topic_partition)}."
             errors = [(i, message) for i in keyless]
             shown = ", ".join(f"RecordError(batchIndex={i}, message='{m}')" for i, m in errors[:3])
             raise RecordValidationError(
