@@ -15,7 +15,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from tests.records.builders import batch_of, record_bytes
 
-from moldau.records import Compression
+from moldau.records import Compression, compress
+from moldau.records.batch import _crc_of
 
 from . import raw_kafka as raw
 from .conftest import _dispose, _new_broker
@@ -37,6 +38,7 @@ from .test_kafka_python import consume as kafka_python_consume
 pytestmark = pytest.mark.timeout(120)
 
 CORRUPT_MESSAGE = 2
+MESSAGE_TOO_LARGE = 10
 INVALID_RECORD = 87
 
 
@@ -90,8 +92,6 @@ def damaged(kind: str, ts: int) -> tuple[bytes, int]:
     if kind == "garbage-lz4-payload":
         buf = batch_of(b"\x04\x22\x4d\x18garbage, not an lz4 frame" * 4, 3, base_timestamp=ts)
         buf[22] |= int(lz4)
-        from moldau.records.batch import _crc_of
-
         buf[17:21] = _crc_of(memoryview(buf), 21, len(buf)).to_bytes(4, "big")
         return bytes(buf), CORRUPT_MESSAGE
     buf, code = kinds[kind]
@@ -224,3 +224,19 @@ def test_topic_compression_type_refuses_shuffled_offset_deltas(
     # the broker keeps serving: a good batch is recompressed and stored
     assert_delivered(confluent_produce(bs, topic, [Rec(b"k", b"v")]))
     assert [g.value for g in confluent_consume(bs, topic, 1)] == [b"v"]
+
+
+def test_zstd_bomb_is_refused_as_too_large(walk_broker) -> None:
+    """A few KB of zstd whose records would expand past the 64 MiB bound: MESSAGE_TOO_LARGE."""
+    bs = walk_broker.bootstrap
+    topic = create_topic(bs, unique_topic("bomb"))
+    one = record_bytes(0, b"k", bytes(1 << 16))
+    count = 1100  # 1100 records of 64 KiB: about 69 MiB decompressed
+    bomb = bytearray(batch_of(compress(Compression.ZSTD, one * count), count, base_timestamp=now_ms()))
+    bomb[22] |= int(Compression.ZSTD)
+    bomb[17:21] = _crc_of(memoryview(bomb), 21, len(bomb)).to_bytes(4, "big")
+    assert len(bomb) < 1 << 20  # within message.max.bytes: only the bound stops it
+    error, base, _, message = raw.raw_produce_v8(bs, topic, 0, bytes(bomb))
+    assert (error, base) == (MESSAGE_TOO_LARGE, -1), message
+    assert watermarks(bs, topic) == (0, 0)
+    assert_delivered(confluent_produce(bs, topic, [Rec(b"k", b"v")]))

@@ -18,6 +18,7 @@ from moldau.records import (
     decode_records,
     iter_batches,
 )
+from moldau.records.batch import _crc_of
 from moldau.replication.partition import Partition
 from moldau.storage import LogConfig
 
@@ -47,8 +48,6 @@ def test_corrupt_compressed_payload_refused_before_recompressing(tmp_path: Path,
     partition = _partition(tmp_path, "gzip")
     buf = batch_of(b"\x00" * 40, 3)
     buf[22] |= int(Compression.LZ4)
-    from moldau.records.batch import _crc_of  # the CRC must be right for this case
-
     buf[17:21] = _crc_of(memoryview(buf), 21, len(buf)).to_bytes(4, "big")
     with pytest.raises(CorruptRecordError):
         partition.append_as_leader(memoryview(buf), 1, 0)
