@@ -112,6 +112,7 @@ skip_bytes(Py_ssize_t *pos, Py_ssize_t record_end, int32_t len)
 static PyObject *
 scan(PyObject *self, PyObject *args)
 {
+    (void)self;
     Py_buffer view;
     Py_ssize_t count;
     long long base_timestamp;
@@ -255,6 +256,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_scan",
     "Per-record walk of Kafka v2 record batches (see moldau.records.validation).", -1, methods,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC
