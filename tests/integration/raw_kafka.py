@@ -256,17 +256,6 @@ def parse_produce_v3(data: bytes) -> dict[tuple[str, int], tuple[int, int]]:
     return out
 
 
-def raw_produce(bootstrap: str, topic: str, partition: int, batch: bytes,
-                acks: int = -1) -> tuple[int, int]:
-    with connect(bootstrap) as s:
-        s.sendall(request(API_PRODUCE, 3, 99, produce_v3(topic, partition, batch, acks)))
-        resp = read_response(s)
-    assert resp is not None, "broker closed the connection instead of answering Produce"
-    corr, rest = resp
-    assert corr == 99
-    return parse_produce_v3(rest)[(topic, partition)]
-
-
 def parse_produce_v8(data: bytes) -> dict[tuple[str, int], tuple[int, int, list[tuple[int, str | None]], str | None]]:
     """{(topic, partition): (error code, base offset, record_errors, error_message)}"""
     r = Reader(data)
@@ -294,3 +283,15 @@ def raw_produce_v8(bootstrap: str, topic: str, partition: int, batch: bytes, ack
     corr, rest = resp
     assert corr == 98
     return parse_produce_v8(rest)[(topic, partition)]
+
+
+def raw_produce(bootstrap: str, topic: str, partition: int, batch: bytes,
+                acks: int = -1) -> tuple[int, int]:
+    with connect(bootstrap) as s:
+        s.sendall(request(API_PRODUCE, 3, 99, produce_v3(topic, partition, batch, acks)))
+        resp = read_response(s)
+    assert resp is not None, "broker closed the connection instead of answering Produce"
+    corr, rest = resp
+    assert corr == 99
+    return parse_produce_v3(rest)[(topic, partition)]
+
