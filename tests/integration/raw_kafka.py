@@ -294,4 +294,3 @@ def raw_produce(bootstrap: str, topic: str, partition: int, batch: bytes,
     corr, rest = resp
     assert corr == 99
     return parse_produce_v3(rest)[(topic, partition)]
-
