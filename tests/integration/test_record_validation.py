@@ -39,6 +39,7 @@ pytestmark = pytest.mark.timeout(120)
 
 CORRUPT_MESSAGE = 2
 MESSAGE_TOO_LARGE = 10
+INVALID_TIMESTAMP = 32
 INVALID_RECORD = 87
 
 
@@ -240,3 +241,22 @@ def test_zstd_bomb_is_refused_as_too_large(walk_broker) -> None:
     assert (error, base) == (MESSAGE_TOO_LARGE, -1), message
     assert watermarks(bs, topic) == (0, 0)
     assert_delivered(confluent_produce(bs, topic, [Rec(b"k", b"v")]))
+
+
+def test_timestamps_out_of_range_get_record_errors(walk_broker) -> None:
+    """message.timestamp.after.max.ms: each record too far ahead is named (INVALID_TIMESTAMP)."""
+    bs = walk_broker.bootstrap
+    topic = create_topic(
+        bs, unique_topic("ts-bounds"), config={"message.timestamp.after.max.ms": "60000"}
+    )
+    ts = now_ms()
+    deltas = [0, 3_600_000, 1, 7_200_000, 2]  # records 1 and 3 are hours ahead
+    payload = b"".join(record_bytes(i, b"k%d" % i, b"v", timestamp_delta=d) for i, d in enumerate(deltas))
+    batch = bytes(batch_of(payload, 5, base_timestamp=ts, max_timestamp=ts + 7_200_000))
+    error, base, record_errors, message = raw.raw_produce_v8(bs, topic, 0, batch)
+    assert (error, base) == (INVALID_TIMESTAMP, -1)
+    assert [i for i, _ in record_errors] == [1, 3]
+    assert all(f"of message with offset {i} is out of range" in m for i, m in record_errors)
+    assert message == "One or more records have been rejected due to invalid timestamp"
+    assert watermarks(bs, topic) == (0, 0)
+    assert_delivered(confluent_produce(bs, topic, [Rec(b"k", b"now")]))

@@ -198,10 +198,13 @@ def _fragments() -> st.SearchStrategy[bytes]:
     count=st.integers(0, 6),
     base=st.sampled_from([-1, 0, 1_000, 2**63 - 1, -(2**63)]),
     keys=st.booleans(),
+    bounds=st.sampled_from([(-(2**63), 2**63 - 1), (0, 5), (995, 1_010), (2**62, 2**63 - 1)]),
 )
-def test_c_and_python_walks_agree(data: bytes, count: int, base: int, keys: bool) -> None:
-    c = validation.IMPLEMENTATIONS["c"](data, count, base, keys)
-    py = validation.IMPLEMENTATIONS["python"](data, count, base, keys)
+def test_c_and_python_walks_agree(
+    data: bytes, count: int, base: int, keys: bool, bounds: tuple[int, int]
+) -> None:
+    c = validation.IMPLEMENTATIONS["c"](data, count, base, keys, *bounds)
+    py = validation.IMPLEMENTATIONS["python"](data, count, base, keys, *bounds)
     assert c == py
 
 
@@ -213,8 +216,8 @@ def test_c_and_python_agree_on_mutated_records(items: list[RecordInput], flips: 
     for where, byte in flips:
         payload[where % len(payload)] = byte
     for count in (len(items) - 1, len(items), len(items) + 1):
-        c = validation.IMPLEMENTATIONS["c"](bytes(payload), count, 1_000, True)
-        py = validation.IMPLEMENTATIONS["python"](memoryview(payload), count, 1_000, True)
+        c = validation.IMPLEMENTATIONS["c"](bytes(payload), count, 1_000, True, 900, 2**40)
+        py = validation.IMPLEMENTATIONS["python"](memoryview(payload), count, 1_000, True, 900, 2**40)
         assert c == py
 
 
@@ -255,3 +258,54 @@ def test_a_zstd_bomb_is_refused_without_expanding_it(impl: str, monkeypatch: pyt
     with pytest.raises(RecordTooLargeError) as raised:
         check(buf)
     assert raised.value.error_code == 10
+
+
+# -- timestamps outside message.timestamp.*.max.ms: per-record INVALID_TIMESTAMP ----------------
+
+
+def test_records_out_of_the_timestamp_bounds_are_named(impl: str) -> None:
+    deltas = [0, 5_000, 10, -5_000, 20]  # records 1 and 3 fall outside [base - 100, base + 100]
+    payload = b"".join(record_bytes(i, timestamp_delta=d) for i, d in enumerate(deltas))
+    buf = batch_of(payload, 5, base_timestamp=100_000, max_timestamp=105_000)
+    before = bytes(buf)
+    with pytest.raises(RecordValidationError) as raised:
+        check(buf, timestamp_bounds=(99_900, 100_100))
+    assert raised.value.error_code == 32
+    assert str(raised.value) == "One or more records have been rejected due to invalid timestamp"
+    assert raised.value.record_errors == [
+        (1, "Timestamp 105000 of message with offset 1 is out of range. "
+            "The timestamp should be within [99900, 100100]"),
+        (3, "Timestamp 95000 of message with offset 3 is out of range. "
+            "The timestamp should be within [99900, 100100]"),
+    ]  # fmt: skip
+    assert bytes(buf) == before
+    check(buf, timestamp_bounds=(90_000, 110_000))
+
+
+def test_key_errors_come_before_timestamp_errors(impl: str) -> None:
+    payload = record_bytes(0, None, timestamp_delta=9_999) + record_bytes(1, b"k", timestamp_delta=9_999)
+    buf = batch_of(payload, 2, base_timestamp=0, max_timestamp=9_999)
+    with pytest.raises(RecordValidationError) as raised:
+        check(buf, compacted=True, timestamp_bounds=(0, 100), topic_partition="c-0")
+    assert raised.value.error_code == 32  # any timestamp error makes it INVALID_TIMESTAMP
+    assert [(i, m.split(" ")[0]) for i, m in raised.value.record_errors] == [
+        (0, "Compacted"),
+        (1, "Timestamp"),
+    ]
+
+
+def test_records_without_timestamp_are_not_bounded(impl: str) -> None:
+    buf = batch_of(records(3), 3, base_timestamp=-1, max_timestamp=-1)
+    check(buf, timestamp_bounds=(1_000, 2_000))
+
+
+def test_producers_may_not_set_log_append_time(impl: str) -> None:
+    lat = int(TimestampType.LOG_APPEND_TIME) << 3
+    buf = batch_of(records(2), 2, max_timestamp=5_000, attributes=lat)
+    with pytest.raises(RecordValidationError, match="invalid timestamp") as raised:
+        check(buf, log_append_time=True)
+    assert [i for i, _ in raised.value.record_errors] == [0, 1]
+    assert "should not set timestamp type to LogAppendTime" in raised.value.record_errors[0][1]
+    check(buf)  # on a CreateTime topic without bounds Kafka lets it through
+    with pytest.raises(RecordValidationError):  # ... but checks its maxTimestamp against them
+        check(buf, timestamp_bounds=(0, 1_000))

@@ -8,16 +8,19 @@
  * holds a pure-Python twin of scan() (_scan_py) with identical results, used when
  * this module is not built or MOLDAU_PURE_PYTHON=1.
  *
- * scan(data, count, base_timestamp, check_keys) walks `count` v2 records in the
- * (uncompressed) buffer `data` and returns a 6-tuple
+ * scan(data, count, base_timestamp, check_keys, min_timestamp, max_timestamp) walks
+ * `count` v2 records in the (uncompressed) buffer `data` and returns a 7-tuple
  *
- *     (kind, index, a, b, max_timestamp, keyless)
+ *     (kind, index, a, b, max_timestamp, keyless, out_of_range)
  *
  * kind 0 means the records are well formed: max_timestamp is the largest
  * baseTimestamp + timestampDelta (at least -1, Kafka's NO_TIMESTAMP), keyless a
  * list of the indices of records with a null key (only when check_keys, else
- * None). Any other kind names the first defect (see the KIND_* constants, mirrored
- * in validation.py) of record `index`, with details in a and b.
+ * None), out_of_range a list of the indices of the other records whose timestamp
+ * is not -1 and outside [min_timestamp, max_timestamp] (Kafka's order: a record
+ * gets a key error or a timestamp error, not both). Any other kind names the first
+ * defect (keyless and out_of_range are then None) (see the KIND_* constants, mirrored in validation.py) of record `index`,
+ * with details in a and b.
  *
  * Varints follow Kafka's ByteUtils: a varint (int32) takes at most 5 bytes, a
  * varlong (int64) at most 10; bits beyond the type's width are dropped, and the
@@ -87,12 +90,26 @@ read_varlong(const uint8_t *p, Py_ssize_t end, Py_ssize_t *pos, int64_t *out)
 }
 
 static PyObject *
-result(int kind, Py_ssize_t index, long long a, long long b, long long max_ts, PyObject *keyless)
+result(int kind, Py_ssize_t index, long long a, long long b, long long max_ts, PyObject *keyless,
+       PyObject *out_of_range)
 {
-    PyObject *keys = keyless ? keyless : Py_None;
-    PyObject *t = Py_BuildValue("(inLLLO)", kind, index, a, b, max_ts, keys);
+    PyObject *t = Py_BuildValue("(inLLLOO)", kind, index, a, b, max_ts,
+                                keyless ? keyless : Py_None,
+                                out_of_range ? out_of_range : Py_None);
     Py_XDECREF(keyless);
+    Py_XDECREF(out_of_range);
     return t;
+}
+
+static int
+append_index(PyObject *list, Py_ssize_t index)
+{
+    PyObject *i = PyLong_FromSsize_t(index);
+    if (i == NULL)
+        return -1;
+    int rc = PyList_Append(list, i);
+    Py_DECREF(i);
+    return rc;
 }
 
 /* Skip a byte array of `len` bytes (len -1: null; below -1: invalid). */
@@ -115,9 +132,10 @@ scan(PyObject *self, PyObject *args)
     (void)self;
     Py_buffer view;
     Py_ssize_t count;
-    long long base_timestamp;
+    long long base_timestamp, min_timestamp, max_timestamp;
     int check_keys;
-    if (!PyArg_ParseTuple(args, "y*nLp:scan", &view, &count, &base_timestamp, &check_keys))
+    if (!PyArg_ParseTuple(args, "y*nLpLL:scan", &view, &count, &base_timestamp, &check_keys,
+                          &min_timestamp, &max_timestamp))
         return NULL;
 
     const uint8_t *p = (const uint8_t *)view.buf;
@@ -129,9 +147,15 @@ scan(PyObject *self, PyObject *args)
     Py_ssize_t index = 0;
     long long a = 0, b = 0;
 
+    PyObject *out_of_range = PyList_New(0);
+    if (out_of_range == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
     if (check_keys) {
         keyless = PyList_New(0);
         if (keyless == NULL) {
+            Py_DECREF(out_of_range);
             PyBuffer_Release(&view);
             return NULL;
         }
@@ -222,15 +246,16 @@ scan(PyObject *self, PyObject *args)
         int64_t timestamp = (int64_t)((uint64_t)base_timestamp + (uint64_t)timestamp_delta);
         if (timestamp > max_ts)
             max_ts = timestamp;
-        if (keyless != NULL && key_len < 0) {
-            PyObject *i = PyLong_FromSsize_t(index);
-            if (i == NULL || PyList_Append(keyless, i) < 0) {
-                Py_XDECREF(i);
-                Py_DECREF(keyless);
-                PyBuffer_Release(&view);
-                return NULL;
-            }
-            Py_DECREF(i);
+        PyObject *bad = NULL;
+        if (keyless != NULL && key_len < 0)
+            bad = keyless;
+        else if (timestamp != -1 && (timestamp < min_timestamp || timestamp > max_timestamp))
+            bad = out_of_range;
+        if (bad != NULL && append_index(bad, index) < 0) {
+            Py_XDECREF(keyless);
+            Py_DECREF(out_of_range);
+            PyBuffer_Release(&view);
+            return NULL;
         }
     }
     if (pos != end) {
@@ -241,15 +266,17 @@ done:
     PyBuffer_Release(&view);
     if (kind != KIND_OK) {
         Py_XDECREF(keyless);
-        return result(kind, index, a, b, (long long)max_ts, NULL);
+        Py_DECREF(out_of_range);
+        return result(kind, index, a, b, (long long)max_ts, NULL, NULL);
     }
-    return result(kind, count, 0, 0, (long long)max_ts, keyless);
+    return result(kind, count, 0, 0, (long long)max_ts, keyless, out_of_range);
 }
 
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
-     "scan(data, count, base_timestamp, check_keys) -> (kind, index, a, b, max_timestamp, "
-     "keyless): walk `count` v2 records in `data`; see moldau.records.validation."},
+     "scan(data, count, base_timestamp, check_keys, min_timestamp, max_timestamp) -> "
+     "(kind, index, a, b, max_timestamp, keyless, out_of_range): walk `count` v2 records "
+     "in `data`; see moldau.records.validation."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -59,6 +59,8 @@ from moldau.records.batch import (
     RECORDS_OFFSET,
     TIMESTAMP_TYPE_MASK,
     TRANSACTIONAL_FLAG_MASK,
+    BatchView,
+    TimestampType,
     _as_writable_view,
     _crc_of,
     _pack_i64,
@@ -66,7 +68,8 @@ from moldau.records.batch import (
     _unpack_header,
 )
 from moldau.records.codecs import MAX_DECOMPRESSED_BATCH_BYTES, decompress
-from moldau.records.errors import InvalidRecordError
+from moldau.records.errors import InvalidRecordError, RecordsError
+from moldau.records.record import decode_records
 
 __all__ = [
     "IMPLEMENTATION",
@@ -77,8 +80,8 @@ __all__ = [
     "validate_records",
 ]
 
-ScanResult = tuple[int, int, int, int, int, list[int] | None]
-Scanner = Callable[[object, int, int, bool], ScanResult]
+ScanResult = tuple[int, int, int, int, int, list[int] | None, list[int] | None]
+Scanner = Callable[[object, int, int, bool, int, int], ScanResult]
 
 # Kinds returned by scan(), the same numbers as in _scan.c.
 KIND_OK = 0
@@ -92,6 +95,9 @@ KIND_HEADER_COUNT_BIG = 7
 KIND_HEADER_KEY_NEG = 8
 KIND_OFFSET_DELTA = 9
 
+#: Kafka's INVALID_TIMESTAMP error code.
+INVALID_TIMESTAMP = 32
+
 _U32 = 0xFFFFFFFF
 _U64 = 0xFFFFFFFFFFFFFFFF
 _I64_SIGN = 1 << 63
@@ -99,18 +105,23 @@ _I64_MIN = -(1 << 63)
 _I64_MAX = (1 << 63) - 1
 
 
-class RecordValidationError(InvalidRecordError):
-    """``INVALID_RECORD`` for individual records, like Kafka's ``RecordValidationException``.
+class RecordValidationError(RecordsError):
+    """Individual records refused, like Kafka's ``RecordValidationException``.
 
-    ``record_errors`` lists ``(batch_index, message)`` for each refused record, the
-    index counting from 0 within its batch; Produce v8+ answers them as
-    ``record_errors``, and librdkafka then fails those records with their own
-    message and the others of the batch with its "different record" error.
+    ``INVALID_RECORD`` (keyless records on a compacted topic) or
+    ``INVALID_TIMESTAMP`` (timestamps outside ``message.timestamp.*.max.ms``), in
+    :attr:`error_code`. ``record_errors`` lists ``(batch_index, message)`` for each
+    refused record, the index counting from 0 within its batch; Produce v8+ answers
+    them as ``record_errors``, and librdkafka then fails those records with their
+    own error and the others of the batch with its "different record" error.
     """
 
-    def __init__(self, message: str, record_errors: list[tuple[int, str]]) -> None:
+    def __init__(
+        self, message: str, record_errors: list[tuple[int, str]], *, error_code: int = 87
+    ) -> None:
         super().__init__(message)
         self.record_errors = record_errors
+        self.error_code = error_code
 
 
 # ==================================================================================
@@ -118,7 +129,14 @@ class RecordValidationError(InvalidRecordError):
 # ==================================================================================
 
 
-def _scan_py(data: object, count: int, base_timestamp: int, check_keys: bool) -> ScanResult:
+def _scan_py(
+    data: object,
+    count: int,
+    base_timestamp: int,
+    check_keys: bool,
+    min_timestamp: int,
+    max_timestamp: int,
+) -> ScanResult:
     """Pure-Python :func:`scan`: same checks, same order, same results as ``_scan.c``.
 
     Each varint takes the one-byte fast path inline (most fields of most records
@@ -131,21 +149,22 @@ def _scan_py(data: object, count: int, base_timestamp: int, check_keys: bool) ->
     pos = 0
     max_ts = NO_TIMESTAMP
     keyless: list[int] | None = [] if check_keys else None
+    out_of_range: list[int] = []
     for index in range(count):
         if pos >= end:
-            return (KIND_EOF, index, 0, 0, max_ts, None)
+            return (KIND_EOF, index, 0, 0, max_ts, None, None)
         # length: a varint, bounded by the payload
         length, pos = read(buf, pos, end, 5, 32)
         if pos == -1:
-            return (KIND_EOF, index, 0, 0, max_ts, None)
+            return (KIND_EOF, index, 0, 0, max_ts, None, None)
         if pos < 0 or length < 0:
-            return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+            return (KIND_STRUCTURE, index, 0, 0, max_ts, None, None)
         if length > end - pos:
-            return (KIND_SIZE_OVER, index, length, end - pos, max_ts, None)
+            return (KIND_SIZE_OVER, index, length, end - pos, max_ts, None, None)
         record_start = pos
         record_end = pos + length
         if length < 2:  # attributes, then at least one byte for the timestamp delta
-            return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+            return (KIND_STRUCTURE, index, 0, 0, max_ts, None, None)
         pos += 1  # attributes: unused in v2
         byte = buf[pos]
         if byte < 0x80:
@@ -154,7 +173,7 @@ def _scan_py(data: object, count: int, base_timestamp: int, check_keys: bool) ->
         else:
             timestamp_delta, pos = read(buf, pos, record_end, 10, 64)
             if pos < 0:
-                return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+                return (KIND_STRUCTURE, index, 0, 0, max_ts, None, None)
         byte = buf[pos] if pos < record_end else 0x80
         if byte < 0x80:
             offset_delta = (byte >> 1) ^ -(byte & 1)
@@ -162,9 +181,9 @@ def _scan_py(data: object, count: int, base_timestamp: int, check_keys: bool) ->
         else:
             offset_delta, pos = read(buf, pos, record_end, 5, 32)
             if pos < 0:
-                return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+                return (KIND_STRUCTURE, index, 0, 0, max_ts, None, None)
         if offset_delta != index:
-            return (KIND_OFFSET_DELTA, index, offset_delta, 0, max_ts, None)
+            return (KIND_OFFSET_DELTA, index, offset_delta, 0, max_ts, None, None)
         byte = buf[pos] if pos < record_end else 0x80
         if byte < 0x80:
             key_len = (byte >> 1) ^ -(byte & 1)
@@ -172,16 +191,16 @@ def _scan_py(data: object, count: int, base_timestamp: int, check_keys: bool) ->
         else:
             key_len, pos = read(buf, pos, record_end, 5, 32)
             if pos < 0:
-                return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+                return (KIND_STRUCTURE, index, 0, 0, max_ts, None, None)
         pos = skip(pos, record_end, key_len)
         if pos < 0:
-            return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+            return (KIND_STRUCTURE, index, 0, 0, max_ts, None, None)
         value_len, pos = read(buf, pos, record_end, 5, 32)
         if pos < 0:
-            return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+            return (KIND_STRUCTURE, index, 0, 0, max_ts, None, None)
         pos = skip(pos, record_end, value_len)
         if pos < 0:
-            return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+            return (KIND_STRUCTURE, index, 0, 0, max_ts, None, None)
         byte = buf[pos] if pos < record_end else 0x80
         if byte < 0x80:
             header_count = (byte >> 1) ^ -(byte & 1)
@@ -189,29 +208,29 @@ def _scan_py(data: object, count: int, base_timestamp: int, check_keys: bool) ->
         else:
             header_count, pos = read(buf, pos, record_end, 5, 32)
             if pos < 0:
-                return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+                return (KIND_STRUCTURE, index, 0, 0, max_ts, None, None)
         if header_count:
             if header_count < 0:
-                return (KIND_HEADER_COUNT_NEG, index, header_count, 0, max_ts, None)
+                return (KIND_HEADER_COUNT_NEG, index, header_count, 0, max_ts, None, None)
             if header_count > record_end - pos:
-                return (KIND_HEADER_COUNT_BIG, index, header_count, 0, max_ts, None)
+                return (KIND_HEADER_COUNT_BIG, index, header_count, 0, max_ts, None, None)
             for _ in range(header_count):
                 header_key_len, pos = read(buf, pos, record_end, 5, 32)
                 if pos < 0:
-                    return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+                    return (KIND_STRUCTURE, index, 0, 0, max_ts, None, None)
                 if header_key_len < 0:
-                    return (KIND_HEADER_KEY_NEG, index, header_key_len, 0, max_ts, None)
+                    return (KIND_HEADER_KEY_NEG, index, header_key_len, 0, max_ts, None, None)
                 pos = skip(pos, record_end, header_key_len)
                 if pos < 0:
-                    return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+                    return (KIND_STRUCTURE, index, 0, 0, max_ts, None, None)
                 header_value_len, pos = read(buf, pos, record_end, 5, 32)
                 if pos < 0:
-                    return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+                    return (KIND_STRUCTURE, index, 0, 0, max_ts, None, None)
                 pos = skip(pos, record_end, header_value_len)
                 if pos < 0:
-                    return (KIND_STRUCTURE, index, 0, 0, max_ts, None)
+                    return (KIND_STRUCTURE, index, 0, 0, max_ts, None, None)
         if pos != record_end:
-            return (KIND_SIZE_MISMATCH, index, length, pos - record_start, max_ts, None)
+            return (KIND_SIZE_MISMATCH, index, length, pos - record_start, max_ts, None, None)
         # base + delta with Java's long wrap-around
         timestamp = base_timestamp + timestamp_delta
         if not _I64_MIN <= timestamp <= _I64_MAX:
@@ -220,9 +239,11 @@ def _scan_py(data: object, count: int, base_timestamp: int, check_keys: bool) ->
             max_ts = timestamp
         if key_len < 0 and keyless is not None:
             keyless.append(index)
+        elif timestamp != -1 and (timestamp < min_timestamp or timestamp > max_timestamp):
+            out_of_range.append(index)
     if pos != end:
-        return (KIND_REMAINING, count, end - pos, 0, max_ts, None)
-    return (KIND_OK, count, 0, 0, max_ts, keyless)
+        return (KIND_REMAINING, count, end - pos, 0, max_ts, None, None)
+    return (KIND_OK, count, 0, 0, max_ts, keyless, out_of_range)
 
 
 def _read_varint(buf: bytes, pos: int, end: int, max_bytes: int, bits: int) -> tuple[int, int]:
@@ -338,24 +359,28 @@ def validate_records(
     *,
     compacted: bool = False,
     log_append_time: bool = False,
+    timestamp_bounds: tuple[int, int] | None = None,
     topic_partition: str = "",
 ) -> RecordsSummary:
     """HOT. Walk every record of every batch in ``buf``; refuse or correct as Kafka does.
 
     ``buf`` must already have passed :func:`validate_batches` with ``from_client``
-    (the module docstring lists the checks). Raises :class:`InvalidRecordError`,
-    :class:`RecordValidationError` (keyless records on a ``compacted`` topic),
-    :class:`CorruptRecordError` (a compressed payload that does not decompress) or
-    :class:`RecordTooLargeError` (one that decompresses to too much),
-    leaving ``buf`` untouched; otherwise patches wrong maxTimestamps of CreateTime
-    batches (not on ``log_append_time`` topics, which are stamped afterwards) and
-    needs ``buf`` writable only then.
+    (the module docstring lists the checks). ``timestamp_bounds`` is the range
+    ``message.timestamp.before.max.ms`` and ``.after.max.ms`` allow around now, for
+    CreateTime topics (None: no bound). Raises :class:`InvalidRecordError`,
+    :class:`RecordValidationError` (keyless records on a ``compacted`` topic,
+    timestamps out of bounds: per-record errors), :class:`CorruptRecordError` (a
+    compressed payload that does not decompress) or :class:`RecordTooLargeError`
+    (one that decompresses to too much), leaving ``buf`` untouched; otherwise
+    patches wrong maxTimestamps of CreateTime batches (not on ``log_append_time``
+    topics, which are stamped afterwards) and needs ``buf`` writable only then.
     """
     view = memoryview(buf)
     if view.format != "B" or view.ndim != 1:
         view = view.cast("B")
     end = len(view)
     walk = scan
+    lo, hi = (_I64_MIN, _I64_MAX) if timestamp_bounds is None else timestamp_bounds
     pos = 0
     records = 0
     corrections: list[tuple[int, int, int]] = []
@@ -373,21 +398,27 @@ def validate_records(
         data = view[pos + RECORDS_OFFSET : pos + size]
         if codec:
             data = decompress(codec, data, max_size=MAX_DECOMPRESSED_BATCH_BYTES)
-        kind, index, a, b, found_max, keyless = walk(data, count, base_timestamp, compacted)
+        log_append_batch = attributes & TIMESTAMP_TYPE_MASK
+        if log_append_batch:  # records' timestamps are the header's: checked below
+            kind, index, a, b, found_max, keyless, late = walk(
+                data, count, base_timestamp, compacted, _I64_MIN, _I64_MAX
+            )
+        else:
+            kind, index, a, b, found_max, keyless, late = walk(
+                data, count, base_timestamp, compacted, lo, hi
+            )
         if kind:
             raise InvalidRecordError(_message(kind, index, a, b) + _where(topic_partition))
-        if keyless:
-            message = f"Compacted topic cannot accept message without key{_where(topic_partition)}."
-            errors = [(i, message) for i in keyless]
-            shown = ", ".join(f"RecordError(batchIndex={i}, message='{m}')" for i, m in errors[:3])
-            raise RecordValidationError(
-                f"One or more records have been rejected due to {len(errors)} record errors "
-                f"in total, and only showing the first three errors at most: [{shown}]",
-                errors,
-            )
-        if found_max != max_timestamp and not log_append_time and not (
-            attributes & TIMESTAMP_TYPE_MASK
+        if log_append_batch and (
+            log_append_time
+            or max_timestamp == NO_TIMESTAMP
+            or (timestamp_bounds is not None and not lo <= max_timestamp <= hi)
         ):
+            keyed = set(keyless or ())
+            late = [i for i in range(count) if i not in keyed]
+        if keyless or late:
+            _refuse_records(view[pos : pos + size], keyless or [], late or [], lo, hi, topic_partition)
+        if found_max != max_timestamp and not log_append_time and not log_append_batch:
             corrections.append((pos, size, found_max))
         records += count
         pos += size
@@ -397,3 +428,47 @@ def validate_records(
             _pack_i64(writable, pos + MAX_TIMESTAMP_OFFSET, found_max)
             _pack_u32(writable, pos + CRC_OFFSET, _crc_of(writable, pos + ATTRIBUTES_OFFSET, pos + size))
     return RecordsSummary(record_count=records, max_timestamps_corrected=len(corrections))
+
+
+def _refuse_records(
+    batch: memoryview, keyless: list[int], late: list[int], lo: int, hi: int, topic_partition: str
+) -> None:
+    """Raise Kafka's ``RecordValidationException`` for the records named (a cold path).
+
+    Timestamps are decoded again only here, for the messages: a key error for each
+    keyless record, a timestamp error for each record out of bounds, in batch order;
+    INVALID_TIMESTAMP if there is any timestamp error, else INVALID_RECORD.
+    """
+    errors: list[tuple[int, str]] = [
+        (i, f"Compacted topic cannot accept message without key{_where(topic_partition)}.")
+        for i in keyless
+    ]
+    if late:
+        view = BatchView(batch)
+        decoded = decode_records(view)
+        for i in late:
+            if view.timestamp_type == TimestampType.LOG_APPEND_TIME and (
+                lo == _I64_MIN and hi == _I64_MAX or view.max_timestamp == NO_TIMESTAMP
+            ):
+                message = (
+                    f"Invalid timestamp type in message with offset {i}. Producer should not "
+                    f"set timestamp type to LogAppendTime."
+                )
+            else:
+                message = (
+                    f"Timestamp {decoded[i].timestamp} of message with offset {i} is out of "
+                    f"range. The timestamp should be within [{lo}, {hi}]"
+                )
+            errors.append((i, message))
+        errors.sort()
+        raise RecordValidationError(
+            "One or more records have been rejected due to invalid timestamp",
+            errors,
+            error_code=INVALID_TIMESTAMP,
+        )
+    shown = ", ".join(f"RecordError(batchIndex={i}, message='{m}')" for i, m in errors[:3])
+    raise RecordValidationError(
+        f"One or more records have been rejected due to {len(errors)} record errors "
+        f"in total, and only showing the first three errors at most: [{shown}]",
+        errors,
+    )

@@ -382,14 +382,20 @@ class Log:
     # -- appends ----------------------------------------------------------------------
 
     def append_as_leader(
-        self, records: bytearray | memoryview, *, leader_epoch: int, now_ms: int
+        self,
+        records: bytearray | memoryview,
+        *,
+        leader_epoch: int,
+        now_ms: int,
+        timestamp_bounds: tuple[int, int] | None = None,
     ) -> AppendInfo:
         """Validate, number and append a producer's batches; patches ``records`` in place.
 
         Validation is Kafka's for client appends: batch headers and CRCs
         (:func:`validate_batches`), then every record of every batch
         (:func:`validate_records`: well-formed records, offset deltas in order, keys
-        on compacted topics, maxTimestamp corrected). Raises the :mod:`moldau.records`
+        on compacted topics, record timestamps within ``timestamp_bounds`` when given,
+        maxTimestamp corrected). Raises the :mod:`moldau.records`
         errors for bad batches (CorruptRecordError, InvalidRecordError and its
         RecordValidationError, RecordTooLargeError, UnsupportedCompressionError), and
         KafkaStorageError when the disk refuses the write; either way nothing is
@@ -401,6 +407,7 @@ class Log:
             records,
             compacted=config.compact,
             log_append_time=config.log_append_time,
+            timestamp_bounds=timestamp_bounds,
             topic_partition=self.dir.name,
         ).max_timestamps_corrected
         if corrected:  # a batch's maxTimestamp was fixed: summarise the patched headers
