@@ -29,7 +29,12 @@ Per batch, in this order:
   record cannot help;
 - on a compacted topic, records with a null key are refused with
   ``INVALID_RECORD`` *and* per-record errors (:class:`RecordValidationError`), which
-  Produce v8+ returns as ``record_errors`` so clients fail those records alone.
+  Produce v8+ returns as ``record_errors`` so clients fail those records alone;
+- with timestamp bounds (``message.timestamp.before/after.max.ms`` on a CreateTime
+  topic), records whose timestamp is outside are refused the same way, with
+  ``INVALID_TIMESTAMP`` (Kafka's ``validateTimestamp``; a record gets a key error or
+  a timestamp error, not both), and so is a producer batch that claims
+  LogAppendTime on a LogAppendTime topic.
 
 What is not refused but corrected, as Kafka does (``DefaultRecordBatch.setMaxTimestamp``
 in ``LogValidator``): a CreateTime batch whose maxTimestamp is not the largest record
