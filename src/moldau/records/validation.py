@@ -51,6 +51,7 @@ missing or ``MOLDAU_PURE_PYTHON=1`` is set. docs/07-performance.md has the figur
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -289,13 +290,25 @@ def _skip(pos: int, record_end: int, length: int) -> int:
 # Choosing the implementation
 # ==================================================================================
 
+#: The version of scan()'s arguments and result that this module calls (``ABI`` in
+#: _scan.c): a stale build from an older checkout is ignored, not called wrongly.
+_SCAN_ABI = 2
+
 IMPLEMENTATIONS: dict[str, Scanner] = {"python": _scan_py}
 try:
-    from moldau.records._scan import scan as _scan_c
+    from moldau.records import _scan
 except ImportError:  # not built (no compiler at install time): the Python twin serves
     pass
 else:
-    IMPLEMENTATIONS["c"] = _scan_c
+    if getattr(_scan, "ABI", None) == _SCAN_ABI:
+        IMPLEMENTATIONS["c"] = _scan.scan
+    else:
+        warnings.warn(
+            "moldau.records._scan is a stale build (reinstall with pip install -e .); "
+            "using the pure-Python record walk",
+            RuntimeWarning,
+            stacklevel=1,
+        )
 
 #: The walk in use: C when built, unless ``MOLDAU_PURE_PYTHON=1`` forces Python.
 IMPLEMENTATION = (
