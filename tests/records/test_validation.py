@@ -309,3 +309,53 @@ def test_producers_may_not_set_log_append_time(impl: str) -> None:
     check(buf)  # on a CreateTime topic without bounds Kafka lets it through
     with pytest.raises(RecordValidationError):  # ... but checks its maxTimestamp against them
         check(buf, timestamp_bounds=(0, 1_000))
+
+
+# -- any sound batch, broken in one known way, gets the right refusal -----------------------
+
+MUTATIONS = ["trailing-bytes", "count-plus-one", "count-minus-one", "swap-deltas", "bad-length"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    items=st.lists(st.builds(RecordInput, key=st.binary(max_size=8), value=st.binary(max_size=40)), min_size=2, max_size=12),
+    codec=codecs,
+    mutation=st.sampled_from(MUTATIONS),
+    where=st.integers(0, 100),
+)
+def test_each_mutation_is_refused_with_its_error(
+    impl: str, items: list[RecordInput], codec: Compression, mutation: str, where: int
+) -> None:
+    parts = [record_bytes(i, r.key, r.value, timestamp_delta=i) for i, r in enumerate(items)]
+    count = len(parts)
+    if mutation == "trailing-bytes":
+        parts.append(b"\x00" * (1 + where % 7))
+    elif mutation == "count-plus-one":
+        count += 1
+        parts.append(b"")  # nothing for it: premature EOF, or too few bytes for the header
+    elif mutation == "count-minus-one":
+        count -= 1
+    elif mutation == "swap-deltas":
+        i = where % (len(items) - 1)
+        parts[i], parts[i + 1] = (
+            record_bytes(i + 1, items[i].key, items[i].value, timestamp_delta=i),
+            record_bytes(i, items[i + 1].key, items[i + 1].value, timestamp_delta=i + 1),
+        )
+    else:  # one record's length varint one byte too long or short
+        i = where % len(items)
+        body = parts[i][len(encode_varint(len(parts[i]) - 1)) :]
+        real = len(parts[i]) - len(encode_varint(len(parts[i]) - 1))
+        parts[i] = encode_varint(real + (1 if where % 2 else -1)) + body
+    buf = batch_of(b"".join(parts), count, codec=codec)
+    with pytest.raises((InvalidRecordError, CorruptRecordError)) as raised:
+        check(buf)
+    if mutation == "count-plus-one" and codec == Compression.NONE:
+        return  # the header check may already see too few bytes (CORRUPT_MESSAGE)
+    assert type(raised.value) is InvalidRecordError, raised.value
+    expected = {
+        "trailing-bytes": "records still remaining",
+        "count-plus-one": "premature EOF",
+        "count-minus-one": "records still remaining",
+        "swap-deltas": "offset delta",
+    }.get(mutation, "")
+    assert expected in str(raised.value)
