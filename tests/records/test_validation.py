@@ -195,7 +195,7 @@ def _fragments() -> st.SearchStrategy[bytes]:
 @settings(max_examples=1500, deadline=None)
 @given(
     data=_fragments(),
-    count=st.integers(0, 6),
+    count=st.integers(-2, 6),
     base=st.sampled_from([-1, 0, 1_000, 2**63 - 1, -(2**63)]),
     keys=st.booleans(),
     bounds=st.sampled_from([(-(2**63), 2**63 - 1), (0, 5), (995, 1_010), (2**62, 2**63 - 1)]),

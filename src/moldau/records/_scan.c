@@ -260,6 +260,7 @@ scan(PyObject *self, PyObject *args)
     }
     if (pos != end) {
         kind = KIND_REMAINING;
+        index = count;
         a = end - pos;
     }
 done:
