@@ -260,6 +260,35 @@ def parse_produce_v3(data: bytes) -> dict[tuple[str, int], tuple[int, int]]:
     return out
 
 
+def parse_produce_v8(data: bytes) -> dict[tuple[str, int], tuple[int, int, list[tuple[int, str | None]], str | None]]:
+    """{(topic, partition): (error code, base offset, record_errors, error_message)}"""
+    r = Reader(data)
+    out = {}
+    for _ in range(r.i32()):
+        name = r.string()
+        for _ in range(r.i32()):
+            index, error, base = r.i32(), r.i16(), r.i64()
+            r.i64()  # log_append_time_ms
+            r.i64()  # log_start_offset (v5+)
+            record_errors = [(r.i32(), r.string()) for _ in range(r.i32())]
+            out[(name, index)] = (error, base, record_errors, r.string())
+    r.i32()  # throttle
+    assert r.done(), f"{len(data) - r.pos} unexpected bytes after the Produce v8 body"
+    return out
+
+
+def raw_produce_v8(bootstrap: str, topic: str, partition: int, batch: bytes, acks: int = -1
+                   ) -> tuple[int, int, list[tuple[int, str | None]], str | None]:
+    """Produce v8 (the request is v3's; the answer adds record_errors and error_message)."""
+    with connect(bootstrap) as s:
+        s.sendall(request(API_PRODUCE, 8, 98, produce_v3(topic, partition, batch, acks)))
+        resp = read_response(s)
+    assert resp is not None, "broker closed the connection instead of answering Produce"
+    corr, rest = resp
+    assert corr == 98
+    return parse_produce_v8(rest)[(topic, partition)]
+
+
 def raw_produce(bootstrap: str, topic: str, partition: int, batch: bytes,
                 acks: int = -1) -> tuple[int, int]:
     with connect(bootstrap) as s:

@@ -1,8 +1,8 @@
 """Produce (key 0): append record batches to partition leaders.
 
 Records arrive as writable memoryview slices of the request frame; the log validates
-batch headers and CRCs and patches offsets in place, so the data is written exactly as
-the client framed it, without a copy and without decoding a single record.
+batch headers, CRCs and every record (moldau.records.validation) and patches offsets in
+place, so the data is written exactly as the client framed it, without a copy.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ PRODUCE = ALL_APIS[0]
 _codec = codec_for(PRODUCE)
 _PartitionResponse = _codec.Response.of("responses").of("partition_responses")
 _TopicResponse = _codec.Response.of("responses")
+_RecordError = _PartitionResponse.of("record_errors")
 
 
 def _append(
@@ -58,6 +59,11 @@ def _append(
         result.error_code = int(exc.code)
         result.error_message = exc.message
         result.base_offset = -1
+        # per-record errors (v8+), e.g. keyless records on a compacted topic
+        result.record_errors = [
+            _RecordError(batch_index=i, batch_index_error_message=m)
+            for i, m in getattr(raised, "record_errors", ())
+        ]
     return result
 
 

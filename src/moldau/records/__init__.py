@@ -6,8 +6,9 @@ on batch headers only; :func:`decode_records` and :func:`build_batch` are for co
 that needs individual records (coordinators, the log cleaner, tools, tests).
 
 Modules: :mod:`.batch` (header layout, views, validation, patching), :mod:`.record`
-(varints, records, building batches), :mod:`.codecs` (gzip, snappy, lz4, zstd) and
-:mod:`.errors` (one exception per Kafka error code).
+(varints, records, building batches), :mod:`.validation` (the per-record checks of
+every produced batch, with an optional C walk in ``_scan.c``), :mod:`.codecs` (gzip,
+snappy, lz4, zstd) and :mod:`.errors` (one exception per Kafka error code).
 """
 
 from moldau.records.batch import (
@@ -78,6 +79,7 @@ from moldau.records.record import (
     zigzag_decode,
     zigzag_encode,
 )
+from moldau.records.validation import RecordValidationError, validate_records
 
 __all__ = [
     "ATTRIBUTES_OFFSET",
@@ -121,6 +123,7 @@ __all__ = [
     "Record",
     "RecordInput",
     "RecordTooLargeError",
+    "RecordValidationError",
     "RecordsError",
     "TimestampType",
     "UnsupportedCompressionError",
@@ -142,6 +145,7 @@ __all__ = [
     "size_of_unsigned_varint",
     "size_of_varint",
     "validate_batches",
+    "validate_records",
     "zigzag_decode",
     "zigzag_encode",
 ]

@@ -3,8 +3,9 @@
 Theory of operation
 -------------------
 The broker stores record batches byte for byte as producers send them (ARCHITECTURE.md,
-decision 2). On the produce path it therefore never decodes individual records: it
-walks the batch *headers* of a buffer, checks magic, lengths and CRC-32C, patches the
+decision 2). On the produce path it therefore never builds individual records: it
+walks the batch *headers* of a buffer, checks magic, lengths and CRC-32C (then
+:mod:`moldau.records.validation` walks the records themselves, in C), patches the
 fields the broker owns (base offset, partition leader epoch, and for
 ``LogAppendTime`` topics the timestamp type and max timestamp) in place, and writes
 the buffer to the log. Everything in this module works on that principle:
@@ -573,9 +574,10 @@ def validate_batches(
     recovery): they may legitimately be control batches or cleaner-emptied
     batches whose count is 0.
 
-    Not checked here, because it needs the records or the request: keys on
-    compacted topics (:func:`moldau.records.record.has_keyless_record`), timestamp
-    bounds and type, and "exactly one batch" for produce v3+ (use ``batch_count``).
+    Not checked here, because it needs the records or the request: the records
+    themselves and keys on compacted topics
+    (:func:`moldau.records.validation.validate_records`), timestamp bounds and type,
+    and "exactly one batch" for produce v3+ (use ``batch_count``).
     """
     view = _as_byte_view(buf)
     end = len(view)

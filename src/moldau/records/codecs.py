@@ -31,6 +31,7 @@ Choice of libraries (see STYLE.md, measured): ``zlib`` for gzip, ``lz4.frame``
 
 from __future__ import annotations
 
+import mmap
 import struct
 import zlib
 from collections.abc import Callable
@@ -39,9 +40,13 @@ import cramjam
 import lz4.frame
 
 from moldau.records.batch import Compression
-from moldau.records.errors import CorruptRecordError, UnsupportedCompressionError
+from moldau.records.errors import (
+    CorruptRecordError,
+    RecordTooLargeError,
+    UnsupportedCompressionError,
+)
 
-__all__ = ["XERIAL_SNAPPY_MAGIC", "compress", "decompress"]
+__all__ = ["MAX_DECOMPRESSED_BATCH_BYTES", "XERIAL_SNAPPY_MAGIC", "compress", "decompress"]
 
 Buffer = bytes | bytearray | memoryview
 
@@ -53,6 +58,19 @@ _XERIAL_HEADER_SIZE = len(_XERIAL_HEADER)  # 16
 _XERIAL_BLOCK_SIZE = 32 * 1024
 _unpack_block_length = struct.Struct(">i").unpack_from
 _pack_block_length = struct.Struct(">i").pack
+
+#: Bound on the decompressed records of one batch from a client (64 MiB). Kafka has
+#: none, but it streams records; this broker decompresses a batch whole to validate
+#: it, so the bound keeps a tiny hostile payload from taking gigabytes. Real batches
+#: are far below it (librdkafka and the Java client batch about 1 MiB or less).
+MAX_DECOMPRESSED_BATCH_BYTES = 64 << 20
+_UNBOUNDED = 1 << 62
+_LZ4_STEP = 1 << 20
+
+
+def _too_large(max_size: int) -> RecordTooLargeError:
+    return RecordTooLargeError(f"the batch's records decompress to more than {max_size} bytes")
+
 
 #: Compression levels used when the caller gives none, matching the Java client's
 #: defaults (Deflater.DEFAULT_COMPRESSION, zstd-jni's 3).
@@ -70,10 +88,13 @@ def _gzip_compress(data: Buffer, level: int | None) -> bytes:
     return compressor.compress(data) + compressor.flush()
 
 
-def _gzip_decompress(data: Buffer) -> bytes:
+def _gzip_decompress(data: Buffer, max_size: int) -> bytes:
     decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    chunks = [decompressor.decompress(data)]
+    chunks = [decompressor.decompress(data, max_size + 1)]
+    total = len(chunks[0])
     while True:
+        if total > max_size:
+            raise _too_large(max_size)
         if not decompressor.eof:
             raise CorruptRecordError("truncated gzip stream")
         rest = decompressor.unused_data
@@ -82,7 +103,8 @@ def _gzip_decompress(data: Buffer) -> bytes:
         if not rest.startswith(b"\x1f\x8b"):
             break
         decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        chunks.append(decompressor.decompress(rest))
+        chunks.append(decompressor.decompress(rest, max_size + 1 - total))
+        total += len(chunks[-1])
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
@@ -101,17 +123,21 @@ def _snappy_compress(data: Buffer, level: int | None) -> bytes:
     return b"".join(parts)
 
 
-def _snappy_decompress(data: Buffer) -> bytes:
+def _snappy_decompress(data: Buffer, max_size: int) -> bytes:
     view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
     decompress_raw = cramjam.snappy.decompress_raw
+    raw_length = cramjam.snappy.decompress_raw_len  # read from the block's header: cheap
     if len(view) < _XERIAL_HEADER_SIZE or view[:8] != XERIAL_SNAPPY_MAGIC:
         # Raw snappy, as librdkafka sends it.
+        if raw_length(view) > max_size:
+            raise _too_large(max_size)
         return bytes(decompress_raw(view))
     # xerial framing. Version and compat fields are not checked: there has only
     # ever been one framing, and some producers write them little-endian.
     parts: list[bytes] = []
     pos = _XERIAL_HEADER_SIZE
     end = len(view)
+    total = 0
     while pos < end:
         if end - pos < 4:
             raise CorruptRecordError("truncated xerial snappy block length")
@@ -119,7 +145,11 @@ def _snappy_decompress(data: Buffer) -> bytes:
         pos += 4
         if block_length < 0 or pos + block_length > end:
             raise CorruptRecordError(f"impossible xerial snappy block length {block_length}")
-        parts.append(bytes(decompress_raw(view[pos : pos + block_length])))
+        block = view[pos : pos + block_length]
+        total += raw_length(block)
+        if total > max_size:
+            raise _too_large(max_size)
+        parts.append(bytes(decompress_raw(block)))
         pos += block_length
     return b"".join(parts)
 
@@ -139,8 +169,24 @@ def _lz4_compress(data: Buffer, level: int | None) -> bytes:
     )
 
 
-def _lz4_decompress(data: Buffer) -> bytes:
-    return lz4.frame.decompress(data)
+def _lz4_decompress(data: Buffer, max_size: int) -> bytes:
+    # In steps of at most 1 MiB of output (a larger max_length makes the library
+    # allocate that much up front), stopping past max_size. Like lz4.frame.decompress,
+    # anything after the first frame is ignored.
+    decompressor = lz4.frame.LZ4FrameDecompressor()
+    step = min(_LZ4_STEP, max_size + 1)
+    parts = [decompressor.decompress(data, max_length=step)]
+    total = len(parts[0])
+    while not decompressor.eof:
+        if total > max_size:
+            raise _too_large(max_size)
+        if decompressor.needs_input:
+            raise CorruptRecordError("truncated lz4 frame")
+        parts.append(decompressor.decompress(b"", max_length=min(_LZ4_STEP, max_size + 1 - total)))
+        total += len(parts[-1])
+    if total > max_size:
+        raise _too_large(max_size)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 # --- zstd --------------------------------------------------------------------------
@@ -150,8 +196,21 @@ def _zstd_compress(data: Buffer, level: int | None) -> bytes:
     return bytes(cramjam.zstd.compress(data, _ZSTD_DEFAULT_LEVEL if level is None else level))
 
 
-def _zstd_decompress(data: Buffer) -> bytes:
-    return bytes(cramjam.zstd.decompress(data))
+def _zstd_decompress(data: Buffer, max_size: int) -> bytes:
+    if max_size >= _UNBOUNDED:
+        return bytes(cramjam.zstd.decompress(data))
+    # cramjam has no bounded zstd stream; decompress into an anonymous mapping of
+    # max_size + 1 bytes, whose pages only become memory where output is written.
+    with mmap.mmap(-1, max_size + 1) as out:
+        try:
+            size = cramjam.zstd.decompress_into(data, out)
+        except cramjam.DecompressionError as exc:
+            if "whole buffer" in str(exc):  # the output did not fit
+                raise _too_large(max_size) from None
+            raise
+        if size > max_size:
+            raise _too_large(max_size)
+        return out[:size]
 
 
 # --- dispatch ----------------------------------------------------------------------
@@ -163,7 +222,7 @@ _COMPRESSORS: dict[int, Callable[[Buffer, int | None], bytes]] = {
     Compression.ZSTD: _zstd_compress,
 }
 
-_DECOMPRESSORS: dict[int, Callable[[Buffer], bytes]] = {
+_DECOMPRESSORS: dict[int, Callable[[Buffer, int], bytes]] = {
     Compression.GZIP: _gzip_decompress,
     Compression.SNAPPY: _snappy_decompress,
     Compression.LZ4: _lz4_decompress,
@@ -186,11 +245,15 @@ def compress(codec: Compression | int, data: Buffer, *, level: int | None = None
     return compressor(data, level)
 
 
-def decompress(codec: Compression | int, data: Buffer) -> bytes:
+def decompress(codec: Compression | int, data: Buffer, *, max_size: int | None = None) -> bytes:
     """Decompress a batch payload written with ``codec`` (any framing clients send).
 
-    Raises :class:`CorruptRecordError` if ``data`` is not valid for the codec and
-    :class:`UnsupportedCompressionError` for an unknown codec id.
+    Raises :class:`CorruptRecordError` if ``data`` is not valid for the codec,
+    :class:`UnsupportedCompressionError` for an unknown codec id, and
+    :class:`RecordTooLargeError` if the output would exceed ``max_size`` bytes: a
+    few KB of zstd can expand to gigabytes, so code that decompresses what a client
+    sent bounds it (record validation passes ``MAX_DECOMPRESSED_BATCH_BYTES``);
+    the output never grows much past the bound before the refusal.
     """
     if codec == Compression.NONE:
         return bytes(data)
@@ -198,8 +261,8 @@ def decompress(codec: Compression | int, data: Buffer) -> bytes:
     if decompressor is None:
         raise UnsupportedCompressionError(f"unknown compression codec id {int(codec)}")
     try:
-        return decompressor(data)
-    except CorruptRecordError:
+        return decompressor(data, _UNBOUNDED if max_size is None else max_size)
+    except (CorruptRecordError, RecordTooLargeError):
         raise
     except (zlib.error, cramjam.DecompressionError, RuntimeError, ValueError) as exc:
         raise CorruptRecordError(

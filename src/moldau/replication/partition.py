@@ -19,13 +19,12 @@ from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.records import (
     BatchView,
     Compression,
-    InvalidRecordError,
     build_batch,
     decode_records,
-    has_keyless_record,
     iter_batches,
     validate_batches,
 )
+from moldau.records.validation import validate_records
 from moldau.replication.producer_state import ProducerStateManager, rebuild_from_log
 from moldau.storage.log import AppendInfo, Log
 
@@ -52,6 +51,7 @@ class RecordsSlice:
 
 
 LONG_MAX = 9223372036854775807
+LONG_MIN = -9223372036854775808
 TARGET_CODECS = {
     "uncompressed": Compression.NONE,
     "gzip": Compression.GZIP,
@@ -135,24 +135,23 @@ class Partition:
             raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         if required_acks == -1 and len(self.isr) < self.min_insync_replicas:
             raise KafkaError(ErrorCode.NOT_ENOUGH_REPLICAS)
-        head = BatchView(records, 0)
-        # one batch per request is the rule from Produce v3 on: skip the walk then
-        batches = [head] if head.size == len(records) else list(iter_batches(records))
-        self._check_timestamps(batches, now_ms)
+        timestamp_bounds = self._timestamp_bounds(now_ms)
         target = TARGET_CODECS.get(self.compression_type)
         if target is not None:
-            # check CRCs before decoding: recompressing must not launder a corrupt batch
-            validate_batches(records, max_batch_bytes=self.log.config.max_message_bytes)
+            # validate headers, CRCs and every record before decoding: recompressing
+            # must neither launder a corrupt batch nor trip over a malformed one
+            config = self.log.config
+            validate_batches(records, max_batch_bytes=config.max_message_bytes)
+            validate_records(
+                records,
+                compacted=config.compact,
+                log_append_time=config.log_append_time,
+                timestamp_bounds=timestamp_bounds,
+                topic_partition=f"{self.topic}-{self.index}",
+            )
             records = recompress(records, target)
-            head = BatchView(records, 0)
-            batches = list(iter_batches(records))
-        if self.log.config.compact:
-            for batch in batches:
-                if has_keyless_record(batch):
-                    raise InvalidRecordError(
-                        f"Compacted topic cannot accept message without key in topic partition "
-                        f"{self.topic}-{self.index}."
-                    )
+        head = BatchView(records, 0)
+        # the log validates every record (keys, timestamps) on append
         producer_id = head.producer_id
         if producer_id >= 0:
             if not self._producer_state_loaded:
@@ -170,7 +169,9 @@ class Partition:
                     record_count=0,
                     max_timestamp=-1,
                 )
-        info = self.log.append_as_leader(records, leader_epoch=self.leader_epoch, now_ms=now_ms)
+        info = self.log.append_as_leader(
+            records, leader_epoch=self.leader_epoch, now_ms=now_ms, timestamp_bounds=timestamp_bounds
+        )
         if producer_id >= 0:
             self.producer_state.update(
                 producer_id, epoch, sequence, count, info.first_offset, info.last_offset, info.log_append_time
@@ -178,21 +179,18 @@ class Partition:
         self._maybe_advance_high_watermark()
         return info
 
-    def _check_timestamps(self, batches: list[BatchView], now_ms: int) -> None:
-        """message.timestamp.before/after.max.ms for CreateTime topics (INVALID_TIMESTAMP)."""
+    def _timestamp_bounds(self, now_ms: int) -> tuple[int, int] | None:
+        """The record timestamps message.timestamp.before/after.max.ms allow, or None.
+
+        Kafka checks every record of a CreateTime topic against them and answers
+        INVALID_TIMESTAMP with a per-record error for each one outside.
+        """
         before, after = self.timestamp_before_max_ms, self.timestamp_after_max_ms
         if self.log.config.log_append_time or (before >= LONG_MAX and after >= LONG_MAX):
-            return
-        for batch in batches:
-            if batch.is_control:
-                continue
-            if batch.base_timestamp < now_ms - before or batch.max_timestamp > now_ms + after:
-                raise KafkaError(
-                    ErrorCode.INVALID_TIMESTAMP,
-                    f"Timestamp of a record in {self.topic}-{self.index} is out of range: "
-                    f"[{batch.base_timestamp}, {batch.max_timestamp}] against now {now_ms} "
-                    f"(message.timestamp.before.max.ms={before}, message.timestamp.after.max.ms={after})",
-                )
+            return None
+        low = now_ms - before if before < LONG_MAX else LONG_MIN
+        high = now_ms + after if after < LONG_MAX else LONG_MAX
+        return max(low, LONG_MIN), min(high, LONG_MAX)
 
     def _maybe_advance_high_watermark(self) -> None:
         if self.isr == [self.broker_id]:

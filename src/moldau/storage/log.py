@@ -57,6 +57,7 @@ from moldau.records import (
     set_partition_leader_epoch,
     validate_batches,
 )
+from moldau.records.validation import validate_records
 from moldau.storage.checkpoint import fsync_dir
 from moldau.storage.config import LogConfig
 from moldau.storage.errors import KafkaStorageError, OffsetOutOfRangeError
@@ -384,16 +385,36 @@ class Log:
     # -- appends ----------------------------------------------------------------------
 
     def append_as_leader(
-        self, records: bytearray | memoryview, *, leader_epoch: int, now_ms: int
+        self,
+        records: bytearray | memoryview,
+        *,
+        leader_epoch: int,
+        now_ms: int,
+        timestamp_bounds: tuple[int, int] | None = None,
     ) -> AppendInfo:
         """Validate, number and append a producer's batches; patches ``records`` in place.
 
-        Raises the :mod:`moldau.records` errors for bad batches (CorruptRecordError,
-        InvalidRecordError, RecordTooLargeError, UnsupportedCompressionError), and
-        KafkaStorageError when the disk refuses the write (nothing is appended).
+        Validation is Kafka's for client appends: batch headers and CRCs
+        (:func:`validate_batches`), then every record of every batch
+        (:func:`validate_records`: well-formed records, offset deltas in order, keys
+        on compacted topics, record timestamps within ``timestamp_bounds`` when given,
+        maxTimestamp corrected). Raises the :mod:`moldau.records`
+        errors for bad batches (CorruptRecordError, InvalidRecordError and its
+        RecordValidationError, RecordTooLargeError, UnsupportedCompressionError), and
+        KafkaStorageError when the disk refuses the write; either way nothing is
+        appended.
         """
         config = self._config
         info = validate_batches(records, max_batch_bytes=config.max_message_bytes)
+        corrected = validate_records(
+            records,
+            compacted=config.compact,
+            log_append_time=config.log_append_time,
+            timestamp_bounds=timestamp_bounds,
+            topic_partition=self.dir.name,
+        ).max_timestamps_corrected
+        if corrected:  # a batch's maxTimestamp was fixed: summarise the patched headers
+            info = validate_batches(records, max_batch_bytes=config.max_message_bytes)
         if info.size > config.segment_bytes:
             raise RecordTooLargeError(
                 f"{info.size} bytes of batches exceed segment.bytes {config.segment_bytes}"
