@@ -225,12 +225,21 @@ def test_the_cap_counts_every_topic_of_a_request(broker, topic):
 
 
 def test_the_largest_topic_kafka_allows_in_one_request(broker, topic):
-    """One TopicRecord and 9,999 PartitionRecords: exactly Kafka's cap."""
-    body, elapsed = call(broker.bootstrap, API_CREATE_TOPICS, 4, create_topics_v4([(topic, 9999)]))
+    """One TopicRecord and 9,999 PartitionRecords: exactly Kafka's cap (checked with
+    validate_only, which plans everything and creates nothing)."""
+    body, _ = call(broker.bootstrap, API_CREATE_TOPICS, 4, create_topics_v4([(topic, 9999)], validate_only=True))
     assert parse_create_topics_v4(body) == {topic: (0, None)}
-    assert len(partition_dirs(broker, topic)) == 9999
-    body, _ = call(broker.bootstrap, API_CREATE_TOPICS, 4, create_topics_v4([(topic + "x", 10_000)]))
-    assert parse_create_topics_v4(body)[topic + "x"][0] == POLICY_VIOLATION
+    body, _ = call(broker.bootstrap, API_CREATE_TOPICS, 4, create_topics_v4([(topic, 10_000)], validate_only=True))
+    assert parse_create_topics_v4(body) == {topic: (POLICY_VIOLATION, EXCESSIVE)}
+    assert partition_dirs(broker, topic) == []
+
+
+def test_creating_thousands_of_partitions_does_not_stall_others(broker, topic):
+    with probing(broker.bootstrap) as probe:
+        body, elapsed = call(broker.bootstrap, API_CREATE_TOPICS, 4, create_topics_v4([(topic, 5000)]))
+    assert parse_create_topics_v4(body) == {topic: (0, None)}
+    assert len(partition_dirs(broker, topic)) == 5000
+    assert probe.worst < PROBE_BOUND_S, f"probe waited {probe.worst:.2f}s (answer after {elapsed:.1f}s)"
 
 
 def test_confluent_admin_sees_policy_violation(broker, topic):

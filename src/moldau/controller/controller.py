@@ -26,6 +26,7 @@ Bounds (Kafka's, and one of our own), checked before any placement is computed, 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from typing import TYPE_CHECKING
@@ -43,6 +44,8 @@ INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 #: Kafka's QuorumController.MAX_RECORDS_PER_USER_OP (= MAX_RECORDS_PER_BATCH).
 MAX_RECORDS_PER_USER_OP = 10_000
 EXCESSIVE_BATCH_MESSAGE = "Unable to perform excessively large batch operation."
+#: From this many new local partitions on, their logs are created in a worker thread.
+PREPARE_IN_THREAD = 64
 
 
 def excessive_batch() -> KafkaError:
@@ -197,7 +200,32 @@ class Controller:
             partitions = self._placement(num_partitions, replication_factor)
         return TopicRecord(name=name, topic_id=uuid.uuid4(), partitions=partitions, configs=self._check_configs(configs))
 
+    async def prepare_logs(self, topic: TopicRecord) -> None:
+        """Create the directories and files of this broker's new partitions in a worker
+        thread, so that applying thousands of partitions does not hold the event loop
+        for seconds (``apply_topic`` then finds the logs already open)."""
+        broker = self.broker
+        manager = broker.log_manager
+        config = broker.log_config_for(topic)
+        new = [
+            index
+            for index, state in topic.partitions.items()
+            if broker.node_id in state.replicas and manager.get_log(topic.name, index) is None
+        ]
+        if len(new) < PREPARE_IN_THREAD:
+            return
+
+        def create() -> None:
+            for index in new:
+                manager.create_log(topic.name, index, config)
+
+        # If the store then refuses the topic, the empty logs stay registered and are
+        # reused by the next creation of that name; removing them here could race with
+        # the thread, which a cancelled request does not stop.
+        await asyncio.to_thread(create)
+
     async def create_topic(self, topic: TopicRecord) -> TopicRecord:
+        await self.prepare_logs(topic)
         try:
             await self.broker.store.create_topic(topic)
         except TopicExistsError:
@@ -250,5 +278,6 @@ class Controller:
         return TopicRecord(topic.name, topic.topic_id, {**topic.partitions, **new}, dict(topic.configs))
 
     async def update_topic(self, topic: TopicRecord) -> None:
+        await self.prepare_logs(topic)
         await self.broker.store.update_topic(topic)
         self.broker.apply_topic(topic)
