@@ -11,6 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
+from moldau.handlers.pacing import paced_map
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
 from moldau.protocol.messages import ALL_APIS
@@ -49,7 +50,9 @@ def _delete(broker: Any, topic: str, index: int, offset: int) -> Any:
 async def delete_records(broker: Any, header: Any, request: Any) -> Any:
     topics = []
     for topic in request.topics:
-        partitions = [_delete(broker, topic.name, p.partition_index, p.offset) for p in topic.partitions]
+        partitions = await paced_map(
+            lambda p, name=topic.name: _delete(broker, name, p.partition_index, p.offset), topic.partitions
+        )
         topics.append(_Topic(name=topic.name, partitions=partitions))
     await asyncio.to_thread(broker.log_manager.checkpoint)
     return _codec.Response(throttle_time_ms=0, topics=topics)

@@ -13,6 +13,7 @@ from typing import Any
 
 from moldau.coordinator.group.classic import ClassicGroup, GroupState
 from moldau.coordinator.group.coordinator import OFFSETS_TOPIC
+from moldau.handlers.pacing import paced_map
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
@@ -278,7 +279,7 @@ def _describe_one(broker: Any, group_id: str, version: int) -> Any:
 @handles(DESCRIBE_GROUPS, 0, 6)
 async def describe_groups(broker: Any, header: Any, request: Any) -> Any:
     await broker.group_coordinator.ensure_topic()
-    groups = [_describe_one(broker, g, header.api_version) for g in request.groups]
+    groups = await paced_map(lambda g: _describe_one(broker, g, header.api_version), request.groups)
     return _describe.Response(throttle_time_ms=0, groups=groups)
 
 

@@ -7,10 +7,12 @@ as committed -- both are what clients rely on (see shared/COMPATIBILITY.md).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 from moldau.coordinator.group import OffsetCommit
+from moldau.handlers.pacing import PACE, paced_map
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
@@ -97,10 +99,17 @@ def _topic_id(broker: Any, name: str) -> uuid.UUID:
     return topic.topic_id if topic is not None else _ZERO_UUID
 
 
-def _fetch_group(
+Row = tuple[int, int, int, str | None, ErrorCode]
+
+
+async def _fetch_group(
     broker: Any, group_id: str, topics: list[tuple[str, list[int]]] | None, member: tuple[str, int] | None
-) -> tuple[ErrorCode, list[tuple[str, list[tuple[int, int, int, str | None, ErrorCode]]]]]:
-    """(group error, [(topic, [(partition, offset, leader epoch, metadata, error)])])."""
+) -> tuple[ErrorCode, list[tuple[str, list[Row]]]]:
+    """(group error, [(topic, [(partition, offset, leader epoch, metadata, error)])]).
+
+    Asked partitions are looked up :data:`PACE` at a time, with the event loop handed
+    back in between, so a request naming a million partitions does not stall others.
+    """
     coordinator = broker.group_coordinator
     try:
         coordinator.check_coordinator(group_id)
@@ -109,17 +118,42 @@ def _fetch_group(
     except KafkaError as exc:
         if topics is None:
             return exc.code, []
-        return exc.code, [(t, [(p, NO_OFFSET, -1, NO_METADATA, exc.code) for p in parts]) for t, parts in topics]
+        code = exc.code
+        return code, [(t, await paced_map(lambda p: (p, NO_OFFSET, -1, NO_METADATA, code), parts)) for t, parts in topics]
+
+    def row(found: tuple[int, Any]) -> Row:
+        p, value = found
+        if value is None:
+            return (p, NO_OFFSET, -1, NO_METADATA, ErrorCode.NONE)
+        return (p, value.offset, value.leader_epoch, value.metadata, ErrorCode.NONE)
+
+    if topics is None:
+        return ErrorCode.NONE, [
+            (t, [row(found) for found in partitions]) for t, partitions in coordinator.fetch_offsets(group_id, None)
+        ]
     result = []
-    for topic, partitions in coordinator.fetch_offsets(group_id, topics):
-        rows = []
-        for p, value in partitions:
-            if value is None:
-                rows.append((p, NO_OFFSET, -1, NO_METADATA, ErrorCode.NONE))
-            else:
-                rows.append((p, value.offset, value.leader_epoch, value.metadata, ErrorCode.NONE))
+    for topic, partitions in topics:
+        rows: list[Row] = []
+        for start in range(0, len(partitions), PACE):
+            chunk = coordinator.fetch_offsets(group_id, [(topic, partitions[start : start + PACE])])
+            rows += [row(found) for found in chunk[0][1]]
+            await asyncio.sleep(0)
         result.append((topic, rows))
     return ErrorCode.NONE, result
+
+
+def _group_partition(row: Row) -> Any:
+    p, o, e, m, err = row
+    return _FetchGroupPartition(
+        partition_index=p, committed_offset=o, committed_leader_epoch=e, metadata=m, error_code=int(err)
+    )
+
+
+def _partition(row: Row) -> Any:
+    p, o, e, m, err = row
+    return _FetchPartition(
+        partition_index=p, committed_offset=o, committed_leader_epoch=e, metadata=m, error_code=int(err)
+    )
 
 
 @handles(OFFSET_FETCH, 1, 10)
@@ -145,18 +179,12 @@ async def offset_fetch(broker: Any, header: Any, request: Any) -> Any:
             else:
                 wanted = [(t.name, list(t.partition_indexes)) for t in g.topics]
             member = (g.member_id, g.member_epoch) if version >= 9 and g.member_id is not None else None
-            code, topics = _fetch_group(broker, g.group_id, wanted, member)
+            code, topics = await _fetch_group(broker, g.group_id, wanted, member)
             answers = [
                 _FetchGroupTopic(
                     name=t,
                     topic_id=_topic_id(broker, t),
-                    partitions=[
-                        _FetchGroupPartition(
-                            partition_index=p, committed_offset=o, committed_leader_epoch=e,
-                            metadata=m, error_code=int(err),
-                        )
-                        for p, o, e, m, err in rows
-                    ],
+                    partitions=await paced_map(_group_partition, rows),
                 )
                 for t, rows in topics
             ]
@@ -177,20 +205,14 @@ async def offset_fetch(broker: Any, header: Any, request: Any) -> Any:
             groups.append(_FetchGroup(group_id=g.group_id, error_code=int(code), topics=answers))
         return _fetch.Response(throttle_time_ms=0, groups=groups)
     wanted = None if request.topics is None else [(t.name, list(t.partition_indexes)) for t in request.topics]
-    code, topics = _fetch_group(broker, request.group_id, wanted, None)
+    code, topics = await _fetch_group(broker, request.group_id, wanted, None)
     response = _fetch.Response(
         throttle_time_ms=0,
         error_code=int(code) if version >= 2 else 0,
         topics=[
             _FetchTopic(
                 name=t,
-                partitions=[
-                    _FetchPartition(
-                        partition_index=p, committed_offset=o, committed_leader_epoch=e, metadata=m,
-                        error_code=int(err),
-                    )
-                    for p, o, e, m, err in rows
-                ],
+                partitions=await paced_map(_partition, rows),
             )
             for t, rows in topics
         ],
