@@ -30,8 +30,9 @@ def _skip_tagged_fields(buf: Any, pos: int) -> int:
 
 def produce_entries(buf: Any, pos: int, version: int, flexible: bool, limit: int) -> int:
     """Topic and partition entries of the Produce request body at ``pos``, counted up
-    to just past ``limit``. A body that does not parse counts as past ``limit``: the
-    real decoder, wherever it runs, will refuse it."""
+    to just past ``limit``. A body whose structure cannot be walked counts as past
+    ``limit``; record data is skipped by its length, not checked, so a truncated body
+    may also count low -- either way the real decoder refuses it, wherever it runs."""
     try:
         return _count(buf, pos, version, flexible, limit)
     except (IndexError, ValueError, struct.error, ProtocolDecodeError):
