@@ -33,6 +33,7 @@ API_CREATE_TOPICS = 19
 API_DELETE_RECORDS = 21
 API_DESCRIBE_CONFIGS = 32
 API_CREATE_PARTITIONS = 37
+API_DELETE_GROUPS = 42
 
 #: The probe's worst answer while a big request is served must stay under this.
 PROBE_BOUND_S = 1.0
@@ -73,6 +74,12 @@ def offset_fetch_v1(group: str, topic: str, partitions: int) -> bytes:
 def delete_records_v0(topic: str, partitions: int) -> bytes:
     entry = b"".join(raw.i32(p % 4) + raw.i64(0) for p in range(partitions))
     return raw.i32(1) + raw.string(topic) + raw.i32(partitions) + entry + raw.i32(30000)
+
+
+def produce_v3_entries(topic: str, partitions: int) -> bytes:
+    """A Produce request naming one partition index many times, each with null records."""
+    entry = raw.i32(0) + raw.i32(-1)
+    return raw.string(None) + raw.i16(1) + raw.i32(10000) + raw.i32(1) + raw.string(topic) + raw.i32(partitions) + entry * partitions
 
 
 def describe_configs_v1(topic: str, copies: int) -> bytes:
@@ -303,8 +310,14 @@ def test_metadata_naming_a_million_missing_topics(broker, topic):
         (API_OFFSET_FETCH, 1, lambda t: offset_fetch_v1("g", t, 1_000_000)),
         (API_DELETE_RECORDS, 0, lambda t: delete_records_v0(t, 1_000_000)),
         (API_DESCRIBE_CONFIGS, 1, lambda t: describe_configs_v1(t, 20_000)),
+        (raw.API_PRODUCE, 3, lambda t: produce_v3_entries(t, 1_000_000)),
+        (API_DELETE_GROUPS, 0, lambda t: describe_groups_v0([f"g{i}" for i in range(1_000_000)])),
+        (API_CREATE_TOPICS, 4, lambda t: create_topics_v4([(f"{t}-{i}", 0) for i in range(300_000)])),
     ],
-    ids=["ListOffsets", "DescribeGroups", "OffsetFetch", "DeleteRecords", "DescribeConfigs"],
+    ids=[
+        "ListOffsets", "DescribeGroups", "OffsetFetch", "DeleteRecords", "DescribeConfigs", "Produce",
+        "DeleteGroups", "CreateTopics",
+    ],
 )
 def test_huge_arrays_do_not_stall_other_clients(shared_broker, topic, api_key, version, build):
     create_topic(shared_broker.bootstrap, topic, partitions=4)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from moldau.config.definitions import BROKER_CONFIGS, CONFIG_TYPE_CODES, TOPIC_CONFIGS
-from moldau.handlers.pacing import PACE, paced
+from moldau.handlers.pacing import PACE, Pacer, paced
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode
 from moldau.protocol.messages import ALL_APIS
@@ -149,7 +149,7 @@ async def describe_configs(broker: Any, header: Any, request: Any) -> Any:
     synonyms = version >= 1 and request.include_synonyms
     docs = version >= 3 and request.include_documentation
     results = []
-    async for resource in paced(request.resources, PACE // 20):  # ~30 entries per topic
+    async for resource in paced(request.resources, Pacer(PACE // 20)):  # ~30 entries each
         result = _Result(
             error_code=0,
             error_message=None,

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
-from moldau.handlers.pacing import paced_map
+from moldau.handlers.pacing import Pacer, paced, paced_map
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
 from moldau.protocol.messages import ALL_APIS
@@ -49,9 +49,10 @@ def _delete(broker: Any, topic: str, index: int, offset: int) -> Any:
 @handles(DELETE_RECORDS, 0, 2)
 async def delete_records(broker: Any, header: Any, request: Any) -> Any:
     topics = []
-    for topic in request.topics:
+    pacer = Pacer()
+    async for topic in paced(request.topics, pacer):
         partitions = await paced_map(
-            lambda p, name=topic.name: _delete(broker, name, p.partition_index, p.offset), topic.partitions
+            lambda p, name=topic.name: _delete(broker, name, p.partition_index, p.offset), topic.partitions, pacer
         )
         topics.append(_Topic(name=topic.name, partitions=partitions))
     await asyncio.to_thread(broker.log_manager.checkpoint)

@@ -13,7 +13,7 @@ from typing import Any
 
 from moldau.coordinator.group.classic import ClassicGroup, GroupState
 from moldau.coordinator.group.coordinator import OFFSETS_TOPIC
-from moldau.handlers.pacing import paced_map
+from moldau.handlers.pacing import paced, paced_map
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
@@ -77,7 +77,7 @@ async def find_coordinator(broker: Any, header: Any, request: Any) -> Any:
     version = header.api_version
     if version >= 4:
         coordinators = []
-        for key in request.coordinator_keys:
+        async for key in paced(request.coordinator_keys):
             code, node, host, port = await _locate(broker, key, request.key_type)
             coordinators.append(
                 _Coordinator(key=key, node_id=node, host=host, port=port, error_code=int(code), error_message=_message(code))
@@ -312,7 +312,7 @@ _Deleted = _delete.Response.of("results")
 async def delete_groups(broker: Any, header: Any, request: Any) -> Any:
     coordinator = broker.group_coordinator
     results = []
-    for group_id in request.groups_names:
+    async for group_id in paced(request.groups_names):
         try:
             await coordinator.ready(group_id)
             code = coordinator.delete_group(group_id)

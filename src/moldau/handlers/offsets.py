@@ -7,12 +7,11 @@ as committed -- both are what clients rely on (see shared/COMPATIBILITY.md).
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
 from moldau.coordinator.group import OffsetCommit
-from moldau.handlers.pacing import PACE, paced_map
+from moldau.handlers.pacing import PACE, Pacer, paced, paced_map
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
@@ -103,7 +102,11 @@ Row = tuple[int, int, int, str | None, ErrorCode]
 
 
 async def _fetch_group(
-    broker: Any, group_id: str, topics: list[tuple[str, list[int]]] | None, member: tuple[str, int] | None
+    broker: Any,
+    group_id: str,
+    topics: list[tuple[str, list[int]]] | None,
+    member: tuple[str, int] | None,
+    pacer: Pacer,
 ) -> tuple[ErrorCode, list[tuple[str, list[Row]]]]:
     """(group error, [(topic, [(partition, offset, leader epoch, metadata, error)])]).
 
@@ -119,7 +122,10 @@ async def _fetch_group(
         if topics is None:
             return exc.code, []
         code = exc.code
-        return code, [(t, await paced_map(lambda p: (p, NO_OFFSET, -1, NO_METADATA, code), parts)) for t, parts in topics]
+        return code, [
+            (t, await paced_map(lambda p: (p, NO_OFFSET, -1, NO_METADATA, code), parts, pacer))
+            async for t, parts in paced(topics, pacer)
+        ]
 
     def row(found: tuple[int, Any]) -> Row:
         p, value = found
@@ -132,12 +138,12 @@ async def _fetch_group(
             (t, [row(found) for found in partitions]) for t, partitions in coordinator.fetch_offsets(group_id, None)
         ]
     result = []
-    for topic, partitions in topics:
+    async for topic, partitions in paced(topics, pacer):
         rows: list[Row] = []
         for start in range(0, len(partitions), PACE):
             chunk = coordinator.fetch_offsets(group_id, [(topic, partitions[start : start + PACE])])
             rows += [row(found) for found in chunk[0][1]]
-            await asyncio.sleep(0)
+            await pacer.tick(len(chunk[0][1]))
         result.append((topic, rows))
     return ErrorCode.NONE, result
 
@@ -161,9 +167,10 @@ async def offset_fetch(broker: Any, header: Any, request: Any) -> Any:
     version = header.api_version
     coordinator = broker.group_coordinator
     await coordinator.ensure_topic()
+    pacer = Pacer()
     if version >= 8:
         groups = []
-        for g in request.groups:
+        async for g in paced(request.groups, pacer):
             unknown: list[tuple[Any, list[int]]] = []
             if g.topics is None:
                 wanted = None
@@ -179,42 +186,40 @@ async def offset_fetch(broker: Any, header: Any, request: Any) -> Any:
             else:
                 wanted = [(t.name, list(t.partition_indexes)) for t in g.topics]
             member = (g.member_id, g.member_epoch) if version >= 9 and g.member_id is not None else None
-            code, topics = await _fetch_group(broker, g.group_id, wanted, member)
+            code, topics = await _fetch_group(broker, g.group_id, wanted, member, pacer)
             answers = [
                 _FetchGroupTopic(
                     name=t,
                     topic_id=_topic_id(broker, t),
-                    partitions=await paced_map(_group_partition, rows),
+                    partitions=await paced_map(_group_partition, rows, pacer),
                 )
-                for t, rows in topics
+                async for t, rows in paced(topics, pacer)
             ]
             answers += [
                 _FetchGroupTopic(
                     name="",
                     topic_id=topic_id,
-                    partitions=[
-                        _FetchGroupPartition(
-                            partition_index=p, committed_offset=NO_OFFSET, committed_leader_epoch=-1,
-                            metadata=NO_METADATA, error_code=int(ErrorCode.UNKNOWN_TOPIC_ID),
-                        )
-                        for p in parts
-                    ],
+                    partitions=await paced_map(
+                        lambda p: _group_partition((p, NO_OFFSET, -1, NO_METADATA, ErrorCode.UNKNOWN_TOPIC_ID)),
+                        parts,
+                        pacer,
+                    ),
                 )
-                for topic_id, parts in unknown
+                async for topic_id, parts in paced(unknown, pacer)
             ]
             groups.append(_FetchGroup(group_id=g.group_id, error_code=int(code), topics=answers))
         return _fetch.Response(throttle_time_ms=0, groups=groups)
     wanted = None if request.topics is None else [(t.name, list(t.partition_indexes)) for t in request.topics]
-    code, topics = await _fetch_group(broker, request.group_id, wanted, None)
+    code, topics = await _fetch_group(broker, request.group_id, wanted, None, pacer)
     response = _fetch.Response(
         throttle_time_ms=0,
         error_code=int(code) if version >= 2 else 0,
         topics=[
             _FetchTopic(
                 name=t,
-                partitions=await paced_map(_partition, rows),
+                partitions=await paced_map(_partition, rows, pacer),
             )
-            for t, rows in topics
+            async for t, rows in paced(topics, pacer)
         ],
     )
     return response

@@ -23,20 +23,35 @@ R = TypeVar("R")
 PACE = 1000
 
 
-async def paced(items: Iterable[T], every: int = PACE) -> AsyncIterator[T]:
-    """``items``, yielding to the event loop after every ``every`` of them."""
-    count = 0
-    for item in items:
-        yield item
-        count += 1
-        if count == every:
-            count = 0
+class Pacer:
+    """Counts entries handled; nested loops share one so that every entry counts, e.g.
+    a million topics of one partition each as well as one topic of a million."""
+
+    __slots__ = ("count", "every")
+
+    def __init__(self, every: int = PACE) -> None:
+        self.every = every
+        self.count = 0
+
+    async def tick(self, entries: int = 1) -> None:
+        """Count ``entries``; hand the loop back if ``every`` were counted since last time."""
+        self.count += entries
+        if self.count >= self.every:
+            self.count = 0
             await asyncio.sleep(0)
 
 
-async def paced_map(fn: Callable[[T], R], items: Iterable[T], every: int = PACE) -> list[R]:
-    """``[fn(x) for x in items]``, yielding to the event loop after every ``every`` items."""
-    out: list[R] = []
-    async for item in paced(items, every):
-        out.append(fn(item))
-    return out
+async def paced(items: Iterable[T], pacer: Pacer | None = None) -> AsyncIterator[T]:
+    """``items``, handing the loop back every :data:`PACE` entries (or ``pacer``'s)."""
+    pacer = pacer or Pacer()
+    for item in items:
+        yield item
+        pacer.count += 1
+        if pacer.count >= pacer.every:
+            pacer.count = 0
+            await asyncio.sleep(0)
+
+
+async def paced_map(fn: Callable[[T], R], items: Iterable[T], pacer: Pacer | None = None) -> list[R]:
+    """``[fn(x) for x in items]``, handing the loop back as :func:`paced` does."""
+    return [fn(item) async for item in paced(items, pacer)]

@@ -17,6 +17,7 @@ from typing import Any
 
 from moldau.controller.controller import MAX_RECORDS_PER_USER_OP, excessive_batch
 from moldau.handlers.configs import topic_config_entries
+from moldau.handlers.pacing import paced, paced_map
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
 from moldau.protocol.messages import ALL_APIS
@@ -41,26 +42,27 @@ async def create_topics(broker: Any, header: Any, request: Any) -> Any:
     validate_only = version >= 1 and request.validate_only
     results = []
     seen: dict[str, int] = {}
-    for t in request.topics:
+    async for t in paced(request.topics):
         seen[t.name] = seen.get(t.name, 0) + 1
     controller = broker.controller
-    records = sum(
-        controller.creation_records(t.name, t.num_partitions, len(t.assignments or ()), len(t.configs or ()))
-        for t in request.topics
-        if seen[t.name] == 1
-    )
+    records = 0
+    async for t in paced(request.topics):
+        if seen[t.name] == 1:
+            records += controller.creation_records(
+                t.name, t.num_partitions, len(t.assignments or ()), len(t.configs or ())
+            )
     if records > MAX_RECORDS_PER_USER_OP:
         refusal = excessive_batch()
-        topics = [
-            _CreateResult(
+        topics = await paced_map(
+            lambda t: _CreateResult(
                 name=t.name, error_code=int(refusal.code), error_message=refusal.message,
                 num_partitions=-1, replication_factor=-1, configs=None,
-            )
-            for t in request.topics
-        ]
+            ),
+            request.topics,
+        )
         return _create.Response(throttle_time_ms=0, topics=topics)
     pending = 0  # partitions validate_only has granted without creating them
-    for t in request.topics:
+    async for t in paced(request.topics):
         result = _CreateResult(name=t.name, error_code=0, error_message=None)
         results.append(result)
         try:
@@ -114,7 +116,7 @@ async def delete_topics(broker: Any, header: Any, request: Any) -> Any:
     else:
         wanted = [(n, None) for n in request.topic_names]
     results = []
-    for name, topic_id in wanted:
+    async for name, topic_id in paced(wanted):
         result = _DeleteResult(name=name, error_code=0)
         results.append(result)
         try:
@@ -140,17 +142,22 @@ async def delete_topics(broker: Any, header: Any, request: Any) -> Any:
 @handles(CREATE_PARTITIONS, 0, 3)
 async def create_partitions(broker: Any, header: Any, request: Any) -> Any:
     controller = broker.controller
-    asked = {t.name: t.count for t in request.topics}
-    if sum(controller.partition_records(name, count) for name, count in asked.items()) > MAX_RECORDS_PER_USER_OP:
+    asked: dict[str, int] = {}
+    async for t in paced(request.topics):
+        asked[t.name] = t.count
+    records = 0
+    async for name, count in paced(asked.items()):
+        records += controller.partition_records(name, count)
+    if records > MAX_RECORDS_PER_USER_OP:
         refusal = excessive_batch()
-        results = [
-            _PartitionsResult(name=t.name, error_code=int(refusal.code), error_message=refusal.message)
-            for t in request.topics
-        ]
+        results = await paced_map(
+            lambda t: _PartitionsResult(name=t.name, error_code=int(refusal.code), error_message=refusal.message),
+            request.topics,
+        )
         return _partitions.Response(throttle_time_ms=0, results=results)
     results = []
     pending = 0  # partitions validate_only has granted without creating them
-    for t in request.topics:
+    async for t in paced(request.topics):
         result = _PartitionsResult(name=t.name, error_code=0, error_message=None)
         results.append(result)
         try:
