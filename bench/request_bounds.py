@@ -39,6 +39,10 @@ CASES = {
     "offset-fetch 1,000,000 partitions": (t.API_OFFSET_FETCH, 1, lambda: t.offset_fetch_v1("g", TOPIC, 1_000_000)),
     "delete-records 1,000,000 partitions": (t.API_DELETE_RECORDS, 0, lambda: t.delete_records_v0(TOPIC, 1_000_000)),
     "describe-configs 20,000 resources": (t.API_DESCRIBE_CONFIGS, 1, lambda: t.describe_configs_v1(TOPIC, 20_000)),
+    "produce 1,000,000 partition entries": (raw.API_PRODUCE, 3, lambda: t.produce_v3_entries(TOPIC, 1_000_000)),
+    "delete-groups 1,000,000 groups": (t.API_DELETE_GROUPS, 0, lambda: t.describe_groups_v0([f"g{i}" for i in range(1_000_000)])),
+    "create-topics 300,000 invalid topics": (t.API_CREATE_TOPICS, 4, lambda: t.create_topics_v4([(f"x{i}", 0) for i in range(300_000)])),
+    "create-topics 5,000 partitions (allowed)": (t.API_CREATE_TOPICS, 4, lambda: t.create_topics_v4([("ok", 5000)])),
 }
 
 
