@@ -22,11 +22,13 @@ from .kafka_helpers import UNKNOWN_TOPIC_OR_PARTITION, admin_client, create_topi
 
 pytestmark = pytest.mark.timeout(180)
 
+UNKNOWN_SERVER_ERROR = -1
 POLICY_VIOLATION = 44
 INVALID_PARTITIONS = 37
 EXCESSIVE = "Unable to perform excessively large batch operation."
 
 API_LIST_OFFSETS = 2
+API_OFFSET_COMMIT = 8
 API_OFFSET_FETCH = 9
 API_DESCRIBE_GROUPS = 15
 API_CREATE_TOPICS = 19
@@ -80,6 +82,24 @@ def produce_v3_entries(topic: str, partitions: int) -> bytes:
     """A Produce request naming one partition index many times, each with null records."""
     entry = raw.i32(0) + raw.i32(-1)
     return raw.string(None) + raw.i16(1) + raw.i32(10000) + raw.i32(1) + raw.string(topic) + raw.i32(partitions) + entry * partitions
+
+
+def offset_commit_v2(group: str, topic: str, partitions: int) -> bytes:
+    """A standalone commit (generation -1) of ``partitions`` entries over 4 partitions."""
+    entries = b"".join(raw.i32(p % 4) + raw.i64(p) + raw.string("") for p in range(partitions))
+    return (raw.string(group) + raw.i32(-1) + raw.string("") + raw.i64(-1)
+            + raw.i32(1) + raw.string(topic) + raw.i32(partitions) + entries)
+
+
+def parse_offset_commit_v2(data: bytes) -> list[int]:
+    r = raw.Reader(data)
+    codes = []
+    for _ in range(r.i32()):
+        r.string()
+        for _ in range(r.i32()):
+            r.i32()
+            codes.append(r.i16())
+    return codes
 
 
 def describe_configs_v1(topic: str, copies: int) -> bytes:
@@ -326,3 +346,16 @@ def test_huge_arrays_do_not_stall_other_clients(shared_broker, topic, api_key, v
     assert elapsed < 60, f"answered after {elapsed:.1f}s"
     assert probe.worst < PROBE_BOUND_S, f"probe waited {probe.worst:.2f}s (answer after {elapsed:.1f}s)"
     roundtrip_ok(shared_broker.bootstrap)
+
+
+def test_an_offset_commit_larger_than_one_batch_is_refused(broker, topic):
+    """Kafka writes a commit as one batch of __consumer_offsets and refuses one past the
+    topic's max.message.bytes (RecordTooLargeException: UNKNOWN_SERVER_ERROR)."""
+    create_topic(broker.bootstrap, topic, partitions=4)
+    body, _ = call(broker.bootstrap, API_OFFSET_COMMIT, 2, offset_commit_v2("g", topic, 4))
+    assert parse_offset_commit_v2(body) == [0, 0, 0, 0]
+    with probing(broker.bootstrap) as probe:
+        body, elapsed = call(broker.bootstrap, API_OFFSET_COMMIT, 2, offset_commit_v2("g", topic, 200_000))
+    codes = parse_offset_commit_v2(body)
+    assert len(codes) == 200_000 and set(codes) == {UNKNOWN_SERVER_ERROR}
+    assert probe.worst < PROBE_BOUND_S, f"probe waited {probe.worst:.2f}s (answer after {elapsed:.1f}s)"

@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 from moldau.coordinator.group import OffsetCommit
+from moldau.coordinator.group.coordinator import OFFSETS_TOPIC
 from moldau.handlers.pacing import PACE, Pacer, paced, paced_map
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError
@@ -20,6 +21,12 @@ OFFSET_COMMIT = ALL_APIS[8]
 OFFSET_FETCH = ALL_APIS[9]
 OFFSET_DELETE = ALL_APIS[47]
 
+#: Lower bounds of what a commit writes (moldau.coordinator.group.records): a batch
+#: header; per offset an OffsetCommitKey (version, group, topic, partition) and an
+#: OffsetCommitValue v3 (version, offset, leader epoch, metadata, commit timestamp).
+_BATCH_OVERHEAD = 61
+_OFFSET_KEY_FIXED = 2 + 2 + 2 + 4
+_OFFSET_VALUE_FIXED = 2 + 8 + 4 + 2 + 8
 NO_OFFSET = -1
 NO_METADATA = ""
 _ZERO_UUID = uuid.UUID(int=0)
@@ -41,9 +48,10 @@ async def offset_commit(broker: Any, header: Any, request: Any) -> Any:
         names = {t.topic_id: broker.topic_names_by_id.get(t.topic_id) for t in request.topics}
     commits = []
     unknown: list[tuple[Any, int]] = []
-    for t in request.topics:
+    pacer = Pacer()
+    async for t in paced(request.topics, pacer):
         name = names.get(t.topic_id) if version >= 10 else t.name
-        for p in t.partitions:
+        async for p in paced(t.partitions, pacer):
             if name is None:
                 unknown.append((t.topic_id, p.partition_index))
                 continue
@@ -55,6 +63,8 @@ async def offset_commit(broker: Any, header: Any, request: Any) -> Any:
             )
     try:
         await coordinator.ready(request.group_id)
+        if await _too_large(broker, request.group_id, commits, pacer):
+            raise KafkaError(ErrorCode.UNKNOWN_SERVER_ERROR)
         errors = coordinator.commit_offsets(
             request.group_id,
             request.generation_id_or_member_epoch,
@@ -73,14 +83,40 @@ async def offset_commit(broker: Any, header: Any, request: Any) -> Any:
             topic = topics[key] = _CommitTopic(name=name, topic_id=topic_id, partitions=[])
         topic.partitions.append(_CommitPartition(partition_index=partition, error_code=int(code)))
 
-    for c, code in zip(commits, errors, strict=True):
+    async for c, code in paced(zip(commits, errors, strict=True), pacer):
         answer(c.topic, c.topic, ids.get(c.topic), c.partition, code)
-    for topic_id, partition in unknown:
+    async for topic_id, partition in paced(unknown, pacer):
         answer(topic_id, "", topic_id, partition, ErrorCode.UNKNOWN_TOPIC_ID)
     for topic in topics.values():
         if topic.topic_id is None:
             topic.topic_id = _ZERO_UUID
     return _commit.Response(throttle_time_ms=0, topics=list(topics.values()))
+
+
+async def _too_large(broker: Any, group_id: str, commits: list[OffsetCommit], pacer: Pacer) -> bool:
+    """Whether the commit's records cannot fit in one batch of ``__consumer_offsets``.
+
+    Kafka writes a commit as one atomic batch and refuses one larger than the offsets
+    topic's ``max.message.bytes`` (RecordTooLargeException, answered as
+    UNKNOWN_SERVER_ERROR for every partition). That also bounds the synchronous work a
+    commit costs here. Sizes are a lower bound (record framing left out), so nothing
+    Kafka accepts is refused.
+    """
+    topic = broker.topics.get(OFFSETS_TOPIC)
+    if topic is None:
+        return False
+    limit = broker.log_config_for(topic).max_message_bytes
+    size = _BATCH_OVERHEAD
+    fixed = _OFFSET_KEY_FIXED + _OFFSET_VALUE_FIXED + len(group_id.encode())
+    topic_sizes: dict[str, int] = {}
+    async for c in paced(commits, pacer):
+        topic_size = topic_sizes.get(c.topic)
+        if topic_size is None:
+            topic_size = topic_sizes[c.topic] = len(c.topic.encode())
+        size += fixed + topic_size + len((c.metadata or "").encode())
+        if size > limit:
+            return True
+    return False
 
 
 # -- OffsetFetch -------------------------------------------------------------------------
