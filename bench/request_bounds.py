@@ -42,6 +42,8 @@ CASES = {
     "produce 1,000,000 partition entries": (raw.API_PRODUCE, 3, lambda: t.produce_v3_entries(TOPIC, 1_000_000)),
     "delete-groups 1,000,000 groups": (t.API_DELETE_GROUPS, 0, lambda: t.describe_groups_v0([f"g{i}" for i in range(1_000_000)])),
     "create-topics 300,000 invalid topics": (t.API_CREATE_TOPICS, 4, lambda: t.create_topics_v4([(f"x{i}", 0) for i in range(300_000)])),
+    "fetch 1,000,000 partition entries": (t.API_FETCH, 4, lambda: t.fetch_v4(TOPIC, 1_000_000)),
+    "offset-commit 200,000 partitions": (t.API_OFFSET_COMMIT, 2, lambda: t.offset_commit_v2("g", TOPIC, 200_000)),
     "create-topics 5,000 partitions (allowed)": (t.API_CREATE_TOPICS, 4, lambda: t.create_topics_v4([("ok", 5000)])),
 }
 

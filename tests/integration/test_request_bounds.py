@@ -27,6 +27,7 @@ POLICY_VIOLATION = 44
 INVALID_PARTITIONS = 37
 EXCESSIVE = "Unable to perform excessively large batch operation."
 
+API_FETCH = 1
 API_LIST_OFFSETS = 2
 API_OFFSET_COMMIT = 8
 API_OFFSET_FETCH = 9
@@ -82,6 +83,13 @@ def produce_v3_entries(topic: str, partitions: int) -> bytes:
     """A Produce request naming one partition index many times, each with null records."""
     entry = raw.i32(0) + raw.i32(-1)
     return raw.string(None) + raw.i16(1) + raw.i32(10000) + raw.i32(1) + raw.string(topic) + raw.i32(partitions) + entry * partitions
+
+
+def fetch_v4(topic: str, partitions: int) -> bytes:
+    """A Fetch (max_wait 0) naming ``partitions`` entries over 4 partitions."""
+    entries = b"".join(raw.i32(p % 4) + raw.i64(0) + raw.i32(1024) for p in range(partitions))
+    return (raw.i32(-1) + raw.i32(0) + raw.i32(1) + raw.i32(1 << 20) + raw.i8(0)
+            + raw.i32(1) + raw.string(topic) + raw.i32(partitions) + entries)
 
 
 def offset_commit_v2(group: str, topic: str, partitions: int) -> bytes:
@@ -333,10 +341,11 @@ def test_metadata_naming_a_million_missing_topics(broker, topic):
         (raw.API_PRODUCE, 3, lambda t: produce_v3_entries(t, 1_000_000)),
         (API_DELETE_GROUPS, 0, lambda t: describe_groups_v0([f"g{i}" for i in range(1_000_000)])),
         (API_CREATE_TOPICS, 4, lambda t: create_topics_v4([(f"{t}-{i}", 0) for i in range(300_000)])),
+        (API_FETCH, 4, lambda t: fetch_v4(t, 1_000_000)),
     ],
     ids=[
         "ListOffsets", "DescribeGroups", "OffsetFetch", "DeleteRecords", "DescribeConfigs", "Produce",
-        "DeleteGroups", "CreateTopics",
+        "DeleteGroups", "CreateTopics", "Fetch",
     ],
 )
 def test_huge_arrays_do_not_stall_other_clients(shared_broker, topic, api_key, version, build):
