@@ -40,6 +40,8 @@ def produce_entries(buf: Any, pos: int, version: int, flexible: bool, limit: int
 
 
 def _count(buf: Any, pos: int, version: int, flexible: bool, limit: int) -> int:
+    i16 = p.I16.unpack_from
+    i32 = p.I32.unpack_from
     if flexible:
         length, pos = p.read_uvarint(buf, pos)
         pos += max(length - 1, 0)  # transactional_id
@@ -48,10 +50,10 @@ def _count(buf: Any, pos: int, version: int, flexible: bool, limit: int) -> int:
         topics -= 1
     else:
         if version >= 3:
-            (length,) = p.I16.unpack_from(buf, pos)
+            (length,) = i16(buf, pos)
             pos += 2 + max(length, 0)
         pos += 6
-        (topics,) = p.I32.unpack_from(buf, pos)
+        (topics,) = i32(buf, pos)
         pos += 4
     entries = 0
     for _ in range(max(topics, 0)):
@@ -64,13 +66,13 @@ def _count(buf: Any, pos: int, version: int, flexible: bool, limit: int) -> int:
             length, pos = p.read_uvarint(buf, pos)
             pos += max(length - 1, 0)
         else:
-            (length,) = p.I16.unpack_from(buf, pos)
+            (length,) = i16(buf, pos)
             pos += 2 + max(length, 0)
         if flexible:
             partitions, pos = p.read_uvarint(buf, pos)
             partitions -= 1
         else:
-            (partitions,) = p.I32.unpack_from(buf, pos)
+            (partitions,) = i32(buf, pos)
             pos += 4
         for _ in range(max(partitions, 0)):
             entries += 1
@@ -82,7 +84,7 @@ def _count(buf: Any, pos: int, version: int, flexible: bool, limit: int) -> int:
                 pos += max(length - 1, 0)
                 pos = _skip_tagged_fields(buf, pos)
             else:
-                (length,) = p.I32.unpack_from(buf, pos)
+                (length,) = i32(buf, pos)
                 pos += 4 + max(length, 0)
         if flexible:
             pos = _skip_tagged_fields(buf, pos)
