@@ -3,8 +3,9 @@
 Each test sends one of the reproducers of issue 8 (item 3) as a raw frame, while a probe
 client on another connection sends ApiVersions every 10 ms and records how long each
 answer took. The big request must be refused at once (CreateTopics/CreatePartitions past
-Kafka's per-request record cap, or past ``moldau.max.broker.partitions``) or answered
-without the probe ever waiting long. Bounds are generous: the machine is shared.
+Kafka's per-request record cap, or past ``moldau.max.broker.partitions``; an OffsetCommit
+larger than one batch of ``__consumer_offsets``) or answered without the probe ever
+waiting long. Bounds are generous: the machine is shared.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.timeout(180)
 
 UNKNOWN_SERVER_ERROR = -1
 POLICY_VIOLATION = 44
-INVALID_PARTITIONS = 37
+INVALID_REQUEST = 42
 EXCESSIVE = "Unable to perform excessively large batch operation."
 
 API_FETCH = 1
@@ -321,7 +322,7 @@ def test_metadata_naming_one_topic_a_million_times(broker, topic):
     assert probe.worst < PROBE_BOUND_S, f"probe waited {probe.worst:.2f}s"
 
 
-def test_metadata_naming_a_million_missing_topics(broker, topic):
+def test_metadata_naming_200000_missing_topics(broker, topic):
     request = metadata_v4([f"{topic}-{i}" for i in range(200_000)])
     with probing(broker.bootstrap) as probe:
         body, _ = call(broker.bootstrap, raw.API_METADATA, 4, request)
@@ -368,3 +369,21 @@ def test_an_offset_commit_larger_than_one_batch_is_refused(broker, topic):
     codes = parse_offset_commit_v2(body)
     assert len(codes) == 200_000 and set(codes) == {UNKNOWN_SERVER_ERROR}
     assert probe.worst < PROBE_BOUND_S, f"probe waited {probe.worst:.2f}s (answer after {elapsed:.1f}s)"
+
+
+def test_list_offsets_answers_a_repeated_partition_once(shared_broker, topic):
+    """Kafka's ReplicaManager keeps its answers in a map by partition: a partition named
+    more than once is answered once, with INVALID_REQUEST; the others normally."""
+    create_topic(shared_broker.bootstrap, topic, partitions=4)
+    once = raw.i32(3) + raw.i64(-1)
+    body = (raw.i32(-1) + raw.i32(1) + raw.string(topic) + raw.i32(100_001)
+            + (raw.i32(0) + raw.i64(-1)) * 100_000 + once)
+    answer, _ = call(shared_broker.bootstrap, API_LIST_OFFSETS, 1, body)
+    r = raw.Reader(answer)
+    assert r.i32() == 1 and r.string() == topic
+    found = {}
+    for _ in range(r.i32()):
+        index, code = r.i32(), r.i16()
+        r.i64(), r.i64()
+        found[index] = code
+    assert found == {0: INVALID_REQUEST, 3: 0}
