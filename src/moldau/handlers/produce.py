@@ -12,7 +12,8 @@ import time
 from typing import Any
 
 from moldau.controller.controller import INTERNAL_TOPICS
-from moldau.handlers.registry import codec_for, handles
+from moldau.handlers.pacing import Pacer, paced, paced_map
+from moldau.handlers.registry import codec_for, handles, large_variant
 from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
 from moldau.protocol.messages import ALL_APIS
 from moldau.records import BatchView
@@ -76,6 +77,31 @@ def produce(broker: Any, header: Any, request: Any) -> Any:
     for topic in request.topic_data:
         name = topic.name
         partitions = [_append(broker, name, p.index, p.records, acks, now_ms, version) for p in topic.partition_data]
+        responses.append(_TopicResponse(name=name, partition_responses=partitions))
+    if acks == 0:
+        if any(p.error_code for t in responses for p in t.partition_responses):
+            header.connection.close()  # Kafka's way to tell an acks=0 producer
+        return None
+    return _codec.Response(responses=responses, throttle_time_ms=0)
+
+
+@large_variant(PRODUCE)
+async def produce_large(broker: Any, header: Any, request: Any) -> Any:
+    """Produce for a request of more than a thousand topic and partition entries (the
+    dispatcher decodes those in a worker thread): the same answers, with the event loop
+    handed back every :data:`~moldau.handlers.pacing.PACE` entries."""
+    now_ms = int(time.time() * 1000)
+    acks = request.acks
+    version = header.api_version
+    pacer = Pacer()
+    responses = []
+    async for topic in paced(request.topic_data, pacer):
+        name = topic.name
+        partitions = await paced_map(
+            lambda p, name=name: _append(broker, name, p.index, p.records, acks, now_ms, version),
+            topic.partition_data,
+            pacer,
+        )
         responses.append(_TopicResponse(name=name, partition_responses=partitions))
     if acks == 0:
         if any(p.error_code for t in responses for p in t.partition_responses):
