@@ -43,7 +43,6 @@ import selectors
 import socket
 import struct
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,7 @@ from typing import Any
 import moldau.handlers  # noqa: F401 - registers the handlers
 from moldau.handlers.registry import HANDLERS
 from moldau.protocol.codec import Struct
-from moldau.protocol.header import encode_request_header
+from moldau.protocol.header import decode_request_header, encode_request_header
 from moldau.protocol.schema import Field
 from moldau.records.batch import Compression
 from moldau.records.record import build_batch
@@ -289,6 +288,8 @@ class Mutator:
             what = ""
         ops = rng.choice((1, 1, 1, 2)) if not what or rng.random() < 0.3 else 0
         for _ in range(ops):
+            if len(data) < 16:
+                break
             op = rng.choice(self.byte_ops)
             data, step = op(data, seed)
             what = f"{what}; {step}" if what else step
@@ -507,7 +508,7 @@ class BatchResult:
     sent: int = 0
     answered: int = 0
     closed: int = 0
-    hangs: list[str] = dataclasses.field(default_factory=list)
+    hangs: list[list[Frame]] = dataclasses.field(default_factory=list)
     parked: int = 0
 
 
@@ -516,8 +517,8 @@ class _Conn:
         self.sock = sock
         self.frames = frames
         self.out = memoryview(b"".join(f.data for f in frames))
-        self.expected, _ = broker_view(bytes(self.out))
-        self.incomplete = broker_view(bytes(self.out))[1] is False and _has_tail(bytes(self.out))
+        stream = bytes(self.out)
+        self.expected = broker_view(stream)[0] - _silent_frames(stream)
         self.inbuf = bytearray()
         self.answers = 0
         self.done = False
@@ -559,8 +560,8 @@ def send_batch(bootstrap: str, groups: list[list[Frame]], connections: int, time
                         conn.out = memoryview(b"")
                     if not conn.out:
                         sel.modify(conn.sock, selectors.EVENT_READ, conn)
-                        # an incomplete last frame is never answered: the broker waits
-                        conn.done = conn.answers >= conn.expected and conn.incomplete
+                        # nothing (more) to wait for: acks=0 produce, incomplete last frame
+                        conn.done = conn.answers >= conn.expected
                 if events & selectors.EVENT_READ:
                     try:
                         data = conn.sock.recv(1 << 20)
@@ -588,11 +589,10 @@ def send_batch(bootstrap: str, groups: list[list[Frame]], connections: int, time
             if conn.closed:
                 result.closed += 1
             elif not conn.done:
-                pending = conn.frames[_first_unanswered(conn):]
-                if any(f.api_key in PARKING_APIS for f in pending):
+                if any(f.api_key in PARKING_APIS for f in conn.frames):
                     result.parked += 1
                 else:
-                    result.hangs.append(pending[0].label if pending else "unsent bytes")
+                    result.hangs.append(conn.frames)
     finally:
         sel.close()
         for conn in live:
@@ -600,15 +600,27 @@ def send_batch(bootstrap: str, groups: list[list[Frame]], connections: int, time
     return result
 
 
-def _has_tail(stream: bytes) -> bool:
-    """Whether ``stream`` ends inside a frame (the broker then waits for its rest)."""
+def _silent_frames(stream: bytes) -> int:
+    """How many complete frames of ``stream`` are Produce requests with acks=0, which a
+    broker does not answer (as Kafka, it answers nothing unless it closes the socket)."""
+    codec = HANDLERS[0].codec
+    silent = 0
     pos = 0
     while pos + 4 <= len(stream):
         (size,) = struct.unpack_from(">i", stream, pos)
-        if size <= 0:
-            return False
+        if size <= 0 or pos + 4 + size > len(stream):
+            break
+        data = stream[pos + 4:pos + 4 + size]
         pos += 4 + size
-    return pos != len(stream)
+        if len(data) < 8 or struct.unpack_from(">h", data)[0] != 0:
+            continue
+        version = struct.unpack_from(">h", data, 2)[0]
+        try:
+            header = decode_request_header(data, codec.api.is_flexible(version))
+            silent += codec.decode_request(version, data, header.header_size).acks == 0
+        except Exception:  # noqa: BLE001, S112 - undecodable: the broker closes instead
+            continue
+    return silent
 
 
 def _count_frames(buf: bytearray) -> int:
@@ -623,18 +635,12 @@ def _count_frames(buf: bytearray) -> int:
     return n
 
 
-def _first_unanswered(conn: _Conn) -> int:
-    # frames are answered in order; a mutated size prefix can merge frames, so this is
-    # the best guess of which frame the broker was working on
-    return min(conn.answers, len(conn.frames) - 1) if conn.frames else 0
-
-
 # --------------------------------------------------------------------- the fuzzer
 @dataclasses.dataclass
 class Finding:
     kind: str  # "traceback", "hang", "crash", "rss"
     detail: str
-    frame: Frame | None = None
+    frames: list[Frame] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -761,9 +767,12 @@ class Fuzzer:
         st.answered += result.answered
         st.closed_connections += result.closed
         st.parked += result.parked
-        for label in result.hangs:
+        for group in result.hangs:
             st.hangs += 1
-            st.findings.append(Finding("hang", label))
+            again = send_batch(self.broker.bootstrap, [group], 1, self.hang_timeout).hangs
+            detail = "unanswered and not closed" + (", again when replayed alone" if again else
+                                                    ", answered when replayed alone")
+            st.findings.append(Finding("hang", detail, group))
         if not self.broker.is_running():
             st.crashes += 1
             st.findings.append(Finding("crash", f"exit code {self.broker.proc.returncode}: "
@@ -818,16 +827,15 @@ class Fuzzer:
                 sig = signature(tail)
                 if sig in wanted:
                     wanted.discard(sig)
-                    self.stats.findings.append(Finding("traceback", tail, fr))
+                    self.stats.findings.append(Finding("traceback", tail, [fr]))
         for sig in wanted:  # caused by the interplay of frames, not one alone
             self.stats.findings.append(Finding("traceback", sig))
 
 
 def describe(finding: Finding) -> str:
     out = f"[{finding.kind}] {finding.detail}"
-    if finding.frame is not None:
-        fr = finding.frame
+    for fr in finding.frames:
         data = fr.data
-        shown = data.hex() if len(data) <= 512 else data[:512].hex() + "..."
-        out += f"\n  frame: {fr.label}\n  bytes ({len(data)}): {shown}\n  crc32 {zlib.crc32(data):08x}"
+        shown = data.hex() if len(data) <= 400 else data[:400].hex() + "..."
+        out += f"\n  frame: {fr.label}\n    bytes ({len(data)}): {shown}"
     return out
