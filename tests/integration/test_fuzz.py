@@ -12,16 +12,8 @@ import time
 import pytest
 
 from . import raw_kafka as raw
-from .fuzzing import (
-    Fuzzer,
-    Mutator,
-    broker_view,
-    describe,
-    seed_frames,
-    send_batch,
-    served_versions,
-    tracebacks_in,
-)
+from .fuzz_frames import Mutator, seed_frames, served_versions
+from .fuzzing import Fuzzer, broker_view, describe, send_batch, tracebacks_in
 
 FUZZ_SECONDS = 45.0  # the frames sent; the health checks after the last batch add a few
 FUZZ_SEED = 20261201
