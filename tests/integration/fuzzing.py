@@ -249,7 +249,7 @@ def rss_mb(pid: int) -> tuple[float, float]:
 
 
 def tracebacks_in(text: str) -> list[str]:
-    """The tail (last 6 lines) of each traceback or error report in a log excerpt."""
+    """Each traceback or error report in a log excerpt: its first line and last 5."""
     found = []
     lines = text.splitlines()
     i = 0
@@ -258,13 +258,16 @@ def tracebacks_in(text: str) -> list[str]:
             i += 1
             continue
         end = i + 1
-        while end < len(lines) and (
-            lines[end].startswith((" ", "Traceback", "During", "The above", "\t")) or not lines[end].strip()
-        ):
-            end += 1
+        while end < len(lines):
+            if lines[end].startswith((" ", "Traceback", "During", "The above", "\t")) or not lines[end].strip():
+                end += 1
+            elif end + 2 < len(lines) and lines[end + 2].startswith(("The above", "During handling")):
+                end += 3  # a chained exception: one report, not two
+            else:
+                break
         if end < len(lines) and any(ln.startswith("Traceback") for ln in lines[i:end]):
             end += 1  # the exception's own line
-        found.append("\n".join(lines[max(i, end - 6):end]))
+        found.append("\n".join([lines[i], *lines[max(i + 1, end - 5):end]]))
         i = end
     return found
 
