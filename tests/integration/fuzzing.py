@@ -45,6 +45,7 @@ import selectors
 import socket
 import struct
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,9 +101,12 @@ class _Conn:
         self.deadline = 0.0
 
 
-def send_batch(bootstrap: str, groups: list[list[Frame]], connections: int, timeout: float) -> BatchResult:
+def send_batch(bootstrap: str, groups: list[list[Frame]], connections: int, timeout: float,
+               should_stop: Callable[[], bool] | None = None) -> BatchResult:
     """Send each group of frames pipelined on a connection of its own, ``connections``
-    at a time; see the module doc for what counts as answered, closed, hung, parked."""
+    at a time; see the module doc for what counts as answered, closed, hung, parked.
+    Stops early when the broker refuses connections or ``should_stop()`` (asked twice a
+    second) says so, e.g. because its memory ran away."""
     host, port = bootstrap.rsplit(":", 1)
     result = BatchResult()
     sel = selectors.DefaultSelector()
@@ -112,7 +116,12 @@ def send_batch(bootstrap: str, groups: list[list[Frame]], connections: int, time
     deadline = time.monotonic() + timeout
 
     def open_next() -> None:
-        conn = _Conn(socket.create_connection((host, int(port)), timeout=5), waiting.pop())
+        try:
+            sock = socket.create_connection((host, int(port)), timeout=5)
+        except OSError:
+            waiting.clear()  # the broker is gone or stuck: the health check tells which
+            return
+        conn = _Conn(sock, waiting.pop())
         conn.sock.setblocking(False)
         # a request that may park (long-poll) is given a short while, then counted parked
         parks = any(f.api_key in PARKING_APIS for f in conn.frames)
@@ -120,10 +129,15 @@ def send_batch(bootstrap: str, groups: list[list[Frame]], connections: int, time
         live.append(conn)
         sel.register(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
 
+    next_check = 0.0
     try:
         while waiting or live:
             while waiting and len(live) < connections:
                 open_next()
+            if should_stop is not None and time.monotonic() > next_check:
+                next_check = time.monotonic() + 0.5
+                if should_stop():
+                    break
             for key, events in sel.select(timeout=0.2):
                 conn = key.data
                 if events & selectors.EVENT_WRITE and conn.out:
@@ -340,26 +354,35 @@ class Fuzzer:
 
     def run_batch(self, batch: list[list[Frame]]) -> None:
         st = self.stats
-        result = send_batch(self.broker.bootstrap, batch, self.connections, self.hang_timeout)
+        result = send_batch(self.broker.bootstrap, batch, self.connections, self.hang_timeout,
+                            should_stop=self._runaway)
         st.frames += result.sent
         st.batches += 1
         st.answered += result.answered
         st.closed_connections += result.closed
         st.parked += result.parked
-        for group in result.hangs:
-            st.hangs += 1
-            again = send_batch(self.broker.bootstrap, [group], 1, self.hang_timeout).hangs
-            detail = "unanswered and not closed" + (", again when replayed alone" if again else
-                                                    ", answered when replayed alone")
-            st.findings.append(Finding("hang", detail, group))
-        if not self.broker.is_running():
+        st.hangs += len(result.hangs)
+        healthy = False
+        if st.crashes:
+            pass
+        elif not self.broker.is_running():
             st.crashes += 1
             st.findings.append(Finding("crash", f"exit code {self.broker.proc.returncode}: "
                                        + self.broker.log_text(self.log_mark)[-2000:]))
-            return
-        if not self._answers_api_versions():
+        elif not self._answers_api_versions():
             st.crashes += 1
             st.findings.append(Finding("crash", f"no ApiVersions answer within {self.hang_timeout:.0f}s"))
+        else:
+            healthy = True
+        for group in result.hangs:
+            if healthy:  # replayed alone on a healthy broker: does it hang again?
+                again = send_batch(self.broker.bootstrap, [group], 1, self.hang_timeout).hangs
+                detail = "unanswered and not closed, " + ("again when replayed alone" if again
+                                                          else "answered when replayed alone")
+            else:
+                detail = "unanswered and not closed while the broker stopped answering"
+            st.findings.append(Finding("hang", detail, group))
+        if not healthy:
             return
         current, peak = rss_mb(self.broker.pid)
         st.peak_rss_mb = max(st.peak_rss_mb, peak)
@@ -379,6 +402,22 @@ class Fuzzer:
                 self._replay(batch, {signature(t) for t in fresh})
             elif fresh:
                 st.findings += [Finding("traceback", t) for t in fresh]
+
+    def _runaway(self) -> bool:
+        """Whether the broker died or its memory passed twice the bound (a stalled broker
+        allocating without end must not take the machine down with it)."""
+        if not self.broker.is_running():
+            return True
+        try:
+            current, _ = rss_mb(self.broker.pid)
+        except OSError:
+            return True
+        self.stats.peak_rss_mb = max(self.stats.peak_rss_mb, current)
+        if current <= 2 * self.rss_limit_mb:
+            return False
+        self.stats.findings.append(Finding("rss", f"RSS {current:.0f} MB during a batch: stopped"))
+        self.stats.crashes += 1
+        return True
 
     def _answers_api_versions(self) -> bool:
         try:
