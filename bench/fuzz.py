@@ -16,7 +16,12 @@ followed by every distinct finding (for a traceback: the frame that caused it, i
 API, version, mutation and bytes, so it can be replayed). The exit status is 0 when
 there were no crashes, hangs, tracebacks or memory over ``--rss-limit-mb``, 1 otherwise.
 A seed and a frame count give the same frames every time. The broker's data and log
-go to a temporary folder, kept with ``--keep`` (its path is printed).
+go to a temporary folder, kept with ``--keep`` (its path is printed). The broker runs
+with faulthandler on SIGUSR1: when it stops answering, its threads' stacks are printed
+(what a stall is doing). A batch is cut short when the broker's RSS passes twice
+``--rss-limit-mb``, so a runaway allocation cannot take the machine down.
+``--exclude REGEX`` leaves out frames whose label ("API vN: mutation") matches, to look
+past a known open issue, e.g. ``--exclude '^CreatePartitions |size prefix 104857600'``.
 
 Use the project's venv (``pip install -e '.[test]'``): confluent-kafka is needed for the
 real-client round trip checked every ``--roundtrip-every`` batches.
