@@ -245,15 +245,15 @@ class Mutator:
         label = f"{HANDLERS[seed.api_key].api.name} v{seed.version}"
         r = rng.random()
         if r < 0.05:
-            return Frame(bytes(self._frame(seed, seed.body)), seed.api_key, seed.version, label + " valid")
+            return Frame(bytes(self.frame_of(seed, seed.body)), seed.api_key, seed.version, label + " valid")
         if r < 0.30:
             body, what = self.structural(seed)
-            data = self._frame(seed, body)
+            data = self.frame_of(seed, body)
         elif r < 0.40 and seed.api_key == 0:
             body, what = self.batch_inside(seed)
-            data = self._frame(seed, body)
+            data = self.frame_of(seed, body)
         else:
-            data = self._frame(seed, seed.body)
+            data = self.frame_of(seed, seed.body)
             what = ""
         ops = rng.choice((1, 1, 1, 2)) if not what or rng.random() < 0.3 else 0
         for _ in range(ops):
@@ -264,7 +264,8 @@ class Mutator:
             what = f"{what}; {step}" if what else step
         return Frame(bytes(data), seed.api_key, seed.version, f"{label}: {what}")
 
-    def _frame(self, seed: Seed, body: bytes) -> bytearray:
+    def frame_of(self, seed: Seed, body: bytes) -> bytearray:
+        """``body`` framed as a request of the seed's API and version, next correlation id."""
         return frame(seed.api_key, seed.version, self.next_correlation(), body, seed.flexible)
 
     # -- object-level: values a well-formed encoder can carry -------------------------

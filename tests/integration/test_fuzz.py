@@ -27,7 +27,7 @@ def test_every_seed_frame_is_valid_and_answered(broker):
     fuzzer.prepare()
     assert {(s.api_key, s.version) for s in fuzzer.seeds} == set(served_versions())
     for seed in fuzzer.seeds:
-        fr = fuzzer.mutator._frame(seed, seed.body)
+        fr = fuzzer.mutator.frame_of(seed, seed.body)
         with raw.connect(broker.bootstrap) as sock:
             sock.sendall(fr)
             silent = seed.api_key == 0 and seed.request.acks == 0
