@@ -39,8 +39,22 @@ def _topic_name(broker: Any, topic: Any, version: int) -> str | None:
     return topic.topic
 
 
-def _read_all(broker: Any, request: Any, version: int) -> tuple[list[Any], int, list[Any]]:
-    """One pass over the requested partitions; returns (topics, bytes, partitions read)."""
+def replica_id_of(request: Any, version: int) -> int:
+    """The fetching follower's broker id (-1 for consumers): a field up to v14, inside
+    ReplicaState from v15."""
+    if version >= 15:
+        state = getattr(request, "replica_state", None)
+        return -1 if state is None else state.replica_id
+    return request.replica_id
+
+
+def _read_all(
+    broker: Any, request: Any, version: int, replica_id: int = -1
+) -> tuple[list[Any], int, list[Any]]:
+    """One pass over the requested partitions; returns (topics, bytes, partitions read).
+
+    A follower's fetch (``replica_id`` >= 0) reads up to the log end, not the high
+    watermark, and tells the leader how far that follower is (its fetch offset)."""
     remaining = request.max_bytes if version >= 3 else 0x7FFFFFFF
     total = 0
     min_one = True
@@ -65,7 +79,12 @@ def _read_all(broker: Any, request: Any, version: int) -> tuple[list[Any], int, 
                 if not partition.is_leader:
                     raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
                 limit = min(p.partition_max_bytes, remaining)
-                read = partition.read(p.fetch_offset, limit, min_one_message=min_one)
+                if replica_id >= 0:
+                    partition.update_follower_fetch(replica_id, p.fetch_offset)
+                    read = partition.read_for_follower(p.fetch_offset, limit, min_one_message=min_one)
+                    broker.replica_manager.maybe_change_isr(partition)
+                else:
+                    read = partition.read(p.fetch_offset, limit, min_one_message=min_one)
             except (KafkaError, OffsetOutOfRangeError) as exc:
                 data.error_code = int(to_kafka_error(exc).code)
                 data.high_watermark = partition.high_watermark
@@ -97,18 +116,23 @@ async def fetch(broker: Any, header: Any, request: Any) -> Any:
         return _Response(error_code=int(ErrorCode.FETCH_SESSION_ID_NOT_FOUND), session_id=0, responses=[])
     deadline = time.monotonic() + max(0, request.max_wait_ms) / 1000
     loop = asyncio.get_running_loop()
+    replica_id = replica_id_of(request, version)
     while True:
-        topics, total, hosted = _read_all(broker, request, version)
+        topics, total, hosted = _read_all(broker, request, version, replica_id)
         remaining = deadline - time.monotonic()
         errors = any(p.error_code for t in topics for p in t.partitions)
         if total >= max(request.min_bytes, 1) or remaining <= 0 or errors or not hosted:
             return _Response(throttle_time_ms=0, error_code=0, session_id=0, responses=topics)
         waiter: asyncio.Future[None] = loop.create_future()
         for partition in hosted:
-            partition.add_waiter(waiter)
+            if replica_id >= 0:
+                partition.add_append_waiter(waiter)
+            else:
+                partition.add_waiter(waiter)
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiter, remaining)
         finally:
             for partition in hosted:
                 partition.remove_waiter(waiter)
+                partition.remove_append_waiter(waiter)

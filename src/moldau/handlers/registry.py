@@ -135,6 +135,19 @@ class Dispatcher:
             response = error_response(handler, request, ErrorCode.UNKNOWN_SERVER_ERROR)
         if response is None:
             return None
+        if inspect.iscoroutine(response):
+            # a synchronous handler that must wait after all (an acks=all produce)
+            return self._encode_later(handler, header, request, response, flexible)
+        return self.encode(handler, header, response, flexible)
+
+    async def _encode_later(
+        self, handler: Handler, header: RequestHeader, request: Any, pending: Any, flexible: bool
+    ) -> Any:
+        try:
+            response = await pending
+        except Exception:
+            log.exception("%s handler failed", handler.api.name)
+            response = error_response(handler, request, ErrorCode.UNKNOWN_SERVER_ERROR)
         return self.encode(handler, header, response, flexible)
 
     async def _answer_later(self, handler: Handler, header: RequestHeader, request: Any, flexible: bool) -> Any:
