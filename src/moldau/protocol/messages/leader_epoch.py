@@ -30,6 +30,6 @@ OFFSET_FOR_LEADER_EPOCH = Api(
                 error_code: int16
                 partition: int32
                 leader_epoch: int32 1+ default=-1
-                end_offset: int64
+                end_offset: int64 default=-1
     """,
 )

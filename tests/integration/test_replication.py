@@ -1,0 +1,265 @@
+"""Replication with real processes: three ``moldau serve --cluster`` brokers on one etcd.
+
+What is proven here: a topic with replication factor 3 and ``min.insync.replicas=2``
+has every acks=all record in all three brokers' logs; a broker that does not lead a
+partition answers NOT_LEADER_OR_FOLLOWER and clients reroute by themselves; with two
+of three brokers down an acks=all produce is refused with NOT_ENOUGH_REPLICAS; and an
+idempotent acks=all producer writing without pause while the partition leader is
+killed with kill -9 and restarted, cycle after cycle, loses nothing acknowledged and
+duplicates nothing (every acknowledged record is read back exactly once, in order).
+The failover time (kill -9 of the leader to the first acknowledged write after it,
+necessarily on its successor) is printed, with ``broker.session.timeout.ms`` = 2000.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import NewTopic
+
+from moldau.protocol.messages import ALL_APIS
+from moldau.records import RecordInput, build_batch, iter_batches
+from moldau.replication.client import BrokerClient, codec_for
+
+from .etcd_process import SESSION_MS, ClusterBroker
+from .kafka_helpers import (
+    admin_client,
+    assert_delivered,
+    confluent_produce,
+    consumer_conf,
+    sample_records,
+    unique_topic,
+    wait_until,
+)
+
+KILL_CYCLES = int(os.environ.get("MOLDAU_KILL_CYCLES", "5"))
+NOT_LEADER_OR_FOLLOWER = 6
+NOT_ENOUGH_REPLICAS = 19
+
+
+def _start_three(cluster) -> dict[int, ClusterBroker]:
+    brokers = {i: cluster(i, **{"replica.lag.time.max.ms": 10000}) for i in (1, 2, 3)}
+    wait_until(lambda: all(len(admin_client(b.bootstrap).list_topics(timeout=10).brokers) == 3
+                           for b in brokers.values()), timeout=20, message="three brokers listed")
+    return brokers
+
+
+def _create_replicated(bootstrap: str, name: str) -> str:
+    admin = admin_client(bootstrap)
+    futures = admin.create_topics(
+        [NewTopic(name, num_partitions=1, replication_factor=3, config={"min.insync.replicas": "2"})],
+        request_timeout=15,
+    )
+    futures[name].result(timeout=20)
+    return name
+
+
+def _state(broker: ClusterBroker, topic: str) -> tuple[int, list[int], list[int]] | None:
+    """(leader, replicas, isr) of partition 0 as ``broker``'s Metadata says."""
+    meta = admin_client(broker.bootstrap).list_topics(topic=topic, timeout=10).topics.get(topic)
+    if meta is None or meta.error is not None or 0 not in meta.partitions:
+        return None
+    p = meta.partitions[0]
+    return p.leader, sorted(p.replicas), sorted(p.isrs)
+
+
+def _fully_replicated(brokers: dict[int, ClusterBroker], topic: str, ids: list[int]) -> int | None:
+    """The leader once every given broker reports the ISR as ``ids`` and one same leader."""
+    states = [_state(brokers[i], topic) for i in ids]
+    if all(s is not None and s[2] == ids for s in states) and len({s[0] for s in states}) == 1:
+        return states[0][0]
+    return None
+
+
+def _records_on_disk(data_dir: Path, topic: str) -> int:
+    total = 0
+    for path in sorted((data_dir / f"{topic}-0").glob("*.log")):
+        for batch in iter_batches(path.read_bytes(), allow_partial_tail=True):
+            total += batch.last_offset_delta + 1
+    return total
+
+
+def _raw_produce(broker: ClusterBroker, topic: str, acks: int) -> int:
+    """One Produce v9 request with one record; the partition's error code."""
+    api = ALL_APIS[0]
+    codec = codec_for(api)
+    request = codec.Request(
+        transactional_id=None,
+        acks=acks,
+        timeout_ms=5000,
+        topic_data=[codec.Request.of("topic_data")(
+            name=topic,
+            partition_data=[codec.Request.of("topic_data").of("partition_data")(
+                index=0, records=build_batch([RecordInput(b"k", b"raw")]),
+            )],
+        )],
+    )
+
+    async def send() -> int:
+        client = BrokerClient(broker.host, broker.port, "it-raw")
+        try:
+            response = await client.request(api, 9, request, timeout=20)
+        finally:
+            await client.close()
+        return response.responses[0].partition_responses[0].error_code
+
+    return asyncio.run(send())
+
+
+def test_acks_all_records_are_on_every_replica(cluster) -> None:
+    brokers = _start_three(cluster)
+    topic = _create_replicated(brokers[1].bootstrap, unique_topic("rf3"))
+    leader = wait_until(lambda: _fully_replicated(brokers, topic, [1, 2, 3]), timeout=20, message="ISR 1,2,3")
+    records = sample_records(300, seed=3)
+    assert_delivered(confluent_produce(brokers[1].bootstrap, topic, records, chunks=3, acks="all"))
+    # acknowledged with acks=all means the whole ISR has it: all three logs, on disk now
+    for b in brokers.values():
+        assert _records_on_disk(b.data_dir, topic) == 300, b.name
+    # the leader's followers answer NOT_LEADER_OR_FOLLOWER; the leader takes the write
+    for i, b in brokers.items():
+        expected = 0 if i == leader else NOT_LEADER_OR_FOLLOWER
+        assert _raw_produce(b, topic, acks=-1) == expected, b.name
+    # clients bootstrapped at a follower find the leader by themselves
+    follower = next(b for i, b in brokers.items() if i != leader)
+    assert_delivered(confluent_produce(follower.bootstrap, topic, sample_records(10, seed=4), acks="all"),
+                     first_offset=301)
+    consumer = Consumer(consumer_conf(follower.bootstrap))
+    try:
+        from confluent_kafka import TopicPartition
+
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        got = []
+        deadline = time.monotonic() + 30
+        while len(got) < 311 and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                got.append(msg.offset())
+        assert got == list(range(311))
+    finally:
+        consumer.close()
+
+
+def test_not_enough_replicas_with_two_of_three_down(cluster) -> None:
+    brokers = _start_three(cluster)
+    topic = _create_replicated(brokers[1].bootstrap, unique_topic("minisr"))
+    leader = wait_until(lambda: _fully_replicated(brokers, topic, [1, 2, 3]), timeout=20, message="ISR 1,2,3")
+    assert _raw_produce(brokers[leader], topic, acks=-1) == 0
+    for i in [i for i in brokers if i != leader]:
+        brokers[i].kill9()
+    # the controller (the leader, or elected among... the leader alone) drops the dead from the ISR
+    wait_until(lambda: _state(brokers[leader], topic) == (leader, [1, 2, 3], [leader]),
+               timeout=SESSION_MS / 1000 + 20, message="ISR shrunk to the leader")
+    assert _raw_produce(brokers[leader], topic, acks=-1) == NOT_ENOUGH_REPLICAS
+    assert _raw_produce(brokers[leader], topic, acks=1) == 0
+
+
+class _Writer(threading.Thread):
+    """An idempotent acks=all producer writing 1, 2, 3, ... without pause."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(daemon=True)
+        self.topic = topic
+        self.producer = Producer({
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 2,
+            "message.timeout.ms": 120000,
+            "socket.timeout.ms": 10000,
+            "retry.backoff.ms": 50,
+            "topic.metadata.refresh.interval.ms": 1000,
+        })
+        self.acked: list[tuple[int, int, float]] = []  # (value, offset, when)
+        self.failed: list[tuple[int, str]] = []
+        self.sent = 0
+        self.stop_flag = threading.Event()
+        self.lock = threading.Lock()
+
+    def _report(self, err, msg) -> None:
+        value = int(msg.value())
+        with self.lock:
+            if err is None:
+                self.acked.append((value, msg.offset(), time.monotonic()))
+            else:
+                self.failed.append((value, str(err)))
+
+    def run(self) -> None:
+        while not self.stop_flag.is_set():
+            self.sent += 1
+            try:
+                self.producer.produce(self.topic, value=str(self.sent).encode(), partition=0,
+                                      on_delivery=self._report)
+            except BufferError:
+                self.sent -= 1
+            self.producer.poll(0.002)
+        self.producer.flush(150)
+
+    def acks_after(self, moment: float) -> list[float]:
+        with self.lock:
+            return [when for _, _, when in self.acked if when > moment]
+
+
+def test_leader_kill9_loop_loses_and_duplicates_nothing(cluster) -> None:
+    brokers = _start_three(cluster)
+    topic = _create_replicated(brokers[1].bootstrap, unique_topic("kill9"))
+    wait_until(lambda: _fully_replicated(brokers, topic, [1, 2, 3]), timeout=20, message="ISR 1,2,3")
+    writer = _Writer(",".join(b.bootstrap for b in brokers.values()), topic)
+    writer.start()
+    failovers = []
+    try:
+        wait_until(lambda: len(writer.acks_after(0)) > 50, timeout=30, message="writes flowing")
+        for cycle in range(KILL_CYCLES):
+            leader = wait_until(lambda: _fully_replicated(brokers, topic, [1, 2, 3]), timeout=60,
+                                interval=0.2, message=f"ISR 1,2,3 before cycle {cycle}")
+            victim = brokers[leader]
+            victim.kill9()
+            killed = time.monotonic()
+            first = wait_until(lambda k=killed: writer.acks_after(k), timeout=60, interval=0.01,
+                               message=f"an acknowledged write after kill {cycle}")[0]
+            failovers.append(first - killed)
+            victim.start()
+        wait_until(lambda: _fully_replicated(brokers, topic, [1, 2, 3]), timeout=60, interval=0.2,
+                   message="ISR 1,2,3 at the end")
+        time.sleep(0.5)
+    finally:
+        writer.stop_flag.set()
+        writer.join(180)
+    assert not writer.is_alive()
+    acked = {value: offset for value, offset, _ in writer.acked}
+    # read everything back through a broker that was killed and restarted
+    consumer = Consumer(consumer_conf(brokers[1].bootstrap))
+    values: list[int] = []
+    try:
+        from confluent_kafka import TopicPartition
+
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=20)
+        deadline = time.monotonic() + 60
+        last = -1
+        while last < high - 1 and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                values.append(int(msg.value()))
+                last = msg.offset()
+    finally:
+        consumer.close()
+    seen: dict[int, int] = {}
+    for v in values:
+        seen[v] = seen.get(v, 0) + 1
+    lost = [v for v in acked if v not in seen]
+    duplicated = [v for v, n in seen.items() if n > 1]
+    in_log_order = [v for v in values if v in acked]
+    print(f"kill -9 loop: {KILL_CYCLES} cycles, {writer.sent} sent, {len(acked)} acknowledged, "
+          f"{len(writer.failed)} failed, {len(lost)} lost, {len(duplicated)} duplicated; failover "
+          + ", ".join(f"{f * 1000:.0f}" for f in failovers) + f" ms (session {SESSION_MS} ms)")
+    assert len(acked) > 100
+    assert not lost, f"lost acknowledged records: {lost[:20]}"
+    assert not duplicated, f"duplicated records: {duplicated[:20]}"
+    assert in_log_order == sorted(in_log_order), "acknowledged records out of order"
+    for failover in failovers:
+        assert failover < SESSION_MS / 1000 + 15
