@@ -29,6 +29,7 @@ _codec = codec_for(FETCH)
 _Response = _codec.Response
 _TopicResponse = _Response.of("responses")
 _PartitionData = _TopicResponse.of("partitions")
+_LeaderIdAndEpoch = _PartitionData.of("current_leader")
 ZERO_UUID = uuid.UUID(int=0)
 EMPTY = b""  # Kafka answers empty record sets with length 0, never null
 
@@ -87,6 +88,10 @@ def _read_all(
                     read = partition.read(p.fetch_offset, limit, min_one_message=min_one)
             except (KafkaError, OffsetOutOfRangeError) as exc:
                 data.error_code = int(to_kafka_error(exc).code)
+                if data.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER and version >= 12:
+                    state = broker.topics[name].partitions.get(p.partition)
+                    if state is not None and state.leader >= 0:  # KIP-951's hint
+                        data.current_leader = _LeaderIdAndEpoch(leader_id=state.leader, leader_epoch=state.leader_epoch)
                 data.high_watermark = partition.high_watermark
                 data.last_stable_offset = partition.high_watermark
                 data.log_start_offset = partition.log.log_start_offset

@@ -35,11 +35,26 @@ _codec = codec_for(PRODUCE)
 _PartitionResponse = _codec.Response.of("responses").of("partition_responses")
 _TopicResponse = _codec.Response.of("responses")
 _RecordError = _PartitionResponse.of("record_errors")
+_LeaderIdAndEpoch = _PartitionResponse.of("current_leader")
+_NodeEndpoint = _codec.Response.of("node_endpoints")
+
+
+def leader_hint(broker: Any, topic: str, index: int) -> tuple[Any, Any] | None:
+    """KIP-951: the current leader of a partition and its endpoint, for clients told
+    NOT_LEADER_OR_FOLLOWER (so they need not refresh their metadata first)."""
+    record = broker.topics.get(topic)
+    state = None if record is None else record.partitions.get(index)
+    if state is None or state.leader < 0:
+        return None
+    for info in broker.live_brokers():
+        if info.broker_id == state.leader:
+            return (state.leader, state.leader_epoch), info
+    return None
 
 
 def _append(
     broker: Any, topic: str, index: int, records: Any, acks: int, now_ms: int, version: int,
-    pending: list[Any] | None = None,
+    pending: list[Any] | None = None, hints: dict[int, Any] | None = None,
 ) -> Any:
     result = _PartitionResponse(index=index)
     try:
@@ -78,6 +93,12 @@ def _append(
             _RecordError(batch_index=i, batch_index_error_message=m)
             for i, m in getattr(raised, "record_errors", ())
         ]
+        if exc.code == ErrorCode.NOT_LEADER_OR_FOLLOWER and version >= 10 and hints is not None:
+            hint = leader_hint(broker, topic, index)
+            if hint is not None:
+                (leader_id, leader_epoch), info = hint
+                result.current_leader = _LeaderIdAndEpoch(leader_id=leader_id, leader_epoch=leader_epoch)
+                hints[info.broker_id] = info
     return result
 
 
@@ -88,10 +109,12 @@ def produce(broker: Any, header: Any, request: Any) -> Any:
     version = header.api_version
     responses = []
     pending: list[Any] | None = [] if acks == -1 else None
+    hints: dict[int, Any] = {}
     for topic in request.topic_data:
         name = topic.name
         partitions = [
-            _append(broker, name, p.index, p.records, acks, now_ms, version, pending) for p in topic.partition_data
+            _append(broker, name, p.index, p.records, acks, now_ms, version, pending, hints)
+            for p in topic.partition_data
         ]
         responses.append(_TopicResponse(name=name, partition_responses=partitions))
     if acks == 0:
@@ -99,6 +122,10 @@ def produce(broker: Any, header: Any, request: Any) -> Any:
             header.connection.close()  # Kafka's way to tell an acks=0 producer
         return None
     response = _codec.Response(responses=responses, throttle_time_ms=0)
+    if hints:
+        response.node_endpoints = [
+            _NodeEndpoint(node_id=i.broker_id, host=i.host, port=i.port, rack=i.rack) for i in hints.values()
+        ]
     if pending:
         return _await_replication(response, pending, request.timeout_ms)
     return response
