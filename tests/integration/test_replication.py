@@ -263,3 +263,50 @@ def test_leader_kill9_loop_loses_and_duplicates_nothing(cluster) -> None:
     assert in_log_order == sorted(in_log_order), "acknowledged records out of order"
     for failover in failovers:
         assert failover < SESSION_MS / 1000 + 15
+
+
+def test_a_consumer_group_keeps_consuming_when_its_coordinator_dies(cluster) -> None:
+    settings = {"offsets.topic.replication.factor": 3, "offsets.topic.num.partitions": 3,
+                "replica.lag.time.max.ms": 10000}
+    brokers = {i: cluster(i, **settings) for i in (1, 2, 3)}
+    wait_until(lambda: all(len(admin_client(b.bootstrap).list_topics(timeout=10).brokers) == 3
+                           for b in brokers.values()), timeout=20, message="three brokers listed")
+    topic = _create_replicated(brokers[1].bootstrap, unique_topic("grouped"))
+    wait_until(lambda: _fully_replicated(brokers, topic, [1, 2, 3]), timeout=20, message="ISR 1,2,3")
+    bootstrap = ",".join(b.bootstrap for b in brokers.values())
+    writer = _Writer(bootstrap, topic)
+    writer.start()
+    group = f"g-{unique_topic('c')}"
+    consumer = Consumer(consumer_conf(bootstrap, **{"group.id": group, "enable.auto.commit": True,
+                                                    "auto.commit.interval.ms": 200,
+                                                    "session.timeout.ms": 6000,
+                                                    "heartbeat.interval.ms": 500}))
+    values: list[int] = []
+
+    def consume_until(predicate, timeout: float, message: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out waiting for {message}; got {len(values)}"
+            msg = consumer.poll(0.1)
+            if msg is not None and not msg.error():
+                values.append(int(msg.value()))
+
+    try:
+        consumer.subscribe([topic])
+        consume_until(lambda: len(values) > 200, 60, "records before the kill")
+        admin = admin_client(brokers[1].bootstrap)
+        coordinator = admin.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=20).coordinator.id
+        brokers[coordinator].kill9()
+        killed_at = len(values)
+        top = max(values)
+        consume_until(lambda: max(values) > top + 300, 90, "records after the coordinator's kill -9")
+        survivor = brokers[next(i for i in brokers if i != coordinator)]
+        survivor_admin = admin_client(survivor.bootstrap)  # kept alive until its future resolves
+        described = survivor_admin.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=30)
+        print(f"group moved from coordinator {coordinator} to {described.coordinator.id}; "
+              f"{len(values) - killed_at} records consumed after the kill")
+        assert described.coordinator.id != coordinator
+    finally:
+        consumer.close()
+        writer.stop_flag.set()
+        writer.join(180)
