@@ -143,8 +143,8 @@ class Broker:
         now = int(time.time() * 1000) if now_ms is None else now_ms
         removed = 0
         for partition in list(self.partitions.values()):
-            if partition.is_leader:
-                removed += partition.log.delete_retained_segments(now, upper_bound=partition.high_watermark)
+            # followers too (as Kafka): each replica applies retention to its own log
+            removed += partition.log.delete_retained_segments(now, upper_bound=partition.high_watermark)
         return removed
 
     async def _retention_loop(self) -> None:
