@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import NewTopic
 
 from moldau.protocol.messages import ALL_APIS
-from moldau.records import RecordInput, build_batch, iter_batches
+from moldau.records import RecordInput, build_batch, decode_records, iter_batches
 from moldau.replication.client import BrokerClient, codec_for
 
 from .etcd_process import SESSION_MS, ClusterBroker
@@ -76,6 +77,15 @@ def _fully_replicated(brokers: dict[int, ClusterBroker], topic: str, ids: list[i
     return None
 
 
+def _log_values(data_dir: Path, topic: str) -> list[tuple[int, bytes | None]]:
+    """(offset, value) of every record in a broker's log of partition 0, from its files."""
+    out = []
+    for path in sorted((data_dir / f"{topic}-0").glob("*.log")):
+        for batch in iter_batches(path.read_bytes(), allow_partial_tail=True):
+            out += [(r.offset, r.value) for r in decode_records(batch)]
+    return out
+
+
 def _records_on_disk(data_dir: Path, topic: str) -> int:
     total = 0
     for path in sorted((data_dir / f"{topic}-0").glob("*.log")):
@@ -84,7 +94,7 @@ def _records_on_disk(data_dir: Path, topic: str) -> int:
     return total
 
 
-def _raw_produce(broker: ClusterBroker, topic: str, acks: int) -> int:
+def _raw_produce(broker: ClusterBroker, topic: str, acks: int, value: bytes = b"raw") -> int:
     """One Produce v9 request with one record; the partition's error code."""
     api = ALL_APIS[0]
     codec = codec_for(api)
@@ -95,7 +105,7 @@ def _raw_produce(broker: ClusterBroker, topic: str, acks: int) -> int:
         topic_data=[codec.Request.of("topic_data")(
             name=topic,
             partition_data=[codec.Request.of("topic_data").of("partition_data")(
-                index=0, records=build_batch([RecordInput(b"k", b"raw")]),
+                index=0, records=build_batch([RecordInput(b"k", value)]),
             )],
         )],
     )
@@ -156,6 +166,45 @@ def test_not_enough_replicas_with_two_of_three_down(cluster) -> None:
                timeout=SESSION_MS / 1000 + 20, message="ISR shrunk to the leader")
     assert _raw_produce(brokers[leader], topic, acks=-1) == NOT_ENOUGH_REPLICAS
     assert _raw_produce(brokers[leader], topic, acks=1) == 0
+
+
+def test_a_diverged_tail_is_truncated_by_leader_epoch(cluster) -> None:
+    """The leader takes acks=1 writes its stopped followers never fetch, dies, and
+    comes back as a follower of a new leader that wrote other records at those offsets:
+    it truncates by OffsetForLeaderEpoch and all three logs end up identical."""
+    brokers = _start_three(cluster)
+    topic = _create_replicated(brokers[1].bootstrap, unique_topic("diverge"))
+    leader = wait_until(lambda: _fully_replicated(brokers, topic, [1, 2, 3]), timeout=20, message="ISR 1,2,3")
+    for n in range(5):
+        assert _raw_produce(brokers[leader], topic, acks=-1, value=b"committed-%d" % n) == 0
+    followers = [i for i in brokers if i != leader]
+    for i in followers:
+        os.kill(brokers[i].pid, signal.SIGSTOP)
+    try:
+        for n in range(3):  # the first may still reach a stopped follower's socket
+            assert _raw_produce(brokers[leader], topic, acks=1, value=b"diverged-%d" % n) == 0
+        brokers[leader].kill9()
+    finally:
+        for i in followers:
+            os.kill(brokers[i].pid, signal.SIGCONT)
+    old = brokers[leader]
+    survivors = {i: brokers[i] for i in followers}
+    successor = wait_until(lambda: _fully_replicated(survivors, topic, followers), timeout=30, interval=0.2,
+                           message="a new leader with the survivors in the ISR")
+    for n in range(5):
+        assert _raw_produce(brokers[successor], topic, acks=-1, value=b"new-%d" % n) == 0
+    mark = old.log_size()
+    old.start()
+    wait_until(lambda: _fully_replicated(brokers, topic, [1, 2, 3]), timeout=40, interval=0.2,
+               message="the old leader back in the ISR")
+    assert "truncating from" in old.log_text(mark)
+    logs = wait_until(lambda: (lambda v: v if v[0] == v[1] == v[2] else None)(
+        [_log_values(b.data_dir, topic) for b in brokers.values()]), timeout=20, message="three equal logs")
+    values = [v for _, v in logs[0]]
+    assert values[:5] == [b"committed-%d" % n for n in range(5)]
+    assert values[-5:] == [b"new-%d" % n for n in range(5)]
+    assert b"diverged-2" not in values
+    assert [o for o, _ in logs[0]] == list(range(len(values)))
 
 
 class _Writer(threading.Thread):
