@@ -6,7 +6,12 @@ partition answers NOT_LEADER_OR_FOLLOWER and clients reroute by themselves; with
 of three brokers down an acks=all produce is refused with NOT_ENOUGH_REPLICAS; and an
 idempotent acks=all producer writing without pause while the partition leader is
 killed with kill -9 and restarted, cycle after cycle, loses nothing acknowledged and
-duplicates nothing (every acknowledged record is read back exactly once, in order).
+duplicates nothing (every acknowledged record is read back exactly once, in order); a
+leader that took acks=1 writes its stopped followers never fetched, killed and
+restarted, truncates that tail by OffsetForLeaderEpoch so that all three logs end up
+identical; a consumer group keeps consuming when its coordinator's broker is killed;
+a follower that stops fetching leaves the ISR after replica.lag.time.max.ms (acks=all
+writes then complete without it) and comes back once caught up.
 The failover time (kill -9 of the leader to the first acknowledged write after it,
 necessarily on its successor) is printed, with ``broker.session.timeout.ms`` = 2000.
 """
@@ -359,3 +364,32 @@ def test_a_consumer_group_keeps_consuming_when_its_coordinator_dies(cluster) -> 
         consumer.close()
         writer.stop_flag.set()
         writer.join(180)
+
+
+def test_a_lagging_follower_leaves_the_isr_and_returns(cluster) -> None:
+    """A follower that stops fetching (SIGSTOP, its session still alive) is removed from
+    the ISR by the leader after replica.lag.time.max.ms, acks=all writes then complete
+    with the two left, and it is added back once it has caught up."""
+    settings = {"replica.lag.time.max.ms": 1500, "broker.session.timeout.ms": 10000}
+    brokers = {i: cluster(i, **settings) for i in (1, 2, 3)}
+    wait_until(lambda: all(len(admin_client(b.bootstrap).list_topics(timeout=10).brokers) == 3
+                           for b in brokers.values()), timeout=20, message="three brokers listed")
+    topic = _create_replicated(brokers[1].bootstrap, unique_topic("lag"))
+    leader = wait_until(lambda: _fully_replicated(brokers, topic, [1, 2, 3]), timeout=20, message="ISR 1,2,3")
+    lagging = next(i for i in brokers if i != leader)
+    rest = sorted(i for i in brokers if i != lagging)
+    os.kill(brokers[lagging].pid, signal.SIGSTOP)
+    try:
+        stopped = time.monotonic()
+        assert _raw_produce(brokers[leader], topic, acks=-1, value=b"during") == 0
+        wait_until(lambda: _state(brokers[leader], topic) == (leader, [1, 2, 3], rest), timeout=9, interval=0.1,
+                   message="the stopped follower out of the ISR")
+        took = time.monotonic() - stopped
+        print(f"ISR shrink {took * 1000:.0f} ms after the follower stopped (replica.lag.time.max.ms 1500)")
+    finally:
+        os.kill(brokers[lagging].pid, signal.SIGCONT)
+    wait_until(lambda: _fully_replicated(brokers, topic, [1, 2, 3]), timeout=30, interval=0.2,
+               message="the follower back in the ISR")
+    assert _raw_produce(brokers[leader], topic, acks=-1, value=b"after") == 0
+    values = [v for _, v in _log_values(brokers[lagging].data_dir, topic)]
+    assert b"during" in values
