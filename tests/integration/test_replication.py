@@ -171,6 +171,24 @@ def test_not_enough_replicas_with_two_of_three_down(cluster) -> None:
                timeout=SESSION_MS / 1000 + 20, message="ISR shrunk to the leader")
     assert _raw_produce(brokers[leader], topic, acks=-1) == NOT_ENOUGH_REPLICAS
     assert _raw_produce(brokers[leader], topic, acks=1) == 0
+    # Metadata names the replicas whose brokers are gone as offline
+    assert _offline_replicas(brokers[leader], topic) == sorted(i for i in brokers if i != leader)
+
+
+def _offline_replicas(broker: ClusterBroker, topic: str) -> list[int]:
+    api = ALL_APIS[3]
+    codec = codec_for(api)
+    request = codec.Request(topics=[codec.Request.of("topics")(name=topic)], allow_auto_topic_creation=False)
+
+    async def send() -> list[int]:
+        client = BrokerClient(broker.host, broker.port, "it-meta")
+        try:
+            response = await client.request(api, 9, request, timeout=20)
+        finally:
+            await client.close()
+        return sorted(response.topics[0].partitions[0].offline_replicas)
+
+    return asyncio.run(send())
 
 
 def test_a_diverged_tail_is_truncated_by_leader_epoch(cluster) -> None:

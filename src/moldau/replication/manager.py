@@ -329,4 +329,9 @@ class ReplicaFetcher:
                     failed = True
                     continue
                 partition.append_as_follower(data.records or memoryview(b""), data.high_watermark)
+                leader_start = data.log_start_offset
+                if partition.log.log_start_offset < leader_start <= partition.log.log_end_offset:
+                    # the leader's records deleted below its log start (DeleteRecords,
+                    # retention) go here too, as Kafka's followers do
+                    partition.log.delete_records_before(leader_start)
         return failed
