@@ -230,6 +230,21 @@ def test_a_diverged_tail_is_truncated_by_leader_epoch(cluster) -> None:
     assert [o for o, _ in logs[0]] == list(range(len(values)))
 
 
+def _election_delay(brokers: dict[int, ClusterBroker], marks: dict[int, int], topic: str, victim: int,
+                    killed_wall: float) -> float | None:
+    """Seconds from the kill to the controller's log line electing a new leader."""
+    import datetime
+
+    for i, b in brokers.items():
+        if i == victim:
+            continue
+        for line in b.log_text(marks[i]).splitlines():
+            if f"{topic}-0: leader {victim} -> " in line:
+                stamp = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+                return stamp.timestamp() - killed_wall
+    return None
+
+
 class _Writer(threading.Thread):
     """An idempotent acks=all producer writing 1, 2, 3, ... without pause."""
 
@@ -244,9 +259,11 @@ class _Writer(threading.Thread):
             "message.timeout.ms": 120000,
             "socket.timeout.ms": 10000,
             "retry.backoff.ms": 50,
+            "retry.backoff.max.ms": 250,  # librdkafka's default 1000 would hide the broker side
             "topic.metadata.refresh.interval.ms": 1000,
         })
         self.acked: list[tuple[int, int, float]] = []  # (value, offset, when)
+        self.produced_at: dict[int, float] = {}
         self.failed: list[tuple[int, str]] = []
         self.sent = 0
         self.stop_flag = threading.Event()
@@ -263,6 +280,7 @@ class _Writer(threading.Thread):
     def run(self) -> None:
         while not self.stop_flag.is_set():
             self.sent += 1
+            self.produced_at[self.sent] = time.monotonic()
             try:
                 self.producer.produce(self.topic, value=str(self.sent).encode(), partition=0,
                                       on_delivery=self._report)
@@ -272,8 +290,10 @@ class _Writer(threading.Thread):
         self.producer.flush(150)
 
     def acks_after(self, moment: float) -> list[float]:
+        """When records produced after ``moment`` were acknowledged (with the leader
+        killed at ``moment``, necessarily by its successor)."""
         with self.lock:
-            return [when for _, _, when in self.acked if when > moment]
+            return [when for value, _, when in self.acked if self.produced_at.get(value, 0) > moment]
 
 
 def test_leader_kill9_loop_loses_and_duplicates_nothing(cluster) -> None:
@@ -282,18 +302,21 @@ def test_leader_kill9_loop_loses_and_duplicates_nothing(cluster) -> None:
     wait_until(lambda: _fully_replicated(brokers, topic, [1, 2, 3]), timeout=20, message="ISR 1,2,3")
     writer = _Writer(",".join(b.bootstrap for b in brokers.values()), topic)
     writer.start()
-    failovers = []
+    failovers: list[float] = []
+    elections: list[float | None] = []
     try:
         wait_until(lambda: len(writer.acks_after(0)) > 50, timeout=30, message="writes flowing")
         for cycle in range(KILL_CYCLES):
             leader = wait_until(lambda: _fully_replicated(brokers, topic, [1, 2, 3]), timeout=60,
                                 interval=0.2, message=f"ISR 1,2,3 before cycle {cycle}")
             victim = brokers[leader]
+            marks = {i: b.log_size() for i, b in brokers.items()}
             victim.kill9()
-            killed = time.monotonic()
+            killed, killed_wall = time.monotonic(), time.time()
             first = wait_until(lambda k=killed: writer.acks_after(k), timeout=60, interval=0.01,
                                message=f"an acknowledged write after kill {cycle}")[0]
             failovers.append(first - killed)
+            elections.append(_election_delay(brokers, marks, topic, leader, killed_wall))
             victim.start()
         wait_until(lambda: _fully_replicated(brokers, topic, [1, 2, 3]), timeout=60, interval=0.2,
                    message="ISR 1,2,3 at the end")
@@ -328,7 +351,9 @@ def test_leader_kill9_loop_loses_and_duplicates_nothing(cluster) -> None:
     in_log_order = [v for v in values if v in acked]
     print(f"kill -9 loop: {KILL_CYCLES} cycles, {writer.sent} sent, {len(acked)} acknowledged, "
           f"{len(writer.failed)} failed, {len(lost)} lost, {len(duplicated)} duplicated; failover "
-          + ", ".join(f"{f * 1000:.0f}" for f in failovers) + f" ms (session {SESSION_MS} ms)")
+          + ", ".join(f"{f * 1000:.0f}" for f in failovers) + f" ms (session {SESSION_MS} ms); of which "
+          "kill to the controller's election: " + ", ".join("?" if e is None else f"{e * 1000:.0f}" for e in elections)
+          + " ms")
     assert len(acked) > 100
     assert not lost, f"lost acknowledged records: {lost[:20]}"
     assert not duplicated, f"duplicated records: {duplicated[:20]}"
