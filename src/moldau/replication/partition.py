@@ -21,6 +21,7 @@ All methods run on the event loop thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -373,6 +374,28 @@ class Partition:
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
+
+    async def wait_high_watermark(self, offset: int, timeout_s: float) -> ErrorCode:
+        """Wait until the high watermark reaches ``offset`` in the current leader epoch:
+        NONE, NOT_LEADER_OR_FOLLOWER if leadership moved, REQUEST_TIMED_OUT."""
+        epoch = self.leader_epoch
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            if not self.is_leader or self.leader_epoch != epoch:
+                return ErrorCode.NOT_LEADER_OR_FOLLOWER
+            if self.high_watermark >= offset:
+                return ErrorCode.NONE
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return ErrorCode.REQUEST_TIMED_OUT
+            waiter: asyncio.Future[None] = loop.create_future()
+            self.add_waiter(waiter)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiter, remaining)
+            finally:
+                self.remove_waiter(waiter)
 
     def _wake_appenders(self) -> None:
         waiters, self._append_waiters = self._append_waiters, set()

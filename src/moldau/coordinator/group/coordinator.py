@@ -397,6 +397,22 @@ class GroupCoordinator:
                 stored[tp] = value
         return errors
 
+    async def replicated(self, group_id: str) -> ErrorCode:
+        """Wait until what this group wrote to its ``__consumer_offsets`` partition is
+        committed (the partition's ISR has it), as Kafka's coordinator answers only
+        then; bounded by ``offsets.commit.timeout.ms``. Failures map as Kafka's do:
+        a lost leadership is NOT_COORDINATOR, a timeout COORDINATOR_NOT_AVAILABLE."""
+        partition = self.broker.partition(OFFSETS_TOPIC, self.partition_of(group_id))
+        if partition is None:
+            return ErrorCode.NOT_COORDINATOR
+        timeout_s = self.broker.config.int("offsets.commit.timeout.ms") / 1000
+        code = await partition.wait_high_watermark(partition.log.log_end_offset, timeout_s)
+        if code is ErrorCode.NOT_LEADER_OR_FOLLOWER:
+            return ErrorCode.NOT_COORDINATOR
+        if code is ErrorCode.REQUEST_TIMED_OUT:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        return code
+
     def fetch_offsets(
         self, group_id: str, topics: list[tuple[str, list[int]]] | None
     ) -> list[tuple[str, list[tuple[int, OffsetValue | None]]]]:
