@@ -241,6 +241,14 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
         ConfigDef("connections.max.idle.ms", _T.LONG, 600000, read_only=True),
         ConfigDef("request.timeout.ms", _T.INT, 30000, read_only=True),
         ConfigDef("moldau.max.open.files", _T.INT, 1000, "Open segment files kept at once.", min_value=16),
+        # Kafka has no per-broker partition limit (KIP-578's max.broker.partitions was never
+        # implemented). Every hosted partition costs a directory, a Log and a Partition, and
+        # every topic change rewrites the whole metadata store, so a Python broker bounds
+        # them; CreateTopics, CreatePartitions and auto-creation past it get POLICY_VIOLATION.
+        ConfigDef(
+            "moldau.max.broker.partitions", _T.INT, 10000,
+            "Most partitions this broker hosts; creations past it are refused.", min_value=1,
+        ),
     ]
 }
 

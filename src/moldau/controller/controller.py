@@ -11,10 +11,28 @@ Each change (store, then apply) is one step run by the broker's
 asked hangs up, and steps run one at a time, so each re-checks the state the previous
 one left. A topic found in the store but not applied here (a create cut short by an
 older broker, or made by another controller) is applied, not refused.
+
+Bounds (Kafka's, and one of our own), checked before any placement is computed, so a
+41-byte request asking for 8,388,608 partitions costs nothing:
+
+* ``MAX_RECORDS_PER_USER_OP``: Kafka's KRaft controller refuses a user operation that
+  would write more than 10,000 metadata records (``QuorumController``'s
+  ``MAX_RECORDS_PER_USER_OP``; ``BoundedListTooLongException``, answered as
+  POLICY_VIOLATION "Unable to perform excessively large batch operation."). A topic
+  creation writes one TopicRecord, one PartitionRecord per partition and one
+  ConfigRecord per override; CreatePartitions one PartitionRecord per new partition;
+  the whole request counts, and past the cap every topic of it is refused.
+* ``moldau.max.broker.partitions``: how many partitions this broker will host. Kafka
+  has no such limit (KIP-578 proposed ``max.broker.partitions`` and was never
+  implemented); a Python broker needs one, because every hosted partition costs a
+  directory, a Log and a Partition object, and every metadata change rewrites the
+  whole store. Past it a creation is refused with POLICY_VIOLATION, as a topic policy
+  would refuse it, and nothing is created.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from typing import TYPE_CHECKING
@@ -29,6 +47,16 @@ if TYPE_CHECKING:
 MAX_TOPIC_NAME_LENGTH = 249
 _LEGAL_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
 INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
+#: Kafka's QuorumController.MAX_RECORDS_PER_USER_OP (= MAX_RECORDS_PER_BATCH).
+MAX_RECORDS_PER_USER_OP = 10_000
+EXCESSIVE_BATCH_MESSAGE = "Unable to perform excessively large batch operation."
+#: From this many new local partitions on, their logs are created in a worker thread.
+PREPARE_IN_THREAD = 64
+
+
+def excessive_batch() -> KafkaError:
+    """Kafka's answer to an operation past MAX_RECORDS_PER_USER_OP."""
+    return KafkaError(ErrorCode.POLICY_VIOLATION, EXCESSIVE_BATCH_MESSAGE)
 
 
 def validate_topic_name(name: str | None) -> None:
@@ -55,6 +83,50 @@ class Controller:
 
     def live_brokers(self) -> list[int]:
         return sorted(b.broker_id for b in self.broker.live_brokers())
+
+    # bounds ---------------------------------------------------------------------------
+
+    def creation_records(self, name: str, num_partitions: int, assignments: int, configs: int) -> int:
+        """Metadata records Kafka would write to create this topic; 0 if it is refused early.
+
+        Cheap on purpose (no placement, no collision scan): it is summed over a whole
+        CreateTopics request before any topic of it is planned.
+        """
+        if name in self.broker.topics:
+            return 0
+        try:
+            validate_topic_name(name)
+        except KafkaError:
+            return 0
+        if assignments:
+            partitions = assignments
+        elif num_partitions == -1:
+            partitions = self.broker.config.int("num.partitions")
+        else:
+            partitions = num_partitions
+        return 1 + partitions + configs if partitions > 0 else 0
+
+    def partition_records(self, name: str, count: int) -> int:
+        """PartitionRecords Kafka would write for CreatePartitions to ``count``; 0 if refused."""
+        topic = self.broker.topics.get(name)
+        if topic is None:
+            return 0
+        return max(0, count - len(topic.partitions))
+
+    def check_broker_capacity(self, new: int, pending: int = 0) -> None:
+        """Refuse to host more than ``moldau.max.broker.partitions`` partitions.
+
+        ``pending`` counts partitions already granted to earlier topics of the same
+        request that are not created (validate_only).
+        """
+        limit = self.broker.config.int("moldau.max.broker.partitions")
+        hosted = len(self.broker.partitions) + pending
+        if hosted + new > limit:
+            raise KafkaError(
+                ErrorCode.POLICY_VIOLATION,
+                f"Adding {new} partition(s) would exceed moldau.max.broker.partitions ({limit}): "
+                f"this broker hosts {hosted}.",
+            )
 
     def _check_configs(self, configs: dict[str, str | None]) -> dict[str, str]:
         try:
@@ -86,8 +158,13 @@ class Controller:
         replication_factor: int,
         configs: dict[str, str | None],
         assignments: dict[int, list[int]] | None = None,
+        pending: int = 0,
     ) -> TopicRecord:
-        """Validate a new topic and decide its placement, without creating it."""
+        """Validate a new topic and decide its placement, without creating it.
+
+        ``pending``: partitions of earlier topics of a validate_only request, counted
+        against ``moldau.max.broker.partitions`` as if they had been created.
+        """
         validate_topic_name(name)
         if name in self.broker.topics:
             raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
@@ -103,6 +180,11 @@ class Controller:
             num_partitions = self.broker.config.int("num.partitions")
         if replication_factor == -1:
             replication_factor = self.broker.config.int("default.replication.factor")
+        asked = len(assignments) if assignments else num_partitions
+        if 1 + asked + len(configs) > MAX_RECORDS_PER_USER_OP:
+            raise excessive_batch()
+        if asked > 0:
+            self.check_broker_capacity(asked, pending)
         if assignments:
             live = set(self.live_brokers())
             partitions = {}
@@ -124,6 +206,30 @@ class Controller:
             partitions = self._placement(num_partitions, replication_factor)
         return TopicRecord(name=name, topic_id=uuid.uuid4(), partitions=partitions, configs=self._check_configs(configs))
 
+    async def prepare_logs(self, topic: TopicRecord) -> None:
+        """Create the directories and files of this broker's new partitions in a worker
+        thread, so that applying thousands of partitions does not hold the event loop
+        for seconds (``apply_topic`` then finds the logs already open)."""
+        broker = self.broker
+        manager = broker.log_manager
+        config = broker.log_config_for(topic)
+        new = [
+            index
+            for index, state in topic.partitions.items()
+            if broker.node_id in state.replicas and manager.get_log(topic.name, index) is None
+        ]
+        if len(new) < PREPARE_IN_THREAD:
+            return
+
+        def create() -> None:
+            for index in new:
+                manager.create_log(topic.name, index, config)
+
+        # If the store then refuses the topic, the empty logs stay registered and are
+        # reused by the next creation of that name; removing them here could race with
+        # the thread, which a cancelled request does not stop.
+        await asyncio.to_thread(create)
+
     async def create_topic(self, topic: TopicRecord) -> TopicRecord:
         return await self.broker.changes.run(lambda: self._create_topic(topic))
 
@@ -131,6 +237,7 @@ class Controller:
         broker = self.broker
         if topic.name not in broker.topics:
             try:
+                await self.prepare_logs(topic)
                 await broker.store.create_topic(topic)
             except TopicExistsError:
                 await self._heal(topic.name)
@@ -158,7 +265,10 @@ class Controller:
         await self.broker.store.delete_topic(name)
         self.broker.remove_topic(name)
 
-    def plan_partitions(self, name: str, count: int, assignments: list[list[int]] | None) -> TopicRecord:
+    def plan_partitions(
+        self, name: str, count: int, assignments: list[list[int]] | None, pending: int = 0
+    ) -> TopicRecord:
+        """Validate a partition increase and place the new partitions, without applying it."""
         topic = self.broker.topics.get(name)
         if topic is None:
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist.")
@@ -170,6 +280,9 @@ class Controller:
             )
         if count == current:
             raise KafkaError(ErrorCode.INVALID_PARTITIONS, f"Topic already has {current} partitions.")
+        if count - current > MAX_RECORDS_PER_USER_OP:
+            raise excessive_batch()
+        self.check_broker_capacity(count - current, pending)
         replication_factor = len(next(iter(topic.partitions.values())).replicas)
         if assignments is not None:
             if len(assignments) != count - current:
@@ -211,5 +324,6 @@ class Controller:
             rebased = TopicRecord(topic.name, topic.topic_id, partitions, dict(current.configs))
         else:
             rebased = TopicRecord(topic.name, topic.topic_id, dict(current.partitions), dict(topic.configs))
+        await self.prepare_logs(rebased)
         await self.broker.store.update_topic(rebased)
         self.broker.apply_topic(rebased)

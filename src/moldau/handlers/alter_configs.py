@@ -17,6 +17,7 @@ from typing import Any
 from moldau.config.broker import validate_topic_configs
 from moldau.config.definitions import BROKER_CONFIGS, TOPIC_CONFIGS, ConfigType
 from moldau.handlers.configs import BROKER, BROKER_LOGGER, TOPIC
+from moldau.handlers.pacing import paced
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
 from moldau.protocol.messages import ALL_APIS
@@ -142,7 +143,7 @@ async def _alter_resource(broker: Any, resource: Any, incremental: bool, validat
 async def _answer(broker: Any, request: Any, codec: Any, incremental: bool) -> Any:
     Result = codec.Response.of("responses")
     results = []
-    for resource in request.resources:
+    async for resource in paced(request.resources):
         result = Result(
             error_code=0, error_message=None,
             resource_type=resource.resource_type, resource_name=resource.resource_name,

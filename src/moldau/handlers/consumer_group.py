@@ -12,6 +12,7 @@ from typing import Any
 from moldau.coordinator.group.assignors import Assignment
 from moldau.coordinator.group.consumer import ConsumerGroup
 from moldau.handlers.groups import client_host
+from moldau.handlers.pacing import paced_map
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
@@ -137,4 +138,5 @@ def _describe_one(broker: Any, group_id: str) -> Any:
 @handles(CONSUMER_GROUP_DESCRIBE, 0, 1)
 async def consumer_group_describe(broker: Any, header: Any, request: Any) -> Any:
     await broker.group_coordinator.ensure_topic()
-    return _desc.Response(throttle_time_ms=0, groups=[_describe_one(broker, g) for g in request.group_ids])
+    groups = await paced_map(lambda g: _describe_one(broker, g), request.group_ids)
+    return _desc.Response(throttle_time_ms=0, groups=groups)

@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from moldau.controller.controller import INTERNAL_TOPICS
+from moldau.handlers.pacing import Pacer, paced, paced_map
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
 from moldau.protocol.messages import ALL_APIS
@@ -52,8 +53,11 @@ def _delete(broker: Any, topic: str, index: int, offset: int) -> Any:
 @handles(DELETE_RECORDS, 0, 2)
 async def delete_records(broker: Any, header: Any, request: Any) -> Any:
     topics = []
-    for topic in request.topics:
-        partitions = [_delete(broker, topic.name, p.partition_index, p.offset) for p in topic.partitions]
+    pacer = Pacer()
+    async for topic in paced(request.topics, pacer):
+        partitions = await paced_map(
+            lambda p, name=topic.name: _delete(broker, name, p.partition_index, p.offset), topic.partitions, pacer
+        )
         topics.append(_Topic(name=topic.name, partitions=partitions))
     # The start offsets moved above; the checkpoint that makes them durable finishes
     # even if the client hangs up (a broker-owned step), so a restart agrees with them.

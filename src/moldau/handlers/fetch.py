@@ -19,6 +19,7 @@ import time
 import uuid
 from typing import Any
 
+from moldau.handlers.pacing import PACE
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
 from moldau.protocol.messages import ALL_APIS
@@ -49,22 +50,31 @@ def replica_id_of(request: Any, version: int) -> int:
     return request.replica_id
 
 
-def _read_all(
+async def _read_all(
     broker: Any, request: Any, version: int, replica_id: int = -1
-) -> tuple[list[Any], int, list[Any]]:
+) -> tuple[list[Any], int, dict[int, Any]]:
     """One pass over the requested partitions; returns (topics, bytes, partitions read).
 
-    A follower's fetch (``replica_id`` >= 0) reads up to the log end, not the high
-    watermark, and tells the leader how far that follower is (its fetch offset)."""
+    The loop is handed back every PACE entries (counted inline: this is the hot path),
+    so a request naming a million partitions does not stall other clients. A
+    follower's fetch (``replica_id`` >= 0) reads up to the log end, not the high
+    watermark, and tells the leader how far that follower is (its fetch offset).
+    """
     remaining = request.max_bytes if version >= 3 else 0x7FFFFFFF
     total = 0
     min_one = True
     topics = []
-    hosted = []
+    hosted: dict[int, Any] = {}  # each partition once, however often it is named
+    entries = 0
     for topic in request.topics:
         name = _topic_name(broker, topic, version)
         answers = []
+        entries += 1
         for p in topic.partitions:
+            entries += 1
+            if entries >= PACE:
+                entries = 0
+                await asyncio.sleep(0)
             data = _PartitionData(partition_index=p.partition, records=EMPTY)
             answers.append(data)
             partition = broker.partition(name, p.partition) if name is not None else None
@@ -73,7 +83,7 @@ def _read_all(
                 data.error_code = int(ErrorCode.UNKNOWN_TOPIC_ID if unknown_id else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
                 data.high_watermark = data.last_stable_offset = data.log_start_offset = -1
                 continue
-            hosted.append(partition)
+            hosted[id(partition)] = partition
             try:
                 if version >= 9:
                     partition.check_leader_epoch(p.current_leader_epoch)
@@ -123,13 +133,13 @@ async def fetch(broker: Any, header: Any, request: Any) -> Any:
     loop = asyncio.get_running_loop()
     replica_id = replica_id_of(request, version)
     while True:
-        topics, total, hosted = _read_all(broker, request, version, replica_id)
+        topics, total, hosted = await _read_all(broker, request, version, replica_id)
         remaining = deadline - time.monotonic()
         errors = any(p.error_code for t in topics for p in t.partitions)
         if total >= max(request.min_bytes, 1) or remaining <= 0 or errors or not hosted:
             return _Response(throttle_time_ms=0, error_code=0, session_id=0, responses=topics)
         waiter: asyncio.Future[None] = loop.create_future()
-        for partition in hosted:
+        for partition in hosted.values():
             if replica_id >= 0:
                 partition.add_append_waiter(waiter)
             else:
@@ -138,6 +148,6 @@ async def fetch(broker: Any, header: Any, request: Any) -> Any:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiter, remaining)
         finally:
-            for partition in hosted:
+            for partition in hosted.values():
                 partition.remove_waiter(waiter)
                 partition.remove_append_waiter(waiter)

@@ -13,6 +13,7 @@ from typing import Any
 
 from moldau.coordinator.group.classic import ClassicGroup, GroupState
 from moldau.coordinator.group.coordinator import OFFSETS_TOPIC
+from moldau.handlers.pacing import paced, paced_map
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
@@ -83,7 +84,7 @@ async def find_coordinator(broker: Any, header: Any, request: Any) -> Any:
     version = header.api_version
     if version >= 4:
         coordinators = []
-        for key in request.coordinator_keys:
+        async for key in paced(request.coordinator_keys):
             code, node, host, port = await _locate(broker, key, request.key_type)
             coordinators.append(
                 _Coordinator(key=key, node_id=node, host=host, port=port, error_code=int(code), error_message=_message(code))
@@ -285,7 +286,7 @@ def _describe_one(broker: Any, group_id: str, version: int) -> Any:
 @handles(DESCRIBE_GROUPS, 0, 6)
 async def describe_groups(broker: Any, header: Any, request: Any) -> Any:
     await broker.group_coordinator.ensure_topic()
-    groups = [_describe_one(broker, g, header.api_version) for g in request.groups]
+    groups = await paced_map(lambda g: _describe_one(broker, g, header.api_version), request.groups)
     return _describe.Response(throttle_time_ms=0, groups=groups)
 
 
@@ -318,7 +319,7 @@ _Deleted = _delete.Response.of("results")
 async def delete_groups(broker: Any, header: Any, request: Any) -> Any:
     coordinator = broker.group_coordinator
     results = []
-    for group_id in request.groups_names:
+    async for group_id in paced(request.groups_names):
         try:
             await coordinator.ready(group_id)
             code = coordinator.delete_group(group_id)

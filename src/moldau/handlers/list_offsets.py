@@ -1,10 +1,17 @@
-"""ListOffsets (key 2): earliest, latest, max-timestamp and by-timestamp offset lookups."""
+"""ListOffsets (key 2): earliest, latest, max-timestamp and by-timestamp offset lookups.
+
+A partition named more than once in a request is answered once, with INVALID_REQUEST,
+as Kafka's ReplicaManager does (its answers are a map by partition). Large requests are
+walked with :func:`~moldau.handlers.pacing.paced`, so other clients are served meanwhile.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
+from moldau.handlers.pacing import paced
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
 from moldau.protocol.messages import ALL_APIS
@@ -66,11 +73,30 @@ def _lookup(broker: Any, topic: str, p: Any, version: int, isolation_level: int)
 
 
 @handles(LIST_OFFSETS, 1, 8)
-def list_offsets(broker: Any, header: Any, request: Any) -> Any:
+async def list_offsets(broker: Any, header: Any, request: Any) -> Any:
     version = header.api_version
     isolation = request.isolation_level if version >= 2 else 0
-    topics = []
-    for topic in request.topics:
-        partitions = [_lookup(broker, topic.name, p, version, isolation) for p in topic.partitions]
-        topics.append(_Topic(name=topic.name, partitions=partitions))
+
+    def asked() -> Iterator[tuple[str, Any]]:
+        for topic in request.topics:
+            for p in topic.partitions:
+                yield topic.name, p
+
+    times: dict[tuple[str, int], int] = {}
+    async for name, p in paced(asked()):
+        key = (name, p.partition_index)
+        times[key] = times.get(key, 0) + 1
+    answers: dict[str, dict[int, Any]] = {}
+    async for name, p in paced(asked()):
+        by_index = answers.setdefault(name, {})
+        if p.partition_index in by_index:
+            continue
+        if times[(name, p.partition_index)] > 1:
+            by_index[p.partition_index] = _Partition(
+                partition_index=p.partition_index, error_code=int(ErrorCode.INVALID_REQUEST),
+                timestamp=-1, offset=-1, leader_epoch=-1,
+            )
+        else:
+            by_index[p.partition_index] = _lookup(broker, name, p, version, isolation)
+    topics = [_Topic(name=name, partitions=list(by_index.values())) for name, by_index in answers.items()]
     return _Response(throttle_time_ms=0, topics=topics)

@@ -3,6 +3,11 @@
 A topic a client asks for that does not exist is created with ``num.partitions`` when
 ``auto.create.topics.enable`` is on and the request allows it (v4+), and answered in
 full right away, since creation here completes before the answer.
+
+Each topic is answered once however often it is named, as Kafka does (it reads the
+request's topics into a set): a request naming one topic a million times gets a
+one-topic answer. Large lists are walked with :func:`~moldau.handlers.pacing.paced`,
+so other clients are served meanwhile.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import logging
 from typing import Any
 
 from moldau.controller.controller import INTERNAL_TOPICS, validate_topic_name
+from moldau.handlers.pacing import paced
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
@@ -69,12 +75,15 @@ async def metadata(broker: Any, header: Any, request: Any) -> Any:
     topics = []
     if requested is None or (version == 0 and not requested):
         names = sorted(broker.topics)
-        topics = [describe_topic(broker, n) for n in names]
+        topics = [describe_topic(broker, n) async for n in paced(names)]
     else:
         allow_auto = broker.config.bool("auto.create.topics.enable") and (
             version < 4 or request.allow_auto_topic_creation
         )
-        for wanted in requested:
+        distinct: dict[Any, Any] = {}
+        async for wanted in paced(requested):
+            distinct.setdefault(wanted.name if wanted.name is not None else wanted.topic_id, wanted)
+        async for wanted in paced(distinct.values()):
             name = wanted.name
             if name is None and version >= 10:
                 name = broker.topic_names_by_id.get(wanted.topic_id)

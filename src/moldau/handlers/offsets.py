@@ -11,6 +11,8 @@ import uuid
 from typing import Any
 
 from moldau.coordinator.group import OffsetCommit
+from moldau.coordinator.group.coordinator import OFFSETS_TOPIC
+from moldau.handlers.pacing import PACE, Pacer, paced, paced_map
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
@@ -19,6 +21,12 @@ OFFSET_COMMIT = ALL_APIS[8]
 OFFSET_FETCH = ALL_APIS[9]
 OFFSET_DELETE = ALL_APIS[47]
 
+#: Lower bounds of what a commit writes (moldau.coordinator.group.records): a batch
+#: header; per offset an OffsetCommitKey (version, group, topic, partition) and an
+#: OffsetCommitValue v3 (version, offset, leader epoch, metadata, commit timestamp).
+_BATCH_OVERHEAD = 61
+_OFFSET_KEY_FIXED = 2 + 2 + 2 + 4
+_OFFSET_VALUE_FIXED = 2 + 8 + 4 + 2 + 8
 NO_OFFSET = -1
 NO_METADATA = ""
 _ZERO_UUID = uuid.UUID(int=0)
@@ -40,9 +48,10 @@ async def offset_commit(broker: Any, header: Any, request: Any) -> Any:
         names = {t.topic_id: broker.topic_names_by_id.get(t.topic_id) for t in request.topics}
     commits = []
     unknown: list[tuple[Any, int]] = []
-    for t in request.topics:
+    pacer = Pacer()
+    async for t in paced(request.topics, pacer):
         name = names.get(t.topic_id) if version >= 10 else t.name
-        for p in t.partitions:
+        async for p in paced(t.partitions, pacer):
             if name is None:
                 unknown.append((t.topic_id, p.partition_index))
                 continue
@@ -54,6 +63,8 @@ async def offset_commit(broker: Any, header: Any, request: Any) -> Any:
             )
     try:
         await coordinator.ready(request.group_id)
+        if await _too_large(broker, request.group_id, commits, pacer):
+            raise KafkaError(ErrorCode.UNKNOWN_SERVER_ERROR)
         errors = coordinator.commit_offsets(
             request.group_id,
             request.generation_id_or_member_epoch,
@@ -76,14 +87,40 @@ async def offset_commit(broker: Any, header: Any, request: Any) -> Any:
             topic = topics[key] = _CommitTopic(name=name, topic_id=topic_id, partitions=[])
         topic.partitions.append(_CommitPartition(partition_index=partition, error_code=int(code)))
 
-    for c, code in zip(commits, errors, strict=True):
+    async for c, code in paced(zip(commits, errors, strict=True), pacer):
         answer(c.topic, c.topic, ids.get(c.topic), c.partition, code)
-    for topic_id, partition in unknown:
+    async for topic_id, partition in paced(unknown, pacer):
         answer(topic_id, "", topic_id, partition, ErrorCode.UNKNOWN_TOPIC_ID)
     for topic in topics.values():
         if topic.topic_id is None:
             topic.topic_id = _ZERO_UUID
     return _commit.Response(throttle_time_ms=0, topics=list(topics.values()))
+
+
+async def _too_large(broker: Any, group_id: str, commits: list[OffsetCommit], pacer: Pacer) -> bool:
+    """Whether the commit's records cannot fit in one batch of ``__consumer_offsets``.
+
+    Kafka writes a commit as one atomic batch and refuses one larger than the offsets
+    topic's ``max.message.bytes`` (RecordTooLargeException, answered as
+    UNKNOWN_SERVER_ERROR for every partition). That also bounds the synchronous work a
+    commit costs here. Sizes are a lower bound (record framing left out), so nothing
+    Kafka accepts is refused.
+    """
+    topic = broker.topics.get(OFFSETS_TOPIC)
+    if topic is None:
+        return False
+    limit = broker.log_config_for(topic).max_message_bytes
+    size = _BATCH_OVERHEAD
+    fixed = _OFFSET_KEY_FIXED + _OFFSET_VALUE_FIXED + len(group_id.encode())
+    topic_sizes: dict[str, int] = {}
+    async for c in paced(commits, pacer):
+        topic_size = topic_sizes.get(c.topic)
+        if topic_size is None:
+            topic_size = topic_sizes[c.topic] = len(c.topic.encode())
+        size += fixed + topic_size + len((c.metadata or "").encode())
+        if size > limit:
+            return True
+    return False
 
 
 # -- OffsetFetch -------------------------------------------------------------------------
@@ -101,10 +138,21 @@ def _topic_id(broker: Any, name: str) -> uuid.UUID:
     return topic.topic_id if topic is not None else _ZERO_UUID
 
 
-def _fetch_group(
-    broker: Any, group_id: str, topics: list[tuple[str, list[int]]] | None, member: tuple[str, int] | None
-) -> tuple[ErrorCode, list[tuple[str, list[tuple[int, int, int, str | None, ErrorCode]]]]]:
-    """(group error, [(topic, [(partition, offset, leader epoch, metadata, error)])])."""
+Row = tuple[int, int, int, str | None, ErrorCode]
+
+
+async def _fetch_group(
+    broker: Any,
+    group_id: str,
+    topics: list[tuple[str, list[int]]] | None,
+    member: tuple[str, int] | None,
+    pacer: Pacer,
+) -> tuple[ErrorCode, list[tuple[str, list[Row]]]]:
+    """(group error, [(topic, [(partition, offset, leader epoch, metadata, error)])]).
+
+    Asked partitions are looked up :data:`PACE` at a time, with the event loop handed
+    back in between, so a request naming a million partitions does not stall others.
+    """
     coordinator = broker.group_coordinator
     try:
         coordinator.check_coordinator(group_id)
@@ -113,17 +161,45 @@ def _fetch_group(
     except KafkaError as exc:
         if topics is None:
             return exc.code, []
-        return exc.code, [(t, [(p, NO_OFFSET, -1, NO_METADATA, exc.code) for p in parts]) for t, parts in topics]
+        code = exc.code
+        return code, [
+            (t, await paced_map(lambda p: (p, NO_OFFSET, -1, NO_METADATA, code), parts, pacer))
+            async for t, parts in paced(topics, pacer)
+        ]
+
+    def row(found: tuple[int, Any]) -> Row:
+        p, value = found
+        if value is None:
+            return (p, NO_OFFSET, -1, NO_METADATA, ErrorCode.NONE)
+        return (p, value.offset, value.leader_epoch, value.metadata, ErrorCode.NONE)
+
+    if topics is None:
+        return ErrorCode.NONE, [
+            (t, [row(found) for found in partitions]) for t, partitions in coordinator.fetch_offsets(group_id, None)
+        ]
     result = []
-    for topic, partitions in coordinator.fetch_offsets(group_id, topics):
-        rows = []
-        for p, value in partitions:
-            if value is None:
-                rows.append((p, NO_OFFSET, -1, NO_METADATA, ErrorCode.NONE))
-            else:
-                rows.append((p, value.offset, value.leader_epoch, value.metadata, ErrorCode.NONE))
+    async for topic, partitions in paced(topics, pacer):
+        rows: list[Row] = []
+        for start in range(0, len(partitions), PACE):
+            chunk = coordinator.fetch_offsets(group_id, [(topic, partitions[start : start + PACE])])
+            rows += [row(found) for found in chunk[0][1]]
+            await pacer.tick(len(chunk[0][1]))
         result.append((topic, rows))
     return ErrorCode.NONE, result
+
+
+def _group_partition(row: Row) -> Any:
+    p, o, e, m, err = row
+    return _FetchGroupPartition(
+        partition_index=p, committed_offset=o, committed_leader_epoch=e, metadata=m, error_code=int(err)
+    )
+
+
+def _partition(row: Row) -> Any:
+    p, o, e, m, err = row
+    return _FetchPartition(
+        partition_index=p, committed_offset=o, committed_leader_epoch=e, metadata=m, error_code=int(err)
+    )
 
 
 @handles(OFFSET_FETCH, 1, 10)
@@ -131,9 +207,10 @@ async def offset_fetch(broker: Any, header: Any, request: Any) -> Any:
     version = header.api_version
     coordinator = broker.group_coordinator
     await coordinator.ensure_topic()
+    pacer = Pacer()
     if version >= 8:
         groups = []
-        for g in request.groups:
+        async for g in paced(request.groups, pacer):
             unknown: list[tuple[Any, list[int]]] = []
             if g.topics is None:
                 wanted = None
@@ -149,54 +226,40 @@ async def offset_fetch(broker: Any, header: Any, request: Any) -> Any:
             else:
                 wanted = [(t.name, list(t.partition_indexes)) for t in g.topics]
             member = (g.member_id, g.member_epoch) if version >= 9 and g.member_id is not None else None
-            code, topics = _fetch_group(broker, g.group_id, wanted, member)
+            code, topics = await _fetch_group(broker, g.group_id, wanted, member, pacer)
             answers = [
                 _FetchGroupTopic(
                     name=t,
                     topic_id=_topic_id(broker, t),
-                    partitions=[
-                        _FetchGroupPartition(
-                            partition_index=p, committed_offset=o, committed_leader_epoch=e,
-                            metadata=m, error_code=int(err),
-                        )
-                        for p, o, e, m, err in rows
-                    ],
+                    partitions=await paced_map(_group_partition, rows, pacer),
                 )
-                for t, rows in topics
+                async for t, rows in paced(topics, pacer)
             ]
             answers += [
                 _FetchGroupTopic(
                     name="",
                     topic_id=topic_id,
-                    partitions=[
-                        _FetchGroupPartition(
-                            partition_index=p, committed_offset=NO_OFFSET, committed_leader_epoch=-1,
-                            metadata=NO_METADATA, error_code=int(ErrorCode.UNKNOWN_TOPIC_ID),
-                        )
-                        for p in parts
-                    ],
+                    partitions=await paced_map(
+                        lambda p: _group_partition((p, NO_OFFSET, -1, NO_METADATA, ErrorCode.UNKNOWN_TOPIC_ID)),
+                        parts,
+                        pacer,
+                    ),
                 )
-                for topic_id, parts in unknown
+                async for topic_id, parts in paced(unknown, pacer)
             ]
             groups.append(_FetchGroup(group_id=g.group_id, error_code=int(code), topics=answers))
         return _fetch.Response(throttle_time_ms=0, groups=groups)
     wanted = None if request.topics is None else [(t.name, list(t.partition_indexes)) for t in request.topics]
-    code, topics = _fetch_group(broker, request.group_id, wanted, None)
+    code, topics = await _fetch_group(broker, request.group_id, wanted, None, pacer)
     response = _fetch.Response(
         throttle_time_ms=0,
         error_code=int(code) if version >= 2 else 0,
         topics=[
             _FetchTopic(
                 name=t,
-                partitions=[
-                    _FetchPartition(
-                        partition_index=p, committed_offset=o, committed_leader_epoch=e, metadata=m,
-                        error_code=int(err),
-                    )
-                    for p, o, e, m, err in rows
-                ],
+                partitions=await paced_map(_partition, rows, pacer),
             )
-            for t, rows in topics
+            async for t, rows in paced(topics, pacer)
         ],
     )
     return response

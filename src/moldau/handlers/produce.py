@@ -23,7 +23,8 @@ import time
 from typing import Any
 
 from moldau.controller.controller import INTERNAL_TOPICS
-from moldau.handlers.registry import codec_for, handles
+from moldau.handlers.pacing import Pacer, paced, paced_map
+from moldau.handlers.registry import codec_for, handles, large_variant
 from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
 from moldau.protocol.messages import ALL_APIS
 from moldau.records import BatchView
@@ -121,13 +122,18 @@ def produce(broker: Any, header: Any, request: Any) -> Any:
         if any(p.error_code for t in responses for p in t.partition_responses):
             header.connection.close()  # Kafka's way to tell an acks=0 producer
         return None
-    response = _codec.Response(responses=responses, throttle_time_ms=0)
+    return _finish(_codec.Response(responses=responses, throttle_time_ms=0), hints, pending, request.timeout_ms)
+
+
+def _finish(response: Any, hints: dict[int, Any], pending: list[Any] | None, timeout_ms: int) -> Any:
+    """The answer, with KIP-951's leader endpoints; for acks=all still to be replicated,
+    the awaitable that completes it."""
     if hints:
         response.node_endpoints = [
             _NodeEndpoint(node_id=i.broker_id, host=i.host, port=i.port, rack=i.rack) for i in hints.values()
         ]
     if pending:
-        return _await_replication(response, pending, request.timeout_ms)
+        return _await_replication(response, pending, timeout_ms)
     return response
 
 
@@ -170,3 +176,31 @@ def _fail(result: Any, code: ErrorCode) -> None:
     result.error_code = int(code)
     result.error_message = None
     result.base_offset = -1
+
+
+@large_variant(PRODUCE)
+async def produce_large(broker: Any, header: Any, request: Any) -> Any:
+    """Produce for a request of more than a thousand topic and partition entries (the
+    dispatcher decodes those in a worker thread): the same answers, with the event loop
+    handed back every :data:`~moldau.handlers.pacing.PACE` entries."""
+    now_ms = int(time.time() * 1000)
+    acks = request.acks
+    version = header.api_version
+    pacer = Pacer()
+    responses = []
+    pending: list[Any] | None = [] if acks == -1 else None
+    hints: dict[int, Any] = {}
+    async for topic in paced(request.topic_data, pacer):
+        name = topic.name
+        partitions = await paced_map(
+            lambda p, name=name: _append(broker, name, p.index, p.records, acks, now_ms, version, pending, hints),
+            topic.partition_data,
+            pacer,
+        )
+        responses.append(_TopicResponse(name=name, partition_responses=partitions))
+    if acks == 0:
+        if any(p.error_code for t in responses for p in t.partition_responses):
+            header.connection.close()  # Kafka's way to tell an acks=0 producer
+        return None
+    finished = _finish(_codec.Response(responses=responses, throttle_time_ms=0), hints, pending, request.timeout_ms)
+    return await finished if asyncio.iscoroutine(finished) else finished

@@ -6,10 +6,25 @@ versions the handler declares. A request for an API or version we do not serve, 
 that does not decode, is answered with Kafka's error for it where the protocol allows
 and the connection is closed otherwise; an exception inside a handler becomes
 UNKNOWN_SERVER_ERROR for that request and never poisons the broker.
+
+Large requests are decoded, and their answers encoded, in a worker thread
+(:meth:`Dispatcher._answer_offloaded`). Decoding costs about a microsecond per array
+entry, and ``socket.request.max.bytes`` (100 MiB) lets a legitimate request carry tens
+of millions of entries: seconds of work that would hold the one event loop every
+connection shares. Capping arrays per API would refuse requests Kafka serves, and the
+codec already refuses an array longer than the bytes left in the frame; what it cannot
+bound is time. In a thread, the work only competes for the GIL, which the event loop
+gets back at least every ``sys.getswitchinterval()`` (5 ms), so other clients keep
+being served while the big request decodes. Frames below :data:`OFFLOAD_FRAME_BYTES`
+(at most ~100 ms to decode even at one entry per byte) stay on the loop, as do Produce
+frames with few entries (:func:`~moldau.protocol.peek.produce_entries`), whatever
+their size: record data is not decoded, and the hot path must not pay a thread hop.
+Handlers walk what was decoded with :mod:`moldau.handlers.pacing`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Callable
@@ -26,6 +41,7 @@ from moldau.protocol.header import (
     peek_api,
     response_header,
 )
+from moldau.protocol.peek import produce_entries
 from moldau.protocol.schema import Api
 
 if TYPE_CHECKING:
@@ -37,6 +53,12 @@ closing_log = ThrottledLog(log, "connections closed on unreadable requests")
 
 HandlerFn = Callable[["Broker", RequestHeader, Any], Any]
 
+PRODUCE_KEY = 0
+#: Frames from this size on are decoded and answered off the event loop (see above).
+OFFLOAD_FRAME_BYTES = 64 * 1024
+#: Produce frames are, only if they hold more topic and partition entries than this.
+OFFLOAD_PRODUCE_ENTRIES = 1000
+
 
 @dataclass
 class Handler:
@@ -46,6 +68,9 @@ class Handler:
     max_version: int
     fn: HandlerFn
     is_async: bool
+    #: An async variant for offloaded (large) requests, for APIs whose everyday handler
+    #: is synchronous because it is on the hot path (Produce): same answers, paced.
+    large_fn: HandlerFn | None = None
 
 
 CODECS: dict[int, MessageCodec] = {}
@@ -68,6 +93,18 @@ def handles(api: Api, min_version: int, max_version: int) -> Callable[[HandlerFn
         HANDLERS[api.key] = Handler(
             api, codec_for(api), min_version, max_version, fn, inspect.iscoroutinefunction(fn)
         )
+        return fn
+
+    return register
+
+
+def large_variant(api: Api) -> Callable[[HandlerFn], HandlerFn]:
+    """Register ``fn`` (async) as the handler of ``api``'s offloaded requests."""
+
+    def register(fn: HandlerFn) -> HandlerFn:
+        if not inspect.iscoroutinefunction(fn):
+            raise ValueError(f"{api.name}: the large-request variant must be async")
+        HANDLERS[api.key].large_fn = fn
         return fn
 
     return register
@@ -120,6 +157,8 @@ class Dispatcher:
         flexible = handler.api.is_flexible(api_version)
         try:
             header = decode_request_header(frame, flexible)
+            if self._offload(api_key, api_version, flexible, frame, header.header_size):
+                return self._answer_offloaded(handler, header, frame, flexible, connection)
             request = handler.codec.decode_request(api_version, frame, header.header_size)
         except ProtocolDecodeError as exc:
             closing_log("closing %s: %s", connection.peer, exc)
@@ -149,6 +188,39 @@ class Dispatcher:
             log.exception("%s handler failed", handler.api.name)
             response = error_response(handler, request, ErrorCode.UNKNOWN_SERVER_ERROR)
         return self.encode(handler, header, response, flexible)
+
+    @staticmethod
+    def _offload(api_key: int, version: int, flexible: bool, frame: bytearray, body: int) -> bool:
+        if len(frame) < OFFLOAD_FRAME_BYTES:
+            return False
+        if api_key != PRODUCE_KEY:
+            return True
+        return produce_entries(frame, body, version, flexible, OFFLOAD_PRODUCE_ENTRIES) > OFFLOAD_PRODUCE_ENTRIES
+
+    async def _answer_offloaded(
+        self, handler: Handler, header: RequestHeader, frame: bytearray, flexible: bool, connection: Any
+    ) -> Any:
+        """Decode in a worker thread, handle on the loop, encode in a worker thread."""
+        try:
+            request = await asyncio.to_thread(handler.codec.decode_request, header.api_version, frame, header.header_size)
+        except ProtocolDecodeError as exc:
+            log.warning("closing %s: %s", connection.peer, exc)
+            connection.close()
+            return None
+        header.connection = connection
+        try:
+            if handler.large_fn is not None:
+                response = await handler.large_fn(self.broker, header, request)
+            elif handler.is_async:
+                response = await handler.fn(self.broker, header, request)
+            else:
+                response = handler.fn(self.broker, header, request)
+        except Exception:
+            log.exception("%s handler failed", handler.api.name)
+            response = error_response(handler, request, ErrorCode.UNKNOWN_SERVER_ERROR)
+        if response is None:
+            return None
+        return await asyncio.to_thread(self.encode, handler, header, response, flexible)
 
     async def _answer_later(self, handler: Handler, header: RequestHeader, request: Any, flexible: bool) -> Any:
         try:

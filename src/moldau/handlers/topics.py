@@ -3,6 +3,11 @@
 Each topic in a request succeeds or fails on its own, with Kafka's error code and a
 message; ``validate_only`` runs every check and creates nothing. CreatePartitions
 always answers one result per topic asked for, never an empty list.
+
+Before anything is planned, the metadata records the whole request would write are
+counted as Kafka's controller counts them (:data:`MAX_RECORDS_PER_USER_OP`); past the
+cap every topic is answered POLICY_VIOLATION and nothing is created, so the cost of a
+request is bounded whatever partition counts it names.
 """
 
 from __future__ import annotations
@@ -10,7 +15,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from moldau.controller.controller import MAX_RECORDS_PER_USER_OP, excessive_batch
 from moldau.handlers.configs import topic_config_entries
+from moldau.handlers.pacing import paced, paced_map
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
 from moldau.protocol.messages import ALL_APIS
@@ -35,9 +42,27 @@ async def create_topics(broker: Any, header: Any, request: Any) -> Any:
     validate_only = version >= 1 and request.validate_only
     results = []
     seen: dict[str, int] = {}
-    for t in request.topics:
+    async for t in paced(request.topics):
         seen[t.name] = seen.get(t.name, 0) + 1
-    for t in request.topics:
+    controller = broker.controller
+    records = 0
+    async for t in paced(request.topics):
+        if seen[t.name] == 1:
+            records += controller.creation_records(
+                t.name, t.num_partitions, len(t.assignments or ()), len(t.configs or ())
+            )
+    if records > MAX_RECORDS_PER_USER_OP:
+        refusal = excessive_batch()
+        topics = await paced_map(
+            lambda t: _CreateResult(
+                name=t.name, error_code=int(refusal.code), error_message=refusal.message,
+                num_partitions=-1, replication_factor=-1, configs=None,
+            ),
+            request.topics,
+        )
+        return _create.Response(throttle_time_ms=0, topics=topics)
+    pending = 0  # partitions validate_only has granted without creating them
+    async for t in paced(request.topics):
         result = _CreateResult(name=t.name, error_code=0, error_message=None)
         results.append(result)
         try:
@@ -50,9 +75,13 @@ async def create_topics(broker: Any, header: Any, request: Any) -> Any:
                     "Both numPartitions or replicationFactor and replicasAssignments were set.",
                 )
             configs = {c.name: c.value for c in t.configs}
-            plan = broker.controller.plan_topic(t.name, t.num_partitions, t.replication_factor, configs, assignments)
-            if not validate_only:
-                await broker.controller.create_topic(plan)
+            plan = controller.plan_topic(
+                t.name, t.num_partitions, t.replication_factor, configs, assignments, pending
+            )
+            if validate_only:
+                pending += len(plan.partitions)
+            else:
+                await controller.create_topic(plan)
             result.topic_id = plan.topic_id if not validate_only else result.topic_id
             result.num_partitions = len(plan.partitions)
             result.replication_factor = len(next(iter(plan.partitions.values())).replicas)
@@ -87,7 +116,7 @@ async def delete_topics(broker: Any, header: Any, request: Any) -> Any:
     else:
         wanted = [(n, None) for n in request.topic_names]
     results = []
-    for name, topic_id in wanted:
+    async for name, topic_id in paced(wanted):
         result = _DeleteResult(name=name, error_code=0)
         results.append(result)
         try:
@@ -112,15 +141,32 @@ async def delete_topics(broker: Any, header: Any, request: Any) -> Any:
 
 @handles(CREATE_PARTITIONS, 0, 3)
 async def create_partitions(broker: Any, header: Any, request: Any) -> Any:
+    controller = broker.controller
+    asked: dict[str, int] = {}
+    async for t in paced(request.topics):
+        asked[t.name] = t.count
+    records = 0
+    async for name, count in paced(asked.items()):
+        records += controller.partition_records(name, count)
+    if records > MAX_RECORDS_PER_USER_OP:
+        refusal = excessive_batch()
+        results = await paced_map(
+            lambda t: _PartitionsResult(name=t.name, error_code=int(refusal.code), error_message=refusal.message),
+            request.topics,
+        )
+        return _partitions.Response(throttle_time_ms=0, results=results)
     results = []
-    for t in request.topics:
+    pending = 0  # partitions validate_only has granted without creating them
+    async for t in paced(request.topics):
         result = _PartitionsResult(name=t.name, error_code=0, error_message=None)
         results.append(result)
         try:
             assignments = None if t.assignments is None else [list(a.broker_ids) for a in t.assignments]
-            plan = broker.controller.plan_partitions(t.name, t.count, assignments)
-            if not request.validate_only:
-                await broker.controller.update_topic(plan)
+            plan = controller.plan_partitions(t.name, t.count, assignments, pending)
+            if request.validate_only:
+                pending += t.count - len(broker.topics[t.name].partitions)
+            else:
+                await controller.update_topic(plan)
         except Exception as raised:
             exc = to_kafka_error(raised)
             if exc.code == ErrorCode.UNKNOWN_SERVER_ERROR:
