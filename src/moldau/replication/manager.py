@@ -116,8 +116,8 @@ class ReplicaManager:
 
     def maybe_change_isr(self, partition: Partition) -> None:
         new_isr = partition.isr_change(self.lag_max_ms)
-        if new_isr is None or self.broker.store.brokers() == []:
-            return
+        if new_isr is None or not self.broker.store.brokers():
+            return  # nothing to change, or a single node (not registered: no followers)
         partition.isr_change_pending = True
         task = asyncio.ensure_future(self._alter_isr(partition, new_isr))
         self._tasks.add(task)
