@@ -166,7 +166,7 @@ def test_not_enough_replicas_with_two_of_three_down(cluster) -> None:
     assert _raw_produce(brokers[leader], topic, acks=-1) == 0
     for i in [i for i in brokers if i != leader]:
         brokers[i].kill9()
-    # the controller (the leader, or elected among... the leader alone) drops the dead from the ISR
+    # the controller (the leader itself by now: it is the only live broker) drops the dead from the ISR
     wait_until(lambda: _state(brokers[leader], topic) == (leader, [1, 2, 3], [leader]),
                timeout=SESSION_MS / 1000 + 20, message="ISR shrunk to the leader")
     assert _raw_produce(brokers[leader], topic, acks=-1) == NOT_ENOUGH_REPLICAS

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from moldau.metastore.store import PartitionState, StaleEpochError
 from moldau.protocol.errors import ErrorCode, ProtocolDecodeError
 from moldau.protocol.messages import ALL_APIS
+from moldau.records import CorruptRecordError, InvalidRecordError
 from moldau.replication.client import BrokerClient, codec_for
 from moldau.replication.partition import Partition
 
@@ -116,8 +117,8 @@ class ReplicaManager:
 
     def maybe_change_isr(self, partition: Partition) -> None:
         new_isr = partition.isr_change(self.lag_max_ms)
-        if new_isr is None or self.broker.store.brokers() == []:
-            return
+        if new_isr is None or not self.broker.store.brokers():
+            return  # nothing to change, or a single node (not registered: no followers)
         partition.isr_change_pending = True
         task = asyncio.ensure_future(self._alter_isr(partition, new_isr))
         self._tasks.add(task)
@@ -209,10 +210,10 @@ class ReplicaFetcher:
                     self._client = client
                 if self.needs_truncation:
                     await self._truncate(self._client)
-                if self.needs_truncation:
-                    await asyncio.sleep(0.05)
-                    continue
-                if await self._fetch(self._client):
+                # the others fetch meanwhile: one partition the leader cannot answer for
+                # yet (it has not applied its new epoch) must not stall the rest
+                failed = await self._fetch(self._client)
+                if failed or self.needs_truncation:
                     await asyncio.sleep(0.05)
                 backoff = 0.05
             except asyncio.CancelledError:
@@ -290,7 +291,8 @@ class ReplicaFetcher:
             )
         if not sent:
             return False
-        wait_ms = config.int("replica.fetch.wait.max.ms")
+        # no long poll while a partition waits to truncate: it is asked again soon
+        wait_ms = 0 if self.needs_truncation else config.int("replica.fetch.wait.max.ms")
         request = _FetchRequest(
             replica_id=self.broker.node_id,
             max_wait_ms=wait_ms,
@@ -328,7 +330,15 @@ class ReplicaFetcher:
                 if data.error_code:
                     failed = True
                     continue
-                partition.append_as_follower(data.records or memoryview(b""), data.high_watermark)
+                try:
+                    partition.append_as_follower(data.records or memoryview(b""), data.high_watermark)
+                except (InvalidRecordError, CorruptRecordError) as exc:
+                    # not where our log ends: compare histories again before fetching
+                    log.warning("%s-%d: cannot append what broker %d sent (%s); truncating again",
+                                key[0], key[1], self.leader_id, exc)
+                    self.needs_truncation.add(key)
+                    failed = True
+                    continue
                 leader_start = data.log_start_offset
                 if partition.log.log_start_offset < leader_start <= partition.log.log_end_offset:
                     # the leader's records deleted below its log start (DeleteRecords,
