@@ -354,12 +354,14 @@ class Partition:
     def _maybe_advance_high_watermark(self) -> None:
         """The high watermark is the smallest log end offset of the ISR (a follower
         that has not fetched in this epoch yet holds it back); it never goes back."""
-        if not self.is_leader:
+        me = self.broker_id
+        if self.leader != me:
             return
         new_hw = self.log.log_end_offset
-        if self.isr != [self.broker_id]:
-            for replica in self.isr:
-                if replica == self.broker_id:
+        isr = self.isr
+        if len(isr) != 1 or isr[0] != me:  # the hot path of a single node skips this
+            for replica in isr:
+                if replica == me:
                     continue
                 follower = self.followers.get(replica)
                 if follower is None or follower.log_end_offset < 0:
