@@ -361,3 +361,46 @@ def test_socket_request_max_bytes_setting(make_broker):
         assert raw.closed_by_peer(s, timeout=10), "frame over socket.request.max.bytes was read"
     err, apis = raw.api_versions(b.bootstrap)
     assert err == 0 and apis
+
+
+# ----------------------------------------------- nulls the protocol forbids
+@pytest.mark.parametrize(("api_key", "version", "body"), [
+    pytest.param(15, 0, raw.i32(-1), id="DescribeGroups-v0-groups"),
+    pytest.param(3, 0, raw.i32(-1), id="Metadata-v0-topics"),
+    pytest.param(2, 1, raw.i32(-1) + raw.i32(-1), id="ListOffsets-v1-topics"),
+    pytest.param(0, 3, raw.string(None) + raw.i16(1) + raw.i32(1000) + raw.i32(-1), id="Produce-v3-topic-data"),
+    pytest.param(0, 3, raw.string(None) + raw.i16(1) + raw.i32(1000) + raw.i32(1) + raw.string("t")
+                 + raw.i32(-1), id="Produce-v3-partition-data"),
+    pytest.param(20, 1, raw.i32(-1) + raw.i32(1000), id="DeleteTopics-v1-names"),
+    pytest.param(9, 1, raw.string("g") + raw.i32(-1), id="OffsetFetch-v1-topics"),
+    pytest.param(32, 1, raw.i32(-1) + raw.i8(0), id="DescribeConfigs-v1-resources"),
+    pytest.param(15, 0, raw.i32(1) + raw.string(None), id="DescribeGroups-v0-group-id"),
+])
+def test_null_where_the_protocol_forbids_it_closes_the_connection(shared_broker, api_key, version, body):
+    """Kafka's decoder throws "non-nullable field ... was serialized as null" and the
+    broker closes the connection; no handler may meet the None (it used to raise
+    TypeError inside handlers)."""
+    mark = shared_broker.log_size()
+    with raw.connect(shared_broker.bootstrap) as s:
+        s.sendall(raw.request(api_key, version, 9, body))
+        assert closed_or_answered(s, 9) == "closed"
+    log = shared_broker.log_text(mark)
+    assert "Traceback" not in log and "handler failed" not in log, log
+    assert "serialized as null" in log or "non-nullable" in log, log
+    error, _ = raw.api_versions(shared_broker.bootstrap)
+    assert error == 0
+
+
+def test_null_records_where_the_protocol_allows_them(shared_broker, topic):
+    """Produce's records field is nullable in the spec: a null there is answered per
+    partition (no traceback), not a reason to close the connection."""
+    create_topic(shared_broker.bootstrap, topic)
+    mark = shared_broker.log_size()
+    body = (raw.string(None) + raw.i16(1) + raw.i32(1000) + raw.i32(1) + raw.string(topic)
+            + raw.i32(1) + raw.i32(0) + raw.i32(-1))
+    with raw.connect(shared_broker.bootstrap) as s:
+        s.sendall(raw.request(raw.API_PRODUCE, 3, 11, body))
+        closed_or_answered(s, 11)
+    log = shared_broker.log_text(mark)
+    assert "Traceback" not in log and "handler failed" not in log, log
+    still_serving(shared_broker)

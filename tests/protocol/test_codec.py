@@ -113,3 +113,82 @@ def test_truncated_input_is_a_decode_error() -> None:
     for cut in range(len(data)):
         with pytest.raises(ProtocolDecodeError):
             codec.decode_request(9, data[:cut])
+
+
+# -- nulls where the spec forbids them -------------------------------------------------
+
+
+def _filled(cls: type[Struct], version: int) -> Any:
+    """An object with every present field set: arrays of one item, structs built."""
+    obj = cls()
+    for f in cls._fields:
+        if not f.present_in(version):
+            continue
+        if f.is_struct:
+            item = _filled(getattr(cls, f.type), version)
+            setattr(obj, f.name, [item] if f.is_array else item)
+        elif f.is_array:
+            setattr(obj, f.name, [_filled_primitive(f)])
+        else:
+            setattr(obj, f.name, _filled_primitive(f))
+    return obj
+
+
+def _filled_primitive(f: Field) -> Any:
+    values = {"string": "s", "bytes": b"b", "records": b"r", "bool": True, "float64": 1.0,
+              "uuid": uuid.UUID(int=1)}
+    return values.get(f.type, 1)
+
+
+def _null_slots(obj: Any, cls: type[Struct], version: int) -> list[tuple[Any, Field]]:
+    """(object, field) for every array, string, bytes or records field, nested too."""
+    found = []
+    for f in cls._fields:
+        if not f.present_in(version) or f.tag is not None:
+            continue
+        if f.is_array or f.type in ("string", "bytes", "records"):
+            found.append((obj, f))
+        if f.is_struct:
+            value = getattr(obj, f.name)
+            for item in value if f.is_array else [value]:
+                found += _null_slots(item, getattr(cls, f.type), version)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("api", "version", "is_request"),
+    CASES,
+    ids=[f"{a.name}-v{v}-{'req' if r else 'resp'}" for a, v, r in CASES],
+)
+def test_null_is_refused_where_the_spec_forbids_it(api: Any, version: int, is_request: bool) -> None:
+    """As Kafka's generated readers: "non-nullable field X was serialized as null" is a
+    decode error, so no handler ever meets None where the protocol promises a value;
+    where the spec allows null, it decodes to None."""
+    codec = MessageCodec(api)
+    cls = codec.Request if is_request else codec.Response
+    obj = _filled(cls, version)
+    for holder, f in _null_slots(obj, cls, version):
+        saved = getattr(holder, f.name)
+        setattr(holder, f.name, None)
+        out = bytearray()
+        chunks: list[Any] = []
+        codec.encoder(is_request, version)(obj, out, chunks)
+        data = b"".join([*chunks, out])
+        setattr(holder, f.name, saved)
+        if f.nullable_in(version):
+            codec.decoder(is_request, version)(data, 0)
+            continue
+        with pytest.raises(ProtocolDecodeError, match=f"non-nullable field {f.name} was serialized as null"):
+            codec.decoder(is_request, version)(data, 0)
+
+
+def test_null_array_refused_through_decode_request() -> None:
+    codec = MessageCodec(ALL_APIS[15])  # DescribeGroups: groups is never nullable
+    for version in (0, 5):
+        data = codec.encode_request(version, codec.Request(groups=None))
+        with pytest.raises(ProtocolDecodeError, match="non-nullable field groups"):
+            codec.decode_request(version, data)
+    metadata = MessageCodec(ALL_APIS[3])  # Metadata: topics nullable from v1 on
+    assert metadata.decode_request(1, metadata.encode_request(1, metadata.Request(topics=None))).topics is None
+    with pytest.raises(ProtocolDecodeError):
+        metadata.decode_request(0, metadata.encode_request(0, metadata.Request(topics=None)))

@@ -170,8 +170,7 @@ class Dispatcher:
         try:
             response = handler.fn(self.broker, header, request)
         except Exception:
-            log.exception("%s handler failed", handler.api.name)
-            response = error_response(handler, request, ErrorCode.UNKNOWN_SERVER_ERROR)
+            response = _failed(handler, request)
         if response is None:
             return None
         if inspect.iscoroutine(response):
@@ -204,30 +203,25 @@ class Dispatcher:
         try:
             request = await asyncio.to_thread(handler.codec.decode_request, header.api_version, frame, header.header_size)
         except ProtocolDecodeError as exc:
-            log.warning("closing %s: %s", connection.peer, exc)
+            closing_log("closing %s: %s", connection.peer, exc)
             connection.close()
             return None
         header.connection = connection
-        try:
-            if handler.large_fn is not None:
-                response = await handler.large_fn(self.broker, header, request)
-            elif handler.is_async:
-                response = await handler.fn(self.broker, header, request)
-            else:
+        if handler.large_fn is not None:
+            response = await _call_async(handler, handler.large_fn, self.broker, header, request)
+        elif handler.is_async:
+            response = await _call_async(handler, handler.fn, self.broker, header, request)
+        else:
+            try:
                 response = handler.fn(self.broker, header, request)
-        except Exception:
-            log.exception("%s handler failed", handler.api.name)
-            response = error_response(handler, request, ErrorCode.UNKNOWN_SERVER_ERROR)
+            except Exception:
+                response = _failed(handler, request)
         if response is None:
             return None
         return await asyncio.to_thread(self.encode, handler, header, response, flexible)
 
     async def _answer_later(self, handler: Handler, header: RequestHeader, request: Any, flexible: bool) -> Any:
-        try:
-            response = await handler.fn(self.broker, header, request)
-        except Exception:
-            log.exception("%s handler failed", handler.api.name)
-            response = error_response(handler, request, ErrorCode.UNKNOWN_SERVER_ERROR)
+        response = await _call_async(handler, handler.fn, self.broker, header, request)
         if response is None:
             return None
         return self.encode(handler, header, response, flexible)
@@ -252,6 +246,19 @@ class Dispatcher:
         chunks = handler.codec.encode_response_body(0, response, out)
         data = b"".join(chunks)
         return [(len(data) - 4).to_bytes(4, "big") + data[4:]]
+
+
+def _failed(handler: Handler, request: Any) -> Any:
+    """An unexpected exception in a handler: logged, and UNKNOWN_SERVER_ERROR for the request."""
+    log.exception("%s handler failed", handler.api.name)
+    return error_response(handler, request, ErrorCode.UNKNOWN_SERVER_ERROR)
+
+
+async def _call_async(handler: Handler, fn: Any, broker: Broker, header: RequestHeader, request: Any) -> Any:
+    try:
+        return await fn(broker, header, request)
+    except Exception:
+        return _failed(handler, request)
 
 
 def api_versions_response(error: ErrorCode = ErrorCode.NONE) -> Any:

@@ -107,6 +107,11 @@ _CODES = {"int8": "b", "int16": "h", "int32": "i", "int64": "q", "uint16": "H", 
           "float64": "d", "bool": "?"}
 
 
+def _null_message(name: str) -> str:
+    """Kafka's words for a null in a field whose spec forbids one."""
+    return f"non-nullable field {name} was serialized as null"
+
+
 class _Gen:
     """Accumulates generated functions for one message version."""
 
@@ -211,7 +216,12 @@ class _Gen:
             else:
                 lines += ["(n,) = I32.unpack_from(buf, pos); pos += 4"]
             lines.append("if n > len(buf) - pos: raise ProtocolDecodeError('array length exceeds frame')")
-            lines.append(f"if n < 0: {target} = None")
+            if f.nullable_in(v):
+                lines.append(f"if n < 0: {target} = None")
+            else:
+                # as Kafka's generated readers: a null where the spec forbids one is
+                # malformed input, refused here so that no handler ever sees it
+                lines.append(f"if n < 0: raise ProtocolDecodeError({_null_message(f.name)!r})")
             lines.append("else:")
             item = self.name("it")
             lines.append(f"    {item} = []")
@@ -220,7 +230,7 @@ class _Gen:
                 sub = self.decoder(_struct_class_for(parent, f), f.children)
                 lines.append(f"        x, pos = {sub}(buf, pos)")
             else:
-                lines += ["        " + ln for ln in self._read_primitive(f.type, False, "x")]
+                lines += ["        " + ln for ln in self._read_primitive(f.type, False, "x", f"{f.name} element")]
             lines.append(f"        {item}.append(x)")
             lines.append(f"    {target} = {item}")
             return lines
@@ -233,9 +243,9 @@ class _Gen:
                     f"else: {target}, pos = {sub}(buf, pos)",
                 ]
             return [f"{target}, pos = {sub}(buf, pos)"]
-        return self._read_primitive(f.type, f.nullable_in(v), target)
+        return self._read_primitive(f.type, f.nullable_in(v), target, f.name)
 
-    def _read_primitive(self, type_name: str, nullable: bool, target: str) -> list[str]:
+    def _read_primitive(self, type_name: str, nullable: bool, target: str, name: str) -> list[str]:
         flex = self.flexible
         if type_name in _FIXED:
             struct_name, size = _FIXED[type_name]
@@ -250,8 +260,8 @@ class _Gen:
             "records": "read_compact_records" if flex else "read_records",
         }[type_name]
         lines = [f"{target}, pos = p.{reader}(buf, pos)"]
-        if not nullable and type_name != "records":
-            lines.append(f"if {target} is None: raise ProtocolDecodeError('null in non-nullable field')")
+        if not nullable:
+            lines.append(f"if {target} is None: raise ProtocolDecodeError({_null_message(name)!r})")
         return lines
 
     # encoding --------------------------------------------------------------------------
