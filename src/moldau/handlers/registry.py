@@ -184,8 +184,7 @@ class Dispatcher:
         try:
             response = await pending
         except Exception:
-            log.exception("%s handler failed", handler.api.name)
-            response = error_response(handler, request, ErrorCode.UNKNOWN_SERVER_ERROR)
+            response = _failed(handler, request)
         return self.encode(handler, header, response, flexible)
 
     @staticmethod
