@@ -110,8 +110,9 @@ def test_a_diverged_tail_is_truncated_by_leader_epoch(tmp_path: Path) -> None:
     # broker 2 becomes leader in epoch 2 and takes writes of its own
     for p in (old_leader, f2, f3):
         p.apply_state(2, 2, [1, 2, 3], [2, 3], 2)
-    assert f2.is_leader and f2.epochs.entries == [(1, 0), (2, 2)]
+    assert f2.is_leader and f2.epochs.entries == [(1, 0), (2, 2)] and f2.epochs.dirty
     _produce(f2, 1)
+    assert read_checkpoint(tmp_path / "b2" / "t-0" / LEADER_EPOCH_CHECKPOINT) == [(1, 0), (2, 2)]
     # broker 1 asks where its latest epoch (1) ended in the leader's history: at 2
     epoch, end = f2.end_offset_for_epoch(old_leader.epochs.latest_epoch)
     assert (epoch, end) == (1, 2)
@@ -139,6 +140,12 @@ def test_leader_epoch_cache_lookups(tmp_path: Path) -> None:
     cache.truncate_from_end(50)
     assert cache.entries == [(1, 0), (3, 40)]
     assert LeaderEpochCache(tmp_path / LEADER_EPOCH_CHECKPOINT).entries == [(1, 0), (3, 40)]
+    # a new leader's epoch is written with its first batch, not when it is assigned
+    cache.assign(4, 50, write=False)
+    assert cache.end_offset_for(4, 60) == (4, 60)
+    assert read_checkpoint(tmp_path / LEADER_EPOCH_CHECKPOINT) == [(1, 0), (3, 40)]
+    cache.flush()
+    assert read_checkpoint(tmp_path / LEADER_EPOCH_CHECKPOINT) == [(1, 0), (3, 40), (4, 50)]
 
 
 def test_clean_election() -> None:

@@ -193,7 +193,7 @@ class Partition:
         replicated batches) before the next idempotent append."""
         self.leader = self.broker_id
         self.leader_epoch = leader_epoch
-        self.epochs.assign(leader_epoch, self.log.log_end_offset)
+        self.epochs.assign(leader_epoch, self.log.log_end_offset, write=False)
         now = _now_ms()
         self.followers = {r: FollowerState(last_caught_up_ms=now) for r in self.replicas if r != self.broker_id}
         self.producer_state = ProducerStateManager()
@@ -326,6 +326,8 @@ class Partition:
                     record_count=0,
                     max_timestamp=-1,
                 )
+        if self.epochs.dirty:
+            self.epochs.flush()  # the epoch's first batch: its start is on disk first
         info = self.log.append_as_leader(
             records, leader_epoch=self.leader_epoch, now_ms=now_ms, timestamp_bounds=timestamp_bounds
         )

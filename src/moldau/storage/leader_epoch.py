@@ -43,6 +43,8 @@ class LeaderEpochCache:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
+        #: an assignment not written yet (see :meth:`assign`)
+        self.dirty = False
         self.entries: list[tuple[int, int]] = []
         if path is not None and path.exists():
             self.entries = read_checkpoint(path)
@@ -51,10 +53,15 @@ class LeaderEpochCache:
     def latest_epoch(self) -> int:
         return self.entries[-1][0] if self.entries else UNDEFINED_EPOCH
 
-    def assign(self, epoch: int, start_offset: int) -> None:
+    def assign(self, epoch: int, start_offset: int, *, write: bool = True) -> None:
         """Record that ``epoch`` begins at ``start_offset`` (a new leader at its log
         end, or a follower appending the first batch of an epoch). Entries that this
-        one contradicts (a later or equal epoch, or a start at or after it) go."""
+        one contradicts (a later or equal epoch, or a start at or after it) go.
+
+        ``write=False`` defers the file to :meth:`flush`: a new leader's epoch holds no
+        batch until its first append (which flushes first), and an epoch without
+        batches changes no answer if a crash forgets it; so becoming leader of
+        thousands of partitions writes no file on the event loop."""
         if epoch < 0:
             return
         if self.entries and self.entries[-1][0] == epoch and self.entries[-1][1] <= start_offset:
@@ -63,6 +70,14 @@ class LeaderEpochCache:
         kept.append((epoch, start_offset))
         if kept != self.entries:
             self.entries = kept
+            if write:
+                self._write()
+            else:
+                self.dirty = True
+
+    def flush(self) -> None:
+        """Write a deferred assignment."""
+        if self.dirty:
             self._write()
 
     def end_offset_for(self, epoch: int, log_end_offset: int) -> tuple[int, int]:
@@ -94,6 +109,7 @@ class LeaderEpochCache:
             self._write()
 
     def _write(self) -> None:
+        self.dirty = False
         if self.path is None:
             return
         text = f"0\n{len(self.entries)}\n" + "".join(f"{e} {o}\n" for e, o in self.entries)
