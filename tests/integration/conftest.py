@@ -5,6 +5,8 @@
 - ``make_broker(**settings)``: a factory for brokers with ``--set`` options, e.g.
   ``make_broker(**{"message.max.bytes": 4096})`` or ``make_broker(num_partitions=3)``.
 - ``topic``: a unique topic name (not created).
+- ``etcd`` (per module) and ``cluster(broker_id, **settings)``: cluster tests' etcd and
+  ``moldau serve --cluster`` brokers, each test in a cluster (key prefix) of its own.
 
 Every broker started here is killed (only by its own PID) and its folders removed at
 teardown. When a test fails, the part of each live broker's log written during the
@@ -13,9 +15,13 @@ test is attached to the report.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable, Iterator
+
 import pytest
 
 from .broker_process import Broker
+from .etcd_process import SESSION_MS, ClusterBroker, EtcdServer, running_etcd
 from .kafka_helpers import unique_topic
 
 _LIVE: list[Broker] = []
@@ -92,3 +98,26 @@ def pytest_runtest_makereport(item, call):
         if len(text) > 20000:
             text = "[... cut ...]\n" + text[-20000:]
         report.sections.append((f"moldau {b.name} log ({b.bootstrap}, pid {b.pid})", text))
+
+
+@pytest.fixture(scope="module")
+def etcd() -> Iterator[EtcdServer]:
+    with running_etcd() as server:
+        yield server
+
+
+@pytest.fixture
+def cluster(etcd: EtcdServer) -> Iterator[Callable[..., ClusterBroker]]:
+    """``cluster(broker_id)`` starts a broker of this test's own cluster (key prefix)."""
+    url = f"{etcd.url}/it-{uuid.uuid4().hex[:8]}"
+    made: list[ClusterBroker] = []
+
+    def start(broker_id: int, **settings: object) -> ClusterBroker:
+        broker = ClusterBroker(broker_id, url, {"broker.session.timeout.ms": SESSION_MS, **settings})
+        made.append(broker)
+        return broker.start()
+
+    start.url = url  # type: ignore[attr-defined]
+    yield start
+    for broker in made:
+        broker.dispose()

@@ -13,11 +13,8 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
 
-import pytest
-
-from .etcd_process import ClusterBroker, EtcdServer, running_etcd
+from .etcd_process import SESSION_MS, ClusterBroker
 from .kafka_helpers import (
     admin_client,
     assert_delivered,
@@ -30,31 +27,6 @@ from .kafka_helpers import (
     unique_topic,
     wait_until,
 )
-
-SESSION_MS = 2000
-
-
-@pytest.fixture(scope="module")
-def etcd() -> Iterator[EtcdServer]:
-    with running_etcd() as server:
-        yield server
-
-
-@pytest.fixture
-def cluster(etcd: EtcdServer) -> Iterator[Callable[..., ClusterBroker]]:
-    """``cluster(broker_id)`` starts a broker of this test's own cluster (key prefix)."""
-    url = f"{etcd.url}/it-{uuid.uuid4().hex[:8]}"
-    made: list[ClusterBroker] = []
-
-    def start(broker_id: int, **settings: object) -> ClusterBroker:
-        broker = ClusterBroker(broker_id, url, {"broker.session.timeout.ms": SESSION_MS, **settings})
-        made.append(broker)
-        return broker.start()
-
-    start.url = url  # type: ignore[attr-defined]
-    yield start
-    for broker in made:
-        broker.dispose()
 
 
 def _view(broker: ClusterBroker) -> tuple[list[int], int, list[int], int]:

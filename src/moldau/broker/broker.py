@@ -19,7 +19,7 @@ from pathlib import Path
 
 from moldau.broker.changes import StateChanges
 from moldau.config.broker import BrokerConfig
-from moldau.metastore.store import BrokerInfo, ClusterImage, MetaStore, TopicRecord
+from moldau.metastore.store import BrokerInfo, ClusterImage, MetaStore, PartitionState, TopicRecord
 from moldau.replication.partition import Partition
 from moldau.storage.cleaner import CleanerConfig, LogCleaner
 from moldau.storage.config import LogConfig
@@ -66,10 +66,12 @@ class Broker:
         from moldau.controller.controller import Controller
         from moldau.coordinator.group import GroupCoordinator
         from moldau.coordinator.producer_ids import ProducerIdManager
+        from moldau.replication.manager import ReplicaManager
 
         self.controller = Controller(self)
         self.producer_ids = ProducerIdManager(store)
         self.group_coordinator = GroupCoordinator(self)
+        self.replica_manager = ReplicaManager(self)
 
     # lifecycle ------------------------------------------------------------------------
 
@@ -88,9 +90,11 @@ class Broker:
         self._tasks.append(asyncio.ensure_future(self._background_flusher()))
         self._tasks.append(asyncio.ensure_future(self._retention_loop()))
         self._start_log_cleaner()
+        self.replica_manager.start()
         await self.group_coordinator.start()
 
     async def stop(self) -> None:
+        await self.replica_manager.stop()
         await self.changes.drain()
         await self.group_coordinator.stop()
         for task in self._tasks:
@@ -139,8 +143,8 @@ class Broker:
         now = int(time.time() * 1000) if now_ms is None else now_ms
         removed = 0
         for partition in list(self.partitions.values()):
-            if partition.is_leader:
-                removed += partition.log.delete_retained_segments(now, upper_bound=partition.high_watermark)
+            # followers too (as Kafka): each replica applies retention to its own log
+            removed += partition.log.delete_retained_segments(now, upper_bound=partition.high_watermark)
         return removed
 
     async def _retention_loop(self) -> None:
@@ -217,18 +221,30 @@ class Broker:
                     leader_epoch=state.leader_epoch,
                     replicas=list(state.replicas),
                     isr=list(state.isr),
+                    partition_epoch=state.partition_epoch,
                 )
                 self.partitions[key] = partition
             else:
                 partition.log.config = log_config
-                partition.leader = state.leader
-                partition.leader_epoch = state.leader_epoch
-                partition.isr = list(state.isr)
-                partition.replicas = list(state.replicas)
             partition.min_insync_replicas = min_isr
             partition.compression_type = effective["compression.type"]
             partition.timestamp_before_max_ms = int(effective["message.timestamp.before.max.ms"])
             partition.timestamp_after_max_ms = int(effective["message.timestamp.after.max.ms"])
+            role = partition.apply_state(
+                state.leader, state.leader_epoch, state.replicas, state.isr, state.partition_epoch
+            )
+            if role is not None:
+                self.replica_manager.role_changed(partition, role)
+                self.group_coordinator.leadership_changed(topic.name, index, role == "leader")
+
+    def apply_partition_state(self, topic: str, index: int, state: PartitionState) -> None:
+        """One partition's new state (an ISR change this broker wrote, or an election
+        the controller wrote), applied as the watch would."""
+        record = self.topics.get(topic)
+        if record is None or index not in record.partitions:
+            return
+        record.partitions[index] = state
+        self.apply_topic(record)
 
     def remove_topic(self, name: str) -> None:
         topic = self.topics.pop(name, None)
@@ -238,8 +254,10 @@ class Broker:
         self.topic_names_by_id.pop(topic.topic_id, None)
         for index in topic.partitions:
             partition = self.partitions.pop((name, index), None)
+            self.replica_manager.partition_removed(name, index)
             if partition is not None:
                 partition._wake()
+                partition._wake_appenders()
         self.log_manager.delete_topic_logs(name)
 
     def partition(self, topic: str, index: int) -> Partition | None:

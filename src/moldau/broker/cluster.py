@@ -8,9 +8,13 @@ applies every change the store's watch delivers, in order, through the same
 ``apply_topic``/``remove_topic`` path the local controller uses. Writes this broker
 makes itself are applied by the controller right away and are not echoed by the watch.
 
-What is not here yet (next increment): partition data replication, leader election for
-partitions, and forwarding topic changes to the elected controller; today any broker
-writes topic records with compare-and-swap.
+While this broker is the elected controller, :class:`LeaderElector` keeps every
+partition led by a live broker (see :mod:`moldau.controller.election`): it runs when a
+broker leaves or joins, when this broker wins the controller role, and every second as
+a safety net, and writes each decision with compare-and-swap on the partition epoch.
+
+Not here yet: forwarding topic changes to the elected controller (today any broker
+writes topic records with compare-and-swap).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from moldau.controller.election import reconcile
 from moldau.metastore.store import (
     BrokerChanged,
     BrokerConfigsChanged,
@@ -29,6 +34,8 @@ from moldau.metastore.store import (
     ControllerChanged,
     MetaChange,
     PartitionChanged,
+    PartitionState,
+    StaleEpochError,
     TopicChanged,
     TopicDeleted,
 )
@@ -46,11 +53,14 @@ class MetadataFollower:
         self.broker = broker
         self._watch = broker.store.watch()
         self._task: asyncio.Task[None] | None = None
+        self.elector = LeaderElector(broker)
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
+        self.elector.start()
 
     async def stop(self) -> None:
+        await self.elector.stop()
         self._watch.close()
         if self._task is not None:
             self._task.cancel()
@@ -87,9 +97,83 @@ class MetadataFollower:
                 broker.apply_topic(topic)
         elif isinstance(change, BrokerChanged):
             log.info("broker %d %s", change.broker_id, "joined" if change.info else "left")
+            self.elector.trigger()
         elif isinstance(change, ControllerChanged):
             who = "none" if change.controller is None else str(change.controller.broker_id)
             log.info("controller is now %s", who)
+            self.elector.trigger()
+
+
+class LeaderElector:
+    """Partition leader election, run while this broker is the controller."""
+
+    def __init__(self, broker: Broker, interval_s: float = 1.0) -> None:
+        self.broker = broker
+        self.interval_s = interval_s
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    def trigger(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    def _is_controller(self) -> bool:
+        controller = self.broker.store.controller()
+        return controller is not None and controller.broker_id == self.broker.node_id
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            self._wake.clear()
+            if not self._is_controller() or not self.broker.store.brokers():
+                continue
+            try:
+                await self.elect_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("partition leader election failed; retrying")
+
+    async def elect_once(self) -> int:
+        """One pass over every partition; returns how many states were written."""
+        broker = self.broker
+        live = {b.broker_id for b in broker.store.brokers()}
+        decisions = []
+        for topic in list(broker.topics.values()):
+            for index, state in topic.partitions.items():
+                new = reconcile(state, live)
+                if new is not None:
+                    decisions.append((topic.name, index, state, new))
+        if not decisions:
+            return 0
+
+        async def write(name: str, index: int, old: PartitionState, new: PartitionState) -> bool:
+            try:
+                await broker.store.alter_partition(name, index, new, old.partition_epoch)
+            except (StaleEpochError, KeyError):
+                return False  # changed meanwhile: decided again on the fresh state
+            if old.leader != new.leader:
+                log.info("%s-%d: leader %d -> %d (epoch %d), ISR %s", name, index, old.leader,
+                         new.leader, new.leader_epoch, new.isr)
+            current = broker.topics.get(name)
+            if current is not None and current.partitions.get(index) is old:
+                broker.apply_partition_state(name, index, new)
+            return True
+
+        async def write_all() -> list[bool]:
+            return await asyncio.gather(*(write(*d) for d in decisions))
+
+        done = await broker.changes.run(write_all, exclusive=False)
+        return sum(done)
 
 
 async def join_cluster(broker: Broker) -> MetadataFollower:

@@ -212,6 +212,8 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
         ConfigDef("unclean.leader.election.enable", _T.BOOLEAN, False),
         ConfigDef("replica.lag.time.max.ms", _T.LONG, 30000, read_only=True),
         ConfigDef("replica.fetch.max.bytes", _T.INT, 1048576, read_only=True),
+        ConfigDef("replica.fetch.wait.max.ms", _T.INT, 500, min_value=0, read_only=True),
+        ConfigDef("replica.fetch.backoff.ms", _T.INT, 1000, min_value=0, read_only=True),
         ConfigDef("fetch.max.bytes", _T.INT, 57671680, min_value=1024, read_only=True),
         ConfigDef("max.incremental.fetch.session.cache.slots", _T.INT, 1000, min_value=0, read_only=True),
         ConfigDef("offsets.topic.num.partitions", _T.INT, 50, min_value=1, read_only=True),

@@ -12,6 +12,7 @@ from moldau.handlers import (  # noqa: F401 - imported for registration
     delete_records,
     fetch,
     groups,
+    leader_epoch,
     list_offsets,
     metadata,
     offsets,

@@ -30,6 +30,7 @@ _codec = codec_for(FETCH)
 _Response = _codec.Response
 _TopicResponse = _Response.of("responses")
 _PartitionData = _TopicResponse.of("partitions")
+_LeaderIdAndEpoch = _PartitionData.of("current_leader")
 ZERO_UUID = uuid.UUID(int=0)
 EMPTY = b""  # Kafka answers empty record sets with length 0, never null
 
@@ -40,11 +41,24 @@ def _topic_name(broker: Any, topic: Any, version: int) -> str | None:
     return topic.topic
 
 
-async def _read_all(broker: Any, request: Any, version: int) -> tuple[list[Any], int, dict[int, Any]]:
+def replica_id_of(request: Any, version: int) -> int:
+    """The fetching follower's broker id (-1 for consumers): a field up to v14, inside
+    ReplicaState from v15."""
+    if version >= 15:
+        state = getattr(request, "replica_state", None)
+        return -1 if state is None else state.replica_id
+    return request.replica_id
+
+
+async def _read_all(
+    broker: Any, request: Any, version: int, replica_id: int = -1
+) -> tuple[list[Any], int, dict[int, Any]]:
     """One pass over the requested partitions; returns (topics, bytes, partitions read).
 
     The loop is handed back every PACE entries (counted inline: this is the hot path),
-    so a request naming a million partitions does not stall other clients.
+    so a request naming a million partitions does not stall other clients. A
+    follower's fetch (``replica_id`` >= 0) reads up to the log end, not the high
+    watermark, and tells the leader how far that follower is (its fetch offset).
     """
     remaining = request.max_bytes if version >= 3 else 0x7FFFFFFF
     total = 0
@@ -76,9 +90,18 @@ async def _read_all(broker: Any, request: Any, version: int) -> tuple[list[Any],
                 if not partition.is_leader:
                     raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
                 limit = min(p.partition_max_bytes, remaining)
-                read = partition.read(p.fetch_offset, limit, min_one_message=min_one)
+                if replica_id >= 0:
+                    partition.update_follower_fetch(replica_id, p.fetch_offset)
+                    read = partition.read_for_follower(p.fetch_offset, limit, min_one_message=min_one)
+                    broker.replica_manager.maybe_change_isr(partition)
+                else:
+                    read = partition.read(p.fetch_offset, limit, min_one_message=min_one)
             except (KafkaError, OffsetOutOfRangeError) as exc:
                 data.error_code = int(to_kafka_error(exc).code)
+                if data.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER and version >= 12:
+                    state = broker.topics[name].partitions.get(p.partition)
+                    if state is not None and state.leader >= 0:  # KIP-951's hint
+                        data.current_leader = _LeaderIdAndEpoch(leader_id=state.leader, leader_epoch=state.leader_epoch)
                 data.high_watermark = partition.high_watermark
                 data.last_stable_offset = partition.high_watermark
                 data.log_start_offset = partition.log.log_start_offset
@@ -108,18 +131,23 @@ async def fetch(broker: Any, header: Any, request: Any) -> Any:
         return _Response(error_code=int(ErrorCode.FETCH_SESSION_ID_NOT_FOUND), session_id=0, responses=[])
     deadline = time.monotonic() + max(0, request.max_wait_ms) / 1000
     loop = asyncio.get_running_loop()
+    replica_id = replica_id_of(request, version)
     while True:
-        topics, total, hosted = await _read_all(broker, request, version)
+        topics, total, hosted = await _read_all(broker, request, version, replica_id)
         remaining = deadline - time.monotonic()
         errors = any(p.error_code for t in topics for p in t.partitions)
         if total >= max(request.min_bytes, 1) or remaining <= 0 or errors or not hosted:
             return _Response(throttle_time_ms=0, error_code=0, session_id=0, responses=topics)
         waiter: asyncio.Future[None] = loop.create_future()
         for partition in hosted.values():
-            partition.add_waiter(waiter)
+            if replica_id >= 0:
+                partition.add_append_waiter(waiter)
+            else:
+                partition.add_waiter(waiter)
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiter, remaining)
         finally:
             for partition in hosted.values():
                 partition.remove_waiter(waiter)
+                partition.remove_append_waiter(waiter)

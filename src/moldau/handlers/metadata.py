@@ -33,18 +33,20 @@ _Partition = _Topic.of("partitions")
 
 def describe_topic(broker: Any, name: str) -> Any:
     topic = broker.topics[name]
+    live = {b.broker_id for b in broker.live_brokers()}
     partitions = []
     for index in sorted(topic.partitions):
         state = topic.partitions[index]
         partitions.append(
             _Partition(
-                error_code=0,
+                # Kafka: a partition without a live leader is LEADER_NOT_AVAILABLE
+                error_code=0 if state.leader in live else int(ErrorCode.LEADER_NOT_AVAILABLE),
                 partition_index=index,
                 leader_id=state.leader,
                 leader_epoch=state.leader_epoch,
                 replica_nodes=list(state.replicas),
                 isr_nodes=list(state.isr),
-                offline_replicas=[],
+                offline_replicas=[r for r in state.replicas if r not in live],
             )
         )
     return _Topic(

@@ -72,6 +72,10 @@ async def offset_commit(broker: Any, header: Any, request: Any) -> Any:
             request.group_instance_id if version >= 7 else None,
             commits,
         )
+        if ErrorCode.NONE in errors:
+            replicated = await coordinator.replicated(request.group_id)
+            if replicated is not ErrorCode.NONE:
+                errors = [replicated if e is ErrorCode.NONE else e for e in errors]
     except KafkaError as exc:
         errors = [exc.code for _ in commits]
     ids = {name: topic_id for topic_id, name in names.items() if name is not None}

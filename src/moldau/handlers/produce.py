@@ -3,10 +3,21 @@
 Records arrive as writable memoryview slices of the request frame; the log validates
 batch headers, CRCs and every record (moldau.records.validation) and patches offsets in
 place, so the data is written exactly as the client framed it, without a copy.
+
+acks=all (-1) is Kafka's delayed produce: after the append, a partition whose high
+watermark has not passed the batch yet (followers still to fetch it) is awaited,
+woken by each advance of the high watermark, until every such partition is committed
+or the request's ``timeout_ms`` passes (REQUEST_TIMED_OUT). A partition whose leader
+changed meanwhile answers NOT_LEADER_OR_FOLLOWER; one whose ISR shrank below
+``min.insync.replicas`` after the append answers NOT_ENOUGH_REPLICAS_AFTER_APPEND. With
+the ISR this broker alone (a single node) the high watermark passes at once and the
+answer is immediate, as before.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -25,10 +36,26 @@ _codec = codec_for(PRODUCE)
 _PartitionResponse = _codec.Response.of("responses").of("partition_responses")
 _TopicResponse = _codec.Response.of("responses")
 _RecordError = _PartitionResponse.of("record_errors")
+_LeaderIdAndEpoch = _PartitionResponse.of("current_leader")
+_NodeEndpoint = _codec.Response.of("node_endpoints")
+
+
+def leader_hint(broker: Any, topic: str, index: int) -> tuple[Any, Any] | None:
+    """KIP-951: the current leader of a partition and its endpoint, for clients told
+    NOT_LEADER_OR_FOLLOWER (so they need not refresh their metadata first)."""
+    record = broker.topics.get(topic)
+    state = None if record is None else record.partitions.get(index)
+    if state is None or state.leader < 0:
+        return None
+    for info in broker.live_brokers():
+        if info.broker_id == state.leader:
+            return (state.leader, state.leader_epoch), info
+    return None
 
 
 def _append(
-    broker: Any, topic: str, index: int, records: Any, acks: int, now_ms: int, version: int
+    broker: Any, topic: str, index: int, records: Any, acks: int, now_ms: int, version: int,
+    pending: list[Any] | None = None, hints: dict[int, Any] | None = None,
 ) -> Any:
     result = _PartitionResponse(index=index)
     try:
@@ -48,6 +75,8 @@ def _append(
                 "Produce requests with version 3 and above must contain exactly one record batch",
             )
         info = partition.append_as_leader(records, acks, now_ms)
+        if pending is not None and partition.high_watermark <= info.last_offset:
+            pending.append((result, partition, info.last_offset + 1, partition.leader_epoch))
         result.base_offset = info.first_offset
         result.log_append_time_ms = info.log_append_time
         result.log_start_offset = info.log_start_offset
@@ -65,6 +94,12 @@ def _append(
             _RecordError(batch_index=i, batch_index_error_message=m)
             for i, m in getattr(raised, "record_errors", ())
         ]
+        if exc.code == ErrorCode.NOT_LEADER_OR_FOLLOWER and version >= 10 and hints is not None:
+            hint = leader_hint(broker, topic, index)
+            if hint is not None:
+                (leader_id, leader_epoch), info = hint
+                result.current_leader = _LeaderIdAndEpoch(leader_id=leader_id, leader_epoch=leader_epoch)
+                hints[info.broker_id] = info
     return result
 
 
@@ -74,15 +109,73 @@ def produce(broker: Any, header: Any, request: Any) -> Any:
     acks = request.acks
     version = header.api_version
     responses = []
+    pending: list[Any] | None = [] if acks == -1 else None
+    hints: dict[int, Any] = {}
     for topic in request.topic_data:
         name = topic.name
-        partitions = [_append(broker, name, p.index, p.records, acks, now_ms, version) for p in topic.partition_data]
+        partitions = [
+            _append(broker, name, p.index, p.records, acks, now_ms, version, pending, hints)
+            for p in topic.partition_data
+        ]
         responses.append(_TopicResponse(name=name, partition_responses=partitions))
     if acks == 0:
         if any(p.error_code for t in responses for p in t.partition_responses):
             header.connection.close()  # Kafka's way to tell an acks=0 producer
         return None
-    return _codec.Response(responses=responses, throttle_time_ms=0)
+    return _finish(_codec.Response(responses=responses, throttle_time_ms=0), hints, pending, request.timeout_ms)
+
+
+def _finish(response: Any, hints: dict[int, Any], pending: list[Any] | None, timeout_ms: int) -> Any:
+    """The answer, with KIP-951's leader endpoints; for acks=all still to be replicated,
+    the awaitable that completes it."""
+    if hints:
+        response.node_endpoints = [
+            _NodeEndpoint(node_id=i.broker_id, host=i.host, port=i.port, rack=i.rack) for i in hints.values()
+        ]
+    if pending:
+        return _await_replication(response, pending, timeout_ms)
+    return response
+
+
+async def _await_replication(response: Any, pending: list[Any], timeout_ms: int) -> Any:
+    """The delayed part of an acks=all produce (see the module docstring)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max(0, timeout_ms) / 1000
+    while True:
+        waiting = []
+        for item in pending:
+            result, partition, required, epoch = item
+            if partition.leader_epoch != epoch or not partition.is_leader:
+                _fail(result, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+            elif partition.high_watermark >= required:
+                if len(partition.isr) < partition.min_insync_replicas:
+                    _fail(result, ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND)
+            else:
+                waiting.append(item)
+        pending = waiting
+        remaining = deadline - loop.time()
+        if not pending:
+            return response
+        if remaining <= 0:
+            for result, *_ in pending:
+                _fail(result, ErrorCode.REQUEST_TIMED_OUT)
+            return response
+        waiter: asyncio.Future[None] = loop.create_future()
+        partitions = {id(p): p for _, p, _, _ in pending}.values()
+        for partition in partitions:
+            partition.add_waiter(waiter)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, remaining)
+        finally:
+            for partition in partitions:
+                partition.remove_waiter(waiter)
+
+
+def _fail(result: Any, code: ErrorCode) -> None:
+    result.error_code = int(code)
+    result.error_message = None
+    result.base_offset = -1
 
 
 @large_variant(PRODUCE)
@@ -95,10 +188,12 @@ async def produce_large(broker: Any, header: Any, request: Any) -> Any:
     version = header.api_version
     pacer = Pacer()
     responses = []
+    pending: list[Any] | None = [] if acks == -1 else None
+    hints: dict[int, Any] = {}
     async for topic in paced(request.topic_data, pacer):
         name = topic.name
         partitions = await paced_map(
-            lambda p, name=name: _append(broker, name, p.index, p.records, acks, now_ms, version),
+            lambda p, name=name: _append(broker, name, p.index, p.records, acks, now_ms, version, pending, hints),
             topic.partition_data,
             pacer,
         )
@@ -107,4 +202,5 @@ async def produce_large(broker: Any, header: Any, request: Any) -> Any:
         if any(p.error_code for t in responses for p in t.partition_responses):
             header.connection.close()  # Kafka's way to tell an acks=0 producer
         return None
-    return _codec.Response(responses=responses, throttle_time_ms=0)
+    finished = _finish(_codec.Response(responses=responses, throttle_time_ms=0), hints, pending, request.timeout_ms)
+    return await finished if asyncio.iscoroutine(finished) else finished

@@ -173,6 +173,18 @@ class Dispatcher:
             response = _failed(handler, request)
         if response is None:
             return None
+        if inspect.iscoroutine(response):
+            # a synchronous handler that must wait after all (an acks=all produce)
+            return self._encode_later(handler, header, request, response, flexible)
+        return self.encode(handler, header, response, flexible)
+
+    async def _encode_later(
+        self, handler: Handler, header: RequestHeader, request: Any, pending: Any, flexible: bool
+    ) -> Any:
+        try:
+            response = await pending
+        except Exception:
+            response = _failed(handler, request)
         return self.encode(handler, header, response, flexible)
 
     @staticmethod

@@ -4,14 +4,25 @@ Theory of operation: storage knows offsets and bytes; a Partition adds what make
 log a replica -- the leader and its epoch, the in-sync replica set and the high
 watermark, which is the offset up to which every ISR member has the data and hence what
 consumers may read. A single node is a cluster of one: the ISR is this broker alone,
-so the high watermark follows the log end offset at once; with followers the same code
-waits for their fetch positions (replication is not implemented yet). All methods run
-on the event loop thread.
+so the high watermark follows the log end offset at once.
+
+With followers (Kafka's protocol, see docs/08-cluster.md): the leader learns each
+follower's log end offset from the fetch offsets of its replica Fetch requests
+(:meth:`Partition.update_follower_fetch`) and advances the high watermark to the
+smallest log end offset of the ISR; a follower that has not caught up with the leader's
+log end within ``replica.lag.time.max.ms`` is proposed for removal from the ISR, one that
+reaches the high watermark for addition (:meth:`isr_change`; the replica manager writes
+the change to the metadata store). A follower appends what it fetched unchanged
+(:meth:`append_as_follower`) and takes min(leader's high watermark, own log end).
+Leader epochs and where each began are kept in the partition's leader-epoch cache.
+All methods run on the event loop thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -26,7 +37,24 @@ from moldau.records import (
 )
 from moldau.records.validation import validate_records
 from moldau.replication.producer_state import ProducerStateManager, rebuild_from_log
+from moldau.storage.leader_epoch import LEADER_EPOCH_CHECKPOINT, LeaderEpochCache
 from moldau.storage.log import AppendInfo, Log
+
+
+def _now_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
+@dataclass(slots=True)
+class FollowerState:
+    """What the leader knows of one follower, from its replica fetches (Kafka's
+    ``Replica``): its log end offset (-1 until it fetched in this leader epoch) and
+    when it was last caught up with the leader's log end."""
+
+    log_end_offset: int = -1
+    last_caught_up_ms: int = 0
+    last_fetch_leader_leo: int = -1
+    last_fetch_ms: int = 0
 
 
 @dataclass(slots=True)
@@ -99,6 +127,7 @@ class Partition:
         leader_epoch: int,
         replicas: list[int],
         isr: list[int],
+        partition_epoch: int = 0,
     ) -> None:
         self.topic = topic
         self.index = index
@@ -109,7 +138,15 @@ class Partition:
         self.leader_epoch = leader_epoch
         self.replicas = replicas
         self.isr = isr
+        self.partition_epoch = partition_epoch
         self.high_watermark = log.log_end_offset if isr == [broker_id] else log.log_start_offset
+        self.epochs = LeaderEpochCache(log.dir / LEADER_EPOCH_CHECKPOINT)
+        self.epochs.truncate_from_end(log.log_end_offset + 1)
+        self.followers: dict[int, FollowerState] = {}
+        #: an ISR change written to the store and not yet applied (one at a time)
+        self.isr_change_pending = False
+        self._role_applied = False
+        self._append_waiters: set[asyncio.Future[None]] = set()
         self.min_insync_replicas = 1
         self.compression_type = "producer"
         self.timestamp_before_max_ms = LONG_MAX
@@ -121,6 +158,126 @@ class Partition:
     @property
     def is_leader(self) -> bool:
         return self.leader == self.broker_id
+
+    # -- roles ------------------------------------------------------------------------
+
+    def apply_state(
+        self, leader: int, leader_epoch: int, replicas: list[int], isr: list[int], partition_epoch: int
+    ) -> str | None:
+        """Take a partition state from the metadata; returns "leader" or "follower"
+        when this replica's role or the leader epoch changed (so fetchers and
+        coordinators must follow), else None."""
+        changed = leader != self.leader or leader_epoch != self.leader_epoch
+        first, self._role_applied = not self._role_applied, True
+        self.replicas = list(replicas)
+        self.partition_epoch = partition_epoch
+        self.isr_change_pending = False
+        if leader == self.broker_id:
+            self.isr = list(isr)
+            if changed or first:
+                self._become_leader(leader_epoch)
+                return "leader"
+            self._maybe_advance_high_watermark()
+            return None
+        self.leader, self.leader_epoch, self.isr = leader, leader_epoch, list(isr)
+        if changed or first:
+            self.followers.clear()
+            self._wake()
+            self._wake_appenders()
+            return "follower"
+        return None
+
+    def _become_leader(self, leader_epoch: int) -> None:
+        """Kafka's makeLeader: a new epoch starts at our log end; followers are
+        unknown until they fetch; producer state is rebuilt from the log (it is in the
+        replicated batches) before the next idempotent append."""
+        self.leader = self.broker_id
+        self.leader_epoch = leader_epoch
+        self.epochs.assign(leader_epoch, self.log.log_end_offset, write=False)
+        now = _now_ms()
+        self.followers = {r: FollowerState(last_caught_up_ms=now) for r in self.replicas if r != self.broker_id}
+        self.producer_state = ProducerStateManager()
+        self._producer_state_loaded = False
+        self._maybe_advance_high_watermark()
+        self._wake()
+
+    def update_follower_fetch(self, replica_id: int, fetch_offset: int, now_ms: int | None = None) -> None:
+        """A replica Fetch from ``replica_id`` at ``fetch_offset``: its log end offset
+        (Kafka's updateFollowerFetchState), then maybe a higher high watermark."""
+        follower = self.followers.get(replica_id)
+        if follower is None:
+            if replica_id not in self.replicas:
+                return
+            follower = self.followers[replica_id] = FollowerState()
+        now = _now_ms() if now_ms is None else now_ms
+        leo = self.log.log_end_offset
+        if fetch_offset >= leo:
+            follower.last_caught_up_ms = now
+        elif fetch_offset >= follower.last_fetch_leader_leo >= 0:
+            follower.last_caught_up_ms = max(follower.last_caught_up_ms, follower.last_fetch_ms)
+        follower.last_fetch_leader_leo = leo
+        follower.last_fetch_ms = now
+        follower.log_end_offset = fetch_offset
+        self._maybe_advance_high_watermark()
+
+    def isr_change(self, lag_max_ms: int, now_ms: int | None = None) -> list[int] | None:
+        """The ISR this leader should propose now (Kafka's rules), or None: followers
+        not caught up for ``lag_max_ms`` leave; a follower at or past the high
+        watermark, and past the start of this leader's epoch, joins. The leader
+        always stays."""
+        if not self.is_leader or self.isr_change_pending:
+            return None
+        now = _now_ms() if now_ms is None else now_ms
+        epoch_start = self.epochs.entries[-1][1] if self.epochs.entries else 0
+        isr = list(self.isr)
+        out = [
+            r for r in isr
+            if r != self.broker_id
+            and (f := self.followers.get(r)) is not None
+            and now - f.last_caught_up_ms > lag_max_ms
+        ]
+        if out:
+            return [r for r in isr if r not in out]
+        joining = [
+            r for r, f in sorted(self.followers.items())
+            if r not in isr and r in self.replicas
+            and f.log_end_offset >= self.high_watermark and f.log_end_offset >= epoch_start
+        ]
+        if joining:
+            return isr + joining
+        return None
+
+    def append_as_follower(self, records: memoryview, leader_high_watermark: int) -> None:
+        """Append what the leader sent, unchanged, noting where new epochs begin; the
+        high watermark becomes min(leader's, own log end)."""
+        if len(records):
+            latest = self.epochs.latest_epoch
+            for batch in iter_batches(records, allow_partial_tail=True):
+                epoch = batch.partition_leader_epoch
+                if epoch > latest:
+                    self.epochs.assign(epoch, batch.base_offset)
+                    latest = epoch
+            self.log.append_as_follower(records, now_ms=int(time.time() * 1000))
+        hw = min(leader_high_watermark, self.log.log_end_offset)
+        if hw > self.high_watermark:
+            self.high_watermark = hw
+            self._wake()
+
+    def truncate_to(self, offset: int) -> None:
+        """Cut the log at ``offset`` (a follower's truncation to the leader's history)."""
+        if offset < self.log.log_end_offset:
+            self.log.truncate_to(offset)
+        self.epochs.truncate_from_end(self.log.log_end_offset)
+        self.high_watermark = min(self.high_watermark, self.log.log_end_offset)
+
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        self.log.truncate_fully_and_start_at(offset)
+        self.epochs.clear()
+        self.high_watermark = offset
+
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
+        """OffsetForLeaderEpoch: (epoch, end offset) of ``epoch`` in this log's history."""
+        return self.epochs.end_offset_for(epoch, self.log.log_end_offset)
 
     def check_leader_epoch(self, current_leader_epoch: int) -> None:
         """Kafka's fencing: a client with a newer epoch than ours, or an older one, is told."""
@@ -169,6 +326,8 @@ class Partition:
                     record_count=0,
                     max_timestamp=-1,
                 )
+        if self.epochs.dirty:
+            self.epochs.flush()  # the epoch's first batch: its start is on disk first
         info = self.log.append_as_leader(
             records, leader_epoch=self.leader_epoch, now_ms=now_ms, timestamp_bounds=timestamp_bounds
         )
@@ -177,6 +336,8 @@ class Partition:
                 producer_id, epoch, sequence, count, info.first_offset, info.last_offset, info.log_append_time
             )
         self._maybe_advance_high_watermark()
+        if self._append_waiters:
+            self._wake_appenders()
         return info
 
     def _timestamp_bounds(self, now_ms: int) -> tuple[int, int] | None:
@@ -193,17 +354,65 @@ class Partition:
         return max(low, LONG_MIN), min(high, LONG_MAX)
 
     def _maybe_advance_high_watermark(self) -> None:
-        if self.isr == [self.broker_id]:
-            new_hw = self.log.log_end_offset
-            if new_hw != self.high_watermark:
-                self.high_watermark = new_hw
-                self._wake()
+        """The high watermark is the smallest log end offset of the ISR (a follower
+        that has not fetched in this epoch yet holds it back); it never goes back."""
+        me = self.broker_id
+        if self.leader != me:
+            return
+        new_hw = self.log.log_end_offset
+        isr = self.isr
+        if len(isr) != 1 or isr[0] != me:  # the hot path of a single node skips this
+            for replica in isr:
+                if replica == me:
+                    continue
+                follower = self.followers.get(replica)
+                if follower is None or follower.log_end_offset < 0:
+                    return
+                new_hw = min(new_hw, follower.log_end_offset)
+        if new_hw > self.high_watermark:
+            self.high_watermark = new_hw
+            self._wake()
 
     def _wake(self) -> None:
         waiters, self._waiters = self._waiters, set()
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
+
+    async def wait_high_watermark(self, offset: int, timeout_s: float) -> ErrorCode:
+        """Wait until the high watermark reaches ``offset`` in the current leader epoch:
+        NONE, NOT_LEADER_OR_FOLLOWER if leadership moved, REQUEST_TIMED_OUT."""
+        epoch = self.leader_epoch
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            if not self.is_leader or self.leader_epoch != epoch:
+                return ErrorCode.NOT_LEADER_OR_FOLLOWER
+            if self.high_watermark >= offset:
+                return ErrorCode.NONE
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return ErrorCode.REQUEST_TIMED_OUT
+            waiter: asyncio.Future[None] = loop.create_future()
+            self.add_waiter(waiter)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiter, remaining)
+            finally:
+                self.remove_waiter(waiter)
+
+    def _wake_appenders(self) -> None:
+        waiters, self._append_waiters = self._append_waiters, set()
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    def add_append_waiter(self, fut: asyncio.Future[None]) -> None:
+        """Wake ``fut`` when the log end moves (a follower's fetch waiting for data)."""
+        self._append_waiters.add(fut)
+
+    def remove_append_waiter(self, fut: asyncio.Future[None]) -> None:
+        self._append_waiters.discard(fut)
 
     def add_waiter(self, fut: asyncio.Future[None]) -> None:
         """Wake ``fut`` when the high watermark moves (a delayed fetch waiting for data)."""
@@ -225,4 +434,20 @@ class Partition:
                 records = RecordsSlice(info.slice, size)
         elif fetch_offset > log.log_end_offset or fetch_offset < log.log_start_offset:
             raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE)
+        return PartitionRead(records, size, hw, hw, log.log_start_offset)
+
+    def read_for_follower(self, fetch_offset: int, max_bytes: int, *, min_one_message: bool) -> PartitionRead:
+        """Read for a replica fetch: up to the log end, not the high watermark."""
+        log = self.log
+        end = log.log_end_offset
+        if fetch_offset > end or fetch_offset < log.log_start_offset:
+            raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE)
+        records = None
+        size = 0
+        if fetch_offset < end:
+            info = log.read(fetch_offset, max_bytes, max_offset=end, min_one_message=min_one_message)
+            if info is not None and info.slice is not None and info.slice.size > 0:
+                size = info.slice.size
+                records = RecordsSlice(info.slice, size)
+        hw = self.high_watermark
         return PartitionRead(records, size, hw, hw, log.log_start_offset)

@@ -84,6 +84,7 @@ class GroupCoordinator:
         self._loading: set[int] = set()
         self._creating: asyncio.Future[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -101,6 +102,7 @@ class GroupCoordinator:
     # -- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._started = True
         if OFFSETS_TOPIC in self.broker.topics:
             self._begin_loading()
         self._tasks.append(asyncio.ensure_future(self._expiration_loop()))
@@ -171,6 +173,28 @@ class GroupCoordinator:
         self.offsets.clear()
         self._loading.clear()
 
+    def leadership_changed(self, topic: str, index: int, is_leader: bool) -> None:
+        """Follow the leadership of ``__consumer_offsets`` partitions (Kafka's
+        onElection/onResignation): a partition this broker now leads is loaded, one it
+        no longer leads is unloaded (its members are told NOT_COORDINATOR)."""
+        if topic != OFFSETS_TOPIC or not self._started:
+            return
+        self._unload(index)
+        partition = self.broker.partition(OFFSETS_TOPIC, index)
+        if is_leader and partition is not None and partition.log.log_end_offset > partition.log.log_start_offset:
+            self._loading.add(index)
+            self._tasks.append(asyncio.ensure_future(self._load_all([index])))
+
+    def _unload(self, index: int) -> None:
+        for group_id in [g for g in self.groups if self.partition_of(g) == index]:
+            group = self.groups.pop(group_id)
+            if isinstance(group, ClassicGroup):
+                self.classic.shutdown(group)
+            else:
+                self.consumer.shutdown(group)
+        for group_id in [g for g in self.offsets if self.partition_of(g) == index]:
+            del self.offsets[group_id]
+
     def check_coordinator(self, group_id: str) -> None:
         """Raise the error a client must see when we cannot serve ``group_id`` now."""
         if OFFSETS_TOPIC not in self.broker.topics:
@@ -196,7 +220,7 @@ class GroupCoordinator:
     # -- loading --------------------------------------------------------------------
 
     def _begin_loading(self) -> None:
-        indexes = [i for (t, i) in self.broker.partitions if t == OFFSETS_TOPIC]
+        indexes = [i for (t, i), p in self.broker.partitions.items() if t == OFFSETS_TOPIC and p.is_leader]
         self._loading.update(indexes)
         self._tasks.append(asyncio.ensure_future(self._load_all(sorted(indexes))))
 
@@ -210,8 +234,10 @@ class GroupCoordinator:
                 continue
             skipped = Unreadable()
             try:
+                # up to the log end, as Kafka's coordinator loads: a new leader's high
+                # watermark may lag until its followers fetch
                 records = await asyncio.to_thread(
-                    _read_partition, partition.log, partition.high_watermark, skipped
+                    _read_partition, partition.log, partition.log.log_end_offset, skipped
                 )
                 count += len(records)
                 self._replay(records, skipped)
@@ -370,6 +396,22 @@ class GroupCoordinator:
             for tp, value in accepted:
                 stored[tp] = value
         return errors
+
+    async def replicated(self, group_id: str) -> ErrorCode:
+        """Wait until what this group wrote to its ``__consumer_offsets`` partition is
+        committed (the partition's ISR has it), as Kafka's coordinator answers only
+        then; bounded by ``offsets.commit.timeout.ms``. Failures map as Kafka's do:
+        a lost leadership is NOT_COORDINATOR, a timeout COORDINATOR_NOT_AVAILABLE."""
+        partition = self.broker.partition(OFFSETS_TOPIC, self.partition_of(group_id))
+        if partition is None:
+            return ErrorCode.NOT_COORDINATOR
+        timeout_s = self.broker.config.int("offsets.commit.timeout.ms") / 1000
+        code = await partition.wait_high_watermark(partition.log.log_end_offset, timeout_s)
+        if code is ErrorCode.NOT_LEADER_OR_FOLLOWER:
+            return ErrorCode.NOT_COORDINATOR
+        if code is ErrorCode.REQUEST_TIMED_OUT:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        return code
 
     def fetch_offsets(
         self, group_id: str, topics: list[tuple[str, list[int]]] | None

@@ -27,6 +27,7 @@ from moldau.protocol.messages.groups import (
     LIST_GROUPS,
     SYNC_GROUP,
 )
+from moldau.protocol.messages.leader_epoch import OFFSET_FOR_LEADER_EPOCH
 from moldau.protocol.messages.list_offsets import LIST_OFFSETS
 from moldau.protocol.messages.metadata import METADATA
 from moldau.protocol.messages.offsets import OFFSET_COMMIT, OFFSET_DELETE, OFFSET_FETCH
@@ -69,6 +70,7 @@ _APIS: tuple[Api, ...] = (
     CREATE_TOPICS,
     DELETE_TOPICS,
     DELETE_RECORDS,
+    OFFSET_FOR_LEADER_EPOCH,
     INIT_PRODUCER_ID,
     ADD_PARTITIONS_TO_TXN,
     ADD_OFFSETS_TO_TXN,
