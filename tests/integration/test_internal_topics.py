@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import ConfigResource
 
 from . import raw_kafka as raw
 from .kafka_helpers import (
@@ -152,3 +153,23 @@ def test_deleting_the_offsets_topic_starts_groups_afresh(make_broker, topic):
     b.restart()
     assert _committed(bs, "new", topic) == (6, "six")
     assert _committed(bs, "old", topic)[0] == -1001
+
+
+def test_metadata_auto_creation_of_internal_topics(make_broker):
+    """A producer naming ``__consumer_offsets`` in Metadata creates it as Kafka's
+    AutoTopicCreationManager does: with ``offsets.topic.num.partitions`` and compaction,
+    not ``num.partitions``; ``__transaction_state`` is not created by a client."""
+    b = make_broker(offsets_topic_num_partitions=5, num_partitions=1, auto_create_topics_enable=True)
+    p = Producer(producer_conf(b.bootstrap))
+    try:
+        offsets = p.list_topics(topic=OFFSETS, timeout=15).topics[OFFSETS]
+        txn = p.list_topics(topic="__transaction_state", timeout=15).topics["__transaction_state"]
+    finally:
+        p.flush(5)
+    assert offsets.error is None and len(offsets.partitions) == 5
+    assert txn.error is not None and txn.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    admin = admin_client(b.bootstrap)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, OFFSETS)
+    configs = admin.describe_configs([resource])[resource].result(timeout=15)
+    assert configs["cleanup.policy"].value == "compact"
+    assert "__transaction_state" not in admin.list_topics(timeout=15).topics
