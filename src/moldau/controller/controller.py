@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from moldau.broker.broker import Broker
 
 MAX_TOPIC_NAME_LENGTH = 249
-_LEGAL_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
+_LEGAL_NAME = re.compile(r"[a-zA-Z0-9._-]+")
 INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 #: Kafka's QuorumController.MAX_RECORDS_PER_USER_OP (= MAX_RECORDS_PER_BATCH).
 MAX_RECORDS_PER_USER_OP = 10_000
@@ -69,7 +69,7 @@ def validate_topic_name(name: str | None) -> None:
             ErrorCode.INVALID_TOPIC_EXCEPTION,
             f"Topic name is illegal, it can't be longer than {MAX_TOPIC_NAME_LENGTH} characters",
         )
-    if not _LEGAL_NAME.match(name):
+    if not _LEGAL_NAME.fullmatch(name):
         raise KafkaError(
             ErrorCode.INVALID_TOPIC_EXCEPTION,
             f"Topic name {name!r} is illegal, it contains a character other than "
