@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from moldau.log_throttle import ThrottledLog
-from moldau.protocol.codec import MessageCodec
+from moldau.protocol.codec import MessageCodec, codec_for
 from moldau.protocol.errors import ErrorCode, ProtocolDecodeError
 from moldau.protocol.header import (
     API_VERSIONS_KEY,
@@ -73,15 +73,7 @@ class Handler:
     large_fn: HandlerFn | None = None
 
 
-CODECS: dict[int, MessageCodec] = {}
 HANDLERS: dict[int, Handler] = {}
-
-
-def codec_for(api: Api) -> MessageCodec:
-    codec = CODECS.get(api.key)
-    if codec is None:
-        codec = CODECS[api.key] = MessageCodec(api)
-    return codec
 
 
 def handles(api: Api, min_version: int, max_version: int) -> Callable[[HandlerFn], HandlerFn]:

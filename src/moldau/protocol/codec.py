@@ -415,3 +415,15 @@ class MessageCodec:
         self.encoder(False, version)(obj, out, chunks)
         chunks.append(out)
         return chunks
+
+
+_CODECS: dict[int, MessageCodec] = {}
+
+
+def codec_for(api: Api) -> MessageCodec:
+    """The one codec of ``api`` in this process: its encoders and decoders are generated
+    once, on first use, and shared by the handlers and the broker's own client."""
+    codec = _CODECS.get(api.key)
+    if codec is None:
+        codec = _CODECS[api.key] = MessageCodec(api)
+    return codec

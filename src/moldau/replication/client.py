@@ -13,18 +13,9 @@ import contextlib
 from typing import Any
 
 from moldau.protocol import primitives as p
-from moldau.protocol.codec import MessageCodec
+from moldau.protocol.codec import codec_for
 from moldau.protocol.header import encode_request_header
 from moldau.protocol.schema import Api
-
-_CODECS: dict[int, MessageCodec] = {}
-
-
-def codec_for(api: Api) -> MessageCodec:
-    codec = _CODECS.get(api.key)
-    if codec is None:
-        codec = _CODECS[api.key] = MessageCodec(api)
-    return codec
 
 
 class BrokerClient:

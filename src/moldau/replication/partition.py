@@ -425,16 +425,9 @@ class Partition:
         """Read committed data (up to the high watermark) from ``fetch_offset``."""
         hw = self.high_watermark
         log = self.log
-        records = None
-        size = 0
-        if fetch_offset < hw:
-            info = log.read(fetch_offset, max_bytes, max_offset=hw, min_one_message=min_one_message)
-            if info is not None and info.slice is not None and info.slice.size > 0:
-                size = info.slice.size
-                records = RecordsSlice(info.slice, size)
-        elif fetch_offset > log.log_end_offset or fetch_offset < log.log_start_offset:
+        if fetch_offset >= hw and (fetch_offset > log.log_end_offset or fetch_offset < log.log_start_offset):
             raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE)
-        return PartitionRead(records, size, hw, hw, log.log_start_offset)
+        return self._read_below(fetch_offset, hw, max_bytes, min_one_message)
 
     def read_for_follower(self, fetch_offset: int, max_bytes: int, *, min_one_message: bool) -> PartitionRead:
         """Read for a replica fetch: up to the log end, not the high watermark."""
@@ -442,10 +435,15 @@ class Partition:
         end = log.log_end_offset
         if fetch_offset > end or fetch_offset < log.log_start_offset:
             raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE)
+        return self._read_below(fetch_offset, end, max_bytes, min_one_message)
+
+    def _read_below(self, fetch_offset: int, limit: int, max_bytes: int, min_one_message: bool) -> PartitionRead:
+        """The batches from ``fetch_offset`` up to (not including) offset ``limit``."""
+        log = self.log
         records = None
         size = 0
-        if fetch_offset < end:
-            info = log.read(fetch_offset, max_bytes, max_offset=end, min_one_message=min_one_message)
+        if fetch_offset < limit:
+            info = log.read(fetch_offset, max_bytes, max_offset=limit, min_one_message=min_one_message)
             if info is not None and info.slice is not None and info.slice.size > 0:
                 size = info.slice.size
                 records = RecordsSlice(info.slice, size)
