@@ -18,8 +18,8 @@ from moldau.config.broker import validate_topic_configs
 from moldau.config.definitions import BROKER_CONFIGS, TOPIC_CONFIGS, ConfigType
 from moldau.handlers.configs import BROKER, BROKER_LOGGER, TOPIC
 from moldau.handlers.pacing import paced
-from moldau.handlers.registry import codec_for, handles
-from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
+from moldau.handlers.registry import codec_for, handles, item_error
+from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
 
 log = logging.getLogger(__name__)
@@ -151,9 +151,7 @@ async def _answer(broker: Any, request: Any, codec: Any, incremental: bool) -> A
         try:
             await _alter_resource(broker, resource, incremental, request.validate_only)
         except Exception as raised:
-            exc = to_kafka_error(raised)
-            if exc.code == ErrorCode.UNKNOWN_SERVER_ERROR:
-                log.exception("unexpected error answering one item")
+            exc = item_error(raised, log)
             result.error_code = int(exc.code)
             result.error_message = exc.message
         results.append(result)

@@ -14,8 +14,8 @@ from typing import Any
 
 from moldau.controller.controller import INTERNAL_TOPICS
 from moldau.handlers.pacing import Pacer, paced, paced_map
-from moldau.handlers.registry import codec_for, handles
-from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
+from moldau.handlers.registry import codec_for, handles, item_error
+from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
 
 log = logging.getLogger(__name__)
@@ -43,9 +43,7 @@ def _delete(broker: Any, topic: str, index: int, offset: int) -> Any:
             raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE)
         answer.low_watermark = partition.log.delete_records_before(offset)
     except Exception as raised:
-        exc = to_kafka_error(raised)
-        if exc.code == ErrorCode.UNKNOWN_SERVER_ERROR:
-            log.exception("unexpected error answering one item")
+        exc = item_error(raised, log)
         answer.error_code = int(exc.code)
     return answer
 

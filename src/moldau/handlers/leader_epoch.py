@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from moldau.handlers.registry import codec_for, handles
-from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
+from moldau.handlers.registry import codec_for, handles, item_error
+from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
 
 log = logging.getLogger(__name__)
@@ -36,9 +36,7 @@ def _answer(broker: Any, topic: str, p: Any) -> Any:
             raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         answer.leader_epoch, answer.end_offset = partition.end_offset_for_epoch(p.leader_epoch)
     except Exception as raised:
-        exc = to_kafka_error(raised)
-        if exc.code == ErrorCode.UNKNOWN_SERVER_ERROR:
-            log.exception("unexpected error answering OffsetForLeaderEpoch")
+        exc = item_error(raised, log, "answering OffsetForLeaderEpoch")
         answer.error_code = int(exc.code)
     return answer
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from moldau.handlers.pacing import paced
-from moldau.handlers.registry import codec_for, handles
-from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
+from moldau.handlers.registry import codec_for, handles, item_error
+from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
 
 _logger = logging.getLogger(__name__)
@@ -42,9 +42,7 @@ def _lookup(broker: Any, topic: str, p: Any, version: int, isolation_level: int)
         if not partition.is_leader:
             raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
     except Exception as raised:
-        exc = to_kafka_error(raised)
-        if exc.code == ErrorCode.UNKNOWN_SERVER_ERROR:
-            _logger.exception("unexpected error answering one item")
+        exc = item_error(raised, _logger)
         answer.error_code = int(exc.code)
         return answer
     log = partition.log

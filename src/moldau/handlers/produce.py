@@ -24,8 +24,8 @@ from typing import Any
 
 from moldau.controller.controller import INTERNAL_TOPICS
 from moldau.handlers.pacing import Pacer, paced, paced_map
-from moldau.handlers.registry import codec_for, handles, large_variant
-from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
+from moldau.handlers.registry import codec_for, handles, item_error, large_variant
+from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
 from moldau.records import BatchView
 
@@ -83,9 +83,7 @@ def _append(
     except Exception as raised:
         # record and storage errors carry their Kafka code (CORRUPT_MESSAGE,
         # INVALID_RECORD, MESSAGE_TOO_LARGE, KAFKA_STORAGE_ERROR, ...)
-        exc = to_kafka_error(raised)
-        if exc.code == ErrorCode.UNKNOWN_SERVER_ERROR:
-            log.exception("unexpected error appending to %s-%d", topic, index)
+        exc = item_error(raised, log, "appending to %s-%d", topic, index)
         result.error_code = int(exc.code)
         result.error_message = exc.message
         result.base_offset = -1
@@ -118,16 +116,19 @@ def produce(broker: Any, header: Any, request: Any) -> Any:
             for p in topic.partition_data
         ]
         responses.append(_TopicResponse(name=name, partition_responses=partitions))
+    return _finish(header, acks, responses, hints, pending, request.timeout_ms)
+
+
+def _finish(
+    header: Any, acks: int, responses: list[Any], hints: dict[int, Any], pending: list[Any] | None, timeout_ms: int
+) -> Any:
+    """The answer, with KIP-951's leader endpoints; for acks=all still to be replicated,
+    the awaitable that completes it; none for acks=0."""
     if acks == 0:
         if any(p.error_code for t in responses for p in t.partition_responses):
             header.connection.close()  # Kafka's way to tell an acks=0 producer
         return None
-    return _finish(_codec.Response(responses=responses, throttle_time_ms=0), hints, pending, request.timeout_ms)
-
-
-def _finish(response: Any, hints: dict[int, Any], pending: list[Any] | None, timeout_ms: int) -> Any:
-    """The answer, with KIP-951's leader endpoints; for acks=all still to be replicated,
-    the awaitable that completes it."""
+    response = _codec.Response(responses=responses, throttle_time_ms=0)
     if hints:
         response.node_endpoints = [
             _NodeEndpoint(node_id=i.broker_id, host=i.host, port=i.port, rack=i.rack) for i in hints.values()
@@ -198,9 +199,5 @@ async def produce_large(broker: Any, header: Any, request: Any) -> Any:
             pacer,
         )
         responses.append(_TopicResponse(name=name, partition_responses=partitions))
-    if acks == 0:
-        if any(p.error_code for t in responses for p in t.partition_responses):
-            header.connection.close()  # Kafka's way to tell an acks=0 producer
-        return None
-    finished = _finish(_codec.Response(responses=responses, throttle_time_ms=0), hints, pending, request.timeout_ms)
+    finished = _finish(header, acks, responses, hints, pending, request.timeout_ms)
     return await finished if asyncio.iscoroutine(finished) else finished

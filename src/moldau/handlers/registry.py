@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from moldau.log_throttle import ThrottledLog
 from moldau.protocol.codec import MessageCodec, codec_for
-from moldau.protocol.errors import ErrorCode, ProtocolDecodeError
+from moldau.protocol.errors import ErrorCode, KafkaError, ProtocolDecodeError, to_kafka_error
 from moldau.protocol.header import (
     API_VERSIONS_KEY,
     RequestHeader,
@@ -159,10 +159,7 @@ class Dispatcher:
         header.connection = connection
         if handler.is_async:
             return self._answer_later(handler, header, request, flexible)
-        try:
-            response = handler.fn(self.broker, header, request)
-        except Exception:
-            response = _failed(handler, request)
+        response = _call_sync(handler, self.broker, header, request)
         if response is None:
             return None
         if inspect.iscoroutine(response):
@@ -173,11 +170,7 @@ class Dispatcher:
     async def _encode_later(
         self, handler: Handler, header: RequestHeader, request: Any, pending: Any, flexible: bool
     ) -> Any:
-        try:
-            response = await pending
-        except Exception:
-            response = _failed(handler, request)
-        return self.encode(handler, header, response, flexible)
+        return self.encode(handler, header, await _settle(handler, request, pending), flexible)
 
     @staticmethod
     def _offload(api_key: int, version: int, flexible: bool, frame: bytearray, body: int) -> bool:
@@ -203,10 +196,9 @@ class Dispatcher:
         elif handler.is_async:
             response = await _call_async(handler, handler.fn, self.broker, header, request)
         else:
-            try:
-                response = handler.fn(self.broker, header, request)
-            except Exception:
-                response = _failed(handler, request)
+            response = _call_sync(handler, self.broker, header, request)
+            if inspect.iscoroutine(response):
+                response = await _settle(handler, request, response)
         if response is None:
             return None
         return await asyncio.to_thread(self.encode, handler, header, response, flexible)
@@ -239,17 +231,38 @@ class Dispatcher:
         return [(len(data) - 4).to_bytes(4, "big") + data[4:]]
 
 
+def item_error(raised: BaseException, logger: logging.Logger, what: str = "answering one item", *args: Any) -> KafkaError:
+    """The Kafka error one item of an answer carries for ``raised``: its own code for the
+    errors that have one, UNKNOWN_SERVER_ERROR (and a logged traceback) for the rest."""
+    exc = to_kafka_error(raised)
+    if exc.code == ErrorCode.UNKNOWN_SERVER_ERROR:
+        logger.exception("unexpected error " + what, *args)
+    return exc
+
+
 def _failed(handler: Handler, request: Any) -> Any:
     """An unexpected exception in a handler: logged, and UNKNOWN_SERVER_ERROR for the request."""
     log.exception("%s handler failed", handler.api.name)
     return error_response(handler, request, ErrorCode.UNKNOWN_SERVER_ERROR)
 
 
-async def _call_async(handler: Handler, fn: Any, broker: Broker, header: RequestHeader, request: Any) -> Any:
+def _call_sync(handler: Handler, broker: Broker, header: RequestHeader, request: Any) -> Any:
     try:
-        return await fn(broker, header, request)
+        return handler.fn(broker, header, request)
     except Exception:
         return _failed(handler, request)
+
+
+async def _settle(handler: Handler, request: Any, pending: Any) -> Any:
+    """Await a handler's answer; an exception on the way becomes UNKNOWN_SERVER_ERROR."""
+    try:
+        return await pending
+    except Exception:
+        return _failed(handler, request)
+
+
+async def _call_async(handler: Handler, fn: Any, broker: Broker, header: RequestHeader, request: Any) -> Any:
+    return await _settle(handler, request, fn(broker, header, request))
 
 
 def api_versions_response(error: ErrorCode = ErrorCode.NONE) -> Any:

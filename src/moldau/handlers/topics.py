@@ -18,8 +18,8 @@ from typing import Any
 from moldau.controller.controller import MAX_RECORDS_PER_USER_OP, excessive_batch
 from moldau.handlers.configs import topic_config_entries
 from moldau.handlers.pacing import paced, paced_map
-from moldau.handlers.registry import codec_for, handles
-from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
+from moldau.handlers.registry import codec_for, handles, item_error
+from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
 
 log = logging.getLogger(__name__)
@@ -97,9 +97,7 @@ async def create_topics(broker: Any, header: Any, request: Any) -> Any:
                     for e in topic_config_entries(broker, plan.configs, None, False, False)
                 ]
         except Exception as raised:
-            exc = to_kafka_error(raised)
-            if exc.code == ErrorCode.UNKNOWN_SERVER_ERROR:
-                log.exception("unexpected error answering one item")
+            exc = item_error(raised, log)
             result.error_code = int(exc.code)
             result.error_message = exc.message
             result.num_partitions = -1
@@ -131,9 +129,7 @@ async def delete_topics(broker: Any, header: Any, request: Any) -> Any:
             result.topic_id = topic.topic_id
             await broker.controller.delete_topic(name)
         except Exception as raised:
-            exc = to_kafka_error(raised)
-            if exc.code == ErrorCode.UNKNOWN_SERVER_ERROR:
-                log.exception("unexpected error answering one item")
+            exc = item_error(raised, log)
             result.error_code = int(exc.code)
             result.error_message = exc.message
     return _delete.Response(throttle_time_ms=0, responses=results)
@@ -168,9 +164,7 @@ async def create_partitions(broker: Any, header: Any, request: Any) -> Any:
             else:
                 await controller.update_topic(plan)
         except Exception as raised:
-            exc = to_kafka_error(raised)
-            if exc.code == ErrorCode.UNKNOWN_SERVER_ERROR:
-                log.exception("unexpected error answering one item")
+            exc = item_error(raised, log)
             result.error_code = int(exc.code)
             result.error_message = exc.message
     return _partitions.Response(throttle_time_ms=0, results=results)
