@@ -29,7 +29,7 @@ from .broker_process import START_TIMEOUT, Broker, BrokerError, free_port
 
 JOINED_MARKER = "joined cluster"
 #: broker.session.timeout.ms of cluster tests: failures are noticed within ~2.5 s
-SESSION_MS = 2000
+SESSION_MS = int(os.environ.get("MOLDAU_TEST_SESSION_MS", "2000"))
 
 
 def find_etcd() -> str | None:

@@ -222,6 +222,7 @@ class Broker:
                     replicas=list(state.replicas),
                     isr=list(state.isr),
                     partition_epoch=state.partition_epoch,
+                    session=self.store.session,
                 )
                 self.partitions[key] = partition
             else:

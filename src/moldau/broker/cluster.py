@@ -35,6 +35,7 @@ from moldau.metastore.store import (
     MetaChange,
     PartitionChanged,
     PartitionState,
+    SessionChanged,
     StaleEpochError,
     TopicChanged,
     TopicDeleted,
@@ -54,12 +55,16 @@ class MetadataFollower:
         self._watch = broker.store.watch()
         self._task: asyncio.Task[None] | None = None
         self.elector = LeaderElector(broker)
+        self.probe = DeathProbe(broker)
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
         self.elector.start()
+        self.broker.replica_manager.on_leader_refused = self.probe.suspect
 
     async def stop(self) -> None:
+        self.broker.replica_manager.on_leader_refused = None
+        await self.probe.stop()
         await self.elector.stop()
         self._watch.close()
         if self._task is not None:
@@ -102,6 +107,95 @@ class MetadataFollower:
             who = "none" if change.controller is None else str(change.controller.broker_id)
             log.info("controller is now %s", who)
             self.elector.trigger()
+        elif isinstance(change, SessionChanged):
+            self._session_changed(change)
+
+    def _session_changed(self, change: SessionChanged) -> None:
+        """Lapsed: wake everything that waits on this broker's leadership, so delayed
+        produces and commits are answered (NOT_LEADER_OR_FOLLOWER, NOT_COORDINATOR) now
+        rather than at their timeouts. Back: every change up to the re-read has been
+        applied before this one, so lead again where that metadata says."""
+        broker = self.broker
+        if change.valid:
+            broker.store.session.resume()
+            leading = sum(1 for p in broker.partitions.values() if p.is_leader)
+            log.info("session held again (metadata as of revision %d); leading %d partition(s)",
+                     change.revision, leading)
+            self.elector.trigger()
+            return
+        fenced = [p for p in broker.partitions.values() if p.fenced]
+        for partition in fenced:
+            partition._wake()
+            partition._wake_appenders()
+        log.warning("session lapsed: %d partition(s) this broker led answer NOT_LEADER_OR_FOLLOWER "
+                    "until it has re-read the metadata", len(fenced))
+
+
+class DeathProbe:
+    """Ends the session of a broker whose process is gone, without waiting for its
+    lease to time out (the largest part of a failover).
+
+    A follower's fetcher that finds its leader's endpoint refusing connections reports
+    it here (:meth:`suspect`). A live broker always listens: it registers only after its
+    listener is up and closes it only on its way out. So when two more connection
+    attempts, 50 ms apart, are refused too, nothing serves that registration and its
+    lease is revoked in etcd; the controller then elects new leaders as for an expired
+    session. A frozen or unreachable broker does not refuse (connections hang), and is
+    left to its session timeout and its own fencing."""
+
+    ATTEMPTS = 2
+    INTERVAL_S = 0.05
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self._probing: dict[int, asyncio.Task[None]] = {}
+
+    def suspect(self, broker_id: int) -> None:
+        if broker_id in self._probing or broker_id == self.broker.node_id:
+            return
+        info = next((b for b in self.broker.store.brokers() if b.broker_id == broker_id), None)
+        if info is None:
+            return  # already gone
+        task = asyncio.ensure_future(self._probe(info))
+        self._probing[broker_id] = task
+        task.add_done_callback(lambda _: self._probing.pop(broker_id, None))
+
+    async def _probe(self, info: BrokerInfo) -> None:
+        for _ in range(self.ATTEMPTS):
+            await asyncio.sleep(self.INTERVAL_S)
+            if not await _refuses(info.host, info.port):
+                return
+        store = self.broker.store
+        if not store.session.valid():
+            return  # we may be the one cut off: act on nothing
+        try:
+            ended = await store.end_session_of(info)
+        except Exception as exc:
+            log.warning("could not end the session of broker %d: %s", info.broker_id, exc)
+            return
+        if ended:
+            log.warning("broker %d refuses connections at %s:%d: its process is gone; ended its session",
+                        info.broker_id, info.host, info.port)
+
+    async def stop(self) -> None:
+        for task in list(self._probing.values()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+async def _refuses(host: str, port: int) -> bool:
+    """True when a TCP connection to ``host:port`` is refused (nothing listens there)."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+    except ConnectionRefusedError:
+        return True
+    except (TimeoutError, OSError):
+        return False
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
+    return False
 
 
 class LeaderElector:
@@ -125,16 +219,20 @@ class LeaderElector:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
 
-    def _is_controller(self) -> bool:
-        controller = self.broker.store.controller()
-        return controller is not None and controller.broker_id == self.broker.node_id
+    def _controller_epoch(self) -> int:
+        """Our controller epoch while we are the controller and our session holds, else 0."""
+        store = self.broker.store
+        controller = store.controller()
+        if controller is None or controller.broker_id != self.broker.node_id or not store.session.valid():
+            return 0
+        return controller.epoch
 
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval_s)
             self._wake.clear()
-            if not self._is_controller() or not self.broker.store.brokers():
+            if not self._controller_epoch() or not self.broker.store.brokers():
                 continue
             try:
                 await self.elect_once()
@@ -146,6 +244,9 @@ class LeaderElector:
     async def elect_once(self) -> int:
         """One pass over every partition; returns how many states were written."""
         broker = self.broker
+        epoch = self._controller_epoch()
+        if not epoch:
+            return 0
         live = {b.broker_id for b in broker.store.brokers()}
         decisions = []
         for topic in list(broker.topics.values()):
@@ -158,7 +259,7 @@ class LeaderElector:
 
         async def write(name: str, index: int, old: PartitionState, new: PartitionState) -> bool:
             try:
-                await broker.store.alter_partition(name, index, new, old.partition_epoch)
+                await broker.store.alter_partition(name, index, new, old.partition_epoch, controller_epoch=epoch)
             except (StaleEpochError, KeyError):
                 return False  # changed meanwhile: decided again on the fresh state
             if old.leader != new.leader:
