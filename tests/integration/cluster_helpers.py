@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from moldau.protocol.messages import ALL_APIS
@@ -17,7 +17,7 @@ from moldau.records import RecordInput, build_batch, decode_records, iter_batche
 from moldau.replication.client import BrokerClient, codec_for
 
 from .etcd_process import ClusterBroker
-from .kafka_helpers import admin_client, wait_until
+from .kafka_helpers import admin_client, consumer_conf, wait_until
 
 
 def start_three(cluster, **settings: object) -> dict[int, ClusterBroker]:
@@ -98,8 +98,9 @@ def raw_produce(broker: ClusterBroker, topic: str, acks: int, value: bytes = b"r
 
     return asyncio.run(send())
 
+
 def election_delay(brokers: dict[int, ClusterBroker], marks: dict[int, int], topic: str, victim: int,
-                    killed_wall: float) -> float | None:
+                   killed_wall: float) -> float | None:
     """Seconds from the kill to the controller's log line electing a new leader."""
     import datetime
 
@@ -171,3 +172,61 @@ class AckedWriter(threading.Thread):
                 if self.produced_at.get(value, 0) > moment:
                     out.append(when)
         return sorted(out)
+
+
+class Reader(threading.Thread):
+    """A consumer reading partition 0 from the start without pause; ``values`` in
+    order, ``times`` when each was read."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(daemon=True)
+        self.consumer = Consumer(consumer_conf(bootstrap, **{"topic.metadata.refresh.interval.ms": 1000}))
+        self.consumer.assign([TopicPartition(topic, 0, 0)])
+        self.values: list[int] = []
+        self.times: list[float] = []
+        self.stop_flag = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stop_flag.is_set():
+                msg = self.consumer.poll(0.1)
+                if msg is not None and not msg.error():
+                    self.values.append(int(msg.value()))
+                    self.times.append(time.monotonic())
+        finally:
+            self.consumer.close()
+
+    def read_after(self, moment: float) -> int:
+        return sum(1 for t in self.times if t > moment)
+
+
+def read_all(bootstrap: str, topic: str, timeout: float = 60.0) -> list[int]:
+    """Every value of partition 0, from offset 0 up to the high watermark as it is now."""
+    consumer = Consumer(consumer_conf(bootstrap))
+    values: list[int] = []
+    try:
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=20)
+        deadline = time.monotonic() + timeout
+        last = -1
+        while last < high - 1 and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                values.append(int(msg.value()))
+                last = msg.offset()
+    finally:
+        consumer.close()
+    return values
+
+
+def losses(writer: AckedWriter, values: list[int]) -> tuple[list[int], list[int], bool]:
+    """(acknowledged values missing from ``values``, values read more than once,
+    whether the acknowledged ones are in the order they were written)."""
+    acked = {value for value, _, _ in writer.acked}
+    seen: dict[int, int] = {}
+    for v in values:
+        seen[v] = seen.get(v, 0) + 1
+    lost = sorted(v for v in acked if v not in seen)
+    duplicated = sorted(v for v, n in seen.items() if n > 1)
+    in_log_order = [v for v in values if v in acked]
+    return lost, duplicated, in_log_order == sorted(in_log_order)

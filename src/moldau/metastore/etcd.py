@@ -78,7 +78,7 @@ MAX_TXN_OPS = 100
 GRPC_OPTIONS = {
     "grpc.initial_reconnect_backoff_ms": 100,
     "grpc.min_reconnect_backoff_ms": 100,
-    "grpc.max_reconnect_backoff_ms": 1000,
+    "grpc.max_reconnect_backoff_ms": 500,
 }
 
 
@@ -363,7 +363,7 @@ class EtcdMetaStore(MetaStore):
                     return
                 if not backoff:
                     log.warning("etcd watch interrupted (%s); resuming from revision %d", exc, next_revision)
-                backoff = min(2.0, max(0.1, backoff * 2))
+                backoff = min(0.5, max(0.1, backoff * 2))
                 await asyncio.sleep(backoff)
 
     def _live_keys(self) -> set[bytes]:
