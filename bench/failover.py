@@ -10,10 +10,13 @@ without pause, then kills the partition's leader with kill -9 ``--kills`` times
   expired its lease and the watch delivered the deletion),
 * ``elected``: the controller writing the new leader,
 * ``leads``: the new leader applying its leadership,
+* ``client``: the producer (librdkafka) taking the new leader from a metadata answer,
 * ``ack``: the producer's first acknowledgement of a record produced after the kill.
 
-``ack - leads`` is mostly the client finding the new leader (metadata refresh) plus one
-replication round trip to the other follower. Run it alone on the machine: the figures
+``client - leads`` is librdkafka's wait for its next metadata query: when the leader's
+connection drops it asks at once (too early: the old leader is still registered), then
+again on its one-second scan of partitions whose leader is down. ``ack - client`` is
+one produce with its replication round trip. Run it alone on the machine: the figures
 are times, not ratios, and other load moves them.
 
     python bench/failover.py --kills 12 --session-ms 1000
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import logging
 import statistics
 import sys
 import time
@@ -45,6 +49,18 @@ def _first_line_at(text: str, needle: str) -> float | None:
             except ValueError:
                 continue
     return None
+
+
+class _LeaderUpdates(logging.Handler):
+    """librdkafka's log lines (via confluent-kafka's ``logger``) that apply a new leader."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "applying leader-id update" in record.getMessage():
+            self.times.append(record.created)
 
 
 def main() -> int:
@@ -79,7 +95,12 @@ def main() -> int:
                                for b in brokers.values()), timeout=30, message="three brokers listed")
         topic = create_replicated(brokers[1].bootstrap, f"failover-{uuid.uuid4().hex[:6]}")
         wait_until(lambda: fully_replicated(brokers, topic, [1, 2, 3]), timeout=30, message="ISR 1,2,3")
-        extra = {"debug": args.client_debug} if args.client_debug else {}
+        updates = _LeaderUpdates()
+        client_log = logging.getLogger("failover.client")
+        client_log.propagate = False
+        client_log.setLevel(logging.DEBUG)
+        client_log.addHandler(updates)
+        extra = {"debug": args.client_debug or "topic", "logger": client_log}
         writer = AckedWriter(",".join(b.bootstrap for b in brokers.values()), topic, **extra)
         writer.start()
         wait_until(lambda: len(writer.acks_after(0)) > 50, timeout=30, message="writes flowing")
@@ -97,7 +118,7 @@ def main() -> int:
             time.sleep(0.3)  # let the logs be written
             texts = {i: b.log_text(marks[i]) for i, b in brokers.items() if i != leader}
 
-            def since(needle: str, texts=texts) -> float | None:
+            def since(needle: str, texts=texts, killed_wall=killed_wall) -> float | None:
                 stamps = [t for t in (_first_line_at(x, needle) for x in texts.values()) if t is not None]
                 return (min(stamps) - killed_wall) * 1000 if stamps else None
 
@@ -106,6 +127,7 @@ def main() -> int:
                 "left": since(f"broker {leader} left"),
                 "elected": since(f"{topic}-0: leader {leader} -> "),
                 "leads": since(f"{topic}-0: leader in epoch"),
+                "client": next(((t - killed_wall) * 1000 for t in updates.times if t > killed_wall), None),
                 "ack": (acked - killed) * 1000,
             })
             victim.start()
@@ -122,9 +144,10 @@ def main() -> int:
 
     print(f"session {args.session_ms} ms, heartbeat {settings['broker.heartbeat.interval.ms']} ms; "
           "ms from kill -9 of the leader to:")
-    print(" kill  victim    left  elected   leads     ack")
+    print(" kill  victim    left  elected   leads  client     ack")
     for n, r in enumerate(rows, 1):
-        print(f"{n:5d} {r['victim']:7d} {fmt(r['left'])} {fmt(r['elected'])}  {fmt(r['leads'])}  {fmt(r['ack'])}")
+        print(f"{n:5d} {r['victim']:7d} {fmt(r['left'])} {fmt(r['elected'])}  {fmt(r['leads'])}  "
+              f"{fmt(r['client'])}  {fmt(r['ack'])}")
     acks = [r["ack"] for r in rows]
     if acks:
         print(f"ack: median {statistics.median(acks):.0f} ms, min {min(acks):.0f}, max {max(acks):.0f}; "

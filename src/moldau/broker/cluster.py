@@ -60,7 +60,8 @@ class MetadataFollower:
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
         self.elector.start()
-        self.broker.replica_manager.on_leader_refused = self.probe.suspect
+        if self.broker.config.bool("moldau.broker.refused.probe.enable"):
+            self.broker.replica_manager.on_leader_refused = self.probe.suspect
 
     async def stop(self) -> None:
         self.broker.replica_manager.on_leader_refused = None
