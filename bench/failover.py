@@ -52,14 +52,18 @@ def _first_line_at(text: str, needle: str) -> float | None:
 
 
 class _LeaderUpdates(logging.Handler):
-    """librdkafka's log lines (via confluent-kafka's ``logger``) that apply a new leader."""
+    """librdkafka's log lines (via confluent-kafka's ``logger``): when it applied a new
+    leader, and every line with its time (for ``--explain``)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.times: list[float] = []
+        self.lines: list[tuple[float, str]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if "applying leader-id update" in record.getMessage():
+        message = record.getMessage()
+        self.lines.append((record.created, message))
+        if "applying leader-id update" in message:
             self.times.append(record.created)
 
 
@@ -69,7 +73,10 @@ def main() -> int:
     ap.add_argument("--session-ms", type=int, default=1000, help="broker.session.timeout.ms")
     ap.add_argument("--heartbeat-ms", type=int, default=0, help="broker.heartbeat.interval.ms (default: session/3)")
     ap.add_argument("--set", action="append", default=[], metavar="K=V", help="more broker properties")
-    ap.add_argument("--client-debug", default="", help="librdkafka debug contexts for the producer (to stderr)")
+    ap.add_argument("--client-debug", default="", help="librdkafka debug contexts for the producer (default topic)")
+    ap.add_argument("--explain", type=int, default=0, metavar="MS",
+                    help="print the client's and brokers' log lines of kills whose ack came MS after the client "
+                         "took the new leader")
     args = ap.parse_args()
     binary = find_etcd()
     if binary is None:
@@ -122,6 +129,19 @@ def main() -> int:
                 stamps = [t for t in (_first_line_at(x, needle) for x in texts.values()) if t is not None]
                 return (min(stamps) - killed_wall) * 1000 if stamps else None
 
+            client_at = next((t for t in updates.times if t > killed_wall), None)
+            ack_wall = killed_wall + (acked - killed)
+            if args.explain and client_at is not None and (ack_wall - client_at) * 1000 > args.explain:
+                print(f"--- kill {n + 1}: ack {(ack_wall - client_at) * 1000:.0f} ms after the client took the "
+                      "new leader", file=sys.stderr)
+                for t, line in updates.lines:
+                    if client_at - 0.05 <= t <= ack_wall + 0.05:
+                        print(f"client {t - killed_wall:7.3f} {line[:300]}", file=sys.stderr)
+                for i, text in texts.items():
+                    for line in text.splitlines():
+                        stamp = _first_line_at(line, " ")
+                        if stamp is not None and client_at - 1.0 <= stamp <= ack_wall + 0.05:
+                            print(f"b{i}     {stamp - killed_wall:7.3f} {line[24:300]}", file=sys.stderr)
             rows.append({
                 "victim": leader,
                 "left": since(f"broker {leader} left"),

@@ -139,10 +139,11 @@ class DeathProbe:
     A follower's fetcher that finds its leader's endpoint refusing connections reports
     it here (:meth:`suspect`). A live broker always listens: it registers only after its
     listener is up and closes it only on its way out. So when two more connection
-    attempts, 50 ms apart, are refused too, nothing serves that registration and its
-    lease is revoked in etcd; the controller then elects new leaders as for an expired
-    session. A frozen or unreachable broker does not refuse (connections hang), and is
-    left to its session timeout and its own fencing."""
+    attempts, 50 ms apart and after its registration was read, are refused too, the
+    process behind that registration is gone and its lease is revoked in etcd (unless
+    the registration changed meanwhile); the controller then elects new leaders as for
+    an expired session. A frozen or unreachable broker does not refuse (connections
+    hang), and is left to its session timeout and its own fencing."""
 
     ATTEMPTS = 2
     INTERVAL_S = 0.05
@@ -162,15 +163,17 @@ class DeathProbe:
         task.add_done_callback(lambda _: self._probing.pop(broker_id, None))
 
     async def _probe(self, info: BrokerInfo) -> None:
-        for _ in range(self.ATTEMPTS):
-            await asyncio.sleep(self.INTERVAL_S)
-            if not await _refuses(info.host, info.port):
-                return
         store = self.broker.store
-        if not store.session.valid():
-            return  # we may be the one cut off: act on nothing
+
+        async def still_refused() -> bool:
+            for _ in range(self.ATTEMPTS):
+                await asyncio.sleep(self.INTERVAL_S)
+                if not await _refuses(info.host, info.port):
+                    return False
+            return store.session.valid()  # we may be the one cut off: then act on nothing
+
         try:
-            ended = await store.end_session_of(info)
+            ended = await store.end_session_of(info, still_refused)
         except Exception as exc:
             log.warning("could not end the session of broker %d: %s", info.broker_id, exc)
             return

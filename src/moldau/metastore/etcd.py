@@ -44,6 +44,7 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -650,14 +651,14 @@ class EtcdMetaStore(MetaStore):
         """Tell the watchers when the session lapses (the hot path needs no telling: it
         reads the clock), so that requests waiting on this broker's leadership are
         answered at once."""
-        reported = False
+        reported = True  # until it has held once (the first resume is the reader's)
         while not self._closed:
             left = self.session.valid_until - time.monotonic()
             if left > 0:
                 reported = False
                 await asyncio.sleep(min(left, 1.0))
                 continue
-            if not reported and not self.session.suspended:
+            if not reported:
                 log.warning(
                     "no session renewal answered by etcd in time: this broker may have been replaced, "
                     "so it stops acting as leader and controller until it has re-read the metadata"
@@ -666,16 +667,24 @@ class EtcdMetaStore(MetaStore):
             reported = True
             await asyncio.sleep(0.05)
 
-    async def end_session_of(self, info: BrokerInfo) -> bool:
-        """Revoke the lease of the registration ``info`` if it is still there as such:
-        its key goes at once, and with it the controller key if that broker held it."""
-        current = await self._client.get(self._key("brokers", info.broker_id))
-        if current is None or not current.lease or BrokerInfo.from_json(json.loads(current.value)) != info:
+    async def end_session_of(self, info: BrokerInfo, confirm: Callable[[], Awaitable[bool]]) -> bool:
+        """Revoke the lease of the registration ``info`` if it is still the one read
+        before ``confirm`` proved its process gone: its key goes at once, and with it
+        the controller key if that broker held it. A process that registers the same
+        endpoint later (it must listen first) keeps its new lease."""
+        key = self._key("brokers", info.broker_id)
+        before = await self._client.get(key)
+        if before is None or not before.lease or BrokerInfo.from_json(json.loads(before.value)) != info:
             return False
-        if self._lease is not None and current.lease == self._lease.id:
+        if self._lease is not None and before.lease == self._lease.id:
             return False
+        if not await confirm():
+            return False
+        after = await self._client.get(key)
+        if after is None or after.create_revision != before.create_revision:
+            return False  # it lapsed meanwhile (and maybe registered anew)
         try:
-            await self._client.revoke_lease(current.lease)
+            await self._client.revoke_lease(before.lease)
         except Exception as exc:  # already gone (another broker was faster)
             log.debug("revoking the lease of broker %d: %s", info.broker_id, _reason(exc))
             return False

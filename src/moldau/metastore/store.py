@@ -30,6 +30,7 @@ import asyncio
 import math
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -371,10 +372,12 @@ class MetaStore(abc.ABC):
         self._registered = info
         self._publish(BrokerChanged(0, info.broker_id, info))
 
-    async def end_session_of(self, info: BrokerInfo) -> bool:
-        """End the registration ``info`` of another broker found dead (its endpoint
-        refuses connections), rather than wait for its session to time out; True if
-        it was still registered so and is now gone. A single node has no others."""
+    async def end_session_of(self, info: BrokerInfo, confirm: Callable[[], Awaitable[bool]]) -> bool:
+        """End another broker's registration ``info``, found dead (its endpoint refuses
+        connections), rather than wait for its session to time out. ``confirm`` is
+        awaited after the registration was read and must prove its process gone then
+        (a registration made after that proof is left alone); True if it was ended.
+        A single node has no others."""
         return False
 
     def brokers(self) -> list[BrokerInfo]:
