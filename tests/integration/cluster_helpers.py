@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from moldau.protocol.messages import ALL_APIS
@@ -176,12 +176,21 @@ class AckedWriter(threading.Thread):
 
 class Reader(threading.Thread):
     """A consumer reading partition 0 from the start without pause; ``values`` in
-    order, ``times`` when each was read."""
+    order, ``times`` when each was read. With ``group``, a member of that consumer
+    group (subscribed, committing every 200 ms), else assigned the partition."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, group: str | None = None) -> None:
         super().__init__(daemon=True)
-        self.consumer = Consumer(consumer_conf(bootstrap, **{"topic.metadata.refresh.interval.ms": 1000}))
-        self.consumer.assign([TopicPartition(topic, 0, 0)])
+        conf: dict[str, object] = {"topic.metadata.refresh.interval.ms": 1000}
+        if group is not None:
+            conf.update({"group.id": group, "enable.auto.commit": True, "enable.auto.offset.store": True,
+                         "auto.commit.interval.ms": 200, "session.timeout.ms": 6000,
+                         "heartbeat.interval.ms": 500})
+        self.consumer = Consumer(consumer_conf(bootstrap, **conf))
+        if group is None:
+            self.consumer.assign([TopicPartition(topic, 0, 0)])
+        else:
+            self.consumer.subscribe([topic])
         self.values: list[int] = []
         self.times: list[float] = []
         self.stop_flag = threading.Event()
@@ -198,6 +207,14 @@ class Reader(threading.Thread):
 
     def read_after(self, moment: float) -> int:
         return sum(1 for t in self.times if t > moment)
+
+
+def committed(bootstrap: str, group: str, topic: str) -> int:
+    """The offset ``group`` has committed for partition 0 of ``topic`` (-1: none)."""
+    request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0)])
+    admin = admin_client(bootstrap)  # kept alive until its future resolves
+    answer = admin.list_consumer_group_offsets([request], request_timeout=10)[group]
+    return answer.result(timeout=15).topic_partitions[0].offset
 
 
 def read_all(bootstrap: str, topic: str, timeout: float = 60.0) -> list[int]:

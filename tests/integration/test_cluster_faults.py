@@ -9,7 +9,8 @@ itself, so even an acks=1 write is refused rather than taken and lost), rejoins 
 follower, truncates its tail, and all three logs end identical, with every
 acknowledged record present once and in order. etcd killed and restarted on its data
 under load: once no session can be trusted the brokers acknowledge nothing more, and
-after etcd is back producing and consuming resume with nothing acknowledged lost.
+after etcd is back producing and consuming (in a consumer group, whose coordinator
+unloaded the group while fenced and reloads it) resume with nothing acknowledged lost.
 (A consumer group through the kill -9 of its coordinator: test_replication.py.)
 
 Cost: about 15 s each on two idle cores (three brokers each; the second has its own etcd).
@@ -27,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from .cluster_helpers import (
     AckedWriter,
     Reader,
+    committed,
     create_replicated,
     fully_replicated,
     log_values,
@@ -126,7 +128,8 @@ def test_etcd_restarted_under_load() -> None:
             wait_until(lambda: fully_replicated(brokers, topic, [1, 2, 3]), timeout=20, message="ISR 1,2,3")
             bootstrap = ",".join(b.bootstrap for b in brokers.values())
             writer = AckedWriter(bootstrap, topic)
-            reader = Reader(bootstrap, topic)
+            group = f"g-{topic}"
+            reader = Reader(bootstrap, topic, group=group)  # its coordinator fences itself too
             writer.start()
             reader.start()
             wait_until(lambda: len(writer.acks_after(0)) > 200 and reader.read_after(0) > 200, timeout=30,
@@ -144,6 +147,9 @@ def test_etcd_restarted_under_load() -> None:
                        message="acknowledged writes after etcd came back")
             wait_until(lambda: reader.read_after(restarted) > 200, timeout=60,
                        message="reads after etcd came back")
+            in_log = len(read_all(bootstrap, topic))
+            wait_until(lambda: committed(bootstrap, group, topic) > in_log, timeout=30,
+                       message="the group committing offsets after etcd came back")
             took = min(writer.acks_after(restarted)) - restarted
             writer.stop_flag.set()
             writer.join(60)

@@ -114,20 +114,26 @@ class MetadataFollower:
     def _session_changed(self, change: SessionChanged) -> None:
         """Lapsed: wake everything that waits on this broker's leadership, so delayed
         produces and commits are answered (NOT_LEADER_OR_FOLLOWER, NOT_COORDINATOR) now
-        rather than at their timeouts. Back: every change up to the re-read has been
-        applied before this one, so lead again where that metadata says."""
+        rather than at their timeouts, and unload the groups of the ``__consumer_offsets``
+        partitions it led. Back: every change up to the re-read has been applied before
+        this one, so lead again where that metadata says, groups reloaded from the log."""
         broker = self.broker
+        coordinator = broker.group_coordinator
         if change.valid:
             broker.store.session.resume()
-            leading = sum(1 for p in broker.partitions.values() if p.is_leader)
+            leading = [p for p in broker.partitions.values() if p.is_leader]
+            for partition in leading:  # groups come back as their log has them
+                coordinator.leadership_changed(partition.topic, partition.index, True)
             log.info("session held again (metadata as of revision %d); leading %d partition(s)",
-                     change.revision, leading)
+                     change.revision, len(leading))
             self.elector.trigger()
             return
         fenced = [p for p in broker.partitions.values() if p.fenced]
         for partition in fenced:
             partition._wake()
             partition._wake_appenders()
+            # as Kafka's coordinator resigns: no group state kept that the log may not have
+            coordinator.leadership_changed(partition.topic, partition.index, False)
         log.warning("session lapsed: %d partition(s) this broker led answer NOT_LEADER_OR_FOLLOWER "
                     "until it has re-read the metadata", len(fenced))
 
