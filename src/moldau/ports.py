@@ -28,12 +28,14 @@ if TYPE_CHECKING:
     from moldau.config.broker import BrokerConfig
     from moldau.metastore.store import BrokerInfo, MetaStore, PartitionState, TopicRecord
     from moldau.protocol.errors import ErrorCode
-    from moldau.replication.partition import Partition
     from moldau.storage.config import LogConfig
     from moldau.storage.log import AppendInfo, LogReadInfo
     from moldau.storage.log_manager import LogManager
 
 T = TypeVar("T")
+#: the partition type a host holds (replication's Partition): named by the user of the
+#: interface, so that this module depends on nothing above the ground floor
+P_co = TypeVar("P_co", covariant=True)
 
 TopicPartition = tuple[str, int]
 
@@ -159,7 +161,7 @@ class ProducerIdBlocks(Protocol):
 
 
 @runtime_checkable
-class ReplicaHost(Protocol):
+class ReplicaHost(Protocol[P_co]):
     """What :class:`moldau.replication.manager.ReplicaManager` and its fetchers use:
     this broker's partitions, topic names by id (replica fetches answer by id), the
     live brokers' endpoints and the ISR write through the store, and the broker to
@@ -174,7 +176,7 @@ class ReplicaHost(Protocol):
     @property
     def changes(self) -> ChangeRunner: ...
     @property
-    def partitions(self) -> Mapping[TopicPartition, Partition]: ...
+    def partitions(self) -> Mapping[TopicPartition, P_co]: ...
     @property
     def topic_names_by_id(self) -> Mapping[uuid.UUID, str]: ...
 

@@ -60,7 +60,7 @@ Key = tuple[str, int]
 class ReplicaManager:
     """Fetchers for this broker's follower partitions, ISR writes for its leaders."""
 
-    def __init__(self, broker: ReplicaHost) -> None:
+    def __init__(self, broker: ReplicaHost[Partition]) -> None:
         self.broker = broker
         self.fetchers: dict[int, ReplicaFetcher] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
