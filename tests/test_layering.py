@@ -9,6 +9,7 @@ interpreter; and the broker is checked to offer every member the seams declare."
 from __future__ import annotations
 
 import ast
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,7 @@ def _modules() -> dict[str, Path]:
     return found
 
 
+@functools.cache
 def _import_graph() -> dict[str, set[str]]:
     """Each module of moldau -> the moldau modules it imports, anywhere in its text."""
     modules = _modules()
@@ -139,3 +141,9 @@ def test_the_broker_offers_every_seam(tmp_path):
     for seam in (ControllerHost, GroupCoordinatorHost, ReplicaHost):
         assert isinstance(broker, seam), seam.__name__
     assert broker.group_coordinator in broker.leadership_listeners
+
+
+def test_the_seams_stand_on_the_ground_floor():
+    ground = ("moldau.config", "moldau.metastore", "moldau.storage", "moldau.protocol")
+    above = sorted(t for t in _import_graph()["moldau.ports"] if not _within(t, ground))
+    assert not above, f"moldau.ports must not depend on the components it describes: {above}"
