@@ -19,7 +19,12 @@ from pathlib import Path
 
 from moldau.broker.changes import StateChanges
 from moldau.config.broker import BrokerConfig
+from moldau.controller.controller import Controller
+from moldau.coordinator.group import GroupCoordinator
+from moldau.coordinator.producer_ids import ProducerIdManager
 from moldau.metastore.store import BrokerInfo, ClusterImage, MetaStore, PartitionState, TopicRecord
+from moldau.ports import LeadershipListener
+from moldau.replication.manager import ReplicaManager
 from moldau.replication.partition import Partition
 from moldau.storage.cleaner import CleanerConfig, LogCleaner
 from moldau.storage.config import LogConfig
@@ -63,15 +68,15 @@ class Broker:
         self.changes = StateChanges()
         self._tasks: list[asyncio.Task[None]] = []
         self.log_cleaner: LogCleaner | None = None
-        from moldau.controller.controller import Controller
-        from moldau.coordinator.group import GroupCoordinator
-        from moldau.coordinator.producer_ids import ProducerIdManager
-        from moldau.replication.manager import ReplicaManager
-
+        # The wiring: each component gets this broker as the narrow interface it
+        # declares in moldau.ports, and never imports the broker itself.
         self.controller = Controller(self)
         self.producer_ids = ProducerIdManager(store)
         self.group_coordinator = GroupCoordinator(self)
         self.replica_manager = ReplicaManager(self)
+        #: told when this broker gains or loses a partition's leadership, in metadata
+        #: order: the coordinators whose state lives in internal topics
+        self.leadership_listeners: list[LeadershipListener] = [self.group_coordinator]
 
     # lifecycle ------------------------------------------------------------------------
 
@@ -235,7 +240,8 @@ class Broker:
             )
             if role is not None:
                 self.replica_manager.role_changed(partition, role)
-                self.group_coordinator.leadership_changed(topic.name, index, role == "leader")
+                for listener in self.leadership_listeners:
+                    listener.leadership_changed(topic.name, index, role == "leader")
 
     def apply_partition_state(self, topic: str, index: int, state: PartitionState) -> None:
         """One partition's new state (an ISR change this broker wrote, or an election
@@ -250,7 +256,8 @@ class Broker:
         topic = self.topics.pop(name, None)
         if topic is None:
             return
-        self.group_coordinator.topic_removed(name)
+        for listener in self.leadership_listeners:
+            listener.topic_removed(name)
         self.topic_names_by_id.pop(topic.topic_id, None)
         for index in topic.partitions:
             partition = self.partitions.pop((name, index), None)

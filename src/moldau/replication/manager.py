@@ -35,7 +35,7 @@ from moldau.replication.client import BrokerClient, codec_for
 from moldau.replication.partition import Partition
 
 if TYPE_CHECKING:
-    from moldau.broker.broker import Broker
+    from moldau.ports import ReplicaHost
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ Key = tuple[str, int]
 class ReplicaManager:
     """Fetchers for this broker's follower partitions, ISR writes for its leaders."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: ReplicaHost[Partition]) -> None:
         self.broker = broker
         self.fetchers: dict[int, ReplicaFetcher] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
