@@ -146,11 +146,13 @@ class LeaderElector:
     async def elect_once(self) -> int:
         """One pass over every partition; returns how many states were written."""
         broker = self.broker
-        live = {b.broker_id for b in broker.store.brokers()}
+        registered = broker.store.brokers()
+        live = {b.broker_id for b in registered}
+        leaving = frozenset(b.broker_id for b in registered if b.shutting_down)
         decisions = []
         for topic in list(broker.topics.values()):
             for index, state in topic.partitions.items():
-                new = reconcile(state, live)
+                new = reconcile(state, live, leaving)
                 if new is not None:
                     decisions.append((topic.name, index, state, new))
         if not decisions:

@@ -117,8 +117,14 @@ class ReplicaManager:
 
     def maybe_change_isr(self, partition: Partition) -> None:
         new_isr = partition.isr_change(self.lag_max_ms)
-        if new_isr is None or not self.broker.store.brokers():
+        registered = self.broker.store.brokers()
+        if new_isr is None or not registered:
             return  # nothing to change, or a single node (not registered: no followers)
+        leaving = {b.broker_id for b in registered if b.shutting_down}
+        if leaving:  # a broker in controlled shutdown is not added back (KRaft: ineligible)
+            new_isr = [r for r in new_isr if r in partition.isr or r not in leaving]
+            if new_isr == partition.isr:
+                return
         partition.isr_change_pending = True
         task = asyncio.ensure_future(self._alter_isr(partition, new_isr))
         self._tasks.add(task)
