@@ -8,9 +8,10 @@ sees no error at all and loses nothing; and a rolling restart of all three broke
 a cluster (each SIGTERMed, restarted, and waited for until every partition is fully
 replicated again, as an operator does) under an idempotent acks=all producer and a
 consumer group on three partitions loses no acknowledged record, duplicates none, keeps
-the order of each partition, and the group consumes everything.
+the order of each partition, and the group consumes everything; with etcd down the
+handover cannot happen and the broker stops anyway after the bounded attempts.
 
-Cost: about 35 s (two three-broker clusters; the rolling restart is most of it).
+Cost: about 30 s (three three-broker clusters; the rolling restart is half of it).
 """
 
 from __future__ import annotations
@@ -219,3 +220,26 @@ def test_rolling_restart_under_load_loses_and_duplicates_nothing(cluster) -> Non
         assert vs == sorted(vs), f"partition {p} out of order"
         assert all(v % 3 == p for v in vs)
     assert not unconsumed, f"the group never saw: {unconsumed[:20]}"
+
+
+def test_without_etcd_the_controlled_shutdown_gives_up_in_bounded_time(cluster, etcd) -> None:
+    """With the metadata unreachable nobody can move leadership: the broker tries
+    controlled.shutdown.max.retries times, each bounded by controlled.shutdown.retry.backoff.ms,
+    and then stops anyway, cleanly."""
+    settings = {"controlled.shutdown.max.retries": 2, "controlled.shutdown.retry.backoff.ms": 500}
+    brokers = _start_three(cluster, **settings)
+    topic = _create_replicated(brokers[1].bootstrap, unique_topic("noetcd"))
+    leader = wait_until(lambda: _fully_replicated(brokers, topic, [1, 2, 3]), timeout=20, message="ISR 1,2,3")
+    victim = brokers[leader]
+    mark = victim.log_size()
+    etcd.kill9()
+    try:
+        began = time.monotonic()
+        assert victim.stop() == 0
+        took = time.monotonic() - began
+    finally:
+        etcd.start()
+    text = victim.log_text(mark)
+    assert "controlled shutdown did not complete after 2 attempts" in text, text[-3000:]
+    print(f"controlled shutdown without etcd gave up and stopped in {took * 1000:.0f} ms")
+    assert 0.9 < took < 10  # two attempts of 500 ms, then the ordinary stop

@@ -72,15 +72,17 @@ async def controlled_shutdown(broker: Broker) -> bool:
     wait_s = config.int("controlled.shutdown.retry.backoff.ms") / 1000
     began = time.monotonic()
     for attempt in range(1, attempts + 1):
+        deadline = time.monotonic() + wait_s
         try:
-            await broker.store.begin_controlled_shutdown()
+            # within the attempt's time: an unreachable etcd must not hold the
+            # shutdown for the store's whole request timeout, attempt after attempt
+            await asyncio.wait_for(broker.store.begin_controlled_shutdown(), max(0.1, wait_s))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("controlled shutdown attempt %d: cannot mark the registration: %s", attempt, exc)
-            await asyncio.sleep(min(wait_s, 1.0))
+            log.warning("controlled shutdown attempt %d: cannot mark the registration: %r", attempt, exc)
+            await asyncio.sleep(max(0.0, deadline - time.monotonic()))  # Kafka's backoff
             continue
-        deadline = time.monotonic() + wait_s
         while (left := remaining(broker)) and time.monotonic() < deadline:
             await asyncio.sleep(POLL_S)
         if not left:
