@@ -142,8 +142,8 @@ class LocalCluster:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
             self.etcd.start()
-        except RuntimeError as exc:
-            raise ClusterError(f"etcd did not start: {exc}") from None
+        except (RuntimeError, OSError) as exc:  # OSError: no such binary, not executable
+            raise ClusterError(f"etcd ({self.etcd.binary}) did not start: {exc}") from None
         try:
             for b in self.brokers:
                 b.start(self.etcd.url, self.log_level)

@@ -108,6 +108,12 @@ def cluster(brokers: int, data_dir: Path, port: int, etcd_port: int, settings: t
         if not sep or not key.strip():
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
         raw[key.strip()] = value.strip()
+    from moldau.config.broker import BrokerConfig
+
+    try:
+        BrokerConfig(raw)  # the brokers would refuse it: say so before starting anything
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     if port and port + brokers - 1 > 65535:
         raise click.BadParameter(f"ports {port}..{port + brokers - 1} do not fit", param_hint="--port")
     try:
