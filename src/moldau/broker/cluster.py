@@ -96,7 +96,8 @@ class MetadataFollower:
             for topic in list(broker.topics.values()):
                 broker.apply_topic(topic)
         elif isinstance(change, BrokerChanged):
-            log.info("broker %d %s", change.broker_id, "joined" if change.info else "left")
+            state = "left" if change.info is None else "is shutting down" if change.info.shutting_down else "joined"
+            log.info("broker %d %s", change.broker_id, state)
             self.elector.trigger()
         elif isinstance(change, ControllerChanged):
             who = "none" if change.controller is None else str(change.controller.broker_id)

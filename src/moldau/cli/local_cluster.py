@@ -166,7 +166,12 @@ class LocalCluster:
 
     def stop(self, report: Callable[[str], None] | None = None) -> None:
         """Brokers one after another (each hands its leaderships to those still
-        running), then etcd."""
+        running), then etcd. Without etcd no handover can happen: then all brokers
+        at once, each giving up its controlled shutdown after the bounded attempts."""
+        if not self.etcd.is_running():
+            for b in self.brokers:
+                if b.is_running() and b.proc is not None:
+                    b.proc.send_signal(signal.SIGTERM)
         for b in self.brokers:
             if b.is_running():
                 began = time.monotonic()
