@@ -20,6 +20,7 @@ from moldau.metastore.store import (
     BrokerChanged,
     BrokerIdInUseError,
     BrokerInfo,
+    ClusterImage,
     ControllerChanged,
     MetaChange,
     PartitionChanged,
@@ -60,6 +61,15 @@ async def _stores(target: EtcdTarget, count: int) -> list[EtcdMetaStore]:
 
 async def _close(stores: list[EtcdMetaStore]) -> None:
     for store in stores:
+        await store.close()
+
+
+async def _fresh_image(target: EtcdTarget) -> ClusterImage:
+    """What a newcomer loads (its store closed again, so no watch is left running)."""
+    store = EtcdMetaStore(target)
+    try:
+        return await store.load()
+    finally:
         await store.close()
 
 
@@ -106,13 +116,13 @@ def test_topics_persist_and_one_creator_wins(target: EtcdTarget) -> None:
             await stores[0].update_topic(big)
             await stores[0].set_broker_configs("", {"log.retention.ms": "1000"})
             await stores[0].set_broker_configs("1", {"num.partitions": "3"})
-            image = await EtcdMetaStore(target).load()
+            image = await _fresh_image(target)
             assert len(image.topics["big"].partitions) == 301
             assert image.topics["big"].partitions[300].leader == 2
             assert image.topics["big"].configs == {"cleanup.policy": "compact"}
             assert image.broker_configs == {"": {"log.retention.ms": "1000"}, "1": {"num.partitions": "3"}}
             await stores[1].delete_topic("race")
-            assert "race" not in (await EtcdMetaStore(target).load()).topics
+            assert "race" not in (await _fresh_image(target)).topics
             await fresh.close()
         finally:
             await _close(stores)
@@ -146,7 +156,7 @@ def test_alter_partition_is_compare_and_swap(target: EtcdTarget) -> None:
             await b.alter_partition("p", 0, shrunk, expected_epoch=0)
             with pytest.raises(StaleEpochError):
                 await a.alter_partition("p", 0, shrunk, expected_epoch=0)
-            assert (await EtcdMetaStore(target).load()).topics["p"].partitions[0].isr == [1]
+            assert (await _fresh_image(target)).topics["p"].partitions[0].isr == [1]
         finally:
             await _close([a, b])
 

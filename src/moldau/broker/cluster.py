@@ -102,7 +102,8 @@ class MetadataFollower:
             for topic in list(broker.topics.values()):
                 broker.apply_topic(topic)
         elif isinstance(change, BrokerChanged):
-            log.info("broker %d %s", change.broker_id, "joined" if change.info else "left")
+            state = "left" if change.info is None else "is shutting down" if change.info.shutting_down else "joined"
+            log.info("broker %d %s", change.broker_id, state)
             self.elector.trigger()
         elif isinstance(change, ControllerChanged):
             who = "none" if change.controller is None else str(change.controller.broker_id)
@@ -118,12 +119,13 @@ class MetadataFollower:
         partitions it led. Back: every change up to the re-read has been applied before
         this one, so lead again where that metadata says, groups reloaded from the log."""
         broker = self.broker
-        coordinator = broker.group_coordinator
+        listeners = list(broker.leadership_listeners)
         if change.valid:
             broker.store.session.resume()
             leading = [p for p in broker.partitions.values() if p.is_leader]
             for partition in leading:  # groups come back as their log has them
-                coordinator.leadership_changed(partition.topic, partition.index, True)
+                for listener in listeners:
+                    listener.leadership_changed(partition.topic, partition.index, True)
             log.info("session held again (metadata as of revision %d); leading %d partition(s)",
                      change.revision, len(leading))
             self.elector.trigger()
@@ -133,7 +135,8 @@ class MetadataFollower:
             partition._wake()
             partition._wake_appenders()
             # as Kafka's coordinator resigns: no group state kept that the log may not have
-            coordinator.leadership_changed(partition.topic, partition.index, False)
+            for listener in listeners:
+                listener.leadership_changed(partition.topic, partition.index, False)
         log.warning("session lapsed: %d partition(s) this broker led answer NOT_LEADER_OR_FOLLOWER "
                     "until it has re-read the metadata", len(fenced))
 
@@ -257,11 +260,13 @@ class LeaderElector:
         epoch = self._controller_epoch()
         if not epoch:
             return 0
-        live = {b.broker_id for b in broker.store.brokers()}
+        registered = broker.store.brokers()
+        live = {b.broker_id for b in registered}
+        leaving = frozenset(b.broker_id for b in registered if b.shutting_down)
         decisions = []
         for topic in list(broker.topics.values()):
             for index, state in topic.partitions.items():
-                new = reconcile(state, live)
+                new = reconcile(state, live, leaving)
                 if new is not None:
                     decisions.append((topic.name, index, state, new))
         if not decisions:

@@ -153,6 +153,13 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
         ConfigDef("moldau.broker.refused.probe.enable", _T.BOOLEAN, True,
                   "End the session of a broker whose endpoint refuses connections (its process is gone) "
                   "instead of waiting for broker.session.timeout.ms.", read_only=True),
+        ConfigDef("controlled.shutdown.enable", _T.BOOLEAN, True,
+                  "On SIGTERM, hand partition leadership to other in-sync replicas before stopping.",
+                  read_only=True),
+        ConfigDef("controlled.shutdown.max.retries", _T.INT, 3, min_value=0, read_only=True),
+        ConfigDef("controlled.shutdown.retry.backoff.ms", _T.LONG, 5000, min_value=0, read_only=True),
+        ConfigDef("replica.high.watermark.checkpoint.interval.ms", _T.LONG, 5000, min_value=1,
+                  read_only=True),
         ConfigDef("log.dirs", _T.STRING, None, "Where partition data lives.", read_only=True),
         ConfigDef("log.dir", _T.STRING, "./moldau-data", "Where partition data lives.", read_only=True),
         ConfigDef("listeners", _T.STRING, "PLAINTEXT://127.0.0.1:9092", read_only=True),

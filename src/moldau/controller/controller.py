@@ -42,7 +42,7 @@ from moldau.metastore.store import PartitionState, TopicExistsError, TopicRecord
 from moldau.protocol.errors import ErrorCode, KafkaError
 
 if TYPE_CHECKING:
-    from moldau.broker.broker import Broker
+    from moldau.ports import ControllerHost
 
 MAX_TOPIC_NAME_LENGTH = 249
 _LEGAL_NAME = re.compile(r"[a-zA-Z0-9._-]+")
@@ -78,7 +78,7 @@ def validate_topic_name(name: str | None) -> None:
 
 
 class Controller:
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: ControllerHost) -> None:
         self.broker = broker
 
     def live_brokers(self) -> list[int]:

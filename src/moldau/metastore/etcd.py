@@ -39,12 +39,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import json
 import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -146,11 +147,9 @@ class EtcdMetaStore(MetaStore):
 
     def __init__(self, target: EtcdTarget | str, *, timeout_s: float = 10.0) -> None:
         import aetcd  # lazily: 0.1-0.15 s of imports that a single broker never needs
-        import aetcd.exceptions
         import aetcd.rpc
 
         self._rpc = aetcd.rpc
-        self._compacted_error = aetcd.exceptions.RevisionCompactedError
         self.target = EtcdTarget.parse(target) if isinstance(target, str) else target
         host, port = self.target.grpc_host_port()
         self._client = aetcd.Client(host=host, port=port, timeout=timeout_s, options=GRPC_OPTIONS)
@@ -171,6 +170,7 @@ class EtcdMetaStore(MetaStore):
         self._session_timeout_ms = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._watch_task: asyncio.Task[None] | None = None
+        self._watch_call: Any = None
         self._closed = False
 
     # keys -----------------------------------------------------------------------------
@@ -340,8 +340,7 @@ class EtcdMetaStore(MetaStore):
         backoff = 0.0
         while not self._closed:
             try:
-                events = await self._client.watch_prefix(self.root, start_revision=next_revision)
-                async for event in events:
+                async for event in self._watch_stream(next_revision):
                     # One event at a time: within one transaction etcd reports the
                     # operations in the order written, and writes put partition keys
                     # before the topic key that names them.
@@ -351,7 +350,7 @@ class EtcdMetaStore(MetaStore):
                         backoff = 0.0
             except asyncio.CancelledError:
                 raise
-            except self._compacted_error as exc:
+            except _HistoryCompacted as exc:
                 # etcd dropped the history we would resume from: read it all again.
                 log.warning("etcd history compacted (%s); reloading the metadata", exc)
                 try:
@@ -366,6 +365,40 @@ class EtcdMetaStore(MetaStore):
                     log.warning("etcd watch interrupted (%s); resuming from revision %d", exc, next_revision)
                 backoff = min(0.5, max(0.1, backoff * 2))
                 await asyncio.sleep(backoff)
+
+    async def _watch_stream(self, start_revision: int) -> AsyncIterator[Any]:
+        """The events of one etcd Watch stream on ROOT from ``start_revision``.
+
+        Driven through the generated gRPC stub in read/write style rather than aetcd's
+        shared Watcher: that one's shutdown can wait forever on a stream a cancelled
+        task left behind (seen as a hung test teardown), while a call of our own is
+        simply cancelled. Raises :class:`_HistoryCompacted` when etcd no longer has
+        ``start_revision``, and ConnectionError when the stream ends.
+        """
+        import grpc.aio
+
+        rpc = self._rpc
+        await self._client.connect()
+        call = rpc.WatchStub(self._client.channel).Watch(metadata=self._client.metadata)
+        self._watch_call = call
+        try:
+            create = rpc.WatchCreateRequest(
+                key=self.root, range_end=_prefix_end(self.root), start_revision=start_revision
+            )
+            await call.write(rpc.WatchRequest(create_request=create))
+            while True:
+                response = await call.read()
+                if response is grpc.aio.EOF:
+                    raise ConnectionError("etcd closed the watch stream")
+                if response.compact_revision:
+                    raise _HistoryCompacted(f"compacted at revision {response.compact_revision}")
+                if response.canceled:
+                    raise ConnectionError(f"etcd cancelled the watch: {response.cancel_reason}")
+                for event in response.events:
+                    yield event
+        finally:
+            self._watch_call = None
+            call.cancel()
 
     def _live_keys(self) -> set[bytes]:
         """The keys the image holds now (what a snapshot is compared against)."""
@@ -393,7 +426,7 @@ class EtcdMetaStore(MetaStore):
 
     def _apply_event(self, event: Any) -> int:
         kv = event.kv
-        deleted = event.kind == "DELETE"
+        deleted = event.type == self._rpc.Event.EventType.DELETE
         self._apply_change(bytes(kv.key), None if deleted else bytes(kv.value), kv.create_revision, kv.mod_revision)
         return int(kv.mod_revision)
 
@@ -693,6 +726,25 @@ class EtcdMetaStore(MetaStore):
     def brokers(self) -> list[BrokerInfo]:
         return [self._brokers[i] for i in sorted(self._brokers)]
 
+    async def begin_controlled_shutdown(self) -> None:
+        """Rewrite our registration with ``shutting_down`` under the same lease; CAS on
+        its value, so a registration that has lapsed (or was re-made) is not recreated.
+        Every broker's watch delivers the change; the controller acts on it."""
+        if self._registered is None or self._lease is None:
+            return
+        key = self._key("brokers", self._registered.broker_id)
+        current = _dumps(self._registered.to_json())
+        info = dataclasses.replace(self._registered, shutting_down=True)
+        value = _dumps(info.to_json())
+        if current != value:
+            response = await self._txn(
+                [self._client.transactions.value(key) == current],
+                [self._put(key, value, self._lease.id)],
+            )
+            if not response.succeeded:
+                raise RuntimeError(f"broker {info.broker_id}'s registration is not ours any more")
+        self._registered = info
+
     # controller election ----------------------------------------------------------------
 
     async def campaign(self) -> None:
@@ -745,6 +797,8 @@ class EtcdMetaStore(MetaStore):
         """Leave: stop renewing and revoke the lease, so the broker's registration (and
         the controller role, if held) go at once rather than after the timeout."""
         self._closed = True
+        if self._watch_call is not None:
+            self._watch_call.cancel()
         tasks = self._tasks + ([self._watch_task] if self._watch_task else [])
         for task in tasks:
             task.cancel()
@@ -758,6 +812,10 @@ class EtcdMetaStore(MetaStore):
             watch.close()
         with contextlib.suppress(Exception):
             await self._client.close()
+
+
+class _HistoryCompacted(Exception):
+    """etcd compacted away the revision a watch would resume from."""
 
 
 def _prefix_end(prefix: bytes) -> bytes:

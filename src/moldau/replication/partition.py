@@ -136,6 +136,7 @@ class Partition:
         isr: list[int],
         partition_epoch: int = 0,
         session: Session | None = None,
+        high_watermark: int | None = None,
     ) -> None:
         self.topic = topic
         self.index = index
@@ -149,7 +150,13 @@ class Partition:
         self.partition_epoch = partition_epoch
         #: the broker's membership; leading needs it valid (a single node's always is)
         self.session = session if session is not None else _ALWAYS
-        self.high_watermark = log.log_end_offset if isr == [broker_id] else log.log_start_offset
+        if isr == [broker_id]:
+            self.high_watermark = log.log_end_offset  # a cluster of one: all it has is committed
+        else:
+            # the checkpointed value (replication-offset-checkpoint), within the log as
+            # it is now: a crash may have cut the log below what was checkpointed
+            known = log.log_start_offset if high_watermark is None else high_watermark
+            self.high_watermark = min(max(known, log.log_start_offset), log.log_end_offset)
         self.epochs = LeaderEpochCache(log.dir / LEADER_EPOCH_CHECKPOINT)
         self.epochs.truncate_from_end(log.log_end_offset + 1)
         self.followers: dict[int, FollowerState] = {}
