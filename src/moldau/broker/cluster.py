@@ -11,7 +11,16 @@ makes itself are applied by the controller right away and are not echoed by the 
 While this broker is the elected controller, :class:`LeaderElector` keeps every
 partition led by a live broker (see :mod:`moldau.controller.election`): it runs when a
 broker leaves or joins, when this broker wins the controller role, and every second as
-a safety net, and writes each decision with compare-and-swap on the partition epoch.
+a safety net, and writes each decision with compare-and-swap on the partition epoch
+and on its controller epoch (a deposed controller cannot overwrite).
+
+Fencing: the store's session (``MetaStore.session``) says until when this broker may
+act on its membership; partitions read it on every leadership test. When it lapses the
+follower wakes whatever waits on this broker's leaderships and unloads the groups it
+coordinated; when the store has re-read the metadata it delivers it in order and then
+a ``SessionChanged``, on which the follower resumes the session. :class:`DeathProbe`
+ends the session of a broker whose port refuses connections (its process is gone)
+without waiting for its lease to time out.
 
 Not here yet: forwarding topic changes to the elected controller (today any broker
 writes topic records with compare-and-swap).
