@@ -68,6 +68,10 @@ def test_a_fenced_leader_refuses_appends_and_isr_changes(tmp_path: Path) -> None
     assert partition.isr_change(lag_max_ms=0, now_ms=10**12) is None
     session.valid_until = time.monotonic() + 60
     assert partition.is_leader and partition.isr_change(lag_max_ms=0, now_ms=10**12) == [1]
+    # its fetches were refused while the leader was fenced: no lag of the follower's
+    partition.session_resumed(now_ms=10**12)
+    assert partition.isr_change(lag_max_ms=1000, now_ms=10**12 + 500) is None
+    assert partition.isr_change(lag_max_ms=1000, now_ms=10**12 + 1500) == [1]
 
 
 def test_a_delayed_produce_is_answered_not_leader_once_fenced(tmp_path: Path) -> None:

@@ -133,6 +133,7 @@ class MetadataFollower:
             broker.store.session.resume()
             leading = [p for p in broker.partitions.values() if p.is_leader]
             for partition in leading:  # groups come back as their log has them
+                partition.session_resumed()
                 for listener in listeners:
                     listener.leadership_changed(partition.topic, partition.index, True)
             log.info("session held again (metadata as of revision %d); leading %d partition(s)",

@@ -224,6 +224,14 @@ class Partition:
         self._maybe_advance_high_watermark()
         self._wake()
 
+    def session_resumed(self, now_ms: int | None = None) -> None:
+        """This broker leads again after its session lapsed: its followers' fetches were
+        refused meanwhile, which is no lag of theirs, so each gets a fresh
+        ``replica.lag.time.max.ms`` before it can be taken out of the ISR."""
+        now = _now_ms() if now_ms is None else now_ms
+        for follower in self.followers.values():
+            follower.last_caught_up_ms = max(follower.last_caught_up_ms, now)
+
     def update_follower_fetch(self, replica_id: int, fetch_offset: int, now_ms: int | None = None) -> None:
         """A replica Fetch from ``replica_id`` at ``fetch_offset``: its log end offset
         (Kafka's updateFollowerFetchState), then maybe a higher high watermark."""
