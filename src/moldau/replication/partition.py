@@ -46,6 +46,7 @@ from moldau.storage.leader_epoch import LEADER_EPOCH_CHECKPOINT, LeaderEpochCach
 from moldau.storage.log import AppendInfo, Log
 
 _ALWAYS = Session()
+_monotonic = time.monotonic  # read on every leadership test
 
 
 def _now_ms() -> int:
@@ -175,12 +176,12 @@ class Partition:
     @property
     def is_leader(self) -> bool:
         """Leader by the metadata, and the broker's session certainly still held."""
-        return self.leader == self.broker_id and time.monotonic() < self.session.valid_until
+        return self.leader == self.broker_id and _monotonic() < self.session.valid_until
 
     @property
     def fenced(self) -> bool:
         """Leader by the metadata as last seen, but its session may have lapsed."""
-        return self.leader == self.broker_id and time.monotonic() >= self.session.valid_until
+        return self.leader == self.broker_id and _monotonic() >= self.session.valid_until
 
     # -- roles ------------------------------------------------------------------------
 
