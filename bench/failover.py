@@ -73,6 +73,8 @@ def main() -> int:
     ap.add_argument("--session-ms", type=int, default=1000, help="broker.session.timeout.ms")
     ap.add_argument("--heartbeat-ms", type=int, default=0, help="broker.heartbeat.interval.ms (default: session/3)")
     ap.add_argument("--set", action="append", default=[], metavar="K=V", help="more broker properties")
+    ap.add_argument("--client-set", action="append", default=[], metavar="K=V",
+                    help="producer (librdkafka) properties over the test writer's")
     ap.add_argument("--client-debug", default="", help="librdkafka debug contexts for the producer (default topic)")
     ap.add_argument("--explain", type=int, default=0, metavar="MS",
                     help="print the client's and brokers' log lines of kills whose ack came MS after the client "
@@ -107,7 +109,8 @@ def main() -> int:
         client_log.propagate = False
         client_log.setLevel(logging.DEBUG)
         client_log.addHandler(updates)
-        extra = {"debug": args.client_debug or "topic", "logger": client_log}
+        extra: dict[str, object] = {"debug": args.client_debug or "topic", "logger": client_log}
+        extra.update(item.split("=", 1) for item in args.client_set)
         writer = AckedWriter(",".join(b.bootstrap for b in brokers.values()), topic, **extra)
         writer.start()
         wait_until(lambda: len(writer.acks_after(0)) > 50, timeout=30, message="writes flowing")
