@@ -65,6 +65,11 @@ class MetadataFollower:
         self._task: asyncio.Task[None] | None = None
         self.elector = LeaderElector(broker)
         self.probe = DeathProbe(broker)
+        #: partitions this broker leads by the metadata whose groups wait for the session
+        #: (at start: all of them, the coordinator loaded none), by leader epoch
+        self._resigned: dict[tuple[str, int], int] = {
+            key: p.leader_epoch for key, p in broker.partitions.items() if p.leader == broker.node_id
+        }
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
@@ -132,10 +137,15 @@ class MetadataFollower:
         if change.valid:
             broker.store.session.resume()
             leading = [p for p in broker.partitions.values() if p.is_leader]
-            for partition in leading:  # groups come back as their log has them
+            resigned, self._resigned = self._resigned, {}
+            for partition in leading:
                 partition.session_resumed()
-                for listener in listeners:
-                    listener.leadership_changed(partition.topic, partition.index, True)
+                key = (partition.topic, partition.index)
+                if resigned.get(key) == partition.leader_epoch:
+                    # groups come back as their log has them (a new leader epoch was
+                    # told to the listeners when it was applied)
+                    for listener in listeners:
+                        listener.leadership_changed(partition.topic, partition.index, True)
             log.info("session held again (metadata as of revision %d); leading %d partition(s)",
                      change.revision, len(leading))
             self.elector.trigger()
@@ -145,6 +155,7 @@ class MetadataFollower:
             partition._wake()
             partition._wake_appenders()
             # as Kafka's coordinator resigns: no group state kept that the log may not have
+            self._resigned[(partition.topic, partition.index)] = partition.leader_epoch
             for listener in listeners:
                 listener.leadership_changed(partition.topic, partition.index, False)
         log.warning("session lapsed: %d partition(s) this broker led answer NOT_LEADER_OR_FOLLOWER "
