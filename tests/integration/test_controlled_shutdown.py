@@ -196,6 +196,11 @@ def test_rolling_restart_under_load_loses_and_duplicates_nothing(cluster) -> Non
                    message="no under-replicated partitions at the end")
         top = max(value for value, _, _ in writer.acked)
         wait_until(lambda: reader.values and max(reader.values) >= top, timeout=60, message="the group caught up")
+        writer.stop_flag.set()
+        writer.join(180)
+        # what the writer acknowledged after ``top`` reaches the group a moment later
+        every = {value for value, _, _ in writer.acked}
+        wait_until(lambda: every <= set(reader.values), timeout=30, message="the group read the last writes")
     finally:
         writer.stop_flag.set()
         writer.join(180)

@@ -239,6 +239,7 @@ class Broker:
                     replicas=list(state.replicas),
                     isr=list(state.isr),
                     partition_epoch=state.partition_epoch,
+                    session=self.store.session,
                     high_watermark=self._checkpointed_hw.pop(key, None),
                 )
                 self.partitions[key] = partition

@@ -150,6 +150,9 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
                   "How long a cluster broker stays registered without renewing its session.",
                   min_value=1000, read_only=True),
         ConfigDef("broker.heartbeat.interval.ms", _T.INT, 2000, read_only=True),
+        ConfigDef("moldau.broker.refused.probe.enable", _T.BOOLEAN, True,
+                  "End the session of a broker whose endpoint refuses connections (its process is gone) "
+                  "instead of waiting for broker.session.timeout.ms.", read_only=True),
         ConfigDef("controlled.shutdown.enable", _T.BOOLEAN, True,
                   "On SIGTERM, hand partition leadership to other in-sync replicas before stopping.",
                   read_only=True),

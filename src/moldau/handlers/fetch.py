@@ -100,7 +100,7 @@ async def _read_all(
                 data.error_code = int(to_kafka_error(exc).code)
                 if data.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER and version >= 12:
                     state = broker.topics[name].partitions.get(p.partition)
-                    if state is not None and state.leader >= 0:  # KIP-951's hint
+                    if state is not None and state.leader >= 0 and state.leader != broker.node_id:  # KIP-951
                         data.current_leader = _LeaderIdAndEpoch(leader_id=state.leader, leader_epoch=state.leader_epoch)
                 data.high_watermark = partition.high_watermark
                 data.last_stable_offset = partition.high_watermark

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from moldau.metastore.store import PartitionState, StaleEpochError
@@ -66,6 +67,9 @@ class ReplicaManager:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._isr_task: asyncio.Task[None] | None = None
         self._closed = False
+        #: told the id of a leader broker whose endpoint refused a fetcher's connection
+        #: (in a cluster: probe it and end its session if its process is gone)
+        self.on_leader_refused: Callable[[int], None] | None = None
 
     @property
     def lag_max_ms(self) -> int:
@@ -91,6 +95,12 @@ class ReplicaManager:
     def role_changed(self, partition: Partition, role: str) -> None:
         """A partition became leader or follower (or changed leader epoch)."""
         key = (partition.topic, partition.index)
+        if len(partition.replicas) > 1:  # as Kafka logs each leadership change; not on a single node
+            if role == "leader":
+                log.info("%s-%d: leader in epoch %d from offset %d", *key, partition.leader_epoch,
+                         partition.log.log_end_offset)
+            else:
+                log.info("%s-%d: follower of %d in epoch %d", *key, partition.leader, partition.leader_epoch)
         for leader_id, fetcher in list(self.fetchers.items()):
             if key in fetcher.partitions and (role == "leader" or leader_id != partition.leader):
                 fetcher.remove(key)
@@ -226,6 +236,8 @@ class ReplicaFetcher:
                 raise
             except _NETWORK_ERRORS as exc:
                 log.debug("fetching from broker %d: %s", self.leader_id, exc)
+                if isinstance(exc, ConnectionRefusedError) and self.manager.on_leader_refused is not None:
+                    self.manager.on_leader_refused(self.leader_id)
                 if self._client is not None:
                     await self._client.close()
                     self._client = None

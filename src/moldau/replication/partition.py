@@ -15,6 +15,10 @@ reaches the high watermark for addition (:meth:`isr_change`; the replica manager
 the change to the metadata store). A follower appends what it fetched unchanged
 (:meth:`append_as_follower`) and takes min(leader's high watermark, own log end).
 Leader epochs and where each began are kept in the partition's leader-epoch cache.
+A leader acts as one only while its broker's session holds (:attr:`is_leader` reads the
+session's clock, see ``moldau.metastore.store.Session``): a broker cut off from the
+metadata store stops leading before a successor can be elected, and answers
+NOT_LEADER_OR_FOLLOWER without waiting to be told.
 All methods run on the event loop thread.
 """
 
@@ -26,6 +30,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from moldau.metastore.store import Session
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.records import (
     BatchView,
@@ -39,6 +44,9 @@ from moldau.records.validation import validate_records
 from moldau.replication.producer_state import ProducerStateManager, rebuild_from_log
 from moldau.storage.leader_epoch import LEADER_EPOCH_CHECKPOINT, LeaderEpochCache
 from moldau.storage.log import AppendInfo, Log
+
+_ALWAYS = Session()
+_monotonic = time.monotonic  # read on every leadership test
 
 
 def _now_ms() -> int:
@@ -128,6 +136,7 @@ class Partition:
         replicas: list[int],
         isr: list[int],
         partition_epoch: int = 0,
+        session: Session | None = None,
         high_watermark: int | None = None,
     ) -> None:
         self.topic = topic
@@ -140,6 +149,8 @@ class Partition:
         self.replicas = replicas
         self.isr = isr
         self.partition_epoch = partition_epoch
+        #: the broker's membership; leading needs it valid (a single node's always is)
+        self.session = session if session is not None else _ALWAYS
         if isr == [broker_id]:
             self.high_watermark = log.log_end_offset  # a cluster of one: all it has is committed
         else:
@@ -164,7 +175,13 @@ class Partition:
 
     @property
     def is_leader(self) -> bool:
-        return self.leader == self.broker_id
+        """Leader by the metadata, and the broker's session certainly still held."""
+        return self.leader == self.broker_id and _monotonic() < self.session.valid_until
+
+    @property
+    def fenced(self) -> bool:
+        """Leader by the metadata as last seen, but its session may have lapsed."""
+        return self.leader == self.broker_id and _monotonic() >= self.session.valid_until
 
     # -- roles ------------------------------------------------------------------------
 
@@ -207,6 +224,14 @@ class Partition:
         self._producer_state_loaded = False
         self._maybe_advance_high_watermark()
         self._wake()
+
+    def session_resumed(self, now_ms: int | None = None) -> None:
+        """This broker leads again after its session lapsed: its followers' fetches were
+        refused meanwhile, which is no lag of theirs, so each gets a fresh
+        ``replica.lag.time.max.ms`` before it can be taken out of the ISR."""
+        now = _now_ms() if now_ms is None else now_ms
+        for follower in self.followers.values():
+            follower.last_caught_up_ms = max(follower.last_caught_up_ms, now)
 
     def update_follower_fetch(self, replica_id: int, fetch_offset: int, now_ms: int | None = None) -> None:
         """A replica Fetch from ``replica_id`` at ``fetch_offset``: its log end offset
