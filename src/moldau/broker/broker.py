@@ -204,6 +204,8 @@ class Broker:
         min_isr = int(effective["min.insync.replicas"])
         for index, state in topic.partitions.items():
             if self.node_id not in state.replicas:
+                if (topic.name, index) in self.partitions:
+                    self._drop_replica(topic.name, index)  # reassigned away
                 continue
             key = (topic.name, index)
             partition = self.partitions.get(key)
@@ -245,6 +247,19 @@ class Broker:
             return
         record.partitions[index] = state
         self.apply_topic(record)
+
+    def _drop_replica(self, topic: str, index: int) -> None:
+        """This broker is no longer a replica (a reassignment removed it): stop the
+        replica and delete its log, as Kafka's StopReplica with deletion."""
+        partition = self.partitions.pop((topic, index))
+        self.replica_manager.partition_removed(topic, index)
+        if partition.is_leader:
+            self.group_coordinator.leadership_changed(topic, index, False)
+        partition.leader = -1  # waiting produce requests answer NOT_LEADER_OR_FOLLOWER
+        partition._wake()
+        partition._wake_appenders()
+        self.log_manager.delete_partition_log(topic, index)
+        log.info("%s-%d: no longer a replica here; log deleted", topic, index)
 
     def remove_topic(self, name: str) -> None:
         topic = self.topics.pop(name, None)

@@ -26,6 +26,7 @@ import time
 from typing import TYPE_CHECKING
 
 from moldau.controller.election import reconcile
+from moldau.controller.operations import PartitionBalancer
 from moldau.metastore.store import (
     BrokerChanged,
     BrokerConfigsChanged,
@@ -54,12 +55,15 @@ class MetadataFollower:
         self._watch = broker.store.watch()
         self._task: asyncio.Task[None] | None = None
         self.elector = LeaderElector(broker)
+        self.balancer = PartitionBalancer(broker)
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
         self.elector.start()
+        self.balancer.start()
 
     async def stop(self) -> None:
+        await self.balancer.stop()
         await self.elector.stop()
         self._watch.close()
         if self._task is not None:
@@ -90,6 +94,8 @@ class MetadataFollower:
             if topic is not None:
                 topic.partitions[change.index] = change.state
                 broker.apply_topic(topic)
+            if change.state.reassigning:
+                self.balancer.trigger()  # its new replicas may all be in the ISR now
         elif isinstance(change, BrokerConfigsChanged):
             broker.dynamic_configs[change.scope] = dict(change.configs)
             broker._apply_dynamic_configs()

@@ -18,6 +18,8 @@ partition (:func:`reconcile`):
 
 from __future__ import annotations
 
+import dataclasses
+
 from moldau.metastore.store import PartitionState
 
 
@@ -36,7 +38,8 @@ def reconcile(state: PartitionState, live: set[int]) -> PartitionState | None:
         new_isr = live_isr if new_leader in live_isr else [new_leader, *live_isr]
     if new_leader == leader and new_isr == state.isr:
         return None
-    return PartitionState(
+    return dataclasses.replace(  # a reassignment in progress stays as it is
+        state,
         leader=new_leader,
         leader_epoch=state.leader_epoch + (1 if new_leader != leader else 0),
         replicas=list(state.replicas),
