@@ -18,6 +18,7 @@ broker stops and restarts with a 2 s session).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -34,6 +35,9 @@ from kafka.errors import (
     NoReassignmentInProgressError,
     UnknownTopicOrPartitionError,
 )
+
+from moldau.protocol.messages import ALL_APIS
+from moldau.replication.client import BrokerClient, codec_for
 
 from .broker_process import Broker
 from .etcd_process import ClusterBroker
@@ -343,6 +347,28 @@ def test_describe_log_dirs_on_every_broker(cluster) -> None:
         admin.close()
 
 
+def _raw_reassign_v1(b: Broker, topic: str, replicas: list[int], allow_rf_change: bool) -> int:
+    """AlterPartitionReassignments v1 (KIP-860's flag, which kafka-python does not expose)
+    for partition 0; its error code."""
+    api = ALL_APIS[45]
+    codec = codec_for(api)
+    topics = codec.Request.of("topics")
+    request = codec.Request(timeout_ms=10000, allow_replication_factor_change=allow_rf_change, topics=[
+        topics(name=topic, partitions=[topics.of("partitions")(partition_index=0, replicas=replicas)]),
+    ])
+
+    async def send() -> int:
+        client = BrokerClient(b.host, b.port, "it-raw")
+        try:
+            response = await client.request(api, 1, request, timeout=20)
+        finally:
+            await client.close()
+        assert response.allow_replication_factor_change is allow_rf_change
+        return response.responses[0].partitions[0].error_code
+
+    return asyncio.run(send())
+
+
 def test_single_broker_answers_the_operator_apis(broker, topic) -> None:
     _create(broker.bootstrap, NewTopic(topic, num_partitions=2, replication_factor=1))
     wait_until(lambda: len(_partitions(broker.bootstrap, topic)) == 2, message="topic")
@@ -358,6 +384,8 @@ def test_single_broker_answers_the_operator_apis(broker, topic) -> None:
         assert kp.alter_partition_reassignments({ktp: [me]}) == {ktp: None}
         assert kp.alter_partition_reassignments({ktp: [me + 1]})[ktp] is InvalidReplicationAssignmentError
         assert kp.list_partition_reassignments() == {}
+        assert _raw_reassign_v1(broker, topic, [me, me + 1], allow_rf_change=False) == INVALID_REPLICATION_FACTOR
+        assert _raw_reassign_v1(broker, topic, [me], allow_rf_change=False) == 0
         (answer,) = kp.describe_log_dirs()
         partitions = {p["partition_index"] for t in answer["log_dirs"][0]["topics"] if t["name"] == topic
                       for p in t["partitions"]}

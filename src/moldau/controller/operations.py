@@ -96,10 +96,21 @@ def _unclean_allowed(broker: Broker, topic: str) -> bool:
     return value is True or str(value).lower() == "true"
 
 
-async def alter_reassignment(broker: Broker, topic: str, index: int, replicas: list[int] | None) -> None:
+async def alter_reassignment(
+    broker: Broker, topic: str, index: int, replicas: list[int] | None, allow_rf_change: bool = True
+) -> None:
     """AlterPartitionReassignments for one partition: start, replace or (``None``)
-    cancel its reassignment."""
-    current_state(broker, topic, index)
+    cancel its reassignment. Without ``allow_rf_change`` (KIP-860) a target with
+    another replica count than the partition's (before any reassignment in progress)
+    is INVALID_REPLICATION_FACTOR."""
+    state = current_state(broker, topic, index)
+    if replicas is not None and not allow_rf_change:
+        count = len(state.replicas) - len(state.adding_replicas)
+        if len(replicas) != count:
+            raise KafkaError(
+                ErrorCode.INVALID_REPLICATION_FACTOR,
+                f"The replication factor is changed from {count} to {len(replicas)}",
+            )
     if replicas is None:
         unclean = _unclean_allowed(broker, topic)
         await change_partition(broker, topic, index, lambda s: reassignment.cancel(s, live_ids(broker), unclean))

@@ -35,13 +35,14 @@ _ElectTopic = _elect.Response.of("replica_election_results")
 _ElectPartition = _ElectTopic.of("partition_result")
 
 
-@handles(ALTER_PARTITION_REASSIGNMENTS, 0, 0)
+@handles(ALTER_PARTITION_REASSIGNMENTS, 0, 1)
 async def alter_partition_reassignments(broker: Any, header: Any, request: Any) -> Any:
+    allow_rf_change = header.api_version < 1 or request.allow_replication_factor_change
     entries = sum(len(t.partitions) for t in request.topics)
     if entries > MAX_RECORDS_PER_USER_OP:
         return _alter.Response(
-            throttle_time_ms=0, error_code=int(ErrorCode.POLICY_VIOLATION), error_message=EXCESSIVE_BATCH_MESSAGE,
-            responses=[],
+            throttle_time_ms=0, allow_replication_factor_change=allow_rf_change,
+            error_code=int(ErrorCode.POLICY_VIOLATION), error_message=EXCESSIVE_BATCH_MESSAGE, responses=[],
         )
     responses = []
     async for topic in paced(request.topics):
@@ -50,14 +51,17 @@ async def alter_partition_reassignments(broker: Any, header: Any, request: Any) 
             answer = _AlterPartition(partition_index=p.partition_index, error_code=0, error_message=None)
             try:
                 replicas = None if p.replicas is None else list(p.replicas)
-                await alter_reassignment(broker, topic.name, p.partition_index, replicas)
+                await alter_reassignment(broker, topic.name, p.partition_index, replicas, allow_rf_change)
             except Exception as raised:
                 exc = item_error(raised, log)
                 answer.error_code = int(exc.code)
                 answer.error_message = exc.message
             partitions.append(answer)
         responses.append(_AlterTopic(name=topic.name, partitions=partitions))
-    return _alter.Response(throttle_time_ms=0, error_code=0, error_message=None, responses=responses)
+    return _alter.Response(
+        throttle_time_ms=0, allow_replication_factor_change=allow_rf_change, error_code=0, error_message=None,
+        responses=responses,
+    )
 
 
 @handles(LIST_PARTITION_REASSIGNMENTS, 0, 0)

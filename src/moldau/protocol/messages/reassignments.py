@@ -1,5 +1,10 @@
 """Replica placement administration: AlterReplicaLogDirs (34),
-AlterPartitionReassignments (45) and ListPartitionReassignments (46)."""
+AlterPartitionReassignments (45) and ListPartitionReassignments (46).
+
+AlterPartitionReassignments v1 is KIP-860's: ``allow_replication_factor_change``
+(default true) lets a client refuse reassignments that change a partition's
+replica count.
+"""
 
 from moldau.protocol.schema import Api
 
@@ -28,10 +33,11 @@ ALTER_REPLICA_LOG_DIRS = Api(
 ALTER_PARTITION_REASSIGNMENTS = Api(
     key=45,
     name="AlterPartitionReassignments",
-    versions="0",
+    versions="0-1",
     flexible="0+",
     request="""
         timeout_ms: int32 default=60000
+        allow_replication_factor_change: bool 1+ default=true
         topics: []ReassignableTopic
             name: string
             partitions: []ReassignablePartition
@@ -40,6 +46,7 @@ ALTER_PARTITION_REASSIGNMENTS = Api(
     """,
     response="""
         throttle_time_ms: int32
+        allow_replication_factor_change: bool 1+ default=true
         error_code: int16
         error_message: string?
         responses: []ReassignableTopicResponse
