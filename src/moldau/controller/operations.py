@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,8 @@ CAS_ATTEMPTS = 5
 PREFERRED, UNCLEAN = 0, 1
 
 Decide = Callable[[PartitionState], "PartitionState | None"]
+#: running balancers, nudged by this broker's own reassignment writes
+_BALANCERS: weakref.WeakSet[PartitionBalancer] = weakref.WeakSet()
 
 
 def live_ids(broker: Broker) -> set[int]:
@@ -83,6 +86,10 @@ async def change_partition(broker: Broker, topic: str, index: int, decide: Decid
             applied = None if record is None else record.partitions.get(index)
             if applied is not None and record.topic_id == topic_id and applied.partition_epoch < new.partition_epoch:
                 broker.apply_partition_state(topic, index, new)
+            if new.reassigning:
+                for balancer in _BALANCERS:
+                    if balancer.broker is broker:
+                        balancer.trigger()  # a write of our own is not watched
             return new
         raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, f"{topic}-{index} kept changing; try again.")
 
@@ -151,11 +158,13 @@ class PartitionBalancer:
     def start(self) -> None:
         self._next_imbalance_check = time.monotonic() + self._imbalance_interval()
         self._task = asyncio.ensure_future(self._run())
+        _BALANCERS.add(self)
 
     def trigger(self) -> None:
         self._wake.set()
 
     async def stop(self) -> None:
+        _BALANCERS.discard(self)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -169,14 +178,18 @@ class PartitionBalancer:
         return controller is not None and controller.broker_id == self.broker.node_id
 
     async def _run(self) -> None:
+        in_progress = 0
         while True:
+            # A leader's own ISR write is not watched here when this broker leads the
+            # partition: poll more often while reassignments are in progress.
+            wait = self.interval_s / 5 if in_progress else self.interval_s
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+                await asyncio.wait_for(self._wake.wait(), wait)
             self._wake.clear()
             if not self._is_controller() or not self.broker.store.brokers():
                 continue
             try:
-                await self.complete_reassignments()
+                in_progress = await self.complete_reassignments()
                 if time.monotonic() >= self._next_imbalance_check:
                     self._next_imbalance_check = time.monotonic() + self._imbalance_interval()
                     if self.broker.config.bool("auto.leader.rebalance.enable"):
@@ -187,13 +200,15 @@ class PartitionBalancer:
                 log.exception("partition balancing failed; retrying")
 
     async def complete_reassignments(self) -> int:
-        """Finish every reassignment whose target replicas are all in the ISR."""
+        """Finish every reassignment whose target replicas are all in the ISR; returns
+        how many are still in progress."""
         broker = self.broker
         live = live_ids(broker)
-        done = 0
+        waiting = 0
         for topic in list(broker.topics.values()):
             for index, state in reassignment.reassigning(topic.partitions).items():
                 if reassignment.complete(state, live) is None:
+                    waiting += 1
                     continue
                 try:
                     new = await change_partition(
@@ -203,10 +218,9 @@ class PartitionBalancer:
                     log.info("%s-%d: completing the reassignment failed: %s", topic.name, index, exc)
                     continue
                 if new is not None:
-                    done += 1
                     log.info("%s-%d: reassignment complete: replicas %s, ISR %s, leader %d",
                              topic.name, index, new.replicas, new.isr, new.leader)
-        return done
+        return waiting
 
     async def rebalance_leaders(self) -> int:
         """Preferred-leader elections for the imbalanced brokers' partitions."""
