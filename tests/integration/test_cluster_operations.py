@@ -180,6 +180,11 @@ def test_reassignment_moves_replicas_and_leader_and_data(cluster) -> None:
         assert admin.alter_partition_reassignments({tp: [1, 1]})[tp] is InvalidReplicationAssignmentError
     finally:
         admin.close()
+    # with broker 2 gone too, broker 3 alone -- a replica only since the move -- serves it all
+    brokers[2].stop()
+    survivor = brokers[3].bootstrap
+    wait_until(lambda: _partitions(survivor, topic)[0][::2] == (3, [3]), timeout=15, message="leader 3, ISR 3")
+    assert_records(confluent_consume(survivor, topic, 220), records + more)
 
 
 def test_reassignments_under_an_idempotent_producer_lose_and_duplicate_nothing(cluster) -> None:
