@@ -38,7 +38,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from moldau.config.broker import validate_topic_configs
-from moldau.controller.placement import assign_replicas, continuation
+from moldau.controller.placement import assign_replicas, continuation, validate_assignment
 from moldau.metastore.store import PartitionState, TopicExistsError, TopicRecord
 from moldau.protocol.errors import ErrorCode, KafkaError
 
@@ -150,32 +150,8 @@ class Controller:
         }
 
     def validate_assignment(self, replicas: list[int], replication_factor: int | None = None) -> None:
-        """Kafka's validateManualPartitionAssignment: a non-empty list of distinct
-        registered brokers, as long as the others of the same request."""
-        if not replicas:
-            raise KafkaError(
-                ErrorCode.INVALID_REPLICA_ASSIGNMENT, "The manual partition assignment includes an empty replica list."
-            )
-        live = set(self.live_brokers())
-        previous = None
-        for broker_id in sorted(replicas):
-            if broker_id not in live:
-                raise KafkaError(
-                    ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                    f"The manual partition assignment includes broker {broker_id}, but no such broker is registered.",
-                )
-            if broker_id == previous:
-                raise KafkaError(
-                    ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                    f"The manual partition assignment includes the broker {broker_id} more than once.",
-                )
-            previous = broker_id
-        if replication_factor is not None and len(replicas) != replication_factor:
-            raise KafkaError(
-                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                f"The manual partition assignment includes a partition with {len(replicas)} replica(s), but "
-                f"this is not consistent with previous partitions, which have {replication_factor} replica(s).",
-            )
+        """Kafka's validateManualPartitionAssignment against the live brokers."""
+        validate_assignment(replicas, set(self.live_brokers()), replication_factor)
 
     def plan_topic(
         self,

@@ -26,15 +26,20 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
+from moldau.config.broker import BrokerConfig
 from moldau.controller import reassignment
-from moldau.metastore.store import PartitionState, StaleEpochError
+from moldau.controller.placement import validate_assignment
+from moldau.metastore.store import (
+    BrokerInfo,
+    MetaStore,
+    PartitionState,
+    StaleEpochError,
+    TopicRecord,
+)
 from moldau.protocol.errors import ErrorCode, KafkaError
-
-if TYPE_CHECKING:
-    from moldau.broker.broker import Broker
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +48,38 @@ CAS_ATTEMPTS = 5
 PREFERRED, UNCLEAN = 0, 1
 
 Decide = Callable[[PartitionState], "PartitionState | None"]
+
+
+class OperationsHost(Protocol):
+    """What these operations use of the broker (the broker passes itself in; this
+    module never imports it): its view of topics and live brokers, the store to write,
+    the change runner, and the broker to apply what was written."""
+
+    @property
+    def node_id(self) -> int: ...
+    @property
+    def config(self) -> BrokerConfig: ...
+    @property
+    def store(self) -> MetaStore: ...
+    @property
+    def changes(self) -> Any: ...  # moldau.broker.changes.StateChanges
+    @property
+    def topics(self) -> Mapping[str, TopicRecord]: ...
+
+    def live_brokers(self) -> list[BrokerInfo]: ...
+    def apply_partition_state(self, topic: str, index: int, state: PartitionState) -> None: ...
+
 #: running balancers, nudged by this broker's own reassignment writes
 _BALANCERS: weakref.WeakSet[PartitionBalancer] = weakref.WeakSet()
 
 
-def live_ids(broker: Broker) -> set[int]:
-    return {b.broker_id for b in broker.live_brokers()}
+def live_ids(broker: OperationsHost) -> set[int]:
+    """The brokers that may lead: live, and not in a controlled shutdown (a
+    registration flag some versions carry)."""
+    return {b.broker_id for b in broker.live_brokers() if not getattr(b, "shutting_down", False)}
 
 
-def current_state(broker: Broker, topic: str, index: int) -> PartitionState:
+def current_state(broker: OperationsHost, topic: str, index: int) -> PartitionState:
     record = broker.topics.get(topic)
     if record is None:
         raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Unable to find a topic named {topic}.")
@@ -61,7 +89,7 @@ def current_state(broker: Broker, topic: str, index: int) -> PartitionState:
     return state
 
 
-async def change_partition(broker: Broker, topic: str, index: int, decide: Decide) -> PartitionState | None:
+async def change_partition(broker: OperationsHost, topic: str, index: int, decide: Decide) -> PartitionState | None:
     """Write ``decide(state)`` with compare-and-swap, deciding again on a lost race;
     apply the result here. Runs to completion even if the requester hangs up."""
 
@@ -96,7 +124,7 @@ async def change_partition(broker: Broker, topic: str, index: int, decide: Decid
     return await broker.changes.run(step, exclusive=False)
 
 
-def _unclean_allowed(broker: Broker, topic: str) -> bool:
+def _unclean_allowed(broker: OperationsHost, topic: str) -> bool:
     record = broker.topics.get(topic)
     configs = {} if record is None else record.configs
     value = broker.config.effective_topic_config(configs)["unclean.leader.election.enable"]
@@ -104,7 +132,7 @@ def _unclean_allowed(broker: Broker, topic: str) -> bool:
 
 
 async def alter_reassignment(
-    broker: Broker, topic: str, index: int, replicas: list[int] | None, allow_rf_change: bool = True
+    broker: OperationsHost, topic: str, index: int, replicas: list[int] | None, allow_rf_change: bool = True
 ) -> None:
     """AlterPartitionReassignments for one partition: start, replace or (``None``)
     cancel its reassignment. Without ``allow_rf_change`` (KIP-860) a target with
@@ -122,7 +150,7 @@ async def alter_reassignment(
         unclean = _unclean_allowed(broker, topic)
         await change_partition(broker, topic, index, lambda s: reassignment.cancel(s, live_ids(broker), unclean))
         return
-    broker.controller.validate_assignment(list(replicas))
+    validate_assignment(list(replicas), {b.broker_id for b in broker.live_brokers()})
     target = list(replicas)
     new = await change_partition(broker, topic, index, lambda s: reassignment.reassign(s, target, live_ids(broker)))
     if new is not None:
@@ -130,7 +158,7 @@ async def alter_reassignment(
                  new.replicas, new.adding_replicas, new.removing_replicas)
 
 
-async def elect_leader(broker: Broker, topic: str, index: int, election_type: int) -> None:
+async def elect_leader(broker: OperationsHost, topic: str, index: int, election_type: int) -> None:
     """ElectLeaders for one partition (PREFERRED 0, UNCLEAN 1)."""
     if election_type == PREFERRED:
         decide: Decide = lambda s: reassignment.elect_preferred(s, live_ids(broker))  # noqa: E731
@@ -148,7 +176,7 @@ class PartitionBalancer:
     """Completes reassignments and rebalances preferred leaders while this broker is
     the controller (cluster mode; a single broker has nothing to balance)."""
 
-    def __init__(self, broker: Broker, interval_s: float = 1.0) -> None:
+    def __init__(self, broker: OperationsHost, interval_s: float = 1.0) -> None:
         self.broker = broker
         self.interval_s = interval_s
         self._wake = asyncio.Event()

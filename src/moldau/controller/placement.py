@@ -116,3 +116,31 @@ def continuation(brokers: Sequence[BrokerInfo], partition0_replicas: Sequence[in
     ordered = rack_alternated(brokers) if rack_aware else sorted(rack_of)
     leader = partition0_replicas[0]
     return (ordered.index(leader) if leader in ordered else None), None
+
+
+def validate_assignment(replicas: Sequence[int], registered: set[int], replication_factor: int | None = None) -> None:
+    """Kafka's validateManualPartitionAssignment: a non-empty list of distinct
+    registered brokers, as long as the others of the same request."""
+    if not replicas:
+        raise KafkaError(
+            ErrorCode.INVALID_REPLICA_ASSIGNMENT, "The manual partition assignment includes an empty replica list."
+        )
+    previous = None
+    for broker_id in sorted(replicas):
+        if broker_id not in registered:
+            raise KafkaError(
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                f"The manual partition assignment includes broker {broker_id}, but no such broker is registered.",
+            )
+        if broker_id == previous:
+            raise KafkaError(
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                f"The manual partition assignment includes the broker {broker_id} more than once.",
+            )
+        previous = broker_id
+    if replication_factor is not None and len(replicas) != replication_factor:
+        raise KafkaError(
+            ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+            f"The manual partition assignment includes a partition with {len(replicas)} replica(s), but "
+            f"this is not consistent with previous partitions, which have {replication_factor} replica(s).",
+        )

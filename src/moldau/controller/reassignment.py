@@ -25,7 +25,7 @@ Leader elections (ElectLeaders, KIP-460, and the controller's auto-rebalance):
 * **preferred** (:func:`elect_preferred`): the first replica leads if it is live and
   in the ISR; ELECTION_NOT_NEEDED if it already leads; PREFERRED_LEADER_NOT_AVAILABLE
   otherwise.
-* **unclean** (:func:`elect_unclean`): only for a partition without a live leader:
+* **unclean** (:func:`elect_unclean`): only for a partition without a leader:
   the first live ISR member, else the first live replica with the ISR cut to it (data
   the ISR acknowledged may be lost, which is what the operator asked for);
   ELIGIBLE_LEADERS_NOT_AVAILABLE when no replica is live.
@@ -145,7 +145,7 @@ def elect_preferred(state: PartitionState, live: set[int]) -> PartitionState:
 
 def elect_unclean(state: PartitionState, live: set[int]) -> PartitionState:
     """Give a leaderless partition a leader, from outside the ISR if need be (UNCLEAN)."""
-    if state.leader >= 0 and state.leader in live:
+    if state.leader >= 0:  # Kafka's hasLeader; a dead leader is replaced by the controller
         raise KafkaError(ErrorCode.ELECTION_NOT_NEEDED, "Leader election not needed for topic partition.")
     clean = next((r for r in state.replicas if r in state.isr and r in live), None)
     if clean is not None:
