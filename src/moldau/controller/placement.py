@@ -106,8 +106,8 @@ def assign_replicas(
 
 def continuation(brokers: Sequence[BrokerInfo], partition0_replicas: Sequence[int]) -> tuple[int | None, int | None]:
     """(start index, shift) that continue a topic's placement for CreatePartitions:
-    Kafka starts from the position of partition 0's preferred replica in the broker
-    list (its shift is random)."""
+    Kafka passes the position of partition 0's preferred replica in the broker list as
+    its fixed start index, which also serves as the replica shift."""
     if not partition0_replicas:
         return None, None
     rack_of = {b.broker_id: b.rack for b in brokers}
@@ -115,7 +115,8 @@ def continuation(brokers: Sequence[BrokerInfo], partition0_replicas: Sequence[in
     rack_aware = None not in racks and "" not in racks and len(racks) > 1
     ordered = rack_alternated(brokers) if rack_aware else sorted(rack_of)
     leader = partition0_replicas[0]
-    return (ordered.index(leader) if leader in ordered else None), None
+    start = ordered.index(leader) if leader in ordered else None
+    return start, start
 
 
 def validate_assignment(replicas: Sequence[int], registered: set[int], replication_factor: int | None = None) -> None:
