@@ -232,6 +232,8 @@ class Broker:
             partition.compression_type = effective["compression.type"]
             partition.timestamp_before_max_ms = int(effective["message.timestamp.before.max.ms"])
             partition.timestamp_after_max_ms = int(effective["message.timestamp.after.max.ms"])
+            partition.adding_replicas = list(state.adding_replicas)
+            partition.removing_replicas = list(state.removing_replicas)
             role = partition.apply_state(
                 state.leader, state.leader_epoch, state.replicas, state.isr, state.partition_epoch
             )

@@ -133,13 +133,10 @@ class ReplicaManager:
             replicas=list(partition.replicas),
             isr=new_isr,
             partition_epoch=expected + 1,
-        )
-        record = broker.topics.get(partition.topic)
-        stored = None if record is None else record.partitions.get(partition.index)
-        if stored is not None and stored.partition_epoch == expected:
             # a reassignment in progress stays; the controller completes it
-            state.adding_replicas = list(stored.adding_replicas)
-            state.removing_replicas = list(stored.removing_replicas)
+            adding_replicas=list(partition.adding_replicas),
+            removing_replicas=list(partition.removing_replicas),
+        )
         try:
             await broker.changes.run(
                 lambda: broker.store.alter_partition(partition.topic, partition.index, state, expected),
