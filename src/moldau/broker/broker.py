@@ -221,6 +221,8 @@ class Broker:
         min_isr = int(effective["min.insync.replicas"])
         for index, state in topic.partitions.items():
             if self.node_id not in state.replicas:
+                if (topic.name, index) in self.partitions:
+                    self._drop_replica(topic.name, index)  # reassigned away
                 continue
             key = (topic.name, index)
             partition = self.partitions.get(key)
@@ -249,6 +251,8 @@ class Broker:
             partition.compression_type = effective["compression.type"]
             partition.timestamp_before_max_ms = int(effective["message.timestamp.before.max.ms"])
             partition.timestamp_after_max_ms = int(effective["message.timestamp.after.max.ms"])
+            partition.adding_replicas = list(state.adding_replicas)
+            partition.removing_replicas = list(state.removing_replicas)
             role = partition.apply_state(
                 state.leader, state.leader_epoch, state.replicas, state.isr, state.partition_epoch
             )
@@ -265,6 +269,20 @@ class Broker:
             return
         record.partitions[index] = state
         self.apply_topic(record)
+
+    def _drop_replica(self, topic: str, index: int) -> None:
+        """This broker is no longer a replica (a reassignment removed it): stop the
+        replica and delete its log, as Kafka's StopReplica with deletion."""
+        partition = self.partitions.pop((topic, index))
+        self.replica_manager.partition_removed(topic, index)
+        if partition.is_leader:
+            for listener in self.leadership_listeners:
+                listener.leadership_changed(topic, index, False)
+        partition.leader = -1  # waiting produce requests answer NOT_LEADER_OR_FOLLOWER
+        partition._wake()
+        partition._wake_appenders()
+        self.log_manager.delete_partition_log(topic, index)
+        log.info("%s-%d: no longer a replica here; log deleted", topic, index)
 
     def remove_topic(self, name: str) -> None:
         topic = self.topics.pop(name, None)

@@ -35,6 +35,7 @@ import time
 from typing import TYPE_CHECKING
 
 from moldau.controller.election import reconcile
+from moldau.controller.operations import PartitionBalancer
 from moldau.metastore.store import (
     BrokerChanged,
     BrokerConfigsChanged,
@@ -70,14 +71,17 @@ class MetadataFollower:
         self._resigned: dict[tuple[str, int], int] = {
             key: p.leader_epoch for key, p in broker.partitions.items() if p.leader == broker.node_id
         }
+        self.balancer = PartitionBalancer(broker)
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
         self.elector.start()
         if self.broker.config.bool("moldau.broker.refused.probe.enable"):
             self.broker.replica_manager.on_leader_refused = self.probe.suspect
+        self.balancer.start()
 
     async def stop(self) -> None:
+        await self.balancer.stop()
         self.broker.replica_manager.on_leader_refused = None
         await self.probe.stop()
         await self.elector.stop()
@@ -110,6 +114,8 @@ class MetadataFollower:
             if topic is not None:
                 topic.partitions[change.index] = change.state
                 broker.apply_topic(topic)
+            if change.state.reassigning:
+                self.balancer.trigger()  # its new replicas may all be in the ISR now
         elif isinstance(change, BrokerConfigsChanged):
             broker.dynamic_configs[change.scope] = dict(change.configs)
             broker._apply_dynamic_configs()

@@ -39,13 +39,14 @@ def main() -> None:
               help="Event loop: asyncio (sendfile for fetches) or uvloop (faster small requests).")
 @click.option("--broker-id", type=click.IntRange(min=0), default=None,
               help="This broker's id (node.id / broker.id); unique in a cluster.")
+@click.option("--rack", default=None, help="This broker's rack (broker.rack), for rack-aware replica placement.")
 @click.option("--cluster", default=None, metavar="etcd://HOST:PORT[,HOST:PORT...]",
               help="Join the cluster whose metadata lives in this etcd (default: a single broker).")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def serve(data_dir: Path, listen: str, advertise: str | None, config_file: Path | None,
-          settings: tuple[str, ...], loop_name: str, broker_id: int | None, cluster: str | None,
-          log_level: str) -> None:
+          settings: tuple[str, ...], loop_name: str, broker_id: int | None, rack: str | None,
+          cluster: str | None, log_level: str) -> None:
     """Run one broker."""
     started = time.perf_counter()
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
@@ -67,6 +68,8 @@ def serve(data_dir: Path, listen: str, advertise: str | None, config_file: Path 
             raw["node.id"] = raw["broker.id"] = str(broker_id)
         elif "broker.id" in raw and "node.id" not in raw:
             raw["node.id"] = raw["broker.id"]  # Kafka's older name for the same id
+        if rack is not None:
+            raw["broker.rack"] = rack
         config = BrokerConfig(raw)
         if cluster is not None:
             from moldau.metastore.etcd import EtcdTarget

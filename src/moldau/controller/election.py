@@ -23,6 +23,8 @@ partition (:func:`reconcile`):
 
 from __future__ import annotations
 
+import dataclasses
+
 from moldau.metastore.store import PartitionState
 
 
@@ -48,7 +50,8 @@ def reconcile(
         new_isr = staying if new_leader in staying else [new_leader, *staying]
     if new_leader == leader and new_isr == state.isr:
         return None
-    return PartitionState(
+    return dataclasses.replace(  # a reassignment in progress stays as it is
+        state,
         leader=new_leader,
         leader_epoch=state.leader_epoch + (1 if new_leader != leader else 0),
         replicas=list(state.replicas),

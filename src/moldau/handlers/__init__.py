@@ -14,10 +14,12 @@ from moldau.handlers import (  # noqa: F401 - imported for registration
     groups,
     leader_epoch,
     list_offsets,
+    log_dirs,
     metadata,
     offsets,
     produce,
     producer,
+    reassignments,
     topics,
 )
 from moldau.handlers.registry import HANDLERS, Dispatcher

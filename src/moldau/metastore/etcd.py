@@ -515,9 +515,12 @@ class EtcdMetaStore(MetaStore):
         return TopicRecord(name, uuid.UUID(raw["topic_id"]), dict(sorted(partitions.items())), dict(raw["configs"]))
 
     async def update_topic(self, topic: TopicRecord) -> None:
+        """A topic's configs or new partitions. Existing partitions' states change only
+        by :meth:`alter_partition` (compare-and-swap): the caller's copy of them may lag
+        the store, and writing it back would undo a newer ISR, election or reassignment."""
         key = self._topic_key(topic.name)
         known = self._partitions.get(str(topic.topic_id), {})
-        changed = {i: s for i, s in topic.partitions.items() if known.get(i) != s}
+        changed = {i: s for i, s in topic.partitions.items() if i not in known}
         puts = await self._write_partitions_first(topic, changed)
         value = _dumps(self._topic_value(topic))
         response = await self._txn(

@@ -37,22 +37,38 @@ from typing import Any
 
 @dataclass
 class PartitionState:
-    """Leadership of one partition: who leads, in which epoch, and who is in sync."""
+    """Leadership of one partition: who leads, in which epoch, and who is in sync.
+
+    During a reassignment (Kafka's PartitionRegistration) ``replicas`` is the target
+    followed by the replicas being removed; ``adding_replicas`` are the target's
+    replicas that were not replicas before, ``removing_replicas`` those that leave
+    once every target replica is in the ISR (:mod:`moldau.controller.reassignment`).
+    """
 
     leader: int
     leader_epoch: int = 0
     replicas: list[int] = field(default_factory=list)
     isr: list[int] = field(default_factory=list)
     partition_epoch: int = 0
+    adding_replicas: list[int] = field(default_factory=list)
+    removing_replicas: list[int] = field(default_factory=list)
+
+    @property
+    def reassigning(self) -> bool:
+        return bool(self.adding_replicas or self.removing_replicas)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "leader": self.leader,
             "leader_epoch": self.leader_epoch,
             "replicas": self.replicas,
             "isr": self.isr,
             "partition_epoch": self.partition_epoch,
         }
+        if self.reassigning:  # written only while a reassignment is in progress
+            data["adding_replicas"] = self.adding_replicas
+            data["removing_replicas"] = self.removing_replicas
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PartitionState:

@@ -149,6 +149,9 @@ class ReplicaManager:
             replicas=list(partition.replicas),
             isr=new_isr,
             partition_epoch=expected + 1,
+            # a reassignment in progress stays; the controller completes it
+            adding_replicas=list(partition.adding_replicas),
+            removing_replicas=list(partition.removing_replicas),
         )
         try:
             await broker.changes.run(
@@ -180,15 +183,23 @@ class ReplicaFetcher:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._client: BrokerClient | None = None
+        self._stopped = False
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        self._stopped = True
+        task = self._task
+        if task is not None:
+            # Python 3.11's wait_for can swallow a cancellation that races with a
+            # failed connect (the error is raised instead, and the loop backs off and
+            # dials again): cancel until the task is really done.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=0.1)
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+                task.result()
         if self._client is not None:
             await self._client.close()
 
@@ -210,7 +221,7 @@ class ReplicaFetcher:
 
     async def _run(self) -> None:
         backoff = 0.05
-        while True:
+        while not self._stopped:
             if not self.partitions:
                 self._changed.clear()
                 await self._changed.wait()

@@ -163,6 +163,9 @@ class Partition:
         self.followers: dict[int, FollowerState] = {}
         #: an ISR change written to the store and not yet applied (one at a time)
         self.isr_change_pending = False
+        #: a reassignment in progress (set with the state; kept by the leader's ISR writes)
+        self.adding_replicas: list[int] = []
+        self.removing_replicas: list[int] = []
         self._role_applied = False
         self._append_waiters: set[asyncio.Future[None]] = set()
         self.min_insync_replicas = 1
