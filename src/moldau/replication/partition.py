@@ -30,6 +30,7 @@ from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.records import (
     BatchView,
     Compression,
+    RecordInput,
     build_batch,
     decode_records,
     iter_batches,
@@ -39,6 +40,8 @@ from moldau.records.validation import validate_records
 from moldau.replication.producer_state import ProducerStateManager, rebuild_from_log
 from moldau.storage.leader_epoch import LEADER_EPOCH_CHECKPOINT, LeaderEpochCache
 from moldau.storage.log import AppendInfo, Log
+from moldau.storage.txn_index import AbortedTxn
+from moldau.storage.txn_state import encode_marker_record
 
 
 def _now_ms() -> int:
@@ -66,6 +69,8 @@ class PartitionRead:
     high_watermark: int
     last_stable_offset: int
     log_start_offset: int
+    #: read_committed reads: the aborted transactions overlapping what was read
+    aborted: list[AbortedTxn] | None = None
 
 
 class RecordsSlice:
@@ -261,6 +266,7 @@ class Partition:
         hw = min(leader_high_watermark, self.log.log_end_offset)
         if hw > self.high_watermark:
             self.high_watermark = hw
+            self.log.on_high_watermark(hw)
             self._wake()
 
     def truncate_to(self, offset: int) -> None:
@@ -311,6 +317,7 @@ class Partition:
         # the log validates every record (keys, timestamps) on append
         producer_id = head.producer_id
         if producer_id >= 0:
+            self._check_producer_epoch(producer_id, head.producer_epoch)
             if not self._producer_state_loaded:
                 rebuild_from_log(self.producer_state, self.log)
                 self._producer_state_loaded = True
@@ -339,6 +346,74 @@ class Partition:
         if self._append_waiters:
             self._wake_appenders()
         return info
+
+    def _check_producer_epoch(self, producer_id: int, epoch: int) -> None:
+        """Kafka's checkProducerEpoch against the log's producer state (which every
+        replica keeps, markers included): an older epoch is INVALID_PRODUCER_EPOCH,
+        what Kafka answers a client since 2.7 (the producer then aborts and retries,
+        or learns it is fenced from its coordinator)."""
+        known = self.log.txn_state.producers.get(producer_id)
+        if known is not None and epoch < known.epoch:
+            raise KafkaError(
+                ErrorCode.INVALID_PRODUCER_EPOCH,
+                f"Epoch of producer {producer_id} is {epoch}, which is smaller than the "
+                f"last seen epoch {known.epoch}",
+            )
+
+    def write_txn_marker(
+        self, producer_id: int, producer_epoch: int, commit: bool, coordinator_epoch: int, now_ms: int
+    ) -> AppendInfo:
+        """Append a commit or abort marker for ``producer_id`` (WriteTxnMarkers, as
+        leader): a control batch in Kafka's format, which completes the producer's
+        transaction here, moves the last stable offset and, for an abort, adds an
+        entry to the aborted index. Refused, with nothing appended: a non-leader
+        (NOT_LEADER_OR_FOLLOWER), an older producer epoch (INVALID_PRODUCER_EPOCH), an
+        older coordinator epoch than the last marker's (TRANSACTION_COORDINATOR_FENCED).
+        A marker for a producer with no open transaction here is appended anyway, as
+        Kafka does (it completes nothing)."""
+        if not self.is_leader:
+            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        known = self.log.txn_state.producers.get(producer_id)
+        if known is not None:
+            if producer_epoch < known.epoch:
+                raise KafkaError(
+                    ErrorCode.INVALID_PRODUCER_EPOCH,
+                    f"Epoch of producer {producer_id} is {producer_epoch}, which is smaller than "
+                    f"the last seen epoch {known.epoch}",
+                )
+            if coordinator_epoch < known.coordinator_epoch:
+                raise KafkaError(
+                    ErrorCode.TRANSACTION_COORDINATOR_FENCED,
+                    f"Coordinator epoch {coordinator_epoch} of the marker for producer {producer_id} "
+                    f"is older than the last one, {known.coordinator_epoch}",
+                )
+        key, value = encode_marker_record(commit, coordinator_epoch)
+        batch = bytearray(
+            build_batch(
+                [RecordInput(key=key, value=value, timestamp=now_ms)],
+                producer_id=producer_id,
+                producer_epoch=producer_epoch,
+                is_transactional=True,
+                is_control=True,
+            )
+        )
+        if self.epochs.dirty:
+            self.epochs.flush()
+        info = self.log.append_as_leader(
+            memoryview(batch), leader_epoch=self.leader_epoch, now_ms=now_ms, from_client=False
+        )
+        self._maybe_advance_high_watermark()
+        if self._append_waiters:
+            self._wake_appenders()
+        return info
+
+    @property
+    def last_stable_offset(self) -> int:
+        """Kafka's LSO: the high watermark, or the first offset of a transaction that is
+        undecided or whose marker is not replicated yet, whichever is lower."""
+        first = self.log.first_unstable_offset()
+        hw = self.high_watermark
+        return hw if first is None or first > hw else first
 
     def _timestamp_bounds(self, now_ms: int) -> tuple[int, int] | None:
         """The record timestamps message.timestamp.before/after.max.ms allow, or None.
@@ -371,6 +446,7 @@ class Partition:
                 new_hw = min(new_hw, follower.log_end_offset)
         if new_hw > self.high_watermark:
             self.high_watermark = new_hw
+            self.log.on_high_watermark(new_hw)
             self._wake()
 
     def _wake(self) -> None:
@@ -429,6 +505,19 @@ class Partition:
             raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE)
         return self._read_below(fetch_offset, hw, max_bytes, min_one_message)
 
+    def read_committed(self, fetch_offset: int, max_bytes: int, *, min_one_message: bool) -> PartitionRead:
+        """A read_committed consumer's read: up to the last stable offset, with the
+        aborted transactions that overlap it (Kafka's FetchIsolation.TXN_COMMITTED)."""
+        hw = self.high_watermark
+        log = self.log
+        if fetch_offset >= hw and (fetch_offset > log.log_end_offset or fetch_offset < log.log_start_offset):
+            raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE)
+        lso = self.last_stable_offset
+        read = self._read_below(fetch_offset, lso, max_bytes, min_one_message)
+        read.last_stable_offset = lso
+        read.aborted = log.collect_aborted(fetch_offset, lso) if read.records is not None else []
+        return read
+
     def read_for_follower(self, fetch_offset: int, max_bytes: int, *, min_one_message: bool) -> PartitionRead:
         """Read for a replica fetch: up to the log end, not the high watermark."""
         log = self.log
@@ -448,4 +537,6 @@ class Partition:
                 size = info.slice.size
                 records = RecordsSlice(info.slice, size)
         hw = self.high_watermark
-        return PartitionRead(records, size, hw, hw, log.log_start_offset)
+        first = log.first_unstable_offset()
+        lso = hw if first is None or first > hw else first
+        return PartitionRead(records, size, hw, lso, log.log_start_offset)
