@@ -23,7 +23,7 @@ from moldau.controller.controller import Controller
 from moldau.coordinator.group import GroupCoordinator
 from moldau.coordinator.producer_ids import ProducerIdManager
 from moldau.metastore.store import BrokerInfo, ClusterImage, MetaStore, PartitionState, TopicRecord
-from moldau.ports import LeadershipListener
+from moldau.ports import LeadershipListener, TxnMarkerListener
 from moldau.replication.manager import ReplicaManager
 from moldau.replication.partition import Partition
 from moldau.storage.cleaner import CleanerConfig, LogCleaner
@@ -77,6 +77,10 @@ class Broker:
         #: told when this broker gains or loses a partition's leadership, in metadata
         #: order: the coordinators whose state lives in internal topics
         self.leadership_listeners: list[LeadershipListener] = [self.group_coordinator]
+        #: told when a transaction marker is written and replicated on a partition of
+        #: __consumer_offsets (moldau.replication.txn_markers): the group coordinator,
+        #: once it keeps transactional offset commits
+        self.txn_marker_listeners: list[TxnMarkerListener] = []
 
     # lifecycle ------------------------------------------------------------------------
 

@@ -145,6 +145,7 @@ class Partition:
         self.isr = isr
         self.partition_epoch = partition_epoch
         self.high_watermark = log.log_end_offset if isr == [broker_id] else log.log_start_offset
+        log.on_high_watermark(self.high_watermark)
         self.epochs = LeaderEpochCache(log.dir / LEADER_EPOCH_CHECKPOINT)
         self.epochs.truncate_from_end(log.log_end_offset + 1)
         self.followers: dict[int, FollowerState] = {}
@@ -361,7 +362,13 @@ class Partition:
             )
 
     def write_txn_marker(
-        self, producer_id: int, producer_epoch: int, commit: bool, coordinator_epoch: int, now_ms: int
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        commit: bool,
+        coordinator_epoch: int,
+        now_ms: int,
+        transaction_version: int = 0,
     ) -> AppendInfo:
         """Append a commit or abort marker for ``producer_id`` (WriteTxnMarkers, as
         leader): a control batch in Kafka's format, which completes the producer's
@@ -369,13 +376,17 @@ class Partition:
         entry to the aborted index. Refused, with nothing appended: a non-leader
         (NOT_LEADER_OR_FOLLOWER), an older producer epoch (INVALID_PRODUCER_EPOCH), an
         older coordinator epoch than the last marker's (TRANSACTION_COORDINATOR_FENCED).
+        With transactions version 2 (KIP-890) the coordinator bumps the epoch before
+        each marker, so a marker must carry a *newer* epoch than the producer's last
+        one; an equal one is a late duplicate, INVALID_PRODUCER_EPOCH as in Kafka.
         A marker for a producer with no open transaction here is appended anyway, as
         Kafka does (it completes nothing)."""
         if not self.is_leader:
             raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         known = self.log.txn_state.producers.get(producer_id)
         if known is not None:
-            if producer_epoch < known.epoch:
+            stale = producer_epoch <= known.epoch if transaction_version >= 2 else producer_epoch < known.epoch
+            if stale:
                 raise KafkaError(
                     ErrorCode.INVALID_PRODUCER_EPOCH,
                     f"Epoch of producer {producer_id} is {producer_epoch}, which is smaller than "
