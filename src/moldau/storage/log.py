@@ -772,7 +772,9 @@ class Log:
         self._delete_segments_below(offset)
         return offset
 
-    def replace_segments(self, cleaned: LogSegment, old: Sequence[LogSegment]) -> bool:
+    def replace_segments(
+        self, cleaned: LogSegment, old: Sequence[LogSegment], retained_aborts: set[int] | None = None
+    ) -> bool:
         """Swap a cleaned segment (files named ``*.swap``) in for ``old`` (the log cleaner's).
 
         Owner thread only; costs a few renames and no data I/O. ``old`` must still
@@ -803,7 +805,9 @@ class Log:
         segments[first:stop] = [cleaned]
         self._bases[first:stop] = [cleaned.base_offset]
         self._dir_changes += 1
-        self.aborted.replace_segments(cleaned.base_offset, self._bases[first + 1])
+        # the aborted-index entries of the markers the cleaner kept move to the cleaned
+        # segment's .txnindex (all of them when it says nothing)
+        self.aborted.replace_segments(cleaned.base_offset, self._bases[first + 1], retained_aborts)
         return True
 
     def _delete_segments_below(self, offset: int) -> None:
