@@ -417,7 +417,7 @@ class Cleaner:
         offset_map.clear()
         start = target.first_dirty_offset
         segments = target.segments
-        tracker = _AbortedTracker(target.log.collect_aborted(start, target.first_uncleanable_offset))
+        tracker = _AbortedTracker(target.log.aborted.collect(start, target.first_uncleanable_offset, from_thread=True))
         for i, segment in enumerate(segments):
             following = (
                 segments[i + 1].base_offset
@@ -540,7 +540,7 @@ class Cleaner:
         )
         horizon: int | None = None
         swapped = False
-        tracker = _AbortedTracker(log.collect_aborted(base, round_end))
+        tracker = _AbortedTracker(log.aborted.collect(base, round_end, from_thread=True))
         retained_aborts: set[int] = set()
         try:
             for segment in group:
@@ -1024,7 +1024,7 @@ class LogCleaner:
                 uncleanable = min(uncleanable, bound)
         # nothing of an undecided (or not yet replicated) transaction is cleaned; a read
         # from this thread may be stale by an append, never torn (see Log)
-        unstable = log.first_unstable_offset()
+        unstable = log.first_unstable_offset_from_thread()
         if unstable is not None:
             uncleanable = min(uncleanable, unstable)
         config = log.config

@@ -590,6 +590,10 @@ class Log:
         """First offset of a transaction not decided or not replicated, or None."""
         return self.txn_state.first_unstable_offset() if self.txn_state.has_transactions else None
 
+    def first_unstable_offset_from_thread(self) -> int | None:
+        """:meth:`first_unstable_offset` for a thread other than the owner (the cleaner)."""
+        return self.txn_state.first_unstable_offset_unsynced()
+
     def on_high_watermark(self, high_watermark: int) -> None:
         """Completed transactions whose markers are below ``high_watermark`` are stable."""
         if self.txn_state.unreplicated:

@@ -123,13 +123,20 @@ class AbortedTxnIndex:
         finally:
             os.close(fd)
 
-    def collect(self, fetch_offset: int, upper_bound: int) -> list[AbortedTxn]:
+    def collect(self, fetch_offset: int, upper_bound: int, *, from_thread: bool = False) -> list[AbortedTxn]:
         """Aborted transactions overlapping ``[fetch_offset, upper_bound)`` (Kafka's
         ``collectAbortedTxns``): marker at or after the fetch offset, data starting
-        below the bound; the search stops at the first entry whose LSO reaches the bound."""
+        below the bound; the search stops at the first entry whose LSO reaches the bound.
+        ``from_thread``: the caller is not the owner (the log cleaner); it works on
+        copies of the lists (each copied atomically), so a concurrent append or
+        truncation cannot break the walk."""
         out = []
-        entries = self._entries
-        for i in range(bisect_left(self._last_offsets, fetch_offset), len(entries)):
+        entries, last_offsets = self._entries, self._last_offsets
+        if from_thread:
+            entries, last_offsets = list(entries), list(last_offsets)
+            n = min(len(entries), len(last_offsets))
+            entries, last_offsets = entries[:n], last_offsets[:n]
+        for i in range(bisect_left(last_offsets, fetch_offset), len(entries)):
             entry = entries[i]
             if entry.first_offset < upper_bound:
                 out.append(entry)

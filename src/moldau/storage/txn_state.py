@@ -215,6 +215,15 @@ class ProducerTxnState:
             self._first_ongoing_dirty = False
         return self._first_ongoing
 
+    def first_unstable_offset_unsynced(self) -> int | None:
+        """:meth:`first_unstable_offset` for another thread (the log cleaner): computed
+        from copies and writing nothing, so it cannot race the owner's cache. May be
+        stale by an append."""
+        ongoing = list(self.ongoing.values())
+        unreplicated = list(self.unreplicated)
+        firsts = ongoing + [f for f, _ in unreplicated]
+        return min(firsts) if firsts else None
+
     @property
     def has_transactions(self) -> bool:
         """True while a transaction is open or unreplicated (the LSO may lag)."""
