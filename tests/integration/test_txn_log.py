@@ -3,17 +3,21 @@ stable offset and the aborted index, read by real consumers in both isolation le
 
 The transaction coordinator's part is played by raw requests (tests/integration/
 raw_kafka.py): transactional batches from made-up producer ids, then WriteTxnMarkers as
-a coordinator sends it. Cost: two broker processes and one kill -9, about 15 s.
+a coordinator sends it. Consumers: confluent-kafka, kafka-python and aiokafka. Cost: two
+broker processes and one kill -9, about 45 s (mostly the consumers' waits for nothing
+more to arrive).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from kafka import KafkaConsumer, TopicPartition
 
 from .kafka_helpers import confluent_consume, create_topic
 from .raw_kafka import describe_producers, raw_produce, record_batch, write_txn_markers
+from .test_aiokafka import consume as aiokafka_consume
 
 INVALID_PRODUCER_EPOCH = 47
 TRANSACTION_COORDINATOR_FENCED = 52
@@ -144,3 +148,7 @@ def test_aborted_transaction_records_are_hidden_whatever_the_fetch_offset(broker
     assert [g.value for g in got] == ys
     got = confluent_consume(bootstrap, topic, 5, start=3, timeout=20, extra_wait=1.5, **UNCOMMITTED)
     assert [g.value for g in got] == [b"x3", b"x4", *ys, b"x5"]
+    got = asyncio.run(aiokafka_consume(bootstrap, topic, 3, extra_wait=1.0, isolation_level="read_committed"))
+    assert [g.value for g in got] == ys
+    got = asyncio.run(aiokafka_consume(bootstrap, topic, 9, extra_wait=1.0, isolation_level="read_uncommitted"))
+    assert [g.value for g in got] == [b"x%d" % i for i in range(5)] + ys + [b"x5"]

@@ -8,8 +8,9 @@ an older epoch is INVALID_PRODUCER_EPOCH. A producer the partition has not seen 
 or from before a restart: this state is kept in memory only for now) is accepted at any
 sequence, as Kafka does since KIP-360.
 
-The state is not snapshotted to disk (Kafka's ``.snapshot`` files): it is rebuilt from
-the tail of the log (the last ``REBUILD_SCAN_BYTES``) the first time an idempotent
+This cache of recent batches is not snapshotted (the log's producer state is:
+epochs, last sequences and open transactions, :mod:`moldau.storage.txn_state`, which
+also fences older epochs); it is rebuilt from the tail of the log (the last ``REBUILD_SCAN_BYTES``) the first time an idempotent
 producer writes to the partition after a start, so that a retry which straddles a broker
 restart is still recognised as a duplicate. Producers whose last batches lie further back
 are treated as unknown, which Kafka allows.
