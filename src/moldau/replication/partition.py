@@ -276,11 +276,13 @@ class Partition:
             self.log.truncate_to(offset)
         self.epochs.truncate_from_end(self.log.log_end_offset)
         self.high_watermark = min(self.high_watermark, self.log.log_end_offset)
+        self.log.on_high_watermark(self.high_watermark)  # the reloaded state's markers
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
         self.log.truncate_fully_and_start_at(offset)
         self.epochs.clear()
         self.high_watermark = offset
+        self.log.on_high_watermark(offset)
 
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
         """OffsetForLeaderEpoch: (epoch, end offset) of ``epoch`` in this log's history."""

@@ -810,7 +810,9 @@ class Log:
         self._bases[first:stop] = [cleaned.base_offset]
         self._dir_changes += 1
         # the aborted-index entries of the markers the cleaner kept move to the cleaned
-        # segment's .txnindex (all of them when it says nothing)
+        # segment's .txnindex (all of them when it says nothing). A crash before this
+        # rewrite loses them, harmlessly: the cleaner removed every aborted record
+        # below those markers in the same pass.
         self.aborted.replace_segments(cleaned.base_offset, self._bases[first + 1], retained_aborts)
         return True
 
