@@ -15,9 +15,10 @@ import time
 
 from kafka import KafkaConsumer, TopicPartition
 
-from .kafka_helpers import confluent_consume, create_topic
+from .kafka_helpers import confluent_consume, create_topic, unique_topic, wait_until
 from .raw_kafka import describe_producers, raw_produce, record_batch, write_txn_markers
 from .test_aiokafka import consume as aiokafka_consume
+from .test_replication import _create_replicated, _fully_replicated, _start_three
 
 INVALID_PRODUCER_EPOCH = 47
 TRANSACTION_COORDINATOR_FENCED = 52
@@ -152,3 +153,35 @@ def test_aborted_transaction_records_are_hidden_whatever_the_fetch_offset(broker
     assert [g.value for g in got] == ys
     got = asyncio.run(aiokafka_consume(bootstrap, topic, 9, extra_wait=1.0, isolation_level="read_uncommitted"))
     assert [g.value for g in got] == [b"x%d" % i for i in range(5)] + ys + [b"x5"]
+
+
+def test_markers_and_open_transactions_survive_a_leader_kill(cluster) -> None:
+    """Three brokers, replication factor 3: the transaction state is in the replicated
+    batches, so the successor of a killed leader has the same aborted index and the
+    same open transaction, and takes the marker that ends it. Cost: about 25 s."""
+    brokers = _start_three(cluster)
+    topic = _create_replicated(brokers[1].bootstrap, unique_topic("txnfail"))
+    leader = wait_until(lambda: _fully_replicated(brokers, topic, [1, 2, 3]), timeout=20, message="ISR 1,2,3")
+    bootstrap = brokers[leader].bootstrap
+    _txn(bootstrap, topic, 31, 0, 0, [b"aborted-1", b"aborted-2"])  # 0-1
+    _plain(bootstrap, topic, b"plain-0")  # 2
+    assert write_txn_markers(bootstrap, [(31, 0, False, 1, {topic: [0]})]) == {(31, topic, 0): 0}  # 3
+    open_first = _txn(bootstrap, topic, 32, 0, 0, [b"open-1"])  # 4
+    _plain(bootstrap, topic, b"plain-1")  # 5
+    others = [i for i in brokers if i != leader]
+    # every replica wrote the abort to its own .txnindex
+    for i in brokers:
+        wait_until(lambda i=i: list((brokers[i].data_dir / f"{topic}-0").glob("*.txnindex")), timeout=10,
+                   message=f"the aborted index on broker {i}")
+    brokers[leader].kill9()
+    survivors = {i: brokers[i] for i in others}
+    successor = wait_until(lambda: _fully_replicated(survivors, topic, others), timeout=30, interval=0.2,
+                           message="a new leader")
+    bootstrap = brokers[successor].bootstrap
+    # the new leader's high watermark catches up with its follower's first fetch
+    wait_until(lambda: _end_offset(bootstrap, topic, "read_uncommitted") == 6, timeout=20,
+               message="the high watermark on the new leader")
+    assert _end_offset(bootstrap, topic, "read_committed") == open_first
+    assert _values(bootstrap, topic, 1, COMMITTED) == [b"plain-0"]
+    assert write_txn_markers(bootstrap, [(32, 0, True, 2, {topic: [0]})]) == {(32, topic, 0): 0}
+    assert _values(bootstrap, topic, 3, COMMITTED) == [b"plain-0", b"open-1", b"plain-1"]
