@@ -37,7 +37,11 @@ from moldau.records import (
     validate_batches,
 )
 from moldau.records.validation import validate_records
-from moldau.replication.producer_state import ProducerStateManager, rebuild_from_log
+from moldau.replication.producer_state import (
+    ProducerStateManager,
+    rebuild_from_log,
+    seed_from_log_state,
+)
 from moldau.storage.leader_epoch import LEADER_EPOCH_CHECKPOINT, LeaderEpochCache
 from moldau.storage.log import AppendInfo, Log
 from moldau.storage.txn_index import AbortedTxn
@@ -323,6 +327,7 @@ class Partition:
             self._check_producer_epoch(producer_id, head.producer_epoch)
             if not self._producer_state_loaded:
                 rebuild_from_log(self.producer_state, self.log)
+                seed_from_log_state(self.producer_state, self.log)
                 self._producer_state_loaded = True
             epoch, sequence = head.producer_epoch, head.base_sequence
             count = head.last_offset_delta + 1
