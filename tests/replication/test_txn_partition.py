@@ -110,3 +110,13 @@ def test_a_restarted_leader_knows_producers_beyond_the_scanned_tail(tmp_path: Pa
     with pytest.raises(KafkaError) as out_of_order:
         again.append_as_leader(memoryview(bytearray(gap)), -1, 0)
     assert out_of_order.value.code == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
+
+
+def test_idle_producers_expire_unless_their_transaction_is_open(tmp_path: Path) -> None:
+    leader = _replica(tmp_path, 1, leader=1, isr=(1,))
+    _txn(leader, 10, 0, 0)  # open: kept however old
+    idle = build_batch([RecordInput(b"k", b"v", timestamp=1_000)], producer_id=11, producer_epoch=0, base_sequence=0)
+    leader.append_as_leader(memoryview(bytearray(idle)), -1, 0)
+    assert leader.remove_expired_producers(now_ms=1_000 + 86_400_000, expiration_ms=86_400_000) == 1
+    assert set(leader.log.txn_state.producers) == {10}
+    assert 11 not in leader.producer_state.producers

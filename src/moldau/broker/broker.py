@@ -98,6 +98,7 @@ class Broker:
             self.apply_topic(topic)
         self._tasks.append(asyncio.ensure_future(self._background_flusher()))
         self._tasks.append(asyncio.ensure_future(self._retention_loop()))
+        self._tasks.append(asyncio.ensure_future(self._producer_expiration_loop()))
         self._start_log_cleaner()
         self.replica_manager.start()
         await self.group_coordinator.start()
@@ -155,6 +156,19 @@ class Broker:
             # followers too (as Kafka): each replica applies retention to its own log
             removed += partition.log.delete_retained_segments(now, upper_bound=partition.high_watermark)
         return removed
+
+    async def _producer_expiration_loop(self) -> None:
+        """Kafka's producer id expiration, every producer.id.expiration.check.interval.ms."""
+        while True:
+            await asyncio.sleep(self.config.int("producer.id.expiration.check.interval.ms") / 1000)
+            now = int(time.time() * 1000)
+            expiration = self.config.int("producer.id.expiration.ms")
+            try:
+                for partition in list(self.partitions.values()):
+                    partition.remove_expired_producers(now, expiration)
+                    await asyncio.sleep(0)
+            except Exception:
+                log.exception("producer id expiration failed")
 
     async def _retention_loop(self) -> None:
         """Kafka's log retention check, every log.retention.check.interval.ms."""

@@ -36,6 +36,7 @@ async def write_txn_markers(broker: Any, header: Any, request: Any) -> Any:
             marker.coordinator_epoch,
             asked,
             transaction_version=marker.transaction_version if version >= 2 else 0,
+            timeout_s=broker.config.int("request.timeout.ms") / 1000,
         )
         topics = [
             _Topic(

@@ -425,6 +425,15 @@ class Partition:
             self._wake_appenders()
         return info
 
+    def remove_expired_producers(self, now_ms: int, expiration_ms: int) -> int:
+        """Kafka's producer id expiration: producers idle past ``expiration_ms`` with no
+        open transaction are forgotten (a later batch of theirs is accepted as from a
+        new producer); returns how many."""
+        expired = self.log.txn_state.remove_expired(now_ms, expiration_ms)
+        for pid in expired:
+            self.producer_state.producers.pop(pid, None)
+        return len(expired)
+
     @property
     def last_stable_offset(self) -> int:
         """Kafka's LSO: the high watermark, or the first offset of a transaction that is

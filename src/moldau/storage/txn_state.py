@@ -188,6 +188,17 @@ class ProducerTxnState:
         self.unreplicated.append((first, offset))
         return CompletedTxn(producer_id, first, offset, not marker.commit)
 
+    def remove_expired(self, now_ms: int, expiration_ms: int) -> list[int]:
+        """Forget producers without an open transaction whose last write is older than
+        ``expiration_ms`` (Kafka's ``producer.id.expiration.ms``); their ids."""
+        expired = [
+            pid for pid, info in self.producers.items()
+            if info.txn_first_offset < 0 and now_ms - info.last_timestamp >= expiration_ms
+        ]
+        for pid in expired:
+            del self.producers[pid]
+        return expired
+
     def on_high_watermark(self, high_watermark: int) -> None:
         """Completed transactions whose markers are below ``high_watermark`` are stable."""
         unreplicated = self.unreplicated
