@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from moldau.records import CONTROL_FLAG_MASK, TRANSACTIONAL_FLAG_MASK, BatchView, decode_records
-from moldau.storage.txn_index import AbortedTxn, AbortedTxnIndex
+from moldau.storage.txn_index import TXN_INDEX_SUFFIX, AbortedTxn, AbortedTxnIndex
 from moldau.storage.txn_state import (
     ControlMarker,
     CorruptSnapshotError,
@@ -156,9 +156,11 @@ def load(
 ) -> tuple[ProducerTxnState, AbortedTxnIndex]:
     """The state and aborted index of a log being opened (see the module docstring)."""
     state = ProducerTxnState()
-    aborted = AbortedTxnIndex.load(directory, [s.base_offset for s in segments])
+    names = os.listdir(directory)  # one listing for both kinds of file
+    present = {int(n[:20]) for n in names if n.endswith(TXN_INDEX_SUFFIX) and n[:20].isdigit()}
+    aborted = AbortedTxnIndex.load(directory, [s.base_offset for s in segments], present)
     start = None
-    for offset in reversed(list_snapshots(directory)):
+    for offset in reversed(list_snapshots(directory, names)):
         path = snapshot_path(directory, offset)
         first_base = segments[0].base_offset if segments else log_start_offset
         if offset > log_end_offset or offset < first_base:

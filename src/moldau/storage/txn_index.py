@@ -93,10 +93,13 @@ class AbortedTxnIndex:
         self._last_offsets: list[int] = []
 
     @classmethod
-    def load(cls, directory: Path, segment_bases: list[int]) -> AbortedTxnIndex:
-        """Read the ``.txnindex`` files of ``segment_bases`` (oldest first)."""
+    def load(cls, directory: Path, segment_bases: list[int], present: set[int] | None = None) -> AbortedTxnIndex:
+        """Read the ``.txnindex`` files of ``segment_bases`` (oldest first); ``present``:
+        the bases known to have one (saves a failed open per segment without)."""
         index = cls(directory)
         for base in segment_bases:
+            if present is not None and base not in present:
+                continue
             for entry in read_txn_index(txn_index_path(directory, base)):
                 if index._last_offsets and entry.last_offset <= index._last_offsets[-1]:
                     continue  # out of order: a stale file; recovery rewrites it

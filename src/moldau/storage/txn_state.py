@@ -274,10 +274,10 @@ def snapshot_path(directory: Path, offset: int) -> Path:
     return directory / f"{offset:020d}{SNAPSHOT_SUFFIX}"
 
 
-def list_snapshots(directory: Path) -> list[int]:
-    """Offsets of the snapshot files in ``directory``, ascending."""
+def list_snapshots(directory: Path, names: list[str] | None = None) -> list[int]:
+    """Offsets of the snapshot files in ``directory`` (or among ``names``), ascending."""
     out = []
-    for name in os.listdir(directory):
+    for name in os.listdir(directory) if names is None else names:
         if name.endswith(SNAPSHOT_SUFFIX):
             stem = name[: -len(SNAPSHOT_SUFFIX)]
             if len(stem) == 20 and stem.isdigit():
