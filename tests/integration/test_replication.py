@@ -43,13 +43,16 @@ from .kafka_helpers import (
     wait_until,
 )
 
-KILL_CYCLES = int(os.environ.get("MOLDAU_KILL_CYCLES", "5"))
+#: kill -9 cycles of the leader in the loop below: 20, what the issue asks of the suite
+KILL_CYCLES = int(os.environ.get("MOLDAU_KILL_CYCLES", "20"))
+#: broker.session.timeout.ms of the kill loop: a dead leader's lease lapses in 1-1.5 s
+KILL_SESSION_MS = 1000
 NOT_LEADER_OR_FOLLOWER = 6
 NOT_ENOUGH_REPLICAS = 19
 
 
-def _start_three(cluster) -> dict[int, ClusterBroker]:
-    brokers = {i: cluster(i, **{"replica.lag.time.max.ms": 10000}) for i in (1, 2, 3)}
+def _start_three(cluster, **settings: object) -> dict[int, ClusterBroker]:
+    brokers = {i: cluster(i, **{"replica.lag.time.max.ms": 10000, **settings}) for i in (1, 2, 3)}
     wait_until(lambda: all(len(admin_client(b.bootstrap).list_topics(timeout=10).brokers) == 3
                            for b in brokers.values()), timeout=20, message="three brokers listed")
     return brokers
@@ -297,7 +300,8 @@ class _Writer(threading.Thread):
 
 
 def test_leader_kill9_loop_loses_and_duplicates_nothing(cluster) -> None:
-    brokers = _start_three(cluster)
+    """Cost: 3-4 s per cycle (session 1000 ms; 20 cycles: about 85 s in all, 65 s more than 5)."""
+    brokers = _start_three(cluster, **{"broker.session.timeout.ms": KILL_SESSION_MS})
     topic = _create_replicated(brokers[1].bootstrap, unique_topic("kill9"))
     wait_until(lambda: _fully_replicated(brokers, topic, [1, 2, 3]), timeout=20, message="ISR 1,2,3")
     writer = _Writer(",".join(b.bootstrap for b in brokers.values()), topic)
@@ -351,7 +355,7 @@ def test_leader_kill9_loop_loses_and_duplicates_nothing(cluster) -> None:
     in_log_order = [v for v in values if v in acked]
     print(f"kill -9 loop: {KILL_CYCLES} cycles, {writer.sent} sent, {len(acked)} acknowledged, "
           f"{len(writer.failed)} failed, {len(lost)} lost, {len(duplicated)} duplicated; failover "
-          + ", ".join(f"{f * 1000:.0f}" for f in failovers) + f" ms (session {SESSION_MS} ms); of which "
+          + ", ".join(f"{f * 1000:.0f}" for f in failovers) + f" ms (session {KILL_SESSION_MS} ms); of which "
           "kill to the controller's election: " + ", ".join("?" if e is None else f"{e * 1000:.0f}" for e in elections)
           + " ms")
     assert len(acked) > 100

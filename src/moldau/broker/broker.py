@@ -24,6 +24,7 @@ from moldau.coordinator.group import GroupCoordinator
 from moldau.coordinator.producer_ids import ProducerIdManager
 from moldau.metastore.store import BrokerInfo, ClusterImage, MetaStore, PartitionState, TopicRecord
 from moldau.ports import LeadershipListener, TxnMarkerListener
+from moldau.replication.hw_checkpoint import HighWatermarkCheckpoint
 from moldau.replication.manager import ReplicaManager
 from moldau.replication.partition import Partition
 from moldau.storage.cleaner import CleanerConfig, LogCleaner
@@ -68,6 +69,9 @@ class Broker:
         self.changes = StateChanges()
         self._tasks: list[asyncio.Task[None]] = []
         self.log_cleaner: LogCleaner | None = None
+        self.hw_checkpoint = HighWatermarkCheckpoint(self.data_dir)
+        #: high watermarks read at start, each taken by its partition when it is created
+        self._checkpointed_hw: dict[tuple[str, int], int] = {}
         # The wiring: each component gets this broker as the narrow interface it
         # declares in moldau.ports, and never imports the broker itself.
         self.controller = Controller(self)
@@ -94,11 +98,15 @@ class Broker:
             log.error("ignoring stored dynamic broker configs: %s", exc)
         configs = {t.name: self.log_config_for(t) for t in image.topics.values()}
         await asyncio.to_thread(self.log_manager.load, configs)
+        self._checkpointed_hw = self.hw_checkpoint.read()
         for topic in image.topics.values():
             self.apply_topic(topic)
+        self._checkpointed_hw.clear()  # topics not applied now are deleted or not ours
         self._tasks.append(asyncio.ensure_future(self._background_flusher()))
         self._tasks.append(asyncio.ensure_future(self._retention_loop()))
         self._tasks.append(asyncio.ensure_future(self._producer_expiration_loop()))
+        self._tasks.append(asyncio.ensure_future(self.hw_checkpoint.run(
+            self.high_watermarks, self.config.int("replica.high.watermark.checkpoint.interval.ms") / 1000)))
         self._start_log_cleaner()
         self.replica_manager.start()
         await self.group_coordinator.start()
@@ -114,6 +122,10 @@ class Broker:
                 await task
         if self.log_cleaner is not None:
             await asyncio.to_thread(self.log_cleaner.shutdown)
+        try:
+            await asyncio.to_thread(self.hw_checkpoint.write, self.high_watermarks())
+        except OSError as exc:
+            log.error("could not write %s: %s", self.hw_checkpoint.file.path, exc)
         await asyncio.to_thread(self.log_manager.shutdown)
         await self.store.close()
 
@@ -245,6 +257,7 @@ class Broker:
                     replicas=list(state.replicas),
                     isr=list(state.isr),
                     partition_epoch=state.partition_epoch,
+                    high_watermark=self._checkpointed_hw.pop(key, None),
                 )
                 self.partitions[key] = partition
             else:
@@ -287,6 +300,10 @@ class Broker:
 
     def partition(self, topic: str, index: int) -> Partition | None:
         return self.partitions.get((topic, index))
+
+    def high_watermarks(self) -> dict[tuple[str, int], int]:
+        """Every local partition's high watermark now (what the checkpoint keeps)."""
+        return {key: p.high_watermark for key, p in self.partitions.items()}
 
     # cluster view ---------------------------------------------------------------------
 

@@ -96,7 +96,8 @@ class MetadataFollower:
             for topic in list(broker.topics.values()):
                 broker.apply_topic(topic)
         elif isinstance(change, BrokerChanged):
-            log.info("broker %d %s", change.broker_id, "joined" if change.info else "left")
+            state = "left" if change.info is None else "is shutting down" if change.info.shutting_down else "joined"
+            log.info("broker %d %s", change.broker_id, state)
             self.elector.trigger()
         elif isinstance(change, ControllerChanged):
             who = "none" if change.controller is None else str(change.controller.broker_id)
@@ -146,11 +147,13 @@ class LeaderElector:
     async def elect_once(self) -> int:
         """One pass over every partition; returns how many states were written."""
         broker = self.broker
-        live = {b.broker_id for b in broker.store.brokers()}
+        registered = broker.store.brokers()
+        live = {b.broker_id for b in registered}
+        leaving = frozenset(b.broker_id for b in registered if b.shutting_down)
         decisions = []
         for topic in list(broker.topics.values()):
             for index, state in topic.partitions.items():
-                new = reconcile(state, live)
+                new = reconcile(state, live, leaving)
                 if new is not None:
                     decisions.append((topic.name, index, state, new))
         if not decisions:

@@ -84,5 +84,45 @@ def serve(data_dir: Path, listen: str, advertise: str | None, config_file: Path 
         loop_name, cluster)
 
 
+@main.command()
+@click.option("--brokers", type=click.IntRange(min=1, max=64), default=3, show_default=True,
+              help="How many brokers (ids 1..N).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("moldau-cluster"),
+              show_default=True, help="etcd's and every broker's data, and their logs (kept between runs).")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=9092, show_default=True,
+              help="Broker 1 listens on 127.0.0.1:PORT, broker i on PORT+i-1 (0: free ports).")
+@click.option("--etcd-port", type=click.IntRange(min=0, max=65535), default=0,
+              help="etcd's client port on 127.0.0.1 (default: a free one).")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="A broker property for every broker; repeatable.")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def cluster(brokers: int, data_dir: Path, port: int, etcd_port: int, settings: tuple[str, ...],
+            log_level: str) -> None:
+    """Run a local cluster: etcd plus N brokers, until Ctrl-C."""
+    from moldau.cli.local_cluster import ClusterError, LocalCluster, run_local_cluster
+
+    raw: dict[str, str] = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+        raw[key.strip()] = value.strip()
+    from moldau.config.broker import BrokerConfig
+
+    try:
+        BrokerConfig(raw)  # the brokers would refuse it: say so before starting anything
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if port and port + brokers - 1 > 65535:
+        raise click.BadParameter(f"ports {port}..{port + brokers - 1} do not fit", param_hint="--port")
+    try:
+        local = LocalCluster(brokers, data_dir, port=port, etcd_port=etcd_port, settings=raw,
+                             log_level=log_level.upper())
+    except ClusterError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(run_local_cluster(local))
+
+
 if __name__ == "__main__":
     main()

@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -614,6 +615,25 @@ class EtcdMetaStore(MetaStore):
 
     def brokers(self) -> list[BrokerInfo]:
         return [self._brokers[i] for i in sorted(self._brokers)]
+
+    async def begin_controlled_shutdown(self) -> None:
+        """Rewrite our registration with ``shutting_down`` under the same lease; CAS on
+        its value, so a registration that has lapsed (or was re-made) is not recreated.
+        Every broker's watch delivers the change; the controller acts on it."""
+        if self._registered is None or self._lease is None:
+            return
+        key = self._key("brokers", self._registered.broker_id)
+        current = _dumps(self._registered.to_json())
+        info = dataclasses.replace(self._registered, shutting_down=True)
+        value = _dumps(info.to_json())
+        if current != value:
+            response = await self._txn(
+                [self._client.transactions.value(key) == current],
+                [self._put(key, value, self._lease.id)],
+            )
+            if not response.succeeded:
+                raise RuntimeError(f"broker {info.broker_id}'s registration is not ours any more")
+        self._registered = info
 
     # controller election ----------------------------------------------------------------
 

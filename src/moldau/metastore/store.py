@@ -117,13 +117,20 @@ class BrokerInfo:
     host: str
     port: int
     rack: str | None = None
+    #: in controlled shutdown (KRaft's ``inControlledShutdown``): still serving, but the
+    #: controller moves its leaderships away and takes it out of the ISRs
+    shutting_down: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"broker_id": self.broker_id, "host": self.host, "port": self.port, "rack": self.rack}
+        data: dict[str, Any] = {"broker_id": self.broker_id, "host": self.host, "port": self.port, "rack": self.rack}
+        if self.shutting_down:
+            data["shutting_down"] = True
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BrokerInfo:
-        return cls(int(data["broker_id"]), str(data["host"]), int(data["port"]), data.get("rack"))
+        return cls(int(data["broker_id"]), str(data["host"]), int(data["port"]), data.get("rack"),
+                   bool(data.get("shutting_down", False)))
 
 
 @dataclass(frozen=True)
@@ -291,6 +298,11 @@ class MetaStore(abc.ABC):
     def brokers(self) -> list[BrokerInfo]:
         """The live brokers by id, as last seen (no I/O: read it on every request)."""
         return [self._registered] if self._registered is not None else []
+
+    async def begin_controlled_shutdown(self) -> None:  # noqa: B027 - optional hook
+        """Mark this broker's registration as shutting down (it stays registered), so the
+        controller moves its leaderships to other in-sync replicas and takes it out of
+        the ISRs. A single node has nobody to hand over to: nothing to do."""
 
     async def campaign(self) -> None:
         """Compete for the controller role, in the background, for as long as this broker

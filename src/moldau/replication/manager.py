@@ -117,8 +117,14 @@ class ReplicaManager:
 
     def maybe_change_isr(self, partition: Partition) -> None:
         new_isr = partition.isr_change(self.lag_max_ms)
-        if new_isr is None or not self.broker.store.brokers():
+        registered = self.broker.store.brokers()
+        if new_isr is None or not registered:
             return  # nothing to change, or a single node (not registered: no followers)
+        leaving = {b.broker_id for b in registered if b.shutting_down}
+        if leaving:  # a broker in controlled shutdown is not added back (KRaft: ineligible)
+            new_isr = [r for r in new_isr if r in partition.isr or r not in leaving]
+            if new_isr == partition.isr:
+                return
         partition.isr_change_pending = True
         task = asyncio.ensure_future(self._alter_isr(partition, new_isr))
         self._tasks.add(task)
@@ -233,6 +239,20 @@ class ReplicaFetcher:
         """OffsetForLeaderEpoch for the partitions new to this leader epoch, then cut
         each log where the leader's history diverges from ours."""
         asked = {key: self.partitions[key] for key in list(self.needs_truncation) if key in self.partitions}
+        for key, partition in list(asked.items()):
+            if partition.epochs.latest_epoch < 0:
+                # no leader-epoch history (a log from before the cache, or a lost
+                # checkpoint): nothing to compare, so Kafka's rule, truncate to our high
+                # watermark (checkpointed) and fetch the rest; never to the log start
+                del asked[key]
+                target = min(partition.high_watermark, partition.log.log_end_offset)
+                if target < partition.log.log_end_offset:
+                    log.info("%s-%d: no leader epochs; truncating from %d to the high watermark %d",
+                             key[0], key[1], partition.log.log_end_offset, target)
+                partition.truncate_to(target)
+                self.needs_truncation.discard(key)
+        if not asked:
+            return
         by_topic: dict[str, list[Any]] = {}
         sent: dict[Key, tuple[int, int]] = {}
         for (topic, index), partition in asked.items():

@@ -137,6 +137,7 @@ class Partition:
         replicas: list[int],
         isr: list[int],
         partition_epoch: int = 0,
+        high_watermark: int | None = None,
     ) -> None:
         self.topic = topic
         self.index = index
@@ -148,8 +149,14 @@ class Partition:
         self.replicas = replicas
         self.isr = isr
         self.partition_epoch = partition_epoch
-        self.high_watermark = log.log_end_offset if isr == [broker_id] else log.log_start_offset
-        log.on_high_watermark(self.high_watermark)
+        if isr == [broker_id]:
+            self.high_watermark = log.log_end_offset  # a cluster of one: all it has is committed
+        else:
+            # the checkpointed value (replication-offset-checkpoint), within the log as
+            # it is now: a crash may have cut the log below what was checkpointed
+            known = log.log_start_offset if high_watermark is None else high_watermark
+            self.high_watermark = min(max(known, log.log_start_offset), log.log_end_offset)
+        log.on_high_watermark(self.high_watermark)  # markers replayed below it are stable
         self.epochs = LeaderEpochCache(log.dir / LEADER_EPOCH_CHECKPOINT)
         self.epochs.truncate_from_end(log.log_end_offset + 1)
         self.followers: dict[int, FollowerState] = {}
