@@ -9,6 +9,7 @@ them (v2 adds ``transaction_version``, KIP-890's transactions version 2).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from moldau.handlers.registry import codec_for, handles
@@ -25,19 +26,25 @@ _Partition = _Topic.of("partitions")
 @handles(WRITE_TXN_MARKERS, 1, 2)
 async def write_txn_markers(broker: Any, header: Any, request: Any) -> Any:
     version = header.api_version
-    answers = []
-    for marker in request.markers:
-        asked = [(t.name, i) for t in marker.topics for i in t.partition_indexes]
-        codes = await write_markers(
+    timeout_s = broker.config.int("request.timeout.ms") / 1000
+    # the markers are appended one after the other (each call appends before its first
+    # await, bar pacing) and then all wait for the ISR together, as Kafka appends a
+    # request's markers at once
+    results = await asyncio.gather(*(
+        write_markers(
             broker,
             marker.producer_id,
             marker.producer_epoch,
             bool(marker.transaction_result),
             marker.coordinator_epoch,
-            asked,
+            [(t.name, i) for t in marker.topics for i in t.partition_indexes],
             transaction_version=marker.transaction_version if version >= 2 else 0,
-            timeout_s=broker.config.int("request.timeout.ms") / 1000,
+            timeout_s=timeout_s,
         )
+        for marker in request.markers
+    ))
+    answers = []
+    for marker, codes in zip(request.markers, results, strict=True):
         topics = [
             _Topic(
                 name=t.name,

@@ -19,7 +19,7 @@ replicated), INVALID_PRODUCER_EPOCH, TRANSACTION_COORDINATOR_FENCED, KAFKA_STORA
 and REQUEST_TIMED_OUT (not replicated within the timeout); the coordinator retries
 those it can, as Kafka's does. The appends happen without an ``await`` between check and
 write, and the wait-and-tell step runs as a task of its own that completes even if the
-request's client goes away.
+request's client goes away. The event loop is handed back every thousand partitions.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ _log = logging.getLogger(__name__)
 OFFSETS_TOPIC = "__consumer_offsets"
 #: how long a marker may take to reach the ISR (Kafka: request.timeout.ms)
 DEFAULT_TIMEOUT_S = 30.0
+#: partitions appended to between two hand-backs of the event loop
+PACE = 1000
 
 
 async def write_txn_markers(
@@ -55,7 +57,9 @@ async def write_txn_markers(
     now_ms = int(time.time() * 1000)
     results: dict[tuple[str, int], ErrorCode] = {}
     waiting = []
-    for topic, index in partitions:
+    for n, (topic, index) in enumerate(partitions, 1):
+        if n % PACE == 0:
+            await asyncio.sleep(0)  # a request naming millions of partitions shares the loop
         partition = host.partition(topic, index)
         if partition is None:
             results[(topic, index)] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
