@@ -120,3 +120,19 @@ def test_idle_producers_expire_unless_their_transaction_is_open(tmp_path: Path) 
     assert leader.remove_expired_producers(now_ms=1_000 + 86_400_000, expiration_ms=86_400_000) == 1
     assert set(leader.log.txn_state.producers) == {10}
     assert 11 not in leader.producer_state.producers
+
+
+def test_a_fetch_is_told_only_of_the_aborts_its_batches_can_hold(tmp_path: Path) -> None:
+    from moldau.storage import LogConfig
+
+    leader = _replica(tmp_path, 1, leader=1, isr=(1,))
+    leader.log.config = LogConfig(index_interval_bytes=1)  # every batch indexed
+    for pid in range(100, 150):
+        _txn(leader, pid, 0, 0)
+        leader.write_txn_marker(pid, 0, commit=False, coordinator_epoch=0, now_ms=0)
+    whole = leader.read_committed(0, 1 << 20, min_one_message=True)
+    assert len(whole.aborted) == 50
+    first = leader.read_committed(0, 1, min_one_message=True)  # one batch: offsets 0-1
+    assert [a.producer_id for a in first.aborted] == [100]
+    later = leader.read_committed(30, 1, min_one_message=True)  # the batch of producer 110
+    assert [a.producer_id for a in later.aborted] == [110]

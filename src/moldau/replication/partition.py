@@ -547,10 +547,18 @@ class Partition:
         if fetch_offset >= hw and (fetch_offset > log.log_end_offset or fetch_offset < log.log_start_offset):
             raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE)
         lso = self.last_stable_offset
-        read = self._read_below(fetch_offset, lso, max_bytes, min_one_message)
-        read.last_stable_offset = lso
-        read.aborted = log.collect_aborted(fetch_offset, lso) if read.records is not None else []
-        return read
+        records = None
+        size = 0
+        aborted: list[AbortedTxn] = []
+        if fetch_offset < lso:
+            info = log.read(fetch_offset, max_bytes, max_offset=lso, min_one_message=min_one_message)
+            if info.slice is not None and info.slice.size > 0:
+                size = info.slice.size
+                records = RecordsSlice(info.slice, size)
+                # Kafka's bound: what was read, not the LSO, so a fetch is told only of
+                # the aborted transactions its batches can hold
+                aborted = log.collect_aborted(fetch_offset, min(log.fetch_upper_bound(info), lso))
+        return PartitionRead(records, size, hw, lso, log.log_start_offset, aborted)
 
     def read_for_follower(self, fetch_offset: int, max_bytes: int, *, min_one_message: bool) -> PartitionRead:
         """Read for a replica fetch: up to the log end, not the high watermark."""

@@ -599,6 +599,18 @@ class Log:
         if self.txn_state.unreplicated:
             self.txn_state.on_high_watermark(high_watermark)
 
+    def fetch_upper_bound(self, info: LogReadInfo) -> int:
+        """An offset above everything ``info`` read (Kafka's ``fetchUpperBoundOffset``):
+        the first indexed batch after the slice in its segment, else the next segment's
+        base, else the log end. Bounds the aborted transactions a fetch is told of."""
+        if info.slice is None:
+            return info.first_batch_offset
+        i = max(bisect_right(self._bases, info.first_batch_offset) - 1, 0)
+        found = self._segments[i].offset_index.ceiling_offset(info.slice.position + info.slice.size)
+        if found is not None:
+            return found
+        return self._bases[i + 1] if i + 1 < len(self._bases) else self._log_end_offset
+
     def collect_aborted(self, fetch_offset: int, upper_bound: int) -> list[AbortedTxn]:
         """Aborted transactions a read_committed fetch of ``[fetch_offset, upper_bound)``
         must be told (Kafka's collectAbortedTransactions)."""
