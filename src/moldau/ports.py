@@ -157,6 +157,48 @@ class ProducerIdBlocks(Protocol):
     async def allocate_producer_ids(self, count: int) -> int: ...
 
 
+# -- transaction markers -------------------------------------------------------------
+
+
+class TxnMarkerListener(Protocol):
+    """Told when a transaction marker has been written -- and replicated to the ISR -- on
+    a partition of ``__consumer_offsets`` this broker leads (Kafka's
+    ``GroupCoordinator.onTransactionCompleted``), so that the group coordinator makes
+    the offsets that producer committed in its transaction (TxnOffsetCommit) visible,
+    or drops them on an abort. Called on the event loop, once per partition and
+    marker; a coordinator that loads a partition later finds the markers in its log."""
+
+    def txn_marker_written(self, topic: str, index: int, producer_id: int, producer_epoch: int, commit: bool) -> None: ...
+
+
+class TxnMarkerPartition(Protocol):
+    """A partition as WriteTxnMarkers uses it (replication's Partition)."""
+
+    @property
+    def is_leader(self) -> bool: ...
+
+    def write_txn_marker(
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        commit: bool,
+        coordinator_epoch: int,
+        now_ms: int,
+        transaction_version: int = 0,
+    ) -> AppendInfo: ...
+    async def wait_high_watermark(self, offset: int, timeout_s: float) -> ErrorCode: ...
+
+
+@runtime_checkable
+class TxnMarkerHost(Protocol):
+    """What :func:`moldau.replication.txn_markers.write_txn_markers` uses: the
+    partitions this broker holds and the listeners of ``__consumer_offsets`` markers."""
+
+    def partition(self, topic: str, index: int) -> TxnMarkerPartition | None: ...
+    @property
+    def txn_marker_listeners(self) -> list[TxnMarkerListener]: ...
+
+
 # -- replication --------------------------------------------------------------------
 
 

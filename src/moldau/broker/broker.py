@@ -23,7 +23,7 @@ from moldau.controller.controller import Controller
 from moldau.coordinator.group import GroupCoordinator
 from moldau.coordinator.producer_ids import ProducerIdManager
 from moldau.metastore.store import BrokerInfo, ClusterImage, MetaStore, PartitionState, TopicRecord
-from moldau.ports import LeadershipListener
+from moldau.ports import LeadershipListener, TxnMarkerListener
 from moldau.replication.hw_checkpoint import HighWatermarkCheckpoint
 from moldau.replication.manager import ReplicaManager
 from moldau.replication.partition import Partition
@@ -81,6 +81,10 @@ class Broker:
         #: told when this broker gains or loses a partition's leadership, in metadata
         #: order: the coordinators whose state lives in internal topics
         self.leadership_listeners: list[LeadershipListener] = [self.group_coordinator]
+        #: told when a transaction marker is written and replicated on a partition of
+        #: __consumer_offsets (moldau.replication.txn_markers): the group coordinator,
+        #: once it keeps transactional offset commits
+        self.txn_marker_listeners: list[TxnMarkerListener] = []
 
     # lifecycle ------------------------------------------------------------------------
 
@@ -100,6 +104,7 @@ class Broker:
         self._checkpointed_hw.clear()  # topics not applied now are deleted or not ours
         self._tasks.append(asyncio.ensure_future(self._background_flusher()))
         self._tasks.append(asyncio.ensure_future(self._retention_loop()))
+        self._tasks.append(asyncio.ensure_future(self._producer_expiration_loop()))
         self._tasks.append(asyncio.ensure_future(self.hw_checkpoint.run(
             self.high_watermarks, self.config.int("replica.high.watermark.checkpoint.interval.ms") / 1000)))
         self._start_log_cleaner()
@@ -163,6 +168,19 @@ class Broker:
             # followers too (as Kafka): each replica applies retention to its own log
             removed += partition.log.delete_retained_segments(now, upper_bound=partition.high_watermark)
         return removed
+
+    async def _producer_expiration_loop(self) -> None:
+        """Kafka's producer id expiration, every producer.id.expiration.check.interval.ms."""
+        while True:
+            await asyncio.sleep(self.config.int("producer.id.expiration.check.interval.ms") / 1000)
+            now = int(time.time() * 1000)
+            expiration = self.config.int("producer.id.expiration.ms")
+            try:
+                for partition in list(self.partitions.values()):
+                    partition.remove_expired_producers(now, expiration)
+                    await asyncio.sleep(0)
+            except Exception:
+                log.exception("producer id expiration failed")
 
     async def _retention_loop(self) -> None:
         """Kafka's log retention check, every log.retention.check.interval.ms."""

@@ -254,6 +254,8 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
         ConfigDef("max.connections.per.ip.overrides", _T.STRING, ""),
         ConfigDef("connections.max.idle.ms", _T.LONG, 600000, read_only=True),
         ConfigDef("request.timeout.ms", _T.INT, 30000, read_only=True),
+        ConfigDef("producer.id.expiration.ms", _T.INT, 86400000, min_value=1, read_only=True),
+        ConfigDef("producer.id.expiration.check.interval.ms", _T.INT, 600000, min_value=1, read_only=True),
         ConfigDef("moldau.max.open.files", _T.INT, 1000, "Open segment files kept at once.", min_value=16),
         # Kafka has no per-broker partition limit (KIP-578's max.broker.partitions was never
         # implemented). Every hosted partition costs a directory, a Log and a Partition, and

@@ -10,6 +10,7 @@ from moldau.handlers import (  # noqa: F401 - imported for registration
     configs,
     consumer_group,
     delete_records,
+    describe_producers,
     fetch,
     groups,
     leader_epoch,
@@ -21,6 +22,7 @@ from moldau.handlers import (  # noqa: F401 - imported for registration
     producer,
     reassignments,
     topics,
+    write_txn_markers,
 )
 from moldau.handlers.registry import HANDLERS, Dispatcher
 
