@@ -4,6 +4,7 @@ Importing this package registers every handler; ApiVersions advertises exactly t
 """
 
 from moldau.handlers import (  # noqa: F401 - imported for registration
+    acls,
     alter_configs,
     api_versions,
     cluster,
