@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import pytest
-
-from moldau.metastore.etcd import EtcdMetaStore, EtcdTarget
+from moldau.metastore.etcd import EtcdTarget
 from moldau.metastore.store import SecurityChanged
 
 from .test_etcd import _close, _fresh_image, _next, _stores, etcd  # noqa: F401 - the module's etcd fixture
