@@ -7,6 +7,7 @@ from moldau.handlers import (  # noqa: F401 - imported for registration
     acls,
     alter_configs,
     api_versions,
+    client_quotas,
     cluster,
     configs,
     consumer_group,
