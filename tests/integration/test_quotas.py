@@ -116,3 +116,25 @@ def test_a_client_id_quota_slows_that_producer_and_no_other(broker, topic) -> No
     assert alter_quotas(broker.bootstrap, [("client-id", "slow")], {"producer_byte_rate": None}) == [0]
     assert describe_quotas(broker.bootstrap) == (0, [])
     assert _produce_timed(broker.bootstrap, topic, "slow")[0] < slow / 2
+
+
+def _metadata_throttle(sock, correlation_id: int, client_id: str) -> tuple[int, float]:
+    """One Metadata v4 (all topics) on ``sock``: (throttle_time_ms, seconds to answer)."""
+    start = time.monotonic()
+    sock.sendall(raw.request(raw.API_METADATA, 4, correlation_id, raw.i32(-1) + raw.i8(0), client_id=client_id))
+    answer = raw.read_response(sock)
+    assert answer is not None and answer[0] == correlation_id
+    return raw.Reader(answer[1]).i32(), time.monotonic() - start
+
+
+def test_request_percentage_throttles_and_mutes_that_client_id(broker) -> None:
+    # 0.01 % of a thread: about 1 s of throttle per 100 us of handler time
+    assert alter_quotas(broker.bootstrap, [("client-id", "busy")], {"request_percentage": 0.01}) == [0]
+    with raw.connect(broker.bootstrap) as busy, raw.connect(broker.bootstrap) as idle:
+        throttles = [_metadata_throttle(busy, i, "busy")[0] for i in range(1, 4)]
+        assert max(throttles) > 0, throttles
+        # the connection was muted for the throttle time: the next answer waits for it
+        last_throttle = throttles[-1]
+        _, waited = _metadata_throttle(busy, 9, "busy")
+        assert waited >= last_throttle / 1000 * 0.8, (waited, throttles)
+        assert [_metadata_throttle(idle, i, "other")[0] for i in range(1, 4)] == [0, 0, 0]
