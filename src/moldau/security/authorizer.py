@@ -98,25 +98,34 @@ class AclAuthorizer:
         self._reindex()
 
     def add(self, bindings: Iterable[AclBinding]) -> None:
-        self._bindings.update(bindings)
-        self._reindex()
+        """Add bindings (one at a time as the store's watch delivers them: each costs
+        the update of its index entry, not a rebuild)."""
+        for binding in bindings:
+            if binding not in self._bindings:
+                self._bindings.add(binding)
+                self._index_entry(binding).append(binding)
+        self._cache = {}
 
     def remove(self, bindings: Iterable[AclBinding]) -> None:
-        self._bindings.difference_update(bindings)
-        self._reindex()
+        for binding in bindings:
+            if binding in self._bindings:
+                self._bindings.discard(binding)
+                self._index_entry(binding).remove(binding)
+        self._cache = {}
+
+    def _index_entry(self, binding: AclBinding) -> list[AclBinding]:
+        entry = self._index.setdefault(binding.resource_type, _TypeIndex())
+        if binding.pattern_type == PatternType.PREFIXED:
+            return entry.prefixed
+        return entry.literal.setdefault(binding.resource_name, [])
 
     def matching(self, acl_filter: AclFilter) -> list[AclBinding]:
         return sorted((b for b in self._bindings if acl_filter.matches(b)), key=AclBinding.key)
 
     def _reindex(self) -> None:
-        index: dict[ResourceType, _TypeIndex] = {}
+        self._index = {}
         for binding in self._bindings:
-            entry = index.setdefault(binding.resource_type, _TypeIndex())
-            if binding.pattern_type == PatternType.PREFIXED:
-                entry.prefixed.append(binding)
-            else:
-                entry.literal.setdefault(binding.resource_name, []).append(binding)
-        self._index = index
+            self._index_entry(binding).append(binding)
         self._cache = {}
 
     # decisions ------------------------------------------------------------------------
