@@ -46,9 +46,12 @@ def alter_quotas(bootstrap: str, pairs: list[tuple[str, str | None]], ops: dict[
     return codes
 
 
-def describe_quotas(bootstrap: str) -> tuple[int, list[tuple[list[tuple[str, str | None]], dict[str, float]]]]:
-    """DescribeClientQuotas v0 of every entity with a client id (match type 2, any)."""
-    body = raw.i32(1) + raw.string("client-id") + raw.i8(2) + raw.string(None) + raw.i8(0)
+def describe_quotas(
+    bootstrap: str, entity_type: str = "client-id", match_type: int = 2, strict: bool = False
+) -> tuple[int, list[tuple[list[tuple[str, str | None]], dict[str, float]]]]:
+    """DescribeClientQuotas v0 with one filter component (by default: every entity with
+    a client id, match type 2 = any specified)."""
+    body = raw.i32(1) + raw.string(entity_type) + raw.i8(match_type) + raw.string(None) + raw.i8(int(strict))
     with raw.connect(bootstrap) as sock:
         sock.sendall(raw.request(API_DESCRIBE_CLIENT_QUOTAS, 0, 8, body))
         answer = raw.read_response(sock)
