@@ -254,3 +254,42 @@ def test_named_users_get_their_own_acls(make_broker) -> None:
     refused = confluent_produce(bootstrap, "alice-t", sample_records(1), **{**conf("bob"), "message.timeout.ms": 8000})
     assert refused[0][0] is not None and refused[0][0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
     assert b.is_running()
+
+
+def test_aiokafka_gets_the_authorization_errors(secured) -> None:
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import TopicAuthorizationFailedError
+
+    async def scenario() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=secured.bootstrap, request_timeout_ms=10000)
+        await asyncio.wait_for(producer.start(), 15)
+        try:
+            with pytest.raises(TopicAuthorizationFailedError):
+                await asyncio.wait_for(producer.send_and_wait("secret", b"x"), 15)
+            assert (await asyncio.wait_for(producer.send_and_wait("ok-data", b"y"), 15)).offset >= 0
+        finally:
+            await asyncio.wait_for(producer.stop(), 15)
+
+    asyncio.run(scenario())
+
+
+def test_authorized_operations_are_reported(secured) -> None:
+    from confluent_kafka import TopicCollection
+
+    admin = admin_client(secured.bootstrap)
+    described = admin.describe_topics(TopicCollection(["ok-data"]), request_timeout=10,
+                                      include_authorized_operations=True)["ok-data"].result(timeout=10)
+    assert set(described.authorized_operations) == {AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE}
+    cluster = admin.describe_cluster(request_timeout=10, include_authorized_operations=True).result(timeout=10)
+    assert AclOperation.ALTER in set(cluster.authorized_operations)  # ANONYMOUS holds ALL on the cluster
+    group = f"ok-{uuid.uuid4().hex[:6]}"
+    c = Consumer({"bootstrap.servers": secured.bootstrap, "group.id": group, "auto.offset.reset": "earliest"})
+    try:
+        c.subscribe(["ok-data"])
+        wait_until(lambda: c.poll(0.5) is not None or bool(c.assignment()), 20, message="the group formed")
+        groups = admin.describe_consumer_groups([group], request_timeout=10, include_authorized_operations=True)
+        assert set(groups[group].result(timeout=10).authorized_operations) == {AclOperation.READ, AclOperation.DESCRIBE}
+    finally:
+        c.close()
