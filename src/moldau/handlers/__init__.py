@@ -19,6 +19,7 @@ from moldau.handlers import (  # noqa: F401 - imported for registration
     produce,
     producer,
     topics,
+    transactions,
 )
 from moldau.handlers.registry import HANDLERS, Dispatcher
 

@@ -30,9 +30,11 @@ from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.records import (
     BatchView,
     Compression,
+    assign_offsets,
     build_batch,
     decode_records,
     iter_batches,
+    set_partition_leader_epoch,
     validate_batches,
 )
 from moldau.records.validation import validate_records
@@ -335,6 +337,28 @@ class Partition:
             self.producer_state.update(
                 producer_id, epoch, sequence, count, info.first_offset, info.last_offset, info.log_append_time
             )
+        self._maybe_advance_high_watermark()
+        if self._append_waiters:
+            self._wake_appenders()
+        return info
+
+    def append_as_coordinator(self, records: memoryview, now_ms: int) -> AppendInfo:
+        """Append batches a coordinator wrote (Kafka's ``AppendOrigin.COORDINATOR``):
+        control batches (transaction markers) and the group coordinator's transactional
+        offsets, which carry a producer id but no sequence numbers. They are numbered
+        here and stamped with the leader epoch, and skip a client's checks (no control
+        batches, sequences) and the producer's sequence bookkeeping.
+
+        Interim (issue 10): the log side's marker write (producer state, last stable
+        offset, ``.txnindex``) replaces this for markers when it lands.
+        """
+        if not self.is_leader:
+            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        assign_offsets(records, self.log.log_end_offset)
+        set_partition_leader_epoch(records, self.leader_epoch)
+        if self.epochs.dirty:
+            self.epochs.flush()
+        info = self.log.append_as_follower(records, now_ms=now_ms)
         self._maybe_advance_high_watermark()
         if self._append_waiters:
             self._wake_appenders()

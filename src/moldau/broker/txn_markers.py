@@ -1,0 +1,155 @@
+"""How the transaction coordinator's markers reach partition leaders.
+
+Theory of operation: :class:`TxnMarkers` is the broker's
+:class:`moldau.ports.TxnMarkerSender`. A marker for partitions this broker leads is
+written in-process (:meth:`TxnMarkers.write_txn_markers`, the
+:class:`moldau.ports.TxnMarkerWriter`); one for partitions another broker leads goes to
+it as WriteTxnMarkers v1 (what Kafka's coordinator sends), over one connection per
+broker with one request in flight. Any failure to reach a broker answers its
+partitions NOT_LEADER_OR_FOLLOWER, which the coordinator retries after looking the
+leader up again.
+
+The in-process write here is the interim one of issue 10's coordinator branch: a
+control batch appended as the coordinator appends (``Partition.append_as_coordinator``),
+waited on until the ISR has it, and for ``__consumer_offsets`` the group coordinator
+told to complete the producer's transactional offsets. The log side (producer state,
+last stable offset, ``.txnindex``, its WriteTxnMarkers handler) takes this method over
+when it lands; the coordinator only depends on the interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+import time
+from typing import TYPE_CHECKING, Any
+
+from moldau.coordinator.group.coordinator import OFFSETS_TOPIC
+from moldau.ports import TopicPartition, TxnMarker
+from moldau.protocol.codec import codec_for
+from moldau.protocol.errors import ErrorCode, ProtocolDecodeError
+from moldau.protocol.messages import ALL_APIS
+from moldau.records import RecordInput, build_batch
+from moldau.replication.client import BrokerClient
+
+if TYPE_CHECKING:
+    from moldau.broker.broker import Broker
+
+log = logging.getLogger(__name__)
+
+WRITE_TXN_MARKERS = ALL_APIS[27]
+WRITE_TXN_MARKERS_VERSION = 1
+_Request = codec_for(WRITE_TXN_MARKERS).Request
+_Marker = _Request.of("markers")
+_MarkerTopic = _Marker.of("topics")
+_NETWORK_ERRORS = (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ProtocolDecodeError, EOFError)
+_CONTROL_KEY = struct.Struct(">hh")
+_CONTROL_VALUE = struct.Struct(">hi")
+ABORT_MARKER, COMMIT_MARKER = 0, 1
+
+
+def control_batch(marker: TxnMarker, now_ms: int) -> bytes:
+    """One control record (EndTransactionMarker: version 0, coordinator epoch) in a
+    transactional control batch of the marker's producer and epoch."""
+    key = _CONTROL_KEY.pack(0, COMMIT_MARKER if marker.committed else ABORT_MARKER)
+    value = _CONTROL_VALUE.pack(0, marker.coordinator_epoch)
+    return build_batch(
+        [RecordInput(key, value, (), now_ms)],
+        producer_id=marker.producer_id,
+        producer_epoch=marker.producer_epoch,
+        is_transactional=True,
+        is_control=True,
+    )
+
+
+class TxnMarkers:
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self._clients: dict[int, BrokerClient] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            with contextlib.suppress(Exception):
+                await client.close()
+        self._clients.clear()
+
+    # TxnMarkerSender ------------------------------------------------------------------
+
+    async def send_txn_markers(self, broker_id: int, marker: TxnMarker) -> dict[TopicPartition, ErrorCode]:
+        if broker_id == self.broker.node_id:
+            return await self.write_txn_markers(marker)
+        lock = self._locks.setdefault(broker_id, asyncio.Lock())
+        async with lock:
+            try:
+                return await self._send(broker_id, marker)
+            except _NETWORK_ERRORS as exc:
+                log.info("WriteTxnMarkers to broker %d failed: %r", broker_id, exc)
+                client = self._clients.pop(broker_id, None)
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        await client.close()
+                return {tp: ErrorCode.NOT_LEADER_OR_FOLLOWER for tp in marker.partitions}
+
+    async def _send(self, broker_id: int, marker: TxnMarker) -> dict[TopicPartition, ErrorCode]:
+        client = self._clients.get(broker_id)
+        if client is None:
+            endpoint = next(((b.host, b.port) for b in self.broker.live_brokers() if b.broker_id == broker_id), None)
+            if endpoint is None:
+                return {tp: ErrorCode.NOT_LEADER_OR_FOLLOWER for tp in marker.partitions}
+            client = BrokerClient(*endpoint, client_id=f"txn-coordinator-{self.broker.node_id}")
+            await client.connect()
+            self._clients[broker_id] = client
+        by_topic: dict[str, list[int]] = {}
+        for topic, index in marker.partitions:
+            by_topic.setdefault(topic, []).append(index)
+        request = _Request(markers=[
+            _Marker(
+                producer_id=marker.producer_id,
+                producer_epoch=marker.producer_epoch,
+                transaction_result=marker.committed,
+                topics=[_MarkerTopic(name=t, partition_indexes=parts) for t, parts in by_topic.items()],
+                coordinator_epoch=marker.coordinator_epoch,
+            )
+        ])
+        timeout = self.broker.config.int("request.timeout.ms") / 1000
+        response: Any = await client.request(WRITE_TXN_MARKERS, WRITE_TXN_MARKERS_VERSION, request, timeout=timeout)
+        out = {tp: ErrorCode.NOT_LEADER_OR_FOLLOWER for tp in marker.partitions}
+        for result in response.markers:
+            for topic in result.topics:
+                for p in topic.partitions:
+                    if (topic.name, p.partition_index) in out:
+                        out[(topic.name, p.partition_index)] = ErrorCode(p.error_code)
+        return out
+
+    # TxnMarkerWriter (interim, see the module doc) ------------------------------------
+
+    async def write_txn_markers(self, marker: TxnMarker) -> dict[TopicPartition, ErrorCode]:
+        broker = self.broker
+        now = int(time.time() * 1000)
+        out: dict[TopicPartition, ErrorCode] = {}
+        waits: list[tuple[TopicPartition, Any, int]] = []
+        for tp in marker.partitions:
+            partition = broker.partition(*tp)
+            if partition is None:
+                out[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if tp[0] not in broker.topics else ErrorCode.NOT_LEADER_OR_FOLLOWER
+                continue
+            if not partition.is_leader:
+                out[tp] = ErrorCode.NOT_LEADER_OR_FOLLOWER
+                continue
+            try:
+                info = partition.append_as_coordinator(memoryview(bytearray(control_batch(marker, now))), now)
+            except Exception as exc:  # a bad disk: the coordinator retries
+                log.warning("marker for %s-%d not written: %r", tp[0], tp[1], exc)
+                out[tp] = ErrorCode.KAFKA_STORAGE_ERROR
+                continue
+            if tp[0] == OFFSETS_TOPIC:
+                broker.group_coordinator.complete_transaction(tp[1], marker.producer_id, marker.committed)
+            waits.append((tp, partition, info.last_offset + 1))
+        timeout = broker.config.int("request.timeout.ms") / 1000
+        codes = await asyncio.gather(*(p.wait_high_watermark(end, timeout) for _, p, end in waits))
+        for (tp, _, _), code in zip(waits, codes, strict=True):
+            out[tp] = code
+        return out
