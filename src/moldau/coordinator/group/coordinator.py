@@ -471,6 +471,14 @@ class GroupCoordinator:
                 pending[tp] = value
         return errors
 
+    def pending_txn_partitions(self, group_id: str) -> set[TopicPartition]:
+        """Partitions of ``group_id`` with transactional offsets awaiting their marker
+        (OffsetFetch with require_stable answers them UNSTABLE_OFFSET_COMMIT)."""
+        out: set[TopicPartition] = set()
+        for groups in self.pending_txn_offsets.values():
+            out.update(groups.get(group_id, ()))
+        return out
+
     def complete_transaction(self, offsets_partition: int, producer_id: int, committed: bool) -> None:
         """A commit or abort marker of ``producer_id`` landed on ``__consumer_offsets``
         partition ``offsets_partition``: its pending offsets of the groups there become

@@ -275,6 +275,9 @@ class TransactionCoordinator:
         partition = self.host.partition(TXN_TOPIC, index)
         if partition is None:
             return
+        if partition.log.log_end_offset <= partition.log.log_start_offset:
+            self._epochs[index] = partition.leader_epoch  # nothing to read: serve at once
+            return
         self._loading.add(index)
         self._spawn(self._load(index, partition.leader_epoch))
 
