@@ -496,6 +496,12 @@ class GroupCoordinator:
         if not groups:
             del self.pending_txn_offsets[producer_id]
 
+    def txn_marker_written(self, topic: str, index: int, producer_id: int, producer_epoch: int, commit: bool) -> None:
+        """The log side's marker listener (its ``TxnMarkerListener``, branch txnlog):
+        a marker replicated on ``__consumer_offsets`` partition ``index``."""
+        if topic == OFFSETS_TOPIC:
+            self.complete_transaction(index, producer_id, commit)
+
     async def replicated(self, group_id: str) -> ErrorCode:
         """Wait until what this group wrote to its ``__consumer_offsets`` partition is
         committed (the partition's ISR has it), as Kafka's coordinator answers only
