@@ -1,0 +1,66 @@
+"""The transaction coordinator in a cluster: two brokers, ``__transaction_state``
+replicated on both. FindCoordinator names the leader of the id's partition; when that
+broker is killed with kill -9 the other one, elected leader, loads the id's state from
+its replica and carries on with the stored producer id and epoch (a new incarnation is
+bumped past it, not given a fresh producer).
+
+Markers to partitions led by another broker need the log side's WriteTxnMarkers
+handler (branch txnlog), so this test keeps its transactions to no data partitions.
+Cost: about 15 s (etcd, two brokers, one session expiry of 2 s).
+"""
+
+from __future__ import annotations
+
+from confluent_kafka import Producer
+from kafka.admin import KafkaAdminClient
+
+from .kafka_helpers import admin_client, wait_until
+
+TXN_STATE = "__transaction_state"
+SETTINGS = {
+    "transaction.state.log.num.partitions": 1,
+    "transaction.state.log.replication.factor": 2,
+    "transaction.state.log.min.isr": 1,
+    "replica.lag.time.max.ms": 10000,
+}
+
+
+def _describe(bootstrap: str, txn_id: str):
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    try:
+        return admin.describe_transactions([txn_id])[txn_id]
+    finally:
+        admin.close()
+
+
+def _txn_state_leader(bootstrap: str) -> tuple[int, list[int]] | None:
+    meta = admin_client(bootstrap).list_topics(topic=TXN_STATE, timeout=10).topics.get(TXN_STATE)
+    if meta is None or meta.error is not None or 0 not in meta.partitions:
+        return None
+    p = meta.partitions[0]
+    return p.leader, sorted(p.isrs)
+
+
+def test_the_coordinator_moves_with_its_partition_and_keeps_the_state(cluster) -> None:
+    brokers = {i: cluster(i, **SETTINGS) for i in (1, 2)}
+    wait_until(lambda: all(len(admin_client(b.bootstrap).list_topics(timeout=10).brokers) == 2
+                           for b in brokers.values()), timeout=20, message="two brokers listed")
+    bootstrap = ",".join(b.bootstrap for b in brokers.values())
+    first = Producer({"bootstrap.servers": bootstrap, "transactional.id": "moving", "socket.timeout.ms": 5000})
+    first.init_transactions(30)
+    state = wait_until(lambda: _txn_state_leader(brokers[1].bootstrap), timeout=20, message="txn state partition")
+    assert state[1] == [1, 2]
+    described = wait_until(lambda: _describe(bootstrap, "moving"), timeout=20, message="described")
+    coordinator = described.coordinator_id
+    assert coordinator == state[0] and described.producer_epoch == 0
+
+    brokers[coordinator].kill9()
+    survivor = brokers[3 - coordinator]
+    wait_until(lambda: (_txn_state_leader(survivor.bootstrap) or (0,))[0] == survivor.broker_id, timeout=30,
+               interval=0.2, message="the survivor leads __transaction_state")
+    second = Producer({"bootstrap.servers": survivor.bootstrap, "transactional.id": "moving",
+                       "socket.timeout.ms": 5000})
+    second.init_transactions(30)
+    after = _describe(survivor.bootstrap, "moving")
+    assert after.coordinator_id == survivor.broker_id
+    assert (after.producer_id, after.producer_epoch) == (described.producer_id, 1)
