@@ -238,6 +238,11 @@ def test_kip_360_epoch_bump_and_its_retry(tmp_path):
             c.txns["tx"].producer_epoch = 32766
             code, new_pid, epoch = await c.init_producer_id("tx", 10000, pid, 32766)
             assert code is ErrorCode.NONE and new_pid != pid and epoch == 0
+            assert await c.init_producer_id("tx", 10000, pid, 32766) == (ErrorCode.NONE, new_pid, 0)  # retried
+            # with a transaction open, a stale epoch is fenced before anything is aborted
+            assert await c.add_partitions("tx", new_pid, 0, ORDERS) is ErrorCode.NONE
+            assert (await c.init_producer_id("tx", 10000, new_pid, 3))[0] is ErrorCode.PRODUCER_FENCED
+            assert c.txns["tx"].state is TxnState.ONGOING
         finally:
             await c.stop()
             host.logs.shutdown()

@@ -311,7 +311,7 @@ class TransactionCoordinator:
             self.log.warning("%s-%d: skipped what could not be read: %s", TXN_TOPIC, index, skipped)
         for meta in [m for m in self.txns.values() if self.partition_of(m.transactional_id) == index]:
             if meta.state in (TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT):
-                self._send_markers(meta)
+                self._spawn(self._complete(meta))
         count = sum(v is not None for v in loaded.values())
         (self.log.info if count else self.log.debug)("loaded %s-%d: %d transactional id(s)", TXN_TOPIC, index, count)
 
@@ -384,23 +384,26 @@ class TransactionCoordinator:
                     meta = TxnMetadata(transactional_id, producer_id, NO_EPOCH, timeout_ms)
                     self._store(meta, producer_epoch=0, state=TxnState.EMPTY, partitions=set(), start_ms=-1)
                     return await self._answer_init(meta)
-            if meta.pending or meta.state in (TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT,
-                                              TxnState.PREPARE_EPOCH_FENCE, TxnState.DEAD):
+            if meta.pending:
+                return ErrorCode.CONCURRENT_TRANSACTIONS, NO_PRODUCER_ID, NO_EPOCH
+            # KIP-360: a producer naming its id and epoch must be the current one (then
+            # its epoch is bumped) or retrying a bump that already happened
+            current = expected_pid == meta.producer_id and expected_epoch == meta.producer_epoch
+            retry = expected_epoch == meta.last_producer_epoch != NO_EPOCH and expected_pid in (
+                meta.producer_id, meta.previous_producer_id
+            )
+            if expected_pid != NO_PRODUCER_ID and not current and not retry:
+                return ErrorCode.PRODUCER_FENCED, NO_PRODUCER_ID, NO_EPOCH
+            if meta.state in (TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT,
+                              TxnState.PREPARE_EPOCH_FENCE, TxnState.DEAD):
                 return ErrorCode.CONCURRENT_TRANSACTIONS, NO_PRODUCER_ID, NO_EPOCH
             if meta.state is TxnState.ONGOING:
                 # A new incarnation while the old one has a transaction open: fence the
                 # old producer (a new epoch, carried by the abort markers) and abort it.
                 self._fence_and_abort(meta)
                 return ErrorCode.CONCURRENT_TRANSACTIONS, NO_PRODUCER_ID, NO_EPOCH
-            if expected_pid != NO_PRODUCER_ID:
-                if expected_pid == meta.producer_id and expected_epoch == meta.producer_epoch:
-                    pass  # KIP-360: bump the epoch of the producer it names
-                elif (expected_pid == meta.producer_id and expected_epoch == meta.last_producer_epoch) or (
-                    expected_pid == meta.previous_producer_id and expected_epoch == meta.last_producer_epoch
-                ):
-                    return ErrorCode.NONE, meta.producer_id, meta.producer_epoch  # a retry of that bump
-                else:
-                    return ErrorCode.PRODUCER_FENCED, NO_PRODUCER_ID, NO_EPOCH
+            if retry:
+                return ErrorCode.NONE, meta.producer_id, meta.producer_epoch
             if meta.producer_epoch >= MAX_EPOCH:
                 producer_id = await self.host.producer_ids.generate()
                 self.check_coordinator(transactional_id)
@@ -408,7 +411,7 @@ class TransactionCoordinator:
                     return ErrorCode.CONCURRENT_TRANSACTIONS, NO_PRODUCER_ID, NO_EPOCH
                 self._store(
                     meta, producer_id=producer_id, producer_epoch=0, previous_producer_id=meta.producer_id,
-                    last_producer_epoch=NO_EPOCH, timeout_ms=timeout_ms, state=TxnState.EMPTY,
+                    last_producer_epoch=meta.producer_epoch, timeout_ms=timeout_ms, state=TxnState.EMPTY,
                     partitions=set(), start_ms=-1,
                 )
             else:
@@ -432,14 +435,25 @@ class TransactionCoordinator:
         request, at the coordinator or at a partition, is fenced."""
         epoch = meta.producer_epoch if meta.producer_epoch >= MAX_EPOCH else meta.producer_epoch + 1
         self._store(meta, producer_epoch=epoch, last_producer_epoch=NO_EPOCH, state=TxnState.PREPARE_ABORT)
-        self._after_replicated(meta)
+        self._spawn(self._finish(meta))
 
-    def _after_replicated(self, meta: TxnMetadata) -> None:
-        async def send() -> None:
-            if await self._replicated(meta) is ErrorCode.NONE:
-                self._send_markers(meta)
-
-        self._spawn(send())
+    async def _finish(self, meta: TxnMetadata) -> None:
+        """Once the decision (Prepare*) is replicated, write the markers. A task of the
+        coordinator's own, so that a client hanging up on EndTxn, or the ISR taking
+        longer than the request's timeout, never leaves a decided transaction unfinished
+        while this broker leads its partition."""
+        index = self.partition_of(meta.transactional_id)
+        partition = self.host.partition(TXN_TOPIC, index)
+        if partition is None:
+            return
+        end = partition.log.log_end_offset
+        while True:
+            code = await partition.wait_high_watermark(end, self._request_timeout_s())
+            if code is ErrorCode.NONE:
+                break
+            if code is not ErrorCode.REQUEST_TIMED_OUT or self.txns.get(meta.transactional_id) is not meta:
+                return  # the leadership moved: the next coordinator finishes it
+        await self._complete(meta)
 
     # -- AddPartitionsToTxn / AddOffsetsToTxn ----------------------------------------
 
@@ -503,10 +517,8 @@ class TransactionCoordinator:
                 self._store(meta, state=TxnState.PREPARE_COMMIT if committed else TxnState.PREPARE_ABORT)
             except KafkaError as exc:
                 return exc.code
-            code = await self._replicated(meta)
-            if code is ErrorCode.NONE:
-                self._send_markers(meta)
-            return code
+            self._spawn(self._finish(meta))
+            return await self._replicated(meta)
         if state is TxnState.COMPLETE_COMMIT:
             return ErrorCode.NONE if committed else ErrorCode.INVALID_TXN_STATE
         if state is TxnState.COMPLETE_ABORT:
@@ -518,9 +530,6 @@ class TransactionCoordinator:
         return ErrorCode.INVALID_TXN_STATE  # Empty, Dead, PrepareEpochFence
 
     # -- markers ----------------------------------------------------------------------
-
-    def _send_markers(self, meta: TxnMetadata) -> None:
-        self._spawn(self._complete(meta))
 
     async def _complete(self, meta: TxnMetadata) -> None:
         """Write the transaction's markers on all its partitions, retrying until each
