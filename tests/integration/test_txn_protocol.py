@@ -147,3 +147,25 @@ def test_describe_and_list_transactions(client):
     r = client.call(66, 1, state_filters=[], producer_id_filters=[pid], duration_filter=3_600_000)
     assert list(r.transaction_states) == []
     assert end(client, 3, "raw-listed", pid, 0, True) == NONE
+
+
+def test_txn_offset_commit_is_verified_against_the_transaction(client):
+    _, pid, _ = init(client, "raw-offsets")
+    Request = client_codec(28).Request
+    Topic = Request.of("topics")
+
+    def commit(version: int, epoch: int) -> int:
+        r = client.call(28, version, transactional_id="raw-offsets", group_id="raw-group", producer_id=pid,
+                        producer_epoch=epoch, generation_id=-1, member_id="", group_instance_id=None,
+                        topics=[Topic(name=TOPIC, partitions=[Topic.of("partitions")(
+                            partition_index=0, committed_offset=7, committed_leader_epoch=-1,
+                            committed_metadata="")])])
+        return r.topics[0].partitions[0].error_code
+
+    assert commit(3, 0) == INVALID_TXN_STATE  # AddOffsetsToTxn first, or no marker would ever come
+    r = client.call(25, 3, transactional_id="raw-offsets", producer_id=pid, producer_epoch=0, group_id="raw-group")
+    assert r.error_code == NONE
+    assert commit(3, 0) == NONE
+    assert init(client, "raw-offsets")[2] == 2  # a new incarnation aborts it and fences this one
+    assert commit(2, 0) == INVALID_PRODUCER_EPOCH
+    assert commit(3, 0) == PRODUCER_FENCED

@@ -159,6 +159,7 @@ async def txn_offset_commit(broker: Any, header: Any, request: Any) -> Any:
             )
     try:
         await coordinator.ready(request.group_id)
+        _verify(broker, request, coordinator.partition_of(request.group_id))
         errors = coordinator.txn_commit_offsets(
             request.group_id,
             request.producer_id,
@@ -183,6 +184,23 @@ async def txn_offset_commit(broker: Any, header: Any, request: Any) -> Any:
             _TxnCommitPartition(partition_index=c.partition, error_code=int(fenced_for(code, version, 3)))
         )
     return _txn_commit.Response(throttle_time_ms=0, topics=list(topics.values()))
+
+
+def _verify(broker: Any, request: Any, offsets_partition: int) -> None:
+    """KIP-890's verification of a TxnOffsetCommit, when this broker coordinates the
+    transactional id too (always on a single node): the producer must be the id's
+    current one, with the group's ``__consumer_offsets`` partition in its ongoing
+    transaction (AddOffsetsToTxn first); otherwise its offsets would stay pending
+    with no marker ever to come. Another broker's transactional ids are not checked."""
+    txn = broker.transaction_coordinator
+    try:
+        txn.check_coordinator(request.transactional_id)
+    except KafkaError:
+        return
+    tp = (OFFSETS_TOPIC, offsets_partition)
+    code = txn.verify_partitions(request.transactional_id, request.producer_id, request.producer_epoch, [tp])[tp]
+    if code is not ErrorCode.NONE:
+        raise KafkaError(code)
 
 
 # -- DescribeTransactions / ListTransactions ---------------------------------------------
