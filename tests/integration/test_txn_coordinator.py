@@ -20,7 +20,8 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from kafka import KafkaProducer
+from kafka import KafkaProducer, OffsetAndMetadata
+from kafka import TopicPartition as KpTopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError as KafkaPythonError
 
@@ -253,6 +254,7 @@ def test_kafka_python_transactions_and_admin(make_broker, topic):
         p.begin_transaction()
         for i in range(3):
             p.send(topic, value=b"kp-%d" % i, partition=0)
+        p.send_offsets_to_transaction({KpTopicPartition(topic, 0): OffsetAndMetadata(2, "", -1)}, "kp-group")
         p.commit_transaction()
         p.begin_transaction()
         p.send(topic, value=b"kp-aborted", partition=0)
@@ -261,6 +263,7 @@ def test_kafka_python_transactions_and_admin(make_broker, topic):
     finally:
         p.close(timeout=10)
     end_offsets(broker.bootstrap, topic, [3 + 1 + 1 + 1])
+    assert committed_offset(broker.bootstrap, "kp-group", topic, 0) == 2
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=10000)
     try:
         listed = [t for listings in admin.list_transactions().values() for t in listings]
@@ -275,6 +278,7 @@ def test_kafka_python_transactions_and_admin(make_broker, topic):
 
 def test_aiokafka_transactions(make_broker, topic):
     from aiokafka import AIOKafkaProducer
+    from aiokafka.structs import TopicPartition as AioTopicPartition
 
     broker = make_broker()
     create_topic(broker.bootstrap, topic, 2)
@@ -286,6 +290,7 @@ def test_aiokafka_transactions(make_broker, topic):
             async with p.transaction():
                 for i in range(4):
                     await p.send_and_wait(topic, b"aio-%d" % i, partition=i % 2)
+                await p.send_offsets_to_transaction({AioTopicPartition(topic, 1): 9}, "aio-group")
             await p.begin_transaction()
             await p.send_and_wait(topic, b"aio-aborted", partition=0)
             await p.abort_transaction()
@@ -295,3 +300,4 @@ def test_aiokafka_transactions(make_broker, topic):
     asyncio.run(asyncio.wait_for(scenario(), 60))
     end_offsets(broker.bootstrap, topic, [2 + 1 + 1 + 1, 2 + 1])
     assert state_of(broker.bootstrap, "aio-txn") == "CompleteAbort"
+    assert committed_offset(broker.bootstrap, "aio-group", topic, 1) == 9
