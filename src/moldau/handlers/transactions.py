@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from moldau.coordinator.group import OFFSETS_TOPIC, OffsetCommit
+from moldau.handlers.offsets import _too_large as too_large
 from moldau.handlers.pacing import Pacer, paced
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError
@@ -159,6 +160,8 @@ async def txn_offset_commit(broker: Any, header: Any, request: Any) -> Any:
             )
     try:
         await coordinator.ready(request.group_id)
+        if await too_large(broker, request.group_id, commits, pacer):
+            raise KafkaError(ErrorCode.UNKNOWN_SERVER_ERROR)  # as OffsetCommit answers it
         _verify(broker, request, coordinator.partition_of(request.group_id))
         errors = coordinator.txn_commit_offsets(
             request.group_id,
