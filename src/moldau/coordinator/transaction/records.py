@@ -96,14 +96,14 @@ def decode_key(data: bytes) -> str:
 
 
 def encode_value(value: TxnLogValue) -> bytes:
-    """TransactionLogValue v0. Kafka writes a null partition array for Empty and
-    completed transactions, the partitions otherwise."""
+    """TransactionLogValue v0. Kafka writes a null partition array for Empty, the
+    (possibly empty) partitions otherwise."""
     out = bytearray(_I16.pack(VALUE_VERSION))
     out += _I64.pack(value.producer_id)
     out += _I16.pack(value.producer_epoch)
     out += _I32.pack(value.timeout_ms)
     out += _I8.pack(int(value.state))
-    if value.state in (TxnState.EMPTY, TxnState.COMPLETE_COMMIT, TxnState.COMPLETE_ABORT) and not value.partitions:
+    if value.state is TxnState.EMPTY and not value.partitions:
         out += _I32.pack(-1)
     else:
         out += _I32.pack(len(value.partitions))
