@@ -204,14 +204,6 @@ class ProducerIdGenerator(Protocol):
     async def generate(self) -> int: ...
 
 
-class TxnOffsetsSink(Protocol):
-    """The group coordinator as the transaction coordinator's commit path reaches it:
-    what a marker on a ``__consumer_offsets`` partition means for the offsets a
-    producer committed in its transaction (TxnOffsetCommit)."""
-
-    def complete_transaction(self, offsets_partition: int, producer_id: int, committed: bool) -> None: ...
-
-
 @runtime_checkable
 class TransactionCoordinatorHost(Protocol):
     """What :class:`moldau.coordinator.transaction.TransactionCoordinator` uses: configs,
