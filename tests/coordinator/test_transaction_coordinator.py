@@ -239,10 +239,18 @@ def test_kip_360_epoch_bump_and_its_retry(tmp_path):
             code, new_pid, epoch = await c.init_producer_id("tx", 10000, pid, 32766)
             assert code is ErrorCode.NONE and new_pid != pid and epoch == 0
             assert await c.init_producer_id("tx", 10000, pid, 32766) == (ErrorCode.NONE, new_pid, 0)  # retried
-            # with a transaction open, a stale epoch is fenced before anything is aborted
-            assert await c.add_partitions("tx", new_pid, 0, ORDERS) is ErrorCode.NONE
-            assert (await c.init_producer_id("tx", 10000, new_pid, 3))[0] is ErrorCode.PRODUCER_FENCED
+            # a new incarnation (no id named) forgets the last epoch: the old one's retry is fenced
+            assert await c.init_producer_id("tx", 10000) == (ErrorCode.NONE, new_pid, 1)
+            assert (await c.init_producer_id("tx", 10000, new_pid, 0))[0] is ErrorCode.PRODUCER_FENCED
+            # with a transaction open, the named id is checked, then (Kafka's order) the
+            # transaction aborted before the epoch is: a stale epoch is fenced after that
+            assert await c.add_partitions("tx", new_pid, 1, ORDERS) is ErrorCode.NONE
+            assert (await c.init_producer_id("tx", 10000, new_pid + 1, 1))[0] is ErrorCode.PRODUCER_FENCED
             assert c.txns["tx"].state is TxnState.ONGOING
+            assert (await c.init_producer_id("tx", 10000, new_pid, 1))[0] is ErrorCode.CONCURRENT_TRANSACTIONS
+            await settle(c, "tx", TxnState.COMPLETE_ABORT)
+            assert (await c.init_producer_id("tx", 10000, new_pid, 1))[0] is ErrorCode.PRODUCER_FENCED
+            assert await c.init_producer_id("tx", 10000, new_pid, 2) == (ErrorCode.NONE, new_pid, 3)
         finally:
             await c.stop()
             host.logs.shutdown()

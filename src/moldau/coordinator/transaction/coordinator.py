@@ -386,13 +386,15 @@ class TransactionCoordinator:
                     return await self._answer_init(meta)
             if meta.pending:
                 return ErrorCode.CONCURRENT_TRANSACTIONS, NO_PRODUCER_ID, NO_EPOCH
-            # KIP-360: a producer naming its id and epoch must be the current one (then
-            # its epoch is bumped) or retrying a bump that already happened
-            current = expected_pid == meta.producer_id and expected_epoch == meta.producer_epoch
-            retry = expected_epoch == meta.last_producer_epoch != NO_EPOCH and expected_pid in (
-                meta.producer_id, meta.previous_producer_id
-            )
-            if expected_pid != NO_PRODUCER_ID and not current and not retry:
+            named = expected_pid != NO_PRODUCER_ID
+            # KIP-360, Kafka's order: first the producer id the request names (the
+            # current one, or the previous one after an exhausted epoch), then the state,
+            # then the epoch when it is bumped
+            if named and not (
+                meta.producer_epoch == NO_EPOCH
+                or expected_pid == meta.producer_id
+                or (expected_pid == meta.previous_producer_id and expected_epoch >= MAX_EPOCH)
+            ):
                 return ErrorCode.PRODUCER_FENCED, NO_PRODUCER_ID, NO_EPOCH
             if meta.state in (TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT,
                               TxnState.PREPARE_EPOCH_FENCE, TxnState.DEAD):
@@ -402,8 +404,17 @@ class TransactionCoordinator:
                 # old producer (a new epoch, carried by the abort markers) and abort it.
                 self._fence_and_abort(meta)
                 return ErrorCode.CONCURRENT_TRANSACTIONS, NO_PRODUCER_ID, NO_EPOCH
-            if retry:
-                return ErrorCode.NONE, meta.producer_id, meta.producer_epoch
+            # the epoch before the bump is remembered only for a producer that named its
+            # own (a retry of that bump gets the current epoch back); a new incarnation
+            # forgets it, so that the old one cannot come back that way
+            last_epoch = NO_EPOCH
+            if named:
+                if expected_epoch == meta.producer_epoch and expected_pid == meta.producer_id:
+                    last_epoch = meta.producer_epoch
+                elif expected_epoch == meta.last_producer_epoch != NO_EPOCH:
+                    return ErrorCode.NONE, meta.producer_id, meta.producer_epoch
+                else:
+                    return ErrorCode.PRODUCER_FENCED, NO_PRODUCER_ID, NO_EPOCH
             if meta.producer_epoch >= MAX_EPOCH:
                 producer_id = await self.host.producer_ids.generate()
                 self.check_coordinator(transactional_id)
@@ -411,12 +422,12 @@ class TransactionCoordinator:
                     return ErrorCode.CONCURRENT_TRANSACTIONS, NO_PRODUCER_ID, NO_EPOCH
                 self._store(
                     meta, producer_id=producer_id, producer_epoch=0, previous_producer_id=meta.producer_id,
-                    last_producer_epoch=meta.producer_epoch, timeout_ms=timeout_ms, state=TxnState.EMPTY,
+                    last_producer_epoch=last_epoch, timeout_ms=timeout_ms, state=TxnState.EMPTY,
                     partitions=set(), start_ms=-1,
                 )
             else:
                 self._store(
-                    meta, producer_epoch=meta.producer_epoch + 1, last_producer_epoch=meta.producer_epoch,
+                    meta, producer_epoch=meta.producer_epoch + 1, last_producer_epoch=last_epoch,
                     timeout_ms=timeout_ms, state=TxnState.EMPTY, partitions=set(), start_ms=-1,
                 )
             return await self._answer_init(meta)
