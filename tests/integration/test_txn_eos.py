@@ -28,7 +28,6 @@ from .kafka_helpers import create_topic, wait_until, watermarks
 
 needs_txnlog = pytest.mark.skip(reason="needs the log side of issue 10 (branch txnlog): read_committed Fetch")
 KILL_CYCLES = int(os.environ.get("MOLDAU_TXN_KILL_CYCLES", "8"))
-INPUTS = 3000
 WORKER = Path(__file__).with_name("txn_worker.py")
 
 
@@ -65,17 +64,36 @@ def _kill9(proc: subprocess.Popen) -> None:
     proc.wait(10)
 
 
+def _feed(bootstrap: str, topic: str, stop, fed: list[int]) -> None:
+    """Inputs at about 500 a second until ``stop``: the worker is always busy when killed."""
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    n = 0
+    while not stop.is_set():
+        for _ in range(25):
+            p.produce(source_of(topic), value=b"%06d" % n, partition=0)
+            n += 1
+        p.poll(0)
+        time.sleep(0.05)
+    assert p.flush(30) == 0
+    fed.append(n)
+
+
+def source_of(topic: str) -> str:
+    return f"{topic}-in"
+
+
 @needs_txnlog
 def test_consume_transform_produce_killed_again_and_again_yields_each_result_once(make_broker, topic):
+    import threading
+
     broker = make_broker()
-    source, sink = f"{topic}-in", f"{topic}-out"
+    source, sink = source_of(topic), f"{topic}-out"
     create_topic(broker.bootstrap, source, 1)
     create_topic(broker.bootstrap, sink, 1)
-    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
-    for i in range(INPUTS):
-        p.produce(source, value=b"%05d" % i, partition=0)
-    assert p.flush(30) == 0
-
+    stop = threading.Event()
+    fed: list[int] = []
+    feeder = threading.Thread(target=_feed, args=(broker.bootstrap, topic, stop, fed))
+    feeder.start()
     rng = random.Random(1234)
     kills = 0
     worker = _start(broker.bootstrap, source, sink)
@@ -85,18 +103,22 @@ def test_consume_transform_produce_killed_again_and_again_yields_each_result_onc
             _kill9(worker)
             kills += 1
             worker = _start(broker.bootstrap, source, sink)
+        stop.set()
+        feeder.join(60)
+        inputs = fed[0]
         # the last incarnation runs to the end of the input
-        wait_until(lambda: len(_read_committed(broker.bootstrap, sink)) >= INPUTS, timeout=90, interval=1.0,
+        wait_until(lambda: len(_read_committed(broker.bootstrap, sink)) >= inputs, timeout=90, interval=1.0,
                    message="every input processed")
     finally:
+        stop.set()
         _kill9(worker)
     out = _read_committed(broker.bootstrap, sink)
     counts = Counter(out)
-    expected = {b"%05d-out" % i for i in range(INPUTS)}
+    expected = {b"%06d-out" % i for i in range(inputs)}
     duplicates = sum(n - 1 for n in counts.values() if n > 1)
     missing = len(expected - set(counts))
-    print(f"{kills} kills; {INPUTS} inputs, {len(out)} outputs read committed, "
-          f"{duplicates} duplicates, {missing} missing; sink end offset {watermarks(broker.bootstrap, sink)[1]}")
+    print(f"{kills} kills; {inputs} inputs, {len(out)} outputs read committed, {duplicates} duplicates, "
+          f"{missing} missing; sink end offset {watermarks(broker.bootstrap, sink)[1]} (aborted writes and markers)")
     assert set(counts) == expected and duplicates == 0 and missing == 0
 
 
