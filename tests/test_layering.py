@@ -18,7 +18,7 @@ import moldau
 from moldau.broker.broker import Broker, Endpoint
 from moldau.config.broker import BrokerConfig
 from moldau.metastore.memory import MemoryMetaStore
-from moldau.ports import ControllerHost, GroupCoordinatorHost, ReplicaHost
+from moldau.ports import ControllerHost, GroupCoordinatorHost, ReplicaHost, TxnMarkerHost
 
 SRC = Path(moldau.__file__).parent
 #: what the broker wires, and what they stand on
@@ -138,7 +138,7 @@ def test_the_components_import_without_the_broker():
 
 def test_the_broker_offers_every_seam(tmp_path):
     broker = Broker(BrokerConfig({}), tmp_path, MemoryMetaStore(), Endpoint("127.0.0.1", 9))
-    for seam in (ControllerHost, GroupCoordinatorHost, ReplicaHost):
+    for seam in (ControllerHost, GroupCoordinatorHost, ReplicaHost, TxnMarkerHost):
         assert isinstance(broker, seam), seam.__name__
     assert broker.group_coordinator in broker.leadership_listeners
 

@@ -152,10 +152,10 @@ class LeadershipListener(Protocol):
 
 
 class CoordinatorAppendPartition(CoordinatorPartition, Protocol):
-    """A partition the transaction side writes as Kafka's ``AppendOrigin.COORDINATOR``
+    """A partition a coordinator also writes as Kafka's ``AppendOrigin.COORDINATOR``
     does: batches that carry a producer id without sequence numbers (the group
-    coordinator's transactional offsets) and control batches (commit/abort markers),
-    numbered by the leader and stamped with its epoch, none of a client's checks."""
+    coordinator's transactional offsets), numbered by the leader and stamped with its
+    epoch, none of a client's checks."""
 
     @property
     def leader_epoch(self) -> int: ...
@@ -178,20 +178,10 @@ class TxnMarker:
     partitions: tuple[TopicPartition, ...]
 
 
-class TxnMarkerWriter(Protocol):
-    """The partition-leader side of WriteTxnMarkers (the log's, not the coordinator's):
-    write ``marker``'s control batch on each of its partitions this broker leads and
-    answer one error per partition (NONE once the ISR has the marker;
-    NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, ... otherwise). A marker for a
-    ``__consumer_offsets`` partition also completes the group coordinator's pending
-    transactional offsets of that producer (made visible on commit, dropped on abort)."""
-
-    async def write_txn_markers(self, marker: TxnMarker) -> dict[TopicPartition, ErrorCode]: ...
-
-
 class TxnMarkerSender(Protocol):
     """How the transaction coordinator reaches a partition leader: in-process when it is
-    this broker (:class:`TxnMarkerWriter`), WriteTxnMarkers over the network otherwise.
+    this broker (the log side's ``write_txn_markers``, see :class:`TxnMarkerHost`),
+    WriteTxnMarkers over the network otherwise.
     Errors per partition; a broker that cannot be reached answers its partitions with
     a retriable code (NOT_LEADER_OR_FOLLOWER or REQUEST_TIMED_OUT)."""
 
@@ -233,6 +223,48 @@ class ProducerIdBlocks(Protocol):
     of producer ids that never repeat (the metadata store)."""
 
     async def allocate_producer_ids(self, count: int) -> int: ...
+
+
+# -- transaction markers -------------------------------------------------------------
+
+
+class TxnMarkerListener(Protocol):
+    """Told when a transaction marker has been written -- and replicated to the ISR -- on
+    a partition of ``__consumer_offsets`` this broker leads (Kafka's
+    ``GroupCoordinator.onTransactionCompleted``), so that the group coordinator makes
+    the offsets that producer committed in its transaction (TxnOffsetCommit) visible,
+    or drops them on an abort. Called on the event loop, once per partition and
+    marker; a coordinator that loads a partition later finds the markers in its log."""
+
+    def txn_marker_written(self, topic: str, index: int, producer_id: int, producer_epoch: int, commit: bool) -> None: ...
+
+
+class TxnMarkerPartition(Protocol):
+    """A partition as WriteTxnMarkers uses it (replication's Partition)."""
+
+    @property
+    def is_leader(self) -> bool: ...
+
+    def write_txn_marker(
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        commit: bool,
+        coordinator_epoch: int,
+        now_ms: int,
+        transaction_version: int = 0,
+    ) -> AppendInfo: ...
+    async def wait_high_watermark(self, offset: int, timeout_s: float) -> ErrorCode: ...
+
+
+@runtime_checkable
+class TxnMarkerHost(Protocol):
+    """What :func:`moldau.replication.txn_markers.write_txn_markers` uses: the
+    partitions this broker holds and the listeners of ``__consumer_offsets`` markers."""
+
+    def partition(self, topic: str, index: int) -> TxnMarkerPartition | None: ...
+    @property
+    def txn_marker_listeners(self) -> list[TxnMarkerListener]: ...
 
 
 # -- replication --------------------------------------------------------------------

@@ -18,7 +18,6 @@ import struct
 import uuid
 from pathlib import Path
 
-from moldau.broker.txn_markers import control_batch
 from moldau.config.broker import BrokerConfig
 from moldau.coordinator.group import OFFSETS_TOPIC, GroupCoordinator, OffsetCommit
 from moldau.coordinator.transaction import TXN_TOPIC, TransactionCoordinator, TxnState
@@ -57,8 +56,9 @@ class Counter:
 
 
 class Markers:
-    """The marker path: control batches appended to this host's partitions, as the
-    log side will; ``failing`` makes every send answer NOT_LEADER_OR_FOLLOWER."""
+    """The marker path: the partition leader's marker write on this host's partitions
+    (what WriteTxnMarkers does), the group coordinator told as the broker's marker
+    listener; ``failing`` makes every send answer NOT_LEADER_OR_FOLLOWER."""
 
     def __init__(self, host: TxnHost) -> None:
         self.host = host
@@ -72,9 +72,11 @@ class Markers:
         out = {}
         for tp in marker.partitions:
             partition = self.host.partition(*tp)
-            partition.append_as_coordinator(memoryview(bytearray(control_batch(marker, 0))), 0)
+            partition.write_txn_marker(marker.producer_id, marker.producer_epoch, marker.committed,
+                                       marker.coordinator_epoch, 0)
             if tp[0] == OFFSETS_TOPIC and self.host.groups is not None:
-                self.host.groups.complete_transaction(tp[1], marker.producer_id, marker.committed)
+                self.host.groups.txn_marker_written(tp[0], tp[1], marker.producer_id, marker.producer_epoch,
+                                                    marker.committed)
             out[tp] = ErrorCode.NONE
         return out
 

@@ -7,9 +7,7 @@ bumped past it, not given a fresh producer).
 The second test runs transactions over partitions led by both brokers (markers go over
 the network as WriteTxnMarkers) and kills the coordinator's broker mid-transaction: the
 next incarnation of the producer, served by the survivor, aborts the open transaction
-and read_committed consumers see exactly the committed one. It needs the log side's
-WriteTxnMarkers handler and read_committed Fetch (branch txnlog) and is skipped until
-they are merged.
+and read_committed consumers see exactly the committed one.
 Cost: about 15 s per test (etcd, two brokers, one session expiry of 2 s).
 """
 
@@ -17,7 +15,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 from kafka.admin import KafkaAdminClient
@@ -25,7 +22,6 @@ from kafka.admin import KafkaAdminClient
 from .kafka_helpers import admin_client, wait_until
 
 TXN_STATE = "__transaction_state"
-needs_txnlog = pytest.mark.skip(reason="needs the log side of issue 10 (branch txnlog): WriteTxnMarkers, read_committed")
 SETTINGS = {
     "transaction.state.log.num.partitions": 1,
     "transaction.state.log.replication.factor": 2,
@@ -103,7 +99,6 @@ def _read_committed(bootstrap: str, topic: str, partitions: int) -> list[bytes]:
     return out
 
 
-@needs_txnlog
 def test_markers_cross_brokers_and_a_killed_coordinator_leaves_no_open_transaction(cluster) -> None:
     brokers = {i: cluster(i, **SETTINGS) for i in (1, 2)}
     wait_until(lambda: all(len(admin_client(b.bootstrap).list_topics(timeout=10).brokers) == 2

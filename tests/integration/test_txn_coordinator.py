@@ -6,9 +6,8 @@ markers land in every partition of the transaction (a control batch each, counte
 the partition's end offset), offsets sent with send_offsets_to_transaction become the
 group's committed offsets only with the commit, a second producer with the same
 transactional.id fences the first, an abandoned transaction is aborted at its timeout,
-the state survives a kill -9 of the broker, and kafka-python's admin client describes
-and lists transactions. What read_committed consumers see is the log side's
-(branch txnlog); the one test here that needs it is marked ``needs_txnlog``.
+the state survives a kill -9 of the broker, kafka-python's admin client describes and
+lists transactions, and a read_committed consumer sees exactly the committed records.
 
 Cost: about 30-40 s on 2 cores (several broker starts, one wait for a timeout).
 """
@@ -28,7 +27,6 @@ from kafka.errors import KafkaError as KafkaPythonError
 from .kafka_helpers import create_topic, wait_until, watermarks
 
 CLEANUP_MS = 300
-needs_txnlog = pytest.mark.skip(reason="needs the log side of issue 10 (branch txnlog): read_committed Fetch")
 
 
 def txn_producer(bootstrap: str, txn_id: str, **conf: object) -> Producer:
@@ -164,7 +162,6 @@ def test_confluent_commit_abort_markers_and_offsets(make_broker, topic):
     )
 
 
-@needs_txnlog
 def test_read_committed_sees_exactly_the_committed_records(make_broker, topic):
     broker = make_broker()
     create_topic(broker.bootstrap, topic, 2)

@@ -5,8 +5,7 @@ committed, holds each input's result exactly once. And the broker itself killed 
 kill -9 three times under a stream of transactions: after each restart every
 transaction is visible wholly or not at all, and every acknowledged commit is visible.
 
-Needs read_committed Fetch from the log side of issue 10 (branch txnlog): skipped until
-it is merged. Cost: about 25 s each (worker restarts, each paying librdkafka's start and
+Cost: about 25 s each (worker restarts, each paying librdkafka's start and
 InitProducerId, which waits for the previous incarnation's abort; broker restarts).
 """
 
@@ -21,12 +20,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from .kafka_helpers import create_topic, wait_until, watermarks
 
-needs_txnlog = pytest.mark.skip(reason="needs the log side of issue 10 (branch txnlog): read_committed Fetch")
 KILL_CYCLES = int(os.environ.get("MOLDAU_TXN_KILL_CYCLES", "8"))
 WORKER = Path(__file__).with_name("txn_worker.py")
 
@@ -82,7 +79,6 @@ def source_of(topic: str) -> str:
     return f"{topic}-in"
 
 
-@needs_txnlog
 def test_consume_transform_produce_killed_again_and_again_yields_each_result_once(make_broker, topic):
     import threading
 
@@ -164,7 +160,6 @@ def _read_all_committed(bootstrap: str, topic: str) -> list[bytes]:
     return out
 
 
-@needs_txnlog
 def test_a_broker_killed_mid_transactions_shows_each_wholly_or_not_at_all(make_broker, topic):
     import threading
 

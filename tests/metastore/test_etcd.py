@@ -25,6 +25,7 @@ from moldau.metastore.store import (
     MetaChange,
     PartitionChanged,
     PartitionState,
+    SessionChanged,
     StaleEpochError,
     TopicChanged,
     TopicDeleted,
@@ -340,6 +341,47 @@ def test_watch_and_session_survive_an_etcd_restart() -> None:
                 assert observer.controller() is not None and observer.controller().broker_id == 1
             finally:
                 await _close([broker, observer])
+
+        asyncio.run(scenario())
+
+
+def test_the_session_lapses_without_etcd_and_resumes_after_a_reread() -> None:
+    """The broker's session holds while renewals are answered, lapses by the clock
+    (before the lease could expire) when etcd is gone, and after etcd is back is
+    resumed only by the reader of the watch, once the re-read metadata is delivered."""
+    with running_etcd() as server:  # its own etcd: this test kills it
+        target = EtcdTarget.parse(server.url)
+
+        async def scenario() -> None:
+            (broker,) = await _stores(target, 1)
+            changes = broker.watch()
+            try:
+                assert not broker.session.valid()  # not before registering
+                await broker.register_broker(BrokerInfo(1, "127.0.0.1", 9001), session_timeout_ms=1000)
+                assert not broker.session.valid()  # not before the reader applied the re-read
+                back = await _next(changes)
+                while not isinstance(back, SessionChanged):  # its own registration comes first
+                    back = await _next(changes)
+                assert back.valid
+                broker.session.resume()
+                assert broker.session.valid()
+                await asyncio.sleep(1.2)  # renewed past the 1 s TTL
+                assert broker.session.valid()
+                await asyncio.to_thread(server.kill9)
+                killed = time.monotonic()
+                lapsed = await _next(changes, timeout=3)
+                assert isinstance(lapsed, SessionChanged) and not lapsed.valid
+                assert not broker.session.valid()
+                assert time.monotonic() - killed < 1.0  # within the TTL: before etcd could end it
+                await asyncio.to_thread(server.start)
+                change = await _next(changes, timeout=10)
+                while not isinstance(change, SessionChanged):
+                    change = await _next(changes, timeout=10)
+                assert change.valid and not broker.session.valid()
+                broker.session.resume()
+                assert broker.session.valid()
+            finally:
+                await _close([broker])
 
         asyncio.run(scenario())
 

@@ -2,20 +2,17 @@
 
 Theory of operation: :class:`TxnMarkers` is the broker's
 :class:`moldau.ports.TxnMarkerSender`. A marker for partitions this broker leads is
-written in-process (:meth:`TxnMarkers.write_txn_markers`, the
-:class:`moldau.ports.TxnMarkerWriter`); one for partitions another broker leads goes to
+written in-process (:meth:`TxnMarkers.write_txn_markers`); one for partitions another broker leads goes to
 it as WriteTxnMarkers v1 (what Kafka's coordinator sends), over one connection per
 broker with one request in flight, the markers that queued meanwhile batched into the
 next request. Any failure to reach a broker answers its
 partitions NOT_LEADER_OR_FOLLOWER, which the coordinator retries after looking the
 leader up again.
 
-The in-process write here is the interim one of issue 10's coordinator branch: a
-control batch appended as the coordinator appends (``Partition.append_as_coordinator``),
-waited on until the ISR has it, and for ``__consumer_offsets`` the group coordinator
-told to complete the producer's transactional offsets. The log side (producer state,
-last stable offset, ``.txnindex``, its WriteTxnMarkers handler) takes this method over
-when it lands; the coordinator only depends on the interface.
+In-process, the marker is written by the same function the WriteTxnMarkers handler
+uses (:func:`moldau.replication.txn_markers.write_txn_markers`): appended, waited on
+until the ISR has it, and for ``__consumer_offsets`` the broker's marker listeners (the
+group coordinator) told.
 """
 
 from __future__ import annotations
@@ -23,17 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import struct
-import time
 from typing import TYPE_CHECKING, Any
 
-from moldau.coordinator.group.coordinator import OFFSETS_TOPIC
 from moldau.ports import TopicPartition, TxnMarker
 from moldau.protocol.codec import codec_for
 from moldau.protocol.errors import ErrorCode, ProtocolDecodeError
 from moldau.protocol.messages import ALL_APIS
-from moldau.records import RecordInput, build_batch
 from moldau.replication.client import BrokerClient
+from moldau.replication.txn_markers import write_txn_markers as write_markers
 
 if TYPE_CHECKING:
     from moldau.broker.broker import Broker
@@ -46,23 +40,6 @@ _Request = codec_for(WRITE_TXN_MARKERS).Request
 _Marker = _Request.of("markers")
 _MarkerTopic = _Marker.of("topics")
 _NETWORK_ERRORS = (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ProtocolDecodeError, EOFError)
-_CONTROL_KEY = struct.Struct(">hh")
-_CONTROL_VALUE = struct.Struct(">hi")
-ABORT_MARKER, COMMIT_MARKER = 0, 1
-
-
-def control_batch(marker: TxnMarker, now_ms: int) -> bytes:
-    """One control record (EndTransactionMarker: version 0, coordinator epoch) in a
-    transactional control batch of the marker's producer and epoch."""
-    key = _CONTROL_KEY.pack(0, COMMIT_MARKER if marker.committed else ABORT_MARKER)
-    value = _CONTROL_VALUE.pack(0, marker.coordinator_epoch)
-    return build_batch(
-        [RecordInput(key, value, (), now_ms)],
-        producer_id=marker.producer_id,
-        producer_epoch=marker.producer_epoch,
-        is_transactional=True,
-        is_control=True,
-    )
 
 
 class TxnMarkers:
@@ -166,32 +143,13 @@ class TxnMarkers:
                         errors[(topic.name, p.partition_index)] = ErrorCode(p.error_code)
         return out
 
-    # TxnMarkerWriter (interim, see the module doc) ------------------------------------
+    # this broker's partitions --------------------------------------------------------
 
     async def write_txn_markers(self, marker: TxnMarker) -> dict[TopicPartition, ErrorCode]:
-        broker = self.broker
-        now = int(time.time() * 1000)
-        out: dict[TopicPartition, ErrorCode] = {}
-        waits: list[tuple[TopicPartition, Any, int]] = []
-        for tp in marker.partitions:
-            partition = broker.partition(*tp)
-            if partition is None:
-                out[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if tp[0] not in broker.topics else ErrorCode.NOT_LEADER_OR_FOLLOWER
-                continue
-            if not partition.is_leader:
-                out[tp] = ErrorCode.NOT_LEADER_OR_FOLLOWER
-                continue
-            try:
-                info = partition.append_as_coordinator(memoryview(bytearray(control_batch(marker, now))), now)
-            except Exception as exc:  # a bad disk: the coordinator retries
-                log.warning("marker for %s-%d not written: %r", tp[0], tp[1], exc)
-                out[tp] = ErrorCode.KAFKA_STORAGE_ERROR
-                continue
-            if tp[0] == OFFSETS_TOPIC:
-                broker.group_coordinator.complete_transaction(tp[1], marker.producer_id, marker.committed)
-            waits.append((tp, partition, info.last_offset + 1))
-        timeout = broker.config.int("request.timeout.ms") / 1000
-        codes = await asyncio.gather(*(p.wait_high_watermark(end, timeout) for _, p, end in waits))
-        for (tp, _, _), code in zip(waits, codes, strict=True):
-            out[tp] = code
-        return out
+        """What WriteTxnMarkers does on a leader (the log side's
+        :func:`moldau.replication.txn_markers.write_txn_markers`), called in-process."""
+        return await write_markers(
+            self.broker, marker.producer_id, marker.producer_epoch, marker.committed,
+            marker.coordinator_epoch, list(marker.partitions),
+            timeout_s=self.broker.config.int("request.timeout.ms") / 1000,
+        )
