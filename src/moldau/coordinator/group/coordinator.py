@@ -497,7 +497,7 @@ class GroupCoordinator:
             del self.pending_txn_offsets[producer_id]
 
     def txn_marker_written(self, topic: str, index: int, producer_id: int, producer_epoch: int, commit: bool) -> None:
-        """The log side's marker listener (its ``TxnMarkerListener``, branch txnlog):
+        """The broker's marker listener (:class:`moldau.ports.TxnMarkerListener`):
         a marker replicated on ``__consumer_offsets`` partition ``index``."""
         if topic == OFFSETS_TOPIC:
             self.complete_transaction(index, producer_id, commit)
