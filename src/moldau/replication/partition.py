@@ -390,6 +390,23 @@ class Partition:
             self._wake_appenders()
         return info
 
+    def append_as_coordinator(self, records: memoryview, now_ms: int) -> AppendInfo:
+        """Append batches a coordinator wrote (Kafka's ``AppendOrigin.COORDINATOR``): the
+        group coordinator's transactional offsets, which carry a producer id but no
+        sequence numbers. Numbered here and stamped with the leader epoch; headers and
+        CRC are checked, not what a client's batches must satisfy. The log keeps the
+        producer's transaction open until its marker, as for any transactional batch.
+        """
+        if not self.is_leader:
+            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        if self.epochs.dirty:
+            self.epochs.flush()
+        info = self.log.append_as_leader(records, leader_epoch=self.leader_epoch, now_ms=now_ms, from_client=False)
+        self._maybe_advance_high_watermark()
+        if self._append_waiters:
+            self._wake_appenders()
+        return info
+
     def _check_producer_epoch(self, producer_id: int, epoch: int) -> None:
         """Kafka's checkProducerEpoch against the log's producer state (which every
         replica keeps, markers included): an older epoch is INVALID_PRODUCER_EPOCH,
