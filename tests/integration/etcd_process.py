@@ -23,8 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
-
 from .broker_process import START_TIMEOUT, Broker, BrokerError, free_port
 
 JOINED_MARKER = "joined cluster"
@@ -52,6 +50,8 @@ def find_etcd() -> str | None:
 
 
 def etcd_or_skip() -> str:
+    import pytest  # here, not at the top: bench/cluster.py imports this module without pytest
+
     binary = find_etcd()
     if binary is None:
         pytest.skip(
