@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import psutil
-
 from brokers import BENCH, Broker, Moldau, rss
 
 REPO = BENCH.parent
