@@ -165,7 +165,8 @@ def latency(spec: dict) -> dict:
     c = Consumer({"bootstrap.servers": bs, "group.id": "bench-latency", "enable.auto.commit": False,
                   "auto.offset.reset": "earliest", "fetch.wait.max.ms": 500})
     c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    p = Producer({"bootstrap.servers": bs, "acks": "all", "linger.ms": 0, "enable.idempotence": False})
+    p = Producer({"bootstrap.servers": bs, "acks": "all", "linger.ms": 0, "enable.idempotence": False,
+                  **spec.get("producer", {})})
     p.list_topics(topic, timeout=10)
     state = {"sent": 0, "measured": 0, "done": False}
 
