@@ -43,6 +43,7 @@ from moldau.protocol.header import (
 )
 from moldau.protocol.peek import produce_entries
 from moldau.protocol.schema import Api
+from moldau.server.connection import LaterAnswer
 
 if TYPE_CHECKING:
     from moldau.broker.broker import Broker
@@ -163,8 +164,10 @@ class Dispatcher:
         if response is None:
             return None
         if inspect.iscoroutine(response):
-            # a synchronous handler that must wait after all (an acks=all produce)
-            return self._encode_later(handler, header, request, response, flexible)
+            # a synchronous handler that must wait after all (an acks=all produce): it
+            # has done all it changes, so the connection may handle the next requests
+            # while it waits (their answers go out after its own)
+            return LaterAnswer(self._encode_later(handler, header, request, response, flexible))
         return self.encode(handler, header, response, flexible)
 
     async def _encode_later(
