@@ -17,7 +17,6 @@ answer is immediate, as before.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -28,6 +27,7 @@ from moldau.handlers.registry import codec_for, handles, item_error, large_varia
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
 from moldau.records import BatchView
+from moldau.replication.partition import wake
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +165,11 @@ async def _await_replication(response: Any, pending: list[Any], timeout_ms: int)
         partitions = {id(p): p for _, p, _, _ in pending}.values()
         for partition in partitions:
             partition.add_waiter(waiter)
+        timer = loop.call_later(remaining, wake, waiter)
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter, remaining)
+            await waiter
         finally:
+            timer.cancel()
             for partition in partitions:
                 partition.remove_waiter(waiter)
 

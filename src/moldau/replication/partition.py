@@ -21,7 +21,6 @@ All methods run on the event loop thread.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -43,6 +42,12 @@ from moldau.storage.log import AppendInfo, Log
 
 def _now_ms() -> int:
     return int(time.monotonic() * 1000)
+
+
+def wake(waiter: asyncio.Future[None]) -> None:
+    """Complete a waiter future (a timer's callback; a no-op once it is done)."""
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 @dataclass(slots=True)
@@ -395,10 +400,11 @@ class Partition:
                 return ErrorCode.REQUEST_TIMED_OUT
             waiter: asyncio.Future[None] = loop.create_future()
             self.add_waiter(waiter)
+            timer = loop.call_later(remaining, wake, waiter)
             try:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter, remaining)
+                await waiter
             finally:
+                timer.cancel()
                 self.remove_waiter(waiter)
 
     def _wake_appenders(self) -> None:
