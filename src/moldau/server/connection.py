@@ -433,18 +433,34 @@ class Connection(asyncio.BufferedProtocol):
         return 0
 
     async def _send_later(self) -> None:
-        """Send the queued answers in order, each once it is ready."""
+        """Send the queued answers in order, each once it is ready; the answers ready
+        behind it (a high watermark move completes many produces at once) go out with
+        it, in one write."""
         later = self._later
         try:
             while later and not self._closed:
                 entry, size = later[0]
                 result = entry if isinstance(entry, list) else await entry
                 later.popleft()
-                if size:
-                    self._inflight -= size
-                    self._release(size)
-                if result is not None and not self._closed:
-                    await self._send_chunks(result)
+                released = size
+                out: list[Any] = [] if result is None else list(result)
+                while later:
+                    entry, size = later[0]
+                    if isinstance(entry, list):
+                        result = entry
+                    elif isinstance(entry, asyncio.Future) and entry.done():
+                        result = entry.result()
+                    else:
+                        break
+                    later.popleft()
+                    released += size
+                    if result is not None:
+                        out += result
+                if released:
+                    self._inflight -= released
+                    self._release(released)
+                if out and not self._closed:
+                    await self._send_chunks(out)
                 if not later:
                     self._overlap = True
                 elif self._overlap and self._queue:
