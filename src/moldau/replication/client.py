@@ -71,14 +71,14 @@ class _Responses(asyncio.BufferedProtocol):
                 # a large response: its own buffer, which the kernel fills directly
                 have = self._filled - 4
                 frame = bytearray(size)
-                frame[:have] = buf[4 : self._filled]
+                frame[:have] = self._view[4 : self._filled]
                 self._filled = 0
                 self._frame, self._frame_filled = frame, have
                 return
             end = 4 + size
             if self._filled < end:
                 return
-            small = bytes(buf[4:end])
+            small = bytes(self._view[4:end])  # one copy (a bytearray slice would be two)
             rest = self._filled - end
             buf[:rest] = buf[end : self._filled]
             self._filled = rest
