@@ -15,8 +15,9 @@ Chunks that are file slices go out with ``loop.sendfile`` (zero-copy) when they 
 large, after a non-blocking probe (``preadv`` with ``RWF_NOWAIT``) has found them in
 the page cache; small ones are read with one ``preadv(RWF_NOWAIT)``, which costs less
 than a sendfile round trip. A cold slice (old data a lagging consumer asks for) is read
-in a worker thread instead, so the event loop never waits on the disk. A frame larger than ``socket.request.max.bytes`` or a negative size
-closes the connection, as Kafka does; nothing one client sends can stop the others.
+in a worker thread instead, so the event loop never waits on the disk. A frame larger
+than ``socket.request.max.bytes`` or a negative size closes the connection, as Kafka
+does; nothing one client sends can stop the others.
 
 Memory: what a connection holds is bounded by what its client has actually sent, and
 all of it is counted in the broker-wide :class:`MemoryPool`
@@ -164,7 +165,8 @@ class Connection(asyncio.BufferedProtocol):
         self._held = 0  # bytes this connection has reserved in the pool
         self._inflight = 0  # of which: the frames whose answers are pending
         self._queue: collections.deque[bytearray] = collections.deque()
-        # answers to send in order behind a LaterAnswer: (task, chunks or awaitable, frame bytes)
+        # answers to send in order behind a LaterAnswer: (its task, ready chunks or a
+        # handler's awaitable still to run; the frame bytes it holds until answered)
         self._later: collections.deque[tuple[Any, int]] = collections.deque()
         self._overlap = True  # whether every answer in _later lets the next requests through
         self._busy = False
@@ -409,7 +411,7 @@ class Connection(asyncio.BufferedProtocol):
         if ready and not self._closed:
             self.transport.writelines(ready)  # type: ignore[union-attr]
             self.last_active = time.monotonic()
-        if self._queue_full and not self._closed:
+        if self._queue_full and not self._closed and len(self._queue) <= MAX_QUEUED:
             self._queue_full = False
             self._update_reading()
 
