@@ -421,7 +421,9 @@ class Partition:
         self._append_waiters.discard(fut)
 
     def add_waiter(self, fut: asyncio.Future[None]) -> None:
-        """Wake ``fut`` when the high watermark moves (a delayed fetch waiting for data)."""
+        """Wake ``fut`` once, when the high watermark or this replica's role moves (a
+        delayed fetch waiting for data; a delayed produce, which is not a future but
+        answers the same ``done()`` and ``set_result()``)."""
         self._waiters.add(fut)
 
     def remove_waiter(self, fut: asyncio.Future[None]) -> None:
