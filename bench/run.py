@@ -96,7 +96,8 @@ def plan_cluster(quick: bool) -> list[list[dict]]:
     replicas) and on a fresh single broker (replication factor 1), side by side."""
     scale = 5 if quick else 1
     deadline = 45 if quick else 150
-    count = 200_000 // scale
+    # 500,000 records (a few seconds each): shorter runs were all noise on a shared machine
+    count = 500_000 // scale
     groups: list[list[dict]] = []
     for partitions in (1, 6):
         label = f"1KiB x{count // 1000}k p{partitions} acks=all"
