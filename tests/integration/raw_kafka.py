@@ -17,6 +17,8 @@ API_PRODUCE = 0
 API_METADATA = 3
 API_VERSIONS = 18
 API_CREATE_TOPICS = 19
+API_WRITE_TXN_MARKERS = 27
+API_DESCRIBE_PRODUCERS = 61
 
 
 # ------------------------------------------------------------- primitives
@@ -221,17 +223,21 @@ def record(offset_delta: int, key: bytes | None, value: bytes | None,
 
 
 def record_batch(values: list[bytes], base_timestamp: int, count: int | None = None,
-                 keys: list[bytes | None] | None = None, base_offset: int = 0) -> bytes:
+                 keys: list[bytes | None] | None = None, base_offset: int = 0, *,
+                 producer_id: int = -1, producer_epoch: int = -1, base_sequence: int = -1,
+                 transactional: bool = False) -> bytes:
     """An uncompressed v2 batch (keys ``k0``, ``k1``... unless given); ``count`` can lie
-    about the records. ``base_offset`` is outside the CRC, as brokers patch it."""
+    about the records. ``base_offset`` is outside the CRC, as brokers patch it. With a
+    producer id it is an idempotent producer's batch, a transaction's with
+    ``transactional`` (attribute bit 4)."""
     keys = [b"k%d" % i for i in range(len(values))] if keys is None else keys
     records = b"".join(record(i, k, v, timestamp_delta=i) for i, (k, v) in enumerate(zip(keys, values, strict=True)))
     after_crc = (
-        i16(0)  # attributes
+        i16(0x10 if transactional else 0)  # attributes
         + i32(len(values) - 1)  # last offset delta
         + i64(base_timestamp)
         + i64(base_timestamp + len(values) - 1)
-        + i64(-1) + i16(-1) + i32(-1)  # producer id, epoch, base sequence
+        + i64(producer_id) + i16(producer_epoch) + i32(base_sequence)
         + i32(len(values) if count is None else count)
         + records
     )
@@ -313,3 +319,86 @@ def create_topics_v2(topics: list[tuple[str, int]], timeout_ms: int = 10000) -> 
     for name, partitions in topics:
         body += string(name) + i32(partitions) + i16(-1) + i32(0) + i32(0)
     return body + i32(timeout_ms) + i8(0)
+
+
+# ------------------------------------------------------------- transactions
+def compact_array(items: list[bytes]) -> bytes:
+    return uvarint(len(items) + 1) + b"".join(items)
+
+
+def write_txn_markers_v1(markers: list[tuple[int, int, bool, int, dict[str, list[int]]]]) -> bytes:
+    """A WriteTxnMarkers v1 body (flexible): (producer id, epoch, commit, coordinator
+    epoch, {topic: [partitions]}) per marker."""
+    out = []
+    for producer_id, epoch, commit, coordinator_epoch, topics in markers:
+        body = i64(producer_id) + i16(epoch) + i8(1 if commit else 0)
+        body += compact_array([
+            compact_string(name) + compact_array([i32(p) for p in parts]) + uvarint(0)
+            for name, parts in topics.items()
+        ])
+        body += i32(coordinator_epoch) + uvarint(0)
+        out.append(body)
+    return compact_array(out) + uvarint(0)
+
+
+def parse_write_txn_markers_v1(data: bytes) -> dict[tuple[int, str, int], int]:
+    """{(producer id, topic, partition): error code}; ``data`` starts at response header v1's tags."""
+    r = Reader(data)
+    r.skip_tagged_fields()  # response header v1
+    out = {}
+    for _ in range(r.uvarint() - 1):
+        producer_id = r.i64()
+        for _ in range(r.uvarint() - 1):
+            name = r.take(r.uvarint() - 1).decode()
+            for _ in range(r.uvarint() - 1):
+                index, error = r.i32(), r.i16()
+                r.skip_tagged_fields()
+                out[(producer_id, name, index)] = error
+            r.skip_tagged_fields()
+        r.skip_tagged_fields()
+    r.skip_tagged_fields()
+    assert r.done(), "unexpected bytes after the WriteTxnMarkers v1 body"
+    return out
+
+
+def write_txn_markers(bootstrap: str, markers: list[tuple[int, int, bool, int, dict[str, list[int]]]]
+                      ) -> dict[tuple[int, str, int], int]:
+    """Send WriteTxnMarkers v1, as a transaction coordinator does; the error per partition."""
+    with connect(bootstrap) as s:
+        s.sendall(request(API_WRITE_TXN_MARKERS, 1, 27, write_txn_markers_v1(markers), flexible=True))
+        resp = read_response(s)
+    assert resp is not None, "broker closed the connection instead of answering WriteTxnMarkers"
+    corr, rest = resp
+    assert corr == 27
+    return parse_write_txn_markers_v1(rest)
+
+
+def describe_producers(bootstrap: str, topic: str, partition: int) -> tuple[int, list[tuple[int, ...]]]:
+    """DescribeProducers v0: (error code, [(producer id, epoch, last sequence, last
+    timestamp, coordinator epoch, current txn start offset)])."""
+    body = compact_array([compact_string(topic) + compact_array([i32(partition)]) + uvarint(0)]) + uvarint(0)
+    with connect(bootstrap) as s:
+        s.sendall(request(API_DESCRIBE_PRODUCERS, 0, 61, body, flexible=True))
+        resp = read_response(s)
+    assert resp is not None
+    corr, rest = resp
+    assert corr == 61
+    r = Reader(rest)
+    r.skip_tagged_fields()
+    r.i32()  # throttle
+    error, producers = -1, []
+    for _ in range(r.uvarint() - 1):
+        r.take(r.uvarint() - 1)  # name
+        for _ in range(r.uvarint() - 1):
+            r.i32()
+            error = r.i16()
+            n = r.uvarint()
+            if n:
+                r.take(n - 1)  # error message
+            for _ in range(r.uvarint() - 1):
+                producers.append((r.i64(), r.i32(), r.i32(), r.i64(), r.i32(), r.i64()))
+                r.skip_tagged_fields()
+            r.skip_tagged_fields()
+        r.skip_tagged_fields()
+    r.skip_tagged_fields()
+    return error, producers

@@ -21,17 +21,22 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import threading
 import time
-from pathlib import Path
 
-from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import NewTopic
+from confluent_kafka import Consumer
 
 from moldau.protocol.messages import ALL_APIS
-from moldau.records import RecordInput, build_batch, decode_records, iter_batches
 from moldau.replication.client import BrokerClient, codec_for
 
+from .cluster_helpers import AckedWriter as _Writer
+from .cluster_helpers import create_replicated as _create_replicated
+from .cluster_helpers import election_delay as _election_delay
+from .cluster_helpers import fully_replicated as _fully_replicated
+from .cluster_helpers import log_values as _log_values
+from .cluster_helpers import raw_produce as _raw_produce
+from .cluster_helpers import records_on_disk as _records_on_disk
+from .cluster_helpers import start_three as _start_three
+from .cluster_helpers import state as _state
 from .etcd_process import SESSION_MS, ClusterBroker
 from .kafka_helpers import (
     admin_client,
@@ -43,87 +48,12 @@ from .kafka_helpers import (
     wait_until,
 )
 
-KILL_CYCLES = int(os.environ.get("MOLDAU_KILL_CYCLES", "5"))
+#: kill -9 cycles of the leader in the loop below: 20, what the issue asks of the suite
+KILL_CYCLES = int(os.environ.get("MOLDAU_KILL_CYCLES", "20"))
+#: broker.session.timeout.ms of the kill loop: a dead leader's lease lapses in 1-1.5 s
+KILL_SESSION_MS = 1000
 NOT_LEADER_OR_FOLLOWER = 6
 NOT_ENOUGH_REPLICAS = 19
-
-
-def _start_three(cluster) -> dict[int, ClusterBroker]:
-    brokers = {i: cluster(i, **{"replica.lag.time.max.ms": 10000}) for i in (1, 2, 3)}
-    wait_until(lambda: all(len(admin_client(b.bootstrap).list_topics(timeout=10).brokers) == 3
-                           for b in brokers.values()), timeout=20, message="three brokers listed")
-    return brokers
-
-
-def _create_replicated(bootstrap: str, name: str) -> str:
-    admin = admin_client(bootstrap)
-    futures = admin.create_topics(
-        [NewTopic(name, num_partitions=1, replication_factor=3, config={"min.insync.replicas": "2"})],
-        request_timeout=15,
-    )
-    futures[name].result(timeout=20)
-    return name
-
-
-def _state(broker: ClusterBroker, topic: str) -> tuple[int, list[int], list[int]] | None:
-    """(leader, replicas, isr) of partition 0 as ``broker``'s Metadata says."""
-    meta = admin_client(broker.bootstrap).list_topics(topic=topic, timeout=10).topics.get(topic)
-    if meta is None or meta.error is not None or 0 not in meta.partitions:
-        return None
-    p = meta.partitions[0]
-    return p.leader, sorted(p.replicas), sorted(p.isrs)
-
-
-def _fully_replicated(brokers: dict[int, ClusterBroker], topic: str, ids: list[int]) -> int | None:
-    """The leader once every given broker reports the ISR as ``ids`` and one same leader."""
-    states = [_state(brokers[i], topic) for i in ids]
-    if all(s is not None and s[2] == ids for s in states) and len({s[0] for s in states}) == 1:
-        return states[0][0]
-    return None
-
-
-def _log_values(data_dir: Path, topic: str) -> list[tuple[int, bytes | None]]:
-    """(offset, value) of every record in a broker's log of partition 0, from its files."""
-    out = []
-    for path in sorted((data_dir / f"{topic}-0").glob("*.log")):
-        for batch in iter_batches(path.read_bytes(), allow_partial_tail=True):
-            out += [(r.offset, r.value) for r in decode_records(batch)]
-    return out
-
-
-def _records_on_disk(data_dir: Path, topic: str) -> int:
-    total = 0
-    for path in sorted((data_dir / f"{topic}-0").glob("*.log")):
-        for batch in iter_batches(path.read_bytes(), allow_partial_tail=True):
-            total += batch.last_offset_delta + 1
-    return total
-
-
-def _raw_produce(broker: ClusterBroker, topic: str, acks: int, value: bytes = b"raw") -> int:
-    """One Produce v9 request with one record; the partition's error code."""
-    api = ALL_APIS[0]
-    codec = codec_for(api)
-    request = codec.Request(
-        transactional_id=None,
-        acks=acks,
-        timeout_ms=5000,
-        topic_data=[codec.Request.of("topic_data")(
-            name=topic,
-            partition_data=[codec.Request.of("topic_data").of("partition_data")(
-                index=0, records=build_batch([RecordInput(b"k", value)]),
-            )],
-        )],
-    )
-
-    async def send() -> int:
-        client = BrokerClient(broker.host, broker.port, "it-raw")
-        try:
-            response = await client.request(api, 9, request, timeout=20)
-        finally:
-            await client.close()
-        return response.responses[0].partition_responses[0].error_code
-
-    return asyncio.run(send())
 
 
 def test_acks_all_records_are_on_every_replica(cluster) -> None:
@@ -230,74 +160,10 @@ def test_a_diverged_tail_is_truncated_by_leader_epoch(cluster) -> None:
     assert [o for o, _ in logs[0]] == list(range(len(values)))
 
 
-def _election_delay(brokers: dict[int, ClusterBroker], marks: dict[int, int], topic: str, victim: int,
-                    killed_wall: float) -> float | None:
-    """Seconds from the kill to the controller's log line electing a new leader."""
-    import datetime
-
-    for i, b in brokers.items():
-        if i == victim:
-            continue
-        for line in b.log_text(marks[i]).splitlines():
-            if f"{topic}-0: leader {victim} -> " in line:
-                stamp = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
-                return stamp.timestamp() - killed_wall
-    return None
-
-
-class _Writer(threading.Thread):
-    """An idempotent acks=all producer writing 1, 2, 3, ... without pause."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        super().__init__(daemon=True)
-        self.topic = topic
-        self.producer = Producer({
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 2,
-            "message.timeout.ms": 120000,
-            "socket.timeout.ms": 10000,
-            "retry.backoff.ms": 50,
-            "retry.backoff.max.ms": 250,  # librdkafka's default 1000 would hide the broker side
-            "topic.metadata.refresh.interval.ms": 1000,
-        })
-        self.acked: list[tuple[int, int, float]] = []  # (value, offset, when)
-        self.produced_at: dict[int, float] = {}
-        self.failed: list[tuple[int, str]] = []
-        self.sent = 0
-        self.stop_flag = threading.Event()
-        self.lock = threading.Lock()
-
-    def _report(self, err, msg) -> None:
-        value = int(msg.value())
-        with self.lock:
-            if err is None:
-                self.acked.append((value, msg.offset(), time.monotonic()))
-            else:
-                self.failed.append((value, str(err)))
-
-    def run(self) -> None:
-        while not self.stop_flag.is_set():
-            self.sent += 1
-            self.produced_at[self.sent] = time.monotonic()
-            try:
-                self.producer.produce(self.topic, value=str(self.sent).encode(), partition=0,
-                                      on_delivery=self._report)
-            except BufferError:
-                self.sent -= 1
-            self.producer.poll(0.002)
-        self.producer.flush(150)
-
-    def acks_after(self, moment: float) -> list[float]:
-        """When records produced after ``moment`` were acknowledged (with the leader
-        killed at ``moment``, necessarily by its successor)."""
-        with self.lock:
-            return [when for value, _, when in self.acked if self.produced_at.get(value, 0) > moment]
-
 
 def test_leader_kill9_loop_loses_and_duplicates_nothing(cluster) -> None:
-    brokers = _start_three(cluster)
+    """Cost: 3-4 s per cycle (session 1000 ms; 20 cycles: about 85 s in all, 65 s more than 5)."""
+    brokers = _start_three(cluster, **{"broker.session.timeout.ms": KILL_SESSION_MS})
     topic = _create_replicated(brokers[1].bootstrap, unique_topic("kill9"))
     wait_until(lambda: _fully_replicated(brokers, topic, [1, 2, 3]), timeout=20, message="ISR 1,2,3")
     writer = _Writer(",".join(b.bootstrap for b in brokers.values()), topic)
@@ -351,7 +217,7 @@ def test_leader_kill9_loop_loses_and_duplicates_nothing(cluster) -> None:
     in_log_order = [v for v in values if v in acked]
     print(f"kill -9 loop: {KILL_CYCLES} cycles, {writer.sent} sent, {len(acked)} acknowledged, "
           f"{len(writer.failed)} failed, {len(lost)} lost, {len(duplicated)} duplicated; failover "
-          + ", ".join(f"{f * 1000:.0f}" for f in failovers) + f" ms (session {SESSION_MS} ms); of which "
+          + ", ".join(f"{f * 1000:.0f}" for f in failovers) + f" ms (session {KILL_SESSION_MS} ms); of which "
           "kill to the controller's election: " + ", ".join("?" if e is None else f"{e * 1000:.0f}" for e in elections)
           + " ms")
     assert len(acked) > 100

@@ -20,10 +20,12 @@ from moldau.metastore.store import (
     BrokerChanged,
     BrokerIdInUseError,
     BrokerInfo,
+    ClusterImage,
     ControllerChanged,
     MetaChange,
     PartitionChanged,
     PartitionState,
+    SessionChanged,
     StaleEpochError,
     TopicChanged,
     TopicDeleted,
@@ -59,6 +61,15 @@ async def _stores(target: EtcdTarget, count: int) -> list[EtcdMetaStore]:
 
 async def _close(stores: list[EtcdMetaStore]) -> None:
     for store in stores:
+        await store.close()
+
+
+async def _fresh_image(target: EtcdTarget) -> ClusterImage:
+    """What a newcomer loads (its store closed again, so no watch is left running)."""
+    store = EtcdMetaStore(target)
+    try:
+        return await store.load()
+    finally:
         await store.close()
 
 
@@ -105,13 +116,13 @@ def test_topics_persist_and_one_creator_wins(target: EtcdTarget) -> None:
             await stores[0].update_topic(big)
             await stores[0].set_broker_configs("", {"log.retention.ms": "1000"})
             await stores[0].set_broker_configs("1", {"num.partitions": "3"})
-            image = await EtcdMetaStore(target).load()
+            image = await _fresh_image(target)
             assert len(image.topics["big"].partitions) == 301
             assert image.topics["big"].partitions[300].leader == 2
             assert image.topics["big"].configs == {"cleanup.policy": "compact"}
             assert image.broker_configs == {"": {"log.retention.ms": "1000"}, "1": {"num.partitions": "3"}}
             await stores[1].delete_topic("race")
-            assert "race" not in (await EtcdMetaStore(target).load()).topics
+            assert "race" not in (await _fresh_image(target)).topics
             await fresh.close()
         finally:
             await _close(stores)
@@ -145,7 +156,7 @@ def test_alter_partition_is_compare_and_swap(target: EtcdTarget) -> None:
             await b.alter_partition("p", 0, shrunk, expected_epoch=0)
             with pytest.raises(StaleEpochError):
                 await a.alter_partition("p", 0, shrunk, expected_epoch=0)
-            assert (await EtcdMetaStore(target).load()).topics["p"].partitions[0].isr == [1]
+            assert (await _fresh_image(target)).topics["p"].partitions[0].isr == [1]
         finally:
             await _close([a, b])
 
@@ -330,6 +341,47 @@ def test_watch_and_session_survive_an_etcd_restart() -> None:
                 assert observer.controller() is not None and observer.controller().broker_id == 1
             finally:
                 await _close([broker, observer])
+
+        asyncio.run(scenario())
+
+
+def test_the_session_lapses_without_etcd_and_resumes_after_a_reread() -> None:
+    """The broker's session holds while renewals are answered, lapses by the clock
+    (before the lease could expire) when etcd is gone, and after etcd is back is
+    resumed only by the reader of the watch, once the re-read metadata is delivered."""
+    with running_etcd() as server:  # its own etcd: this test kills it
+        target = EtcdTarget.parse(server.url)
+
+        async def scenario() -> None:
+            (broker,) = await _stores(target, 1)
+            changes = broker.watch()
+            try:
+                assert not broker.session.valid()  # not before registering
+                await broker.register_broker(BrokerInfo(1, "127.0.0.1", 9001), session_timeout_ms=1000)
+                assert not broker.session.valid()  # not before the reader applied the re-read
+                back = await _next(changes)
+                while not isinstance(back, SessionChanged):  # its own registration comes first
+                    back = await _next(changes)
+                assert back.valid
+                broker.session.resume()
+                assert broker.session.valid()
+                await asyncio.sleep(1.2)  # renewed past the 1 s TTL
+                assert broker.session.valid()
+                await asyncio.to_thread(server.kill9)
+                killed = time.monotonic()
+                lapsed = await _next(changes, timeout=3)
+                assert isinstance(lapsed, SessionChanged) and not lapsed.valid
+                assert not broker.session.valid()
+                assert time.monotonic() - killed < 1.0  # within the TTL: before etcd could end it
+                await asyncio.to_thread(server.start)
+                change = await _next(changes, timeout=10)
+                while not isinstance(change, SessionChanged):
+                    change = await _next(changes, timeout=10)
+                assert change.valid and not broker.session.valid()
+                broker.session.resume()
+                assert broker.session.valid()
+            finally:
+                await _close([broker])
 
         asyncio.run(scenario())
 

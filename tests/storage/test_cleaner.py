@@ -415,3 +415,71 @@ def test_swap_refused_when_the_log_changed(tmp_path: Path) -> None:
     cleaner.clean_once()
     assert read_records(log) == [r for r in before if r[0] < log.log_end_offset]
     assert not [p for p in log.dir.iterdir() if p.name.endswith((".swap", ".cleaned"))]
+
+
+# -- transactions ------------------------------------------------------------------------
+
+
+def _txn(log, pid: int, items: list[tuple[bytes, bytes]]) -> None:
+    produce(log, items, per_batch=len(items), producer_id=pid, producer_epoch=0, base_sequence=0,
+            is_transactional=True)
+
+
+def _marker(log, pid: int, commit: bool) -> int:
+    from moldau.storage.txn_state import encode_marker_record
+
+    key, value = encode_marker_record(commit, 0)
+    batch = build_batch([RecordInput(key, value, timestamp=NOW)], producer_id=pid, producer_epoch=0,
+                        is_transactional=True, is_control=True)
+    return log.append_as_leader(bytearray(batch), leader_epoch=0, now_ms=NOW, from_client=False).first_offset
+
+
+def _control_offsets(log) -> list[int]:
+    out = []
+    offset = log.log_start_offset
+    while offset < log.log_end_offset:
+        info = log.read(offset, 1 << 20)
+        views = list(iter_batches(info.slice.read()))
+        out += [v.base_offset for v in views if v.is_control]
+        offset = views[-1].last_offset + 1
+    return out
+
+
+def test_aborted_data_is_removed_and_markers_after_their_horizon(tmp_path: Path) -> None:
+    config = compact_config(delete_retention_ms=5000)
+    manager = new_manager(tmp_path, config)
+    log = manager.create_log("t", 0, config)
+    produce(log, [(b"a", b"plain"), (b"c", b"plain")])  # 0-1
+    _txn(log, 1, [(b"a", b"aborted"), (b"b", b"aborted")])  # 2-3
+    _txn(log, 2, [(b"c", b"committed"), (b"d", b"committed")])  # 4-5
+    abort = _marker(log, 1, commit=False)  # 6
+    commit = _marker(log, 2, commit=True)  # 7
+    _txn(log, 3, [(b"e", b"open")])  # 8, never decided here
+    produce(log, [(b"f%d" % i, b"x" * 50) for i in range(80)])  # roll well past them
+    log.on_high_watermark(log.log_end_offset)
+    assert log.first_unstable_offset() == 8
+    clock = Clock()
+    cleaner = LogCleaner(manager, time_ms=clock)
+    cleaner.clean_until_idle()
+    records = read_records(log)
+    values = {(k, v) for _, k, v in records}
+    assert (b"a", b"plain") in values, "an aborted write must not shadow the value before it"
+    assert not any(v == b"aborted" for _, _, v in records)
+    assert (b"c", b"committed") in values and (b"c", b"plain") not in values
+    assert (b"e", b"open") in values  # above the first unstable offset: untouched
+    assert _control_offsets(log) == [abort, commit]  # data of both was seen this pass
+    assert [a.last_offset for a in log.aborted.entries] == [abort]
+    # once the open transaction ends, the next pass (more dirty data) finds no data
+    # left for the abort: the marker gets a delete horizon, a pass past it removes it
+    _marker(log, 3, commit=True)
+    produce(log, [(b"f%d" % i, b"y" * 50) for i in range(80)])
+    log.on_high_watermark(log.log_end_offset)
+    clock.now += 1
+    cleaner.clean_until_idle()
+    assert abort in _control_offsets(log)
+    clock.now += 5001
+    assert cleaner.clean_until_idle() >= 1, "a due horizon schedules a pass by itself"
+    assert abort not in _control_offsets(log)
+    assert commit in _control_offsets(log)  # its transaction's data is still there
+    assert log.aborted.entries == []
+    assert not any(v == b"aborted" for _, _, v in read_records(log))

@@ -165,7 +165,9 @@ def test_roll_by_size_creates_named_segments_with_indexes(tmp_path: Path) -> Non
     for base in bases:
         for suffix in (".log", ".index", ".timeindex"):
             assert f"{base:020d}{suffix}" in names
-    assert len(names) == 3 * len(bases)
+    # a producer-state snapshot at each roll, named by the new segment's base
+    assert [n for n in names if n.endswith(".snapshot")] == [f"{b:020d}.snapshot" for b in bases[1:]]
+    assert len(names) == 3 * len(bases) + len(bases) - 1
     for segment in log.segments:
         assert segment.size <= 1000
         assert segment.offset_index.entries > 0
@@ -547,6 +549,7 @@ def test_leftover_files_are_removed_on_open(tmp_path: Path) -> None:
         "00000000000000000000.index.tmp",
         "00000000000000000099.index",
         "00000000000000000099.timeindex",
+        "00000000000000000099.txnindex",
     ):
         (directory / name).write_bytes(b"x")
     again = open_log(directory)
@@ -554,6 +557,7 @@ def test_leftover_files_are_removed_on_open(tmp_path: Path) -> None:
         "00000000000000000000.index",
         "00000000000000000000.log",
         "00000000000000000000.timeindex",
+        "00000000000000000006.snapshot",  # the producer state at the clean shutdown
     ]
     assert again.log_end_offset == 6
 

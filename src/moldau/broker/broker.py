@@ -19,7 +19,13 @@ from pathlib import Path
 
 from moldau.broker.changes import StateChanges
 from moldau.config.broker import BrokerConfig
+from moldau.controller.controller import Controller
+from moldau.coordinator.group import GroupCoordinator
+from moldau.coordinator.producer_ids import ProducerIdManager
 from moldau.metastore.store import BrokerInfo, ClusterImage, MetaStore, PartitionState, TopicRecord
+from moldau.ports import LeadershipListener, TxnMarkerListener
+from moldau.replication.hw_checkpoint import HighWatermarkCheckpoint
+from moldau.replication.manager import ReplicaManager
 from moldau.replication.partition import Partition
 from moldau.storage.cleaner import CleanerConfig, LogCleaner
 from moldau.storage.config import LogConfig
@@ -63,15 +69,22 @@ class Broker:
         self.changes = StateChanges()
         self._tasks: list[asyncio.Task[None]] = []
         self.log_cleaner: LogCleaner | None = None
-        from moldau.controller.controller import Controller
-        from moldau.coordinator.group import GroupCoordinator
-        from moldau.coordinator.producer_ids import ProducerIdManager
-        from moldau.replication.manager import ReplicaManager
-
+        self.hw_checkpoint = HighWatermarkCheckpoint(self.data_dir)
+        #: high watermarks read at start, each taken by its partition when it is created
+        self._checkpointed_hw: dict[tuple[str, int], int] = {}
+        # The wiring: each component gets this broker as the narrow interface it
+        # declares in moldau.ports, and never imports the broker itself.
         self.controller = Controller(self)
         self.producer_ids = ProducerIdManager(store)
         self.group_coordinator = GroupCoordinator(self)
         self.replica_manager = ReplicaManager(self)
+        #: told when this broker gains or loses a partition's leadership, in metadata
+        #: order: the coordinators whose state lives in internal topics
+        self.leadership_listeners: list[LeadershipListener] = [self.group_coordinator]
+        #: told when a transaction marker is written and replicated on a partition of
+        #: __consumer_offsets (moldau.replication.txn_markers): the group coordinator,
+        #: once it keeps transactional offset commits
+        self.txn_marker_listeners: list[TxnMarkerListener] = []
 
     # lifecycle ------------------------------------------------------------------------
 
@@ -85,10 +98,15 @@ class Broker:
             log.error("ignoring stored dynamic broker configs: %s", exc)
         configs = {t.name: self.log_config_for(t) for t in image.topics.values()}
         await asyncio.to_thread(self.log_manager.load, configs)
+        self._checkpointed_hw = self.hw_checkpoint.read()
         for topic in image.topics.values():
             self.apply_topic(topic)
+        self._checkpointed_hw.clear()  # topics not applied now are deleted or not ours
         self._tasks.append(asyncio.ensure_future(self._background_flusher()))
         self._tasks.append(asyncio.ensure_future(self._retention_loop()))
+        self._tasks.append(asyncio.ensure_future(self._producer_expiration_loop()))
+        self._tasks.append(asyncio.ensure_future(self.hw_checkpoint.run(
+            self.high_watermarks, self.config.int("replica.high.watermark.checkpoint.interval.ms") / 1000)))
         self._start_log_cleaner()
         self.replica_manager.start()
         await self.group_coordinator.start()
@@ -104,6 +122,10 @@ class Broker:
                 await task
         if self.log_cleaner is not None:
             await asyncio.to_thread(self.log_cleaner.shutdown)
+        try:
+            await asyncio.to_thread(self.hw_checkpoint.write, self.high_watermarks())
+        except OSError as exc:
+            log.error("could not write %s: %s", self.hw_checkpoint.file.path, exc)
         await asyncio.to_thread(self.log_manager.shutdown)
         await self.store.close()
 
@@ -146,6 +168,19 @@ class Broker:
             # followers too (as Kafka): each replica applies retention to its own log
             removed += partition.log.delete_retained_segments(now, upper_bound=partition.high_watermark)
         return removed
+
+    async def _producer_expiration_loop(self) -> None:
+        """Kafka's producer id expiration, every producer.id.expiration.check.interval.ms."""
+        while True:
+            await asyncio.sleep(self.config.int("producer.id.expiration.check.interval.ms") / 1000)
+            now = int(time.time() * 1000)
+            expiration = self.config.int("producer.id.expiration.ms")
+            try:
+                for partition in list(self.partitions.values()):
+                    partition.remove_expired_producers(now, expiration)
+                    await asyncio.sleep(0)
+            except Exception:
+                log.exception("producer id expiration failed")
 
     async def _retention_loop(self) -> None:
         """Kafka's log retention check, every log.retention.check.interval.ms."""
@@ -204,6 +239,8 @@ class Broker:
         min_isr = int(effective["min.insync.replicas"])
         for index, state in topic.partitions.items():
             if self.node_id not in state.replicas:
+                if (topic.name, index) in self.partitions:
+                    self._drop_replica(topic.name, index)  # reassigned away
                 continue
             key = (topic.name, index)
             partition = self.partitions.get(key)
@@ -222,6 +259,8 @@ class Broker:
                     replicas=list(state.replicas),
                     isr=list(state.isr),
                     partition_epoch=state.partition_epoch,
+                    session=self.store.session,
+                    high_watermark=self._checkpointed_hw.pop(key, None),
                 )
                 self.partitions[key] = partition
             else:
@@ -230,12 +269,15 @@ class Broker:
             partition.compression_type = effective["compression.type"]
             partition.timestamp_before_max_ms = int(effective["message.timestamp.before.max.ms"])
             partition.timestamp_after_max_ms = int(effective["message.timestamp.after.max.ms"])
+            partition.adding_replicas = list(state.adding_replicas)
+            partition.removing_replicas = list(state.removing_replicas)
             role = partition.apply_state(
                 state.leader, state.leader_epoch, state.replicas, state.isr, state.partition_epoch
             )
             if role is not None:
                 self.replica_manager.role_changed(partition, role)
-                self.group_coordinator.leadership_changed(topic.name, index, role == "leader")
+                for listener in self.leadership_listeners:
+                    listener.leadership_changed(topic.name, index, role == "leader")
 
     def apply_partition_state(self, topic: str, index: int, state: PartitionState) -> None:
         """One partition's new state (an ISR change this broker wrote, or an election
@@ -246,11 +288,26 @@ class Broker:
         record.partitions[index] = state
         self.apply_topic(record)
 
+    def _drop_replica(self, topic: str, index: int) -> None:
+        """This broker is no longer a replica (a reassignment removed it): stop the
+        replica and delete its log, as Kafka's StopReplica with deletion."""
+        partition = self.partitions.pop((topic, index))
+        self.replica_manager.partition_removed(topic, index)
+        if partition.is_leader:
+            for listener in self.leadership_listeners:
+                listener.leadership_changed(topic, index, False)
+        partition.leader = -1  # waiting produce requests answer NOT_LEADER_OR_FOLLOWER
+        partition._wake()
+        partition._wake_appenders()
+        self.log_manager.delete_partition_log(topic, index)
+        log.info("%s-%d: no longer a replica here; log deleted", topic, index)
+
     def remove_topic(self, name: str) -> None:
         topic = self.topics.pop(name, None)
         if topic is None:
             return
-        self.group_coordinator.topic_removed(name)
+        for listener in self.leadership_listeners:
+            listener.topic_removed(name)
         self.topic_names_by_id.pop(topic.topic_id, None)
         for index in topic.partitions:
             partition = self.partitions.pop((name, index), None)
@@ -262,6 +319,10 @@ class Broker:
 
     def partition(self, topic: str, index: int) -> Partition | None:
         return self.partitions.get((topic, index))
+
+    def high_watermarks(self) -> dict[tuple[str, int], int]:
+        """Every local partition's high watermark now (what the checkpoint keeps)."""
+        return {key: p.high_watermark for key, p in self.partitions.items()}
 
     # cluster view ---------------------------------------------------------------------
 

@@ -107,6 +107,10 @@ async def serve(
     )
     await stop.wait()
     log.info("shutting down")
+    if follower is not None:
+        from moldau.broker.shutdown import controlled_shutdown
+
+        await controlled_shutdown(broker)  # still serving: leadership moves away first
     await server.stop()
     if follower is not None:
         await follower.stop()

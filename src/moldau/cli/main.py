@@ -39,13 +39,14 @@ def main() -> None:
               help="Event loop: asyncio (sendfile for fetches) or uvloop (faster small requests).")
 @click.option("--broker-id", type=click.IntRange(min=0), default=None,
               help="This broker's id (node.id / broker.id); unique in a cluster.")
+@click.option("--rack", default=None, help="This broker's rack (broker.rack), for rack-aware replica placement.")
 @click.option("--cluster", default=None, metavar="etcd://HOST:PORT[,HOST:PORT...]",
               help="Join the cluster whose metadata lives in this etcd (default: a single broker).")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def serve(data_dir: Path, listen: str, advertise: str | None, config_file: Path | None,
-          settings: tuple[str, ...], loop_name: str, broker_id: int | None, cluster: str | None,
-          log_level: str) -> None:
+          settings: tuple[str, ...], loop_name: str, broker_id: int | None, rack: str | None,
+          cluster: str | None, log_level: str) -> None:
     """Run one broker."""
     started = time.perf_counter()
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
@@ -67,6 +68,8 @@ def serve(data_dir: Path, listen: str, advertise: str | None, config_file: Path 
             raw["node.id"] = raw["broker.id"] = str(broker_id)
         elif "broker.id" in raw and "node.id" not in raw:
             raw["node.id"] = raw["broker.id"]  # Kafka's older name for the same id
+        if rack is not None:
+            raw["broker.rack"] = rack
         config = BrokerConfig(raw)
         if cluster is not None:
             from moldau.metastore.etcd import EtcdTarget
@@ -82,6 +85,46 @@ def serve(data_dir: Path, listen: str, advertise: str | None, config_file: Path 
         adv = (socket.gethostname(), listen_port)
     run(config, data_dir, Endpoint(listen_host, listen_port), Endpoint(*adv) if adv else None, started,
         loop_name, cluster)
+
+
+@main.command()
+@click.option("--brokers", type=click.IntRange(min=1, max=64), default=3, show_default=True,
+              help="How many brokers (ids 1..N).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("moldau-cluster"),
+              show_default=True, help="etcd's and every broker's data, and their logs (kept between runs).")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=9092, show_default=True,
+              help="Broker 1 listens on 127.0.0.1:PORT, broker i on PORT+i-1 (0: free ports).")
+@click.option("--etcd-port", type=click.IntRange(min=0, max=65535), default=0,
+              help="etcd's client port on 127.0.0.1 (default: a free one).")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="A broker property for every broker; repeatable.")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def cluster(brokers: int, data_dir: Path, port: int, etcd_port: int, settings: tuple[str, ...],
+            log_level: str) -> None:
+    """Run a local cluster: etcd plus N brokers, until Ctrl-C."""
+    from moldau.cli.local_cluster import ClusterError, LocalCluster, run_local_cluster
+
+    raw: dict[str, str] = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+        raw[key.strip()] = value.strip()
+    from moldau.config.broker import BrokerConfig
+
+    try:
+        BrokerConfig(raw)  # the brokers would refuse it: say so before starting anything
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if port and port + brokers - 1 > 65535:
+        raise click.BadParameter(f"ports {port}..{port + brokers - 1} do not fit", param_hint="--port")
+    try:
+        local = LocalCluster(brokers, data_dir, port=port, etcd_port=etcd_port, settings=raw,
+                             log_level=log_level.upper())
+    except ClusterError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(run_local_cluster(local))
 
 
 if __name__ == "__main__":

@@ -38,11 +38,12 @@ import uuid
 from typing import TYPE_CHECKING
 
 from moldau.config.broker import validate_topic_configs
+from moldau.controller.placement import assign_replicas, continuation, validate_assignment
 from moldau.metastore.store import PartitionState, TopicExistsError, TopicRecord
 from moldau.protocol.errors import ErrorCode, KafkaError
 
 if TYPE_CHECKING:
-    from moldau.broker.broker import Broker
+    from moldau.ports import ControllerHost
 
 MAX_TOPIC_NAME_LENGTH = 249
 _LEGAL_NAME = re.compile(r"[a-zA-Z0-9._-]+")
@@ -78,7 +79,7 @@ def validate_topic_name(name: str | None) -> None:
 
 
 class Controller:
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: ControllerHost) -> None:
         self.broker = broker
 
     def live_brokers(self) -> list[int]:
@@ -135,21 +136,22 @@ class Controller:
             raise KafkaError(ErrorCode.INVALID_CONFIG, str(exc)) from None
 
     def _placement(
-        self, num_partitions: int, replication_factor: int, first: int = 0
+        self, num_partitions: int, replication_factor: int, first: int = 0, partition0: list[int] | None = None
     ) -> dict[int, PartitionState]:
-        brokers = self.live_brokers()
-        if replication_factor > len(brokers):
-            raise KafkaError(
-                ErrorCode.INVALID_REPLICATION_FACTOR,
-                f"Unable to replicate the partition {replication_factor} time(s): "
-                f"The target replication factor of {replication_factor} cannot be reached "
-                f"because only {len(brokers)} broker(s) are registered.",
-            )
-        result = {}
-        for index in range(first, first + num_partitions):
-            replicas = [brokers[(index + k) % len(brokers)] for k in range(replication_factor)]
-            result[index] = PartitionState(leader=replicas[0], leader_epoch=0, replicas=replicas, isr=list(replicas))
-        return result
+        """Kafka's rack-aware placement over the live brokers (:mod:`.placement`)."""
+        brokers = self.broker.live_brokers()
+        start, shift = continuation(brokers, partition0 or [])
+        assigned = assign_replicas(
+            brokers, num_partitions, replication_factor, first_partition=first, start_index=start, shift=shift
+        )
+        return {
+            index: PartitionState(leader=replicas[0], leader_epoch=0, replicas=replicas, isr=list(replicas))
+            for index, replicas in assigned.items()
+        }
+
+    def validate_assignment(self, replicas: list[int], replication_factor: int | None = None) -> None:
+        """Kafka's validateManualPartitionAssignment against the live brokers."""
+        validate_assignment(replicas, set(self.live_brokers()), replication_factor)
 
     def plan_topic(
         self,
@@ -186,16 +188,16 @@ class Controller:
         if asked > 0:
             self.check_broker_capacity(asked, pending)
         if assignments:
-            live = set(self.live_brokers())
             partitions = {}
+            factor = None
             for index, replicas in assignments.items():
-                if not replicas or len(set(replicas)) != len(replicas) or not set(replicas) <= live:
-                    raise KafkaError(
-                        ErrorCode.INVALID_REPLICA_ASSIGNMENT, f"Invalid replica assignment {replicas} for partition {index}"
-                    )
+                self.validate_assignment(replicas, factor)
+                factor = len(replicas)
                 partitions[index] = PartitionState(leader=replicas[0], replicas=list(replicas), isr=list(replicas))
             if sorted(partitions) != list(range(len(partitions))):
-                raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT, "Partitions must be numbered 0..n-1")
+                raise KafkaError(
+                    ErrorCode.INVALID_REPLICA_ASSIGNMENT, "partitions should be a consecutive 0-based integer sequence"
+                )
         else:
             if num_partitions <= 0:
                 raise KafkaError(ErrorCode.INVALID_PARTITIONS, "Number of partitions must be larger than 0.")
@@ -283,22 +285,26 @@ class Controller:
         if count - current > MAX_RECORDS_PER_USER_OP:
             raise excessive_batch()
         self.check_broker_capacity(count - current, pending)
-        replication_factor = len(next(iter(topic.partitions.values())).replicas)
+        first_state = next(iter(topic.partitions.values()))
+        # during a reassignment the replica list also holds those being removed
+        replication_factor = len(first_state.replicas) - len(first_state.removing_replicas)
         if assignments is not None:
             if len(assignments) != count - current:
                 raise KafkaError(
                     ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                    f"Increasing the number of partitions by {count - current} but "
-                    f"{len(assignments)} assignments provided.",
+                    f"Attempted to add {count - current} additional partition(s), but only "
+                    f"{len(assignments)} assignment(s) were specified.",
                 )
-            live = set(self.live_brokers())
             new = {}
             for offset, replicas in enumerate(assignments):
-                if not replicas or not set(replicas) <= live or len(set(replicas)) != len(replicas):
-                    raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT, f"Invalid assignment {replicas}")
+                self.validate_assignment(replicas, replication_factor)
                 new[current + offset] = PartitionState(leader=replicas[0], replicas=list(replicas), isr=list(replicas))
         else:
-            new = self._placement(count - current, replication_factor, first=current)
+            partition0 = topic.partitions.get(0)
+            new = self._placement(
+                count - current, replication_factor, first=current,
+                partition0=None if partition0 is None else partition0.replicas,
+            )
         return TopicRecord(topic.name, topic.topic_id, {**topic.partitions, **new}, dict(topic.configs))
 
     async def update_topic(self, topic: TopicRecord) -> None:

@@ -9,8 +9,10 @@ out of the current block in memory; a restart simply wastes the rest of a block.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
-from moldau.metastore.store import MetaStore
+if TYPE_CHECKING:
+    from moldau.ports import ProducerIdBlocks
 
 BLOCK_SIZE = 1000
 
@@ -23,7 +25,7 @@ class ProducerIdManager:
     advanced while this manager never learns the block (or reserves twice at once).
     """
 
-    def __init__(self, store: MetaStore) -> None:
+    def __init__(self, store: ProducerIdBlocks) -> None:
         self._store = store
         self._next = 0
         self._end = 0

@@ -10,15 +10,19 @@ from moldau.handlers import (  # noqa: F401 - imported for registration
     configs,
     consumer_group,
     delete_records,
+    describe_producers,
     fetch,
     groups,
     leader_epoch,
     list_offsets,
+    log_dirs,
     metadata,
     offsets,
     produce,
     producer,
+    reassignments,
     topics,
+    write_txn_markers,
 )
 from moldau.handlers.registry import HANDLERS, Dispatcher
 

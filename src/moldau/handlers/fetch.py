@@ -1,5 +1,10 @@
 """Fetch (key 1): read whole record batches, long-polling until min_bytes or max_wait.
 
+A consumer with isolation_level read_committed (1) reads up to the partition's last
+stable offset and is told the aborted transactions that overlap what it read (from the
+log's aborted index), so it drops their records; read_uncommitted reads up to the high
+watermark. Every answer carries the last stable offset.
+
 The answer carries file slices, not bytes: the connection sends them with sendfile.
 Limits follow Kafka: partition_max_bytes per partition, max_bytes for the response,
 and the first non-empty partition always returns at least one whole batch so that a
@@ -31,6 +36,8 @@ _Response = _codec.Response
 _TopicResponse = _Response.of("responses")
 _PartitionData = _TopicResponse.of("partitions")
 _LeaderIdAndEpoch = _PartitionData.of("current_leader")
+_AbortedTransaction = _PartitionData.of("aborted_transactions")
+READ_COMMITTED = 1
 ZERO_UUID = uuid.UUID(int=0)
 EMPTY = b""  # Kafka answers empty record sets with length 0, never null
 
@@ -66,6 +73,7 @@ async def _read_all(
     topics = []
     hosted: dict[int, Any] = {}  # each partition once, however often it is named
     entries = 0
+    committed = replica_id < 0 and request.isolation_level == READ_COMMITTED
     for topic in request.topics:
         name = _topic_name(broker, topic, version)
         answers = []
@@ -94,16 +102,22 @@ async def _read_all(
                     partition.update_follower_fetch(replica_id, p.fetch_offset)
                     read = partition.read_for_follower(p.fetch_offset, limit, min_one_message=min_one)
                     broker.replica_manager.maybe_change_isr(partition)
+                elif committed:
+                    read = partition.read_committed(p.fetch_offset, limit, min_one_message=min_one)
+                    data.aborted_transactions = [
+                        _AbortedTransaction(producer_id=a.producer_id, first_offset=a.first_offset)
+                        for a in read.aborted
+                    ]
                 else:
                     read = partition.read(p.fetch_offset, limit, min_one_message=min_one)
             except (KafkaError, OffsetOutOfRangeError) as exc:
                 data.error_code = int(to_kafka_error(exc).code)
                 if data.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER and version >= 12:
                     state = broker.topics[name].partitions.get(p.partition)
-                    if state is not None and state.leader >= 0:  # KIP-951's hint
+                    if state is not None and state.leader >= 0 and state.leader != broker.node_id:  # KIP-951
                         data.current_leader = _LeaderIdAndEpoch(leader_id=state.leader, leader_epoch=state.leader_epoch)
                 data.high_watermark = partition.high_watermark
-                data.last_stable_offset = partition.high_watermark
+                data.last_stable_offset = partition.last_stable_offset
                 data.log_start_offset = partition.log.log_start_offset
                 continue
             data.high_watermark = read.high_watermark

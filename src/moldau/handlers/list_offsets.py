@@ -48,8 +48,10 @@ def _lookup(broker: Any, topic: str, p: Any, version: int, isolation_level: int)
     log = partition.log
     ts = p.timestamp
     answer.leader_epoch = partition.leader_epoch
+    # read_committed (1) sees up to the last stable offset, as Kafka's fetchOffsetForTimestamp
+    bound = partition.last_stable_offset if isolation_level == 1 else partition.high_watermark
     if ts == LATEST:
-        answer.offset = partition.high_watermark
+        answer.offset = bound
     elif ts in (EARLIEST, EARLIEST_LOCAL):
         answer.offset = log.log_start_offset
     elif ts == LATEST_TIERED:
@@ -57,13 +59,13 @@ def _lookup(broker: Any, topic: str, p: Any, version: int, isolation_level: int)
     elif ts == MAX_TIMESTAMP:
         largest = max((s.largest_timestamp for s in log.segments), default=-1)
         found = log.offset_for_timestamp(largest) if largest >= 0 else None
-        if found is not None and found[0] < partition.high_watermark:
+        if found is not None and found[0] < bound:
             answer.offset, answer.timestamp = found
     elif ts < 0:
         answer.error_code = int(ErrorCode.INVALID_REQUEST)
     else:
         found = log.offset_for_timestamp(ts)
-        if found is not None and found[0] < partition.high_watermark:
+        if found is not None and found[0] < bound:
             answer.offset, answer.timestamp = found
     if version == 0:
         answer.old_style_offsets = [answer.offset] if answer.offset >= 0 else []

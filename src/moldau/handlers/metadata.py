@@ -35,6 +35,8 @@ _Partition = _Topic.of("partitions")
 def describe_topic(broker: Any, name: str) -> Any:
     topic = broker.topics[name]
     live = {b.broker_id for b in broker.live_brokers()}
+    if not broker.store.session.valid():
+        live.discard(broker.node_id)  # fenced: our own leaderships may be gone already
     partitions = []
     for index in sorted(topic.partitions):
         state = topic.partitions[index]

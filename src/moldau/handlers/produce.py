@@ -44,8 +44,8 @@ def leader_hint(broker: Any, topic: str, index: int) -> tuple[Any, Any] | None:
     NOT_LEADER_OR_FOLLOWER (so they need not refresh their metadata first)."""
     record = broker.topics.get(topic)
     state = None if record is None else record.partitions.get(index)
-    if state is None or state.leader < 0:
-        return None
+    if state is None or state.leader < 0 or state.leader == broker.node_id:
+        return None  # no leader, or ourselves with our session lapsed: no help
     for info in broker.live_brokers():
         if info.broker_id == state.leader:
             return (state.leader, state.leader_epoch), info

@@ -69,6 +69,12 @@ async def create_topics(broker: Any, header: Any, request: Any) -> Any:
             if seen[t.name] > 1:
                 raise KafkaError(ErrorCode.INVALID_REQUEST, f"Create topics request from client contains duplicate topic {t.name}")
             assignments = {a.partition_index: list(a.broker_ids) for a in t.assignments}
+            if len(assignments) != len(t.assignments):
+                index = next(i for i in assignments if sum(a.partition_index == i for a in t.assignments) > 1)
+                raise KafkaError(
+                    ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                    f"Found multiple manual partition assignments for partition {index}",
+                )
             if assignments and (t.num_partitions != -1 or t.replication_factor != -1):
                 raise KafkaError(
                     ErrorCode.INVALID_REQUEST,

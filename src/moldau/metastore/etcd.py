@@ -39,10 +39,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import json
 import logging
 import math
+import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -58,6 +61,8 @@ from moldau.metastore.store import (
     MetaStore,
     PartitionChanged,
     PartitionState,
+    Session,
+    SessionChanged,
     StaleEpochError,
     TopicChanged,
     TopicDeleted,
@@ -70,6 +75,25 @@ log = logging.getLogger(__name__)
 
 #: etcd refuses transactions of more operations than --max-txn-ops (128 by default).
 MAX_TXN_OPS = 100
+#: gRPC's reconnection backoff (default 1 s growing to 120 s) would leave a broker
+#: disconnected for seconds after etcd is back; metadata is small, retry often.
+GRPC_OPTIONS = {
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.min_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": 500,
+}
+
+
+def _fence_after_s(ttl_s: int) -> float:
+    """How long after sending an answered renewal the session still holds: the lease's
+    TTL less a safety margin (a fifth, at least 0.1 s) for scheduling delays between
+    the clock read and the broker's last act as leader."""
+    return ttl_s - max(0.1, ttl_s / 5)
+
+
+def _reason(exc: Exception) -> str:
+    details = getattr(exc, "details", None)
+    return str(details() if callable(details) else exc) or type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -123,14 +147,12 @@ class EtcdMetaStore(MetaStore):
 
     def __init__(self, target: EtcdTarget | str, *, timeout_s: float = 10.0) -> None:
         import aetcd  # lazily: 0.1-0.15 s of imports that a single broker never needs
-        import aetcd.exceptions
         import aetcd.rpc
 
         self._rpc = aetcd.rpc
-        self._compacted_error = aetcd.exceptions.RevisionCompactedError
         self.target = EtcdTarget.parse(target) if isinstance(target, str) else target
         host, port = self.target.grpc_host_port()
-        self._client = aetcd.Client(host=host, port=port, timeout=timeout_s)
+        self._client = aetcd.Client(host=host, port=port, timeout=timeout_s, options=GRPC_OPTIONS)
         self.root = f"/moldau/{self.target.cluster}/".encode()
         self._watches = set()
         # The image as last seen, with the revision each key was last changed at
@@ -143,9 +165,12 @@ class EtcdMetaStore(MetaStore):
         self._broker_configs: dict[str, dict[str, str]] = {}
         self._controller_vacant = asyncio.Event()
         self._lease: Any = None
+        #: not held until registered and caught up with the metadata
+        self.session = Session(held=False)
         self._session_timeout_ms = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._watch_task: asyncio.Task[None] | None = None
+        self._watch_call: Any = None
         self._closed = False
 
     # keys -----------------------------------------------------------------------------
@@ -315,8 +340,7 @@ class EtcdMetaStore(MetaStore):
         backoff = 0.0
         while not self._closed:
             try:
-                events = await self._client.watch_prefix(self.root, start_revision=next_revision)
-                async for event in events:
+                async for event in self._watch_stream(next_revision):
                     # One event at a time: within one transaction etcd reports the
                     # operations in the order written, and writes put partition keys
                     # before the topic key that names them.
@@ -326,7 +350,7 @@ class EtcdMetaStore(MetaStore):
                         backoff = 0.0
             except asyncio.CancelledError:
                 raise
-            except self._compacted_error as exc:
+            except _HistoryCompacted as exc:
                 # etcd dropped the history we would resume from: read it all again.
                 log.warning("etcd history compacted (%s); reloading the metadata", exc)
                 try:
@@ -339,8 +363,42 @@ class EtcdMetaStore(MetaStore):
                     return
                 if not backoff:
                     log.warning("etcd watch interrupted (%s); resuming from revision %d", exc, next_revision)
-                backoff = min(2.0, max(0.1, backoff * 2))
+                backoff = min(0.5, max(0.1, backoff * 2))
                 await asyncio.sleep(backoff)
+
+    async def _watch_stream(self, start_revision: int) -> AsyncIterator[Any]:
+        """The events of one etcd Watch stream on ROOT from ``start_revision``.
+
+        Driven through the generated gRPC stub in read/write style rather than aetcd's
+        shared Watcher: that one's shutdown can wait forever on a stream a cancelled
+        task left behind (seen as a hung test teardown), while a call of our own is
+        simply cancelled. Raises :class:`_HistoryCompacted` when etcd no longer has
+        ``start_revision``, and ConnectionError when the stream ends.
+        """
+        import grpc.aio
+
+        rpc = self._rpc
+        await self._client.connect()
+        call = rpc.WatchStub(self._client.channel).Watch(metadata=self._client.metadata)
+        self._watch_call = call
+        try:
+            create = rpc.WatchCreateRequest(
+                key=self.root, range_end=_prefix_end(self.root), start_revision=start_revision
+            )
+            await call.write(rpc.WatchRequest(create_request=create))
+            while True:
+                response = await call.read()
+                if response is grpc.aio.EOF:
+                    raise ConnectionError("etcd closed the watch stream")
+                if response.compact_revision:
+                    raise _HistoryCompacted(f"compacted at revision {response.compact_revision}")
+                if response.canceled:
+                    raise ConnectionError(f"etcd cancelled the watch: {response.cancel_reason}")
+                for event in response.events:
+                    yield event
+        finally:
+            self._watch_call = None
+            call.cancel()
 
     def _live_keys(self) -> set[bytes]:
         """The keys the image holds now (what a snapshot is compared against)."""
@@ -368,7 +426,7 @@ class EtcdMetaStore(MetaStore):
 
     def _apply_event(self, event: Any) -> int:
         kv = event.kv
-        deleted = event.kind == "DELETE"
+        deleted = event.type == self._rpc.Event.EventType.DELETE
         self._apply_change(bytes(kv.key), None if deleted else bytes(kv.value), kv.create_revision, kv.mod_revision)
         return int(kv.mod_revision)
 
@@ -457,9 +515,12 @@ class EtcdMetaStore(MetaStore):
         return TopicRecord(name, uuid.UUID(raw["topic_id"]), dict(sorted(partitions.items())), dict(raw["configs"]))
 
     async def update_topic(self, topic: TopicRecord) -> None:
+        """A topic's configs or new partitions. Existing partitions' states change only
+        by :meth:`alter_partition` (compare-and-swap): the caller's copy of them may lag
+        the store, and writing it back would undo a newer ISR, election or reassignment."""
         key = self._topic_key(topic.name)
         known = self._partitions.get(str(topic.topic_id), {})
-        changed = {i: s for i, s in topic.partitions.items() if known.get(i) != s}
+        changed = {i: s for i, s in topic.partitions.items() if i not in known}
         puts = await self._write_partitions_first(topic, changed)
         value = _dumps(self._topic_value(topic))
         response = await self._txn(
@@ -485,7 +546,9 @@ class EtcdMetaStore(MetaStore):
             self._topics.pop(name, None)
             self._partitions.pop(raw["topic_id"], None)
 
-    async def alter_partition(self, topic: str, index: int, state: PartitionState, expected_epoch: int) -> None:
+    async def alter_partition(
+        self, topic: str, index: int, state: PartitionState, expected_epoch: int, *, controller_epoch: int = 0
+    ) -> None:
         raw = self._topics.get(topic)
         if raw is None:
             raise KeyError(f"{topic}-{index}")
@@ -497,13 +560,13 @@ class EtcdMetaStore(MetaStore):
         if epoch != expected_epoch:
             raise StaleEpochError(f"{topic}-{index}: partition epoch is {epoch}, not {expected_epoch}")
         value = _dumps(state.to_json())
-        response = await self._txn(
-            [self._client.transactions.mod(key) == current.mod_revision],
-            [self._put(key, value)],
-            own={key: value},
-        )
+        compare = [self._client.transactions.mod(key) == current.mod_revision]
+        if controller_epoch:
+            # still the controller: a deposed one (its lease lapsed) cannot overwrite
+            compare.append(self._client.transactions.create(self._key("controller")) == controller_epoch)
+        response = await self._txn(compare, [self._put(key, value)], own={key: value})
         if not response.succeeded:
-            raise StaleEpochError(f"{topic}-{index}: changed concurrently")
+            raise StaleEpochError(f"{topic}-{index}: changed concurrently, or no longer the controller")
         self._noted(response.header.revision, key)
         self._partitions.setdefault(raw["topic_id"], {})[index] = copy.deepcopy(state)
 
@@ -539,10 +602,13 @@ class EtcdMetaStore(MetaStore):
         await self._register(info)
         self._registered = info
         self._brokers[info.broker_id] = info
+        await self._catch_up()
         self._tasks.append(asyncio.ensure_future(self._keep_alive()))
+        self._tasks.append(asyncio.ensure_future(self._watch_session()))
 
     async def _register(self, info: BrokerInfo) -> None:
         ttl = max(1, math.ceil(self._session_timeout_ms / 1000))
+        sent = time.monotonic()
         lease = await self._client.lease(ttl)
         key = self._key("brokers", info.broker_id)
         response = await self._txn(
@@ -558,29 +624,129 @@ class EtcdMetaStore(MetaStore):
             raise BrokerIdInUseError(holder)
         self._noted(response.header.revision, key)
         self._lease = lease
+        self.session.renewed(sent + _fence_after_s(lease.ttl))
+
+    async def _catch_up(self) -> None:
+        """After a (re-)registration or a lapse: bring the image to what etcd holds now
+        and deliver it, then tell the watchers the session is good again, in order, so
+        the broker resumes leading only where the current metadata says it leads."""
+        revision = await self._resync()
+        if self._watches:
+            self._publish(SessionChanged(revision, True))
+        else:
+            self.session.resume()
+
+    async def _refresh(self) -> int:
+        """One keep-alive of our lease, bounded in time; its TTL (<= 0: it is gone)."""
+        await self._client.connect()
+        call = self._client.leasestub.LeaseKeepAlive(
+            [self._rpc.LeaseKeepAliveRequest(ID=self._lease.id)], timeout=max(0.5, self._heartbeat_s)
+        )
+        async for reply in call:
+            return int(reply.TTL)
+        raise ConnectionError("etcd closed the keep-alive stream without an answer")
 
     async def _keep_alive(self) -> None:
         """Renew the session lease every heartbeat (at least three times per session
-        timeout); if it has lapsed (etcd unreachable for too long), register again."""
+        timeout), retrying soon after a failure; each answered renewal extends the
+        session (see ``Session``). A lapsed session is resumed only after the metadata
+        is re-read; an expired lease (etcd unreachable for too long) is replaced by a
+        new registration."""
         assert self._registered is not None
+        failed = False
         while not self._closed:
-            await asyncio.sleep(self._heartbeat_s)
+            await asyncio.sleep(min(self._heartbeat_s, 0.1) if failed else self._heartbeat_s)
             try:
-                reply = await self._lease.refresh()
-                if reply is not None and reply.TTL > 0:
-                    continue
-                log.warning("broker session lease expired; registering again")
+                if self._lease is not None:
+                    sent = time.monotonic()
+                    ttl = await self._refresh()
+                    if ttl > 0:
+                        if not self.session.renewed(sent + _fence_after_s(ttl)):
+                            log.info("etcd reachable again and the session lease alive; re-reading the metadata")
+                            await self._catch_up()
+                        failed = False
+                        continue
+                    log.warning("broker session lease expired; registering again")
+                    self.session.suspend()
+                    self._lease = None
                 await self._register(self._registered)
                 self._controller_vacant.set()  # let the campaign retry with the new lease
+                await self._catch_up()
+                failed = False
             except BrokerIdInUseError as exc:
+                failed = True
                 log.error("%s", exc)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("renewing the broker session failed: %s", exc)
+                if not failed:
+                    log.warning("renewing the broker session failed: %s", _reason(exc))
+                failed = True
+
+    async def _watch_session(self) -> None:
+        """Tell the watchers when the session lapses (the hot path needs no telling: it
+        reads the clock), so that requests waiting on this broker's leadership are
+        answered at once."""
+        reported = True  # until it has held once (the first resume is the reader's)
+        while not self._closed:
+            left = self.session.valid_until - time.monotonic()
+            if left > 0:
+                reported = False
+                await asyncio.sleep(min(left, 1.0))
+                continue
+            if not reported:
+                log.warning(
+                    "no session renewal answered by etcd in time: this broker may have been replaced, "
+                    "so it stops acting as leader and controller until it has re-read the metadata"
+                )
+                self._publish(SessionChanged(0, False))
+            reported = True
+            await asyncio.sleep(0.05)
+
+    async def end_session_of(self, info: BrokerInfo, confirm: Callable[[], Awaitable[bool]]) -> bool:
+        """Revoke the lease of the registration ``info`` if it is still the one read
+        before ``confirm`` proved its process gone: its key goes at once, and with it
+        the controller key if that broker held it. A process that registers the same
+        endpoint later (it must listen first) keeps its new lease."""
+        key = self._key("brokers", info.broker_id)
+        before = await self._client.get(key)
+        if before is None or not before.lease or BrokerInfo.from_json(json.loads(before.value)) != info:
+            return False
+        if self._lease is not None and before.lease == self._lease.id:
+            return False
+        if not await confirm():
+            return False
+        after = await self._client.get(key)
+        if after is None or after.create_revision != before.create_revision:
+            return False  # it lapsed meanwhile (and maybe registered anew)
+        try:
+            await self._client.revoke_lease(before.lease)
+        except Exception as exc:  # already gone (another broker was faster)
+            log.debug("revoking the lease of broker %d: %s", info.broker_id, _reason(exc))
+            return False
+        return True
 
     def brokers(self) -> list[BrokerInfo]:
         return [self._brokers[i] for i in sorted(self._brokers)]
+
+    async def begin_controlled_shutdown(self) -> None:
+        """Rewrite our registration with ``shutting_down`` under the same lease; CAS on
+        its value, so a registration that has lapsed (or was re-made) is not recreated.
+        Every broker's watch delivers the change; the controller acts on it."""
+        if self._registered is None or self._lease is None:
+            return
+        key = self._key("brokers", self._registered.broker_id)
+        current = _dumps(self._registered.to_json())
+        info = dataclasses.replace(self._registered, shutting_down=True)
+        value = _dumps(info.to_json())
+        if current != value:
+            response = await self._txn(
+                [self._client.transactions.value(key) == current],
+                [self._put(key, value, self._lease.id)],
+            )
+            if not response.succeeded:
+                raise RuntimeError(f"broker {info.broker_id}'s registration is not ours any more")
+        self._registered = info
 
     # controller election ----------------------------------------------------------------
 
@@ -634,6 +800,8 @@ class EtcdMetaStore(MetaStore):
         """Leave: stop renewing and revoke the lease, so the broker's registration (and
         the controller role, if held) go at once rather than after the timeout."""
         self._closed = True
+        if self._watch_call is not None:
+            self._watch_call.cancel()
         tasks = self._tasks + ([self._watch_task] if self._watch_task else [])
         for task in tasks:
             task.cancel()
@@ -647,6 +815,10 @@ class EtcdMetaStore(MetaStore):
             watch.close()
         with contextlib.suppress(Exception):
             await self._client.close()
+
+
+class _HistoryCompacted(Exception):
+    """etcd compacted away the revision a watch would resume from."""
 
 
 def _prefix_end(prefix: bytes) -> bytes:

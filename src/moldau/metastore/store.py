@@ -16,35 +16,59 @@ for each (implemented here once, overridden by the etcd backend):
   :meth:`MetaStore.controller` says who holds it, with an epoch that only grows;
 * changes made elsewhere: :meth:`MetaStore.watch` delivers them in the store's order;
 * per-partition compare-and-swap: :meth:`MetaStore.alter_partition` (AlterPartition).
+
+And one thing a broker asks on its hot path: :attr:`MetaStore.session`, until when it
+may act on its membership (lead partitions, coordinate groups, act as controller). A
+single node holds it forever; a cluster broker only while its lease certainly lives
+(see :class:`Session`).
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import math
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 
 @dataclass
 class PartitionState:
-    """Leadership of one partition: who leads, in which epoch, and who is in sync."""
+    """Leadership of one partition: who leads, in which epoch, and who is in sync.
+
+    During a reassignment (Kafka's PartitionRegistration) ``replicas`` is the target
+    followed by the replicas being removed; ``adding_replicas`` are the target's
+    replicas that were not replicas before, ``removing_replicas`` those that leave
+    once every target replica is in the ISR (:mod:`moldau.controller.reassignment`).
+    """
 
     leader: int
     leader_epoch: int = 0
     replicas: list[int] = field(default_factory=list)
     isr: list[int] = field(default_factory=list)
     partition_epoch: int = 0
+    adding_replicas: list[int] = field(default_factory=list)
+    removing_replicas: list[int] = field(default_factory=list)
+
+    @property
+    def reassigning(self) -> bool:
+        return bool(self.adding_replicas or self.removing_replicas)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "leader": self.leader,
             "leader_epoch": self.leader_epoch,
             "replicas": self.replicas,
             "isr": self.isr,
             "partition_epoch": self.partition_epoch,
         }
+        if self.reassigning:  # written only while a reassignment is in progress
+            data["adding_replicas"] = self.adding_replicas
+            data["removing_replicas"] = self.removing_replicas
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PartitionState:
@@ -117,13 +141,20 @@ class BrokerInfo:
     host: str
     port: int
     rack: str | None = None
+    #: in controlled shutdown (KRaft's ``inControlledShutdown``): still serving, but the
+    #: controller moves its leaderships away and takes it out of the ISRs
+    shutting_down: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"broker_id": self.broker_id, "host": self.host, "port": self.port, "rack": self.rack}
+        data: dict[str, Any] = {"broker_id": self.broker_id, "host": self.host, "port": self.port, "rack": self.rack}
+        if self.shutting_down:
+            data["shutting_down"] = True
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BrokerInfo:
-        return cls(int(data["broker_id"]), str(data["host"]), int(data["port"]), data.get("rack"))
+        return cls(int(data["broker_id"]), str(data["host"]), int(data["port"]), data.get("rack"),
+                   bool(data.get("shutting_down", False)))
 
 
 @dataclass(frozen=True)
@@ -133,6 +164,59 @@ class ControllerInfo:
 
     broker_id: int
     epoch: int
+
+
+class Session:
+    """Until when this broker may act on its membership: lead partitions, coordinate
+    groups, act as controller (the leader's self-fencing).
+
+    Theory of operation: a cluster broker's registration lives under a lease that etcd
+    ends no earlier than its TTL after the last renewal etcd received, and a renewal is
+    received after it is sent. So a renewal sent at monotonic time ``t`` and answered
+    keeps the lease alive until at least ``t + TTL``; the store sets ``valid_until`` a
+    safety margin before that (:meth:`renewed`). Past it, the broker may already have
+    been replaced by a controller that saw its lease expire, so it answers as a
+    non-leader (NOT_LEADER_OR_FOLLOWER, NOT_COORDINATOR) without waiting to hear so.
+    The check is one clock read, made where it matters: on every leadership test, so
+    a process resumed after a freeze refuses before any timer of its has run.
+
+    Once it has lapsed (or before the first registration) the session stays
+    *suspended* whatever later renewals say, until :meth:`resume`: the broker must
+    first re-read the metadata (who leads now) and apply it, or it would act on a
+    stale image. A single node's session never lapses.
+    """
+
+    __slots__ = ("valid_until", "_renewed_until", "suspended")
+
+    def __init__(self, *, held: bool = True) -> None:
+        #: monotonic seconds; the hot path compares ``time.monotonic()`` with it
+        self.valid_until = math.inf if held else -math.inf
+        self._renewed_until = self.valid_until
+        self.suspended = not held
+
+    def valid(self) -> bool:
+        return time.monotonic() < self.valid_until
+
+    def renewed(self, until: float) -> bool:
+        """A renewal proved the lease alive until ``until`` (margin applied). Returns
+        False when the session had lapsed or is suspended: then it stays suspended
+        until the caller has had the metadata re-read and calls :meth:`resume`."""
+        self._renewed_until = until
+        if self.suspended or time.monotonic() >= self.valid_until:
+            self.suspend()
+            return False
+        self.valid_until = until
+        return True
+
+    def suspend(self) -> None:
+        self.suspended = True
+        self.valid_until = -math.inf
+
+    def resume(self) -> None:
+        """The metadata has been re-read and applied: act on it again (if the last
+        renewal still covers now)."""
+        self.suspended = False
+        self.valid_until = self._renewed_until
 
 
 # Changes a watch delivers. ``revision`` is the store's order: strictly increasing
@@ -184,8 +268,25 @@ class BrokerConfigsChanged:
     configs: dict[str, str]
 
 
+@dataclass(frozen=True)
+class SessionChanged:
+    """This broker's session lapsed (``valid`` False: it may have been replaced, it
+    stops acting as leader), or it was registered again and every change up to
+    ``revision`` has been delivered before this one (``valid`` True: the reader applies
+    them, then calls ``session.resume()``)."""
+
+    revision: int
+    valid: bool
+
+
 MetaChange = (
-    TopicChanged | TopicDeleted | PartitionChanged | BrokerChanged | ControllerChanged | BrokerConfigsChanged
+    TopicChanged
+    | TopicDeleted
+    | PartitionChanged
+    | BrokerChanged
+    | ControllerChanged
+    | BrokerConfigsChanged
+    | SessionChanged
 )
 
 
@@ -232,6 +333,8 @@ class MetaStore(abc.ABC):
     _watches: set[MetaWatch]
     _registered: BrokerInfo | None = None
     _controller: ControllerInfo | None = None
+    #: a single node's membership never lapses; the etcd backend replaces it
+    session: Session = Session()
 
     @abc.abstractmethod
     async def load(self) -> ClusterImage:
@@ -261,10 +364,14 @@ class MetaStore(abc.ABC):
     async def allocate_producer_ids(self, count: int) -> int:
         """Reserve ``count`` producer ids, unique in the cluster forever; returns the first."""
 
-    async def alter_partition(self, topic: str, index: int, state: PartitionState, expected_epoch: int) -> None:
+    async def alter_partition(
+        self, topic: str, index: int, state: PartitionState, expected_epoch: int, *, controller_epoch: int = 0
+    ) -> None:
         """Replace one partition's state if its partition epoch is still ``expected_epoch``
         (Kafka's AlterPartition rule); ``state.partition_epoch`` must be one more. Raises
-        StaleEpochError when the epoch has moved, KeyError for an unknown partition."""
+        StaleEpochError when the epoch has moved, KeyError for an unknown partition.
+        A controller's decision passes its ``controller_epoch``: the write then also
+        requires that it is still the controller (a deposed one cannot overwrite)."""
         image = await self.load()
         record = image.topics.get(topic)
         if record is None or index not in record.partitions:
@@ -288,9 +395,22 @@ class MetaStore(abc.ABC):
         self._registered = info
         self._publish(BrokerChanged(0, info.broker_id, info))
 
+    async def end_session_of(self, info: BrokerInfo, confirm: Callable[[], Awaitable[bool]]) -> bool:
+        """End another broker's registration ``info``, found dead (its endpoint refuses
+        connections), rather than wait for its session to time out. ``confirm`` is
+        awaited after the registration was read and must prove its process gone then
+        (a registration made after that proof is left alone); True if it was ended.
+        A single node has no others."""
+        return False
+
     def brokers(self) -> list[BrokerInfo]:
         """The live brokers by id, as last seen (no I/O: read it on every request)."""
         return [self._registered] if self._registered is not None else []
+
+    async def begin_controlled_shutdown(self) -> None:  # noqa: B027 - optional hook
+        """Mark this broker's registration as shutting down (it stays registered), so the
+        controller moves its leaderships to other in-sync replicas and takes it out of
+        the ISRs. A single node has nobody to hand over to: nothing to do."""
 
     async def campaign(self) -> None:
         """Compete for the controller role, in the background, for as long as this broker

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from moldau.metastore.store import PartitionState, StaleEpochError
@@ -35,7 +36,7 @@ from moldau.replication.client import BrokerClient, codec_for
 from moldau.replication.partition import Partition
 
 if TYPE_CHECKING:
-    from moldau.broker.broker import Broker
+    from moldau.ports import ReplicaHost
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +61,15 @@ Key = tuple[str, int]
 class ReplicaManager:
     """Fetchers for this broker's follower partitions, ISR writes for its leaders."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: ReplicaHost[Partition]) -> None:
         self.broker = broker
         self.fetchers: dict[int, ReplicaFetcher] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._isr_task: asyncio.Task[None] | None = None
         self._closed = False
+        #: told the id of a leader broker whose endpoint refused a fetcher's connection
+        #: (in a cluster: probe it and end its session if its process is gone)
+        self.on_leader_refused: Callable[[int], None] | None = None
 
     @property
     def lag_max_ms(self) -> int:
@@ -91,6 +95,12 @@ class ReplicaManager:
     def role_changed(self, partition: Partition, role: str) -> None:
         """A partition became leader or follower (or changed leader epoch)."""
         key = (partition.topic, partition.index)
+        if len(partition.replicas) > 1:  # as Kafka logs each leadership change; not on a single node
+            if role == "leader":
+                log.info("%s-%d: leader in epoch %d from offset %d", *key, partition.leader_epoch,
+                         partition.log.log_end_offset)
+            else:
+                log.info("%s-%d: follower of %d in epoch %d", *key, partition.leader, partition.leader_epoch)
         for leader_id, fetcher in list(self.fetchers.items()):
             if key in fetcher.partitions and (role == "leader" or leader_id != partition.leader):
                 fetcher.remove(key)
@@ -117,8 +127,14 @@ class ReplicaManager:
 
     def maybe_change_isr(self, partition: Partition) -> None:
         new_isr = partition.isr_change(self.lag_max_ms)
-        if new_isr is None or not self.broker.store.brokers():
+        registered = self.broker.store.brokers()
+        if new_isr is None or not registered:
             return  # nothing to change, or a single node (not registered: no followers)
+        leaving = {b.broker_id for b in registered if b.shutting_down}
+        if leaving:  # a broker in controlled shutdown is not added back (KRaft: ineligible)
+            new_isr = [r for r in new_isr if r in partition.isr or r not in leaving]
+            if new_isr == partition.isr:
+                return
         partition.isr_change_pending = True
         task = asyncio.ensure_future(self._alter_isr(partition, new_isr))
         self._tasks.add(task)
@@ -133,6 +149,9 @@ class ReplicaManager:
             replicas=list(partition.replicas),
             isr=new_isr,
             partition_epoch=expected + 1,
+            # a reassignment in progress stays; the controller completes it
+            adding_replicas=list(partition.adding_replicas),
+            removing_replicas=list(partition.removing_replicas),
         )
         try:
             await broker.changes.run(
@@ -164,15 +183,23 @@ class ReplicaFetcher:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._client: BrokerClient | None = None
+        self._stopped = False
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        self._stopped = True
+        task = self._task
+        if task is not None:
+            # Python 3.11's wait_for can swallow a cancellation that races with a
+            # failed connect (the error is raised instead, and the loop backs off and
+            # dials again): cancel until the task is really done.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=0.1)
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+                task.result()
         if self._client is not None:
             await self._client.close()
 
@@ -194,7 +221,7 @@ class ReplicaFetcher:
 
     async def _run(self) -> None:
         backoff = 0.05
-        while True:
+        while not self._stopped:
             if not self.partitions:
                 self._changed.clear()
                 await self._changed.wait()
@@ -220,6 +247,8 @@ class ReplicaFetcher:
                 raise
             except _NETWORK_ERRORS as exc:
                 log.debug("fetching from broker %d: %s", self.leader_id, exc)
+                if isinstance(exc, ConnectionRefusedError) and self.manager.on_leader_refused is not None:
+                    self.manager.on_leader_refused(self.leader_id)
                 if self._client is not None:
                     await self._client.close()
                     self._client = None
@@ -233,6 +262,20 @@ class ReplicaFetcher:
         """OffsetForLeaderEpoch for the partitions new to this leader epoch, then cut
         each log where the leader's history diverges from ours."""
         asked = {key: self.partitions[key] for key in list(self.needs_truncation) if key in self.partitions}
+        for key, partition in list(asked.items()):
+            if partition.epochs.latest_epoch < 0:
+                # no leader-epoch history (a log from before the cache, or a lost
+                # checkpoint): nothing to compare, so Kafka's rule, truncate to our high
+                # watermark (checkpointed) and fetch the rest; never to the log start
+                del asked[key]
+                target = min(partition.high_watermark, partition.log.log_end_offset)
+                if target < partition.log.log_end_offset:
+                    log.info("%s-%d: no leader epochs; truncating from %d to the high watermark %d",
+                             key[0], key[1], partition.log.log_end_offset, target)
+                partition.truncate_to(target)
+                self.needs_truncation.discard(key)
+        if not asked:
+            return
         by_topic: dict[str, list[Any]] = {}
         sent: dict[Key, tuple[int, int]] = {}
         for (topic, index), partition in asked.items():

@@ -15,6 +15,10 @@ reaches the high watermark for addition (:meth:`isr_change`; the replica manager
 the change to the metadata store). A follower appends what it fetched unchanged
 (:meth:`append_as_follower`) and takes min(leader's high watermark, own log end).
 Leader epochs and where each began are kept in the partition's leader-epoch cache.
+A leader acts as one only while its broker's session holds (:attr:`is_leader` reads the
+session's clock, see ``moldau.metastore.store.Session``): a broker cut off from the
+metadata store stops leading before a successor can be elected, and answers
+NOT_LEADER_OR_FOLLOWER without waiting to be told.
 All methods run on the event loop thread.
 """
 
@@ -25,19 +29,30 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from moldau.metastore.store import Session
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.records import (
     BatchView,
     Compression,
+    RecordInput,
     build_batch,
     decode_records,
     iter_batches,
     validate_batches,
 )
 from moldau.records.validation import validate_records
-from moldau.replication.producer_state import ProducerStateManager, rebuild_from_log
+from moldau.replication.producer_state import (
+    ProducerStateManager,
+    rebuild_from_log,
+    seed_from_log_state,
+)
 from moldau.storage.leader_epoch import LEADER_EPOCH_CHECKPOINT, LeaderEpochCache
 from moldau.storage.log import AppendInfo, Log
+from moldau.storage.txn_index import AbortedTxn
+from moldau.storage.txn_state import encode_marker_record
+
+_ALWAYS = Session()
+_monotonic = time.monotonic  # read on every leadership test
 
 
 def _now_ms() -> int:
@@ -71,6 +86,8 @@ class PartitionRead:
     high_watermark: int
     last_stable_offset: int
     log_start_offset: int
+    #: read_committed reads: the aborted transactions overlapping what was read
+    aborted: list[AbortedTxn] | None = None
 
 
 class RecordsSlice:
@@ -133,6 +150,8 @@ class Partition:
         replicas: list[int],
         isr: list[int],
         partition_epoch: int = 0,
+        session: Session | None = None,
+        high_watermark: int | None = None,
     ) -> None:
         self.topic = topic
         self.index = index
@@ -144,12 +163,24 @@ class Partition:
         self.replicas = replicas
         self.isr = isr
         self.partition_epoch = partition_epoch
-        self.high_watermark = log.log_end_offset if isr == [broker_id] else log.log_start_offset
+        #: the broker's membership; leading needs it valid (a single node's always is)
+        self.session = session if session is not None else _ALWAYS
+        if isr == [broker_id]:
+            self.high_watermark = log.log_end_offset  # a cluster of one: all it has is committed
+        else:
+            # the checkpointed value (replication-offset-checkpoint), within the log as
+            # it is now: a crash may have cut the log below what was checkpointed
+            known = log.log_start_offset if high_watermark is None else high_watermark
+            self.high_watermark = min(max(known, log.log_start_offset), log.log_end_offset)
+        log.on_high_watermark(self.high_watermark)  # markers replayed below it are stable
         self.epochs = LeaderEpochCache(log.dir / LEADER_EPOCH_CHECKPOINT)
         self.epochs.truncate_from_end(log.log_end_offset + 1)
         self.followers: dict[int, FollowerState] = {}
         #: an ISR change written to the store and not yet applied (one at a time)
         self.isr_change_pending = False
+        #: a reassignment in progress (set with the state; kept by the leader's ISR writes)
+        self.adding_replicas: list[int] = []
+        self.removing_replicas: list[int] = []
         self._role_applied = False
         self._append_waiters: set[asyncio.Future[None]] = set()
         self.min_insync_replicas = 1
@@ -162,7 +193,13 @@ class Partition:
 
     @property
     def is_leader(self) -> bool:
-        return self.leader == self.broker_id
+        """Leader by the metadata, and the broker's session certainly still held."""
+        return self.leader == self.broker_id and _monotonic() < self.session.valid_until
+
+    @property
+    def fenced(self) -> bool:
+        """Leader by the metadata as last seen, but its session may have lapsed."""
+        return self.leader == self.broker_id and _monotonic() >= self.session.valid_until
 
     # -- roles ------------------------------------------------------------------------
 
@@ -205,6 +242,14 @@ class Partition:
         self._producer_state_loaded = False
         self._maybe_advance_high_watermark()
         self._wake()
+
+    def session_resumed(self, now_ms: int | None = None) -> None:
+        """This broker leads again after its session lapsed: its followers' fetches were
+        refused meanwhile, which is no lag of theirs, so each gets a fresh
+        ``replica.lag.time.max.ms`` before it can be taken out of the ISR."""
+        now = _now_ms() if now_ms is None else now_ms
+        for follower in self.followers.values():
+            follower.last_caught_up_ms = max(follower.last_caught_up_ms, now)
 
     def update_follower_fetch(self, replica_id: int, fetch_offset: int, now_ms: int | None = None) -> None:
         """A replica Fetch from ``replica_id`` at ``fetch_offset``: its log end offset
@@ -266,6 +311,7 @@ class Partition:
         hw = min(leader_high_watermark, self.log.log_end_offset)
         if hw > self.high_watermark:
             self.high_watermark = hw
+            self.log.on_high_watermark(hw)
             self._wake()
 
     def truncate_to(self, offset: int) -> None:
@@ -274,11 +320,13 @@ class Partition:
             self.log.truncate_to(offset)
         self.epochs.truncate_from_end(self.log.log_end_offset)
         self.high_watermark = min(self.high_watermark, self.log.log_end_offset)
+        self.log.on_high_watermark(self.high_watermark)  # the reloaded state's markers
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
         self.log.truncate_fully_and_start_at(offset)
         self.epochs.clear()
         self.high_watermark = offset
+        self.log.on_high_watermark(offset)
 
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
         """OffsetForLeaderEpoch: (epoch, end offset) of ``epoch`` in this log's history."""
@@ -316,8 +364,10 @@ class Partition:
         # the log validates every record (keys, timestamps) on append
         producer_id = head.producer_id
         if producer_id >= 0:
+            self._check_producer_epoch(producer_id, head.producer_epoch)
             if not self._producer_state_loaded:
                 rebuild_from_log(self.producer_state, self.log)
+                seed_from_log_state(self.producer_state, self.log)
                 self._producer_state_loaded = True
             epoch, sequence = head.producer_epoch, head.base_sequence
             count = head.last_offset_delta + 1
@@ -344,6 +394,93 @@ class Partition:
         if self._append_waiters:
             self._wake_appenders()
         return info
+
+    def _check_producer_epoch(self, producer_id: int, epoch: int) -> None:
+        """Kafka's checkProducerEpoch against the log's producer state (which every
+        replica keeps, markers included): an older epoch is INVALID_PRODUCER_EPOCH,
+        what Kafka answers a client since 2.7 (the producer then aborts and retries,
+        or learns it is fenced from its coordinator)."""
+        known = self.log.txn_state.producers.get(producer_id)
+        if known is not None and epoch < known.epoch:
+            raise KafkaError(
+                ErrorCode.INVALID_PRODUCER_EPOCH,
+                f"Epoch of producer {producer_id} is {epoch}, which is smaller than the "
+                f"last seen epoch {known.epoch}",
+            )
+
+    def write_txn_marker(
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        commit: bool,
+        coordinator_epoch: int,
+        now_ms: int,
+        transaction_version: int = 0,
+    ) -> AppendInfo:
+        """Append a commit or abort marker for ``producer_id`` (WriteTxnMarkers, as
+        leader): a control batch in Kafka's format, which completes the producer's
+        transaction here, moves the last stable offset and, for an abort, adds an
+        entry to the aborted index. Refused, with nothing appended: a non-leader
+        (NOT_LEADER_OR_FOLLOWER), an older producer epoch (INVALID_PRODUCER_EPOCH), an
+        older coordinator epoch than the last marker's (TRANSACTION_COORDINATOR_FENCED).
+        With transactions version 2 (KIP-890) the coordinator bumps the epoch before
+        each marker, so a marker must carry a *newer* epoch than the producer's last
+        one; an equal one is a late duplicate, INVALID_PRODUCER_EPOCH as in Kafka.
+        A marker for a producer with no open transaction here is appended anyway, as
+        Kafka does (it completes nothing)."""
+        if not self.is_leader:
+            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        known = self.log.txn_state.producers.get(producer_id)
+        if known is not None:
+            stale = producer_epoch <= known.epoch if transaction_version >= 2 else producer_epoch < known.epoch
+            if stale:
+                raise KafkaError(
+                    ErrorCode.INVALID_PRODUCER_EPOCH,
+                    f"Epoch of producer {producer_id} is {producer_epoch}, which is smaller than "
+                    f"the last seen epoch {known.epoch}",
+                )
+            if coordinator_epoch < known.coordinator_epoch:
+                raise KafkaError(
+                    ErrorCode.TRANSACTION_COORDINATOR_FENCED,
+                    f"Coordinator epoch {coordinator_epoch} of the marker for producer {producer_id} "
+                    f"is older than the last one, {known.coordinator_epoch}",
+                )
+        key, value = encode_marker_record(commit, coordinator_epoch)
+        batch = bytearray(
+            build_batch(
+                [RecordInput(key=key, value=value, timestamp=now_ms)],
+                producer_id=producer_id,
+                producer_epoch=producer_epoch,
+                is_transactional=True,
+                is_control=True,
+            )
+        )
+        if self.epochs.dirty:
+            self.epochs.flush()
+        info = self.log.append_as_leader(
+            memoryview(batch), leader_epoch=self.leader_epoch, now_ms=now_ms, from_client=False
+        )
+        self._maybe_advance_high_watermark()
+        if self._append_waiters:
+            self._wake_appenders()
+        return info
+
+    def remove_expired_producers(self, now_ms: int, expiration_ms: int) -> int:
+        """Kafka's producer id expiration: producers idle past ``expiration_ms`` with no
+        open transaction are forgotten (a later batch of theirs is accepted as from a
+        new producer); returns how many."""
+        expired = self.log.txn_state.remove_expired(now_ms, expiration_ms)
+        for pid in expired:
+            self.producer_state.producers.pop(pid, None)
+        return len(expired)
+
+    @property
+    def last_stable_offset(self) -> int:
+        """Kafka's LSO: the high watermark, or the first offset of a transaction that is
+        undecided or whose marker is not replicated yet, whichever is lower."""
+        first = self.log.first_unstable_offset()
+        hw = self.high_watermark
+        return hw if first is None or first > hw else first
 
     def _timestamp_bounds(self, now_ms: int) -> tuple[int, int] | None:
         """The record timestamps message.timestamp.before/after.max.ms allow, or None.
@@ -376,6 +513,7 @@ class Partition:
                 new_hw = min(new_hw, follower.log_end_offset)
         if new_hw > self.high_watermark:
             self.high_watermark = new_hw
+            self.log.on_high_watermark(new_hw)
             self._wake()
 
     def _wake(self) -> None:
@@ -437,6 +575,27 @@ class Partition:
             raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE)
         return self._read_below(fetch_offset, hw, max_bytes, min_one_message)
 
+    def read_committed(self, fetch_offset: int, max_bytes: int, *, min_one_message: bool) -> PartitionRead:
+        """A read_committed consumer's read: up to the last stable offset, with the
+        aborted transactions that overlap it (Kafka's FetchIsolation.TXN_COMMITTED)."""
+        hw = self.high_watermark
+        log = self.log
+        if fetch_offset >= hw and (fetch_offset > log.log_end_offset or fetch_offset < log.log_start_offset):
+            raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE)
+        lso = self.last_stable_offset
+        records = None
+        size = 0
+        aborted: list[AbortedTxn] = []
+        if fetch_offset < lso:
+            info = log.read(fetch_offset, max_bytes, max_offset=lso, min_one_message=min_one_message)
+            if info.slice is not None and info.slice.size > 0:
+                size = info.slice.size
+                records = RecordsSlice(info.slice, size)
+                # Kafka's bound: what was read, not the LSO, so a fetch is told only of
+                # the aborted transactions its batches can hold
+                aborted = log.collect_aborted(fetch_offset, min(log.fetch_upper_bound(info), lso))
+        return PartitionRead(records, size, hw, lso, log.log_start_offset, aborted)
+
     def read_for_follower(self, fetch_offset: int, max_bytes: int, *, min_one_message: bool) -> PartitionRead:
         """Read for a replica fetch: up to the log end, not the high watermark."""
         log = self.log
@@ -456,4 +615,6 @@ class Partition:
                 size = info.slice.size
                 records = RecordsSlice(info.slice, size)
         hw = self.high_watermark
-        return PartitionRead(records, size, hw, hw, log.log_start_offset)
+        first = log.first_unstable_offset()
+        lso = hw if first is None or first > hw else first
+        return PartitionRead(records, size, hw, lso, log.log_start_offset)

@@ -8,8 +8,9 @@ an older epoch is INVALID_PRODUCER_EPOCH. A producer the partition has not seen 
 or from before a restart: this state is kept in memory only for now) is accepted at any
 sequence, as Kafka does since KIP-360.
 
-The state is not snapshotted to disk (Kafka's ``.snapshot`` files): it is rebuilt from
-the tail of the log (the last ``REBUILD_SCAN_BYTES``) the first time an idempotent
+This cache of recent batches is not snapshotted (the log's producer state is:
+epochs, last sequences and open transactions, :mod:`moldau.storage.txn_state`, which
+also fences older epochs); it is rebuilt from the tail of the log (the last ``REBUILD_SCAN_BYTES``) the first time an idempotent
 producer writes to the partition after a start, so that a retry which straddles a broker
 restart is still recognised as a duplicate. Producers whose last batches lie further back
 are treated as unknown, which Kafka allows.
@@ -140,3 +141,24 @@ def rebuild_from_log(state: ProducerStateManager, log: Log, scan_bytes: int = RE
                 batch.last_offset,
                 append_time,
             )
+
+
+def seed_from_log_state(state: ProducerStateManager, log: Log) -> None:
+    """Add the producers the scanned tail did not show, from the log's producer state
+    (its snapshot and replay, :mod:`moldau.storage.txn_state`): their epoch and last
+    batch, as Kafka keeps them across a restart, so a retry of that batch is still a
+    duplicate and a gap after it is OUT_OF_ORDER_SEQUENCE_NUMBER."""
+    append_time = log.config.log_append_time
+    for producer_id, info in log.txn_state.producers.items():
+        if producer_id in state.producers or info.last_sequence < 0 or info.last_offset < 0:
+            continue
+        entry = state.producers[producer_id] = ProducerEntry(info.epoch)
+        entry.batches.append(
+            CachedBatch(
+                (info.last_sequence - info.offset_delta) % SEQUENCE_LIMIT,
+                info.last_sequence,
+                info.last_offset - info.offset_delta,
+                info.last_offset,
+                info.last_timestamp if append_time else -1,
+            )
+        )

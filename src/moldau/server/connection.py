@@ -47,6 +47,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from moldau.log_throttle import ThrottledLog
+from moldau.security.principal import ANONYMOUS, KafkaPrincipal
 from moldau.server.limits import ConnectionRegistry
 from moldau.server.memory_pool import MemoryPool
 
@@ -178,6 +179,10 @@ class Connection(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.peer: str = "?"
         self.ip: str = "?"
+        #: who this connection acts as (set once TLS or SASL established it) and the
+        #: listener it came in on: what ACLs and quotas key on
+        self.principal: KafkaPrincipal = ANONYMOUS
+        self.listener_name: str = "PLAINTEXT"
         self.last_active = time.monotonic()
         self._task: asyncio.Task[None] | None = None
 

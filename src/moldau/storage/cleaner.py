@@ -37,14 +37,19 @@ record timestamps do not change). A later pass drops the tombstone once its batc
 horizon has passed; consumers thus have ``delete.retention.ms`` after the
 *first cleaning* to see a delete. The cleaner schedules that later pass itself.
 
-Batches kept whole and untouched: control batches (transaction markers) and
-transactional batches. Moldau has no transaction index yet, so the cleaner cannot
-tell aborted from committed transactional data; it keeps all of it and does not let
-it shadow other records (a conservative subset of Kafka's behaviour). A batch whose
-records are all removed is still kept, empty (a header with ``recordsCount`` 0 and
-its original offsets), when it is its producer's last batch in the cleaned range
-(its sequence numbers are producer state) or the last batch of the cleaning round
-(the log keeps its last offset), like Kafka's ``RETAIN_EMPTY``.
+Transactions (Kafka's ``CleanedTransactionMetadata``): the log is cleanable only below
+its first unstable offset (no undecided transaction is touched). The aborted
+transactions overlapping the range come from the log's aborted index; reading batches
+in offset order, a producer's transactional batches between an aborted transaction's
+first offset and its marker are *aborted data*: they never enter the offset map and are
+removed. Committed transactional records are compacted like any other. A transaction
+marker is kept while data of its transaction was seen in the pass; once none is left
+it gets a delete horizon (``delete.retention.ms``, as a tombstone does) and a later pass
+past the horizon removes it, with its aborted-index entry. A batch whose records are
+all removed is still kept, empty (a header with ``recordsCount`` 0 and its original
+offsets), when it is its producer's last data batch in the cleaned range (its sequence
+numbers are producer state) or the last batch of the cleaning round (the log keeps its
+last offset), like Kafka's ``RETAIN_EMPTY``.
 
 Crash safety (Kafka's file scheme): a group is cleaned into ``<base>.log.cleaned``
 (+ ``.index.cleaned``, ``.timeindex.cleaned``), fsynced, renamed ``*.swap`` and the
@@ -110,6 +115,7 @@ from moldau.storage.config import LONG_MAX
 from moldau.storage.errors import CorruptCheckpointError
 from moldau.storage.log import SWAP_SUFFIX, Log
 from moldau.storage.segment import LogSegment
+from moldau.storage.txn_index import AbortedTxn
 
 if TYPE_CHECKING:
     import asyncio
@@ -311,6 +317,47 @@ def _chunks(
         size = buffer_size
 
 
+class _AbortedTracker:
+    """Which transactional batches are aborted data, read in offset order (Kafka's
+    ``CleanedTransactionMetadata``): an aborted transaction becomes current for its
+    producer when the reading reaches its first offset and ends at its marker."""
+
+    __slots__ = ("_ongoing", "_pending", "_next", "seen")
+
+    def __init__(self, aborted: Sequence[AbortedTxn]) -> None:
+        self._pending = sorted(aborted, key=lambda a: a.first_offset)
+        self._next = 0
+        #: producer id -> marker offset of its current aborted transaction
+        self._ongoing: dict[int, int] = {}
+        #: producers whose transactional data was read since their last marker
+        self.seen: set[int] = set()
+
+    def is_aborted(self, producer_id: int, base_offset: int) -> bool:
+        pending = self._pending
+        while self._next < len(pending) and pending[self._next].first_offset <= base_offset:
+            entry = pending[self._next]
+            self._ongoing[entry.producer_id] = entry.last_offset
+            self._next += 1
+        marker = self._ongoing.get(producer_id)
+        return marker is not None and base_offset < marker
+
+    def on_data(self, producer_id: int, base_offset: int) -> bool:
+        """A transactional data batch; True when it is aborted data."""
+        self.seen.add(producer_id)
+        return self.is_aborted(producer_id, base_offset)
+
+    def on_marker(self, producer_id: int, offset: int) -> tuple[bool, bool]:
+        """A control batch: (whether no data of its transaction was read in this pass,
+        whether it ends an aborted transaction)."""
+        self.is_aborted(producer_id, offset)
+        aborted = self._ongoing.get(producer_id) == offset
+        if aborted:
+            del self._ongoing[producer_id]
+        empty = producer_id not in self.seen
+        self.seen.discard(producer_id)
+        return empty, aborted
+
+
 class Cleaner:
     """Cleans one log at a time with its own offset map and buffers (one per thread)."""
 
@@ -370,6 +417,7 @@ class Cleaner:
         offset_map.clear()
         start = target.first_dirty_offset
         segments = target.segments
+        tracker = _AbortedTracker(target.log.aborted.collect(start, target.first_uncleanable_offset, from_thread=True))
         for i, segment in enumerate(segments):
             following = (
                 segments[i + 1].base_offset
@@ -378,11 +426,16 @@ class Cleaner:
             )
             if following <= start:
                 continue
-            if self._map_segment(segment, start, following, stats):
+            if self._map_segment(segment, start, following, stats, tracker):
                 return
 
     def _map_segment(
-        self, segment: LogSegment, start: int, following: int, stats: CleanerStats
+        self,
+        segment: LogSegment,
+        start: int,
+        following: int,
+        stats: CleanerStats,
+        tracker: _AbortedTracker,
     ) -> bool:
         """Add a segment's keys to the map; True when the map filled up."""
         offset_map = self.offset_map
@@ -405,16 +458,20 @@ class Cleaner:
                         last_delta,
                         _,
                         _,
-                        _,
+                        producer_id,
                         _,
                         _,
                         count,
                     ) = _unpack_header(chunk, pos)
                     size = LOG_OVERHEAD + length
                     last_offset = base_offset + last_delta
-                    if last_offset >= start and not attributes & (
-                        CONTROL_FLAG_MASK | TRANSACTIONAL_FLAG_MASK
-                    ):
+                    skip = False
+                    if attributes & CONTROL_FLAG_MASK:
+                        tracker.on_marker(producer_id, base_offset)
+                        skip = True
+                    elif attributes & TRANSACTIONAL_FLAG_MASK:
+                        skip = tracker.on_data(producer_id, base_offset)  # aborted: not mapped
+                    if last_offset >= start and not skip:
                         data = _payload(chunk[pos : pos + size], attributes)
                         p = 0
                         end = len(data)
@@ -483,6 +540,8 @@ class Cleaner:
         )
         horizon: int | None = None
         swapped = False
+        tracker = _AbortedTracker(log.aborted.collect(base, round_end, from_thread=True))
+        retained_aborts: set[int] = set()
         try:
             for segment in group:
                 with self._open(segment) as fd:
@@ -498,6 +557,8 @@ class Cleaner:
                             last_batches,
                             round_end,
                             stats,
+                            tracker,
+                            retained_aborts,
                         )
                         if chunk_horizon is not None:
                             horizon = (
@@ -512,7 +573,9 @@ class Cleaner:
             cleaned.change_suffix(CLEANED_SUFFIX, SWAP_SUFFIX)
             fsync_dir(log.dir)
             self._check_done()
-            swapped = bool(self._run_on_owner(lambda: log.replace_segments(cleaned, group)))
+            swapped = bool(
+                self._run_on_owner(lambda: log.replace_segments(cleaned, group, retained_aborts))
+            )
             if not swapped:
                 raise CleaningAbortedError(f"log {log.dir.name} changed during cleaning")
             fsync_dir(log.dir)
@@ -532,10 +595,14 @@ class Cleaner:
         last_batches: Mapping[int, int],
         round_end: int,
         stats: CleanerStats,
+        tracker: _AbortedTracker,
+        retained_aborts: set[int],
     ) -> int | None:
         """Append the retained form of each batch in ``chunk`` to ``out``.
 
-        Returns the earliest delete horizon of the tombstones kept, or None.
+        Returns the earliest delete horizon of the tombstones and markers kept, or
+        None. Abort markers kept are added to ``retained_aborts`` (their aborted-index
+        entries stay).
         """
         offset_map = self.offset_map
         latest = offset_map.latest_offset
@@ -565,13 +632,35 @@ class Cleaner:
             batch = chunk[pos : pos + size]
             pos += size
             last_offset = base_offset + last_delta
-            if attributes & (CONTROL_FLAG_MASK | TRANSACTIONAL_FLAG_MASK) or count == 0:
-                out.data += batch
-                out.messages += count
-                stats.messages_read += count
-                continue
             has_horizon = bool(attributes & DELETE_HORIZON_FLAG_MASK)
             horizon_passed = has_horizon and now_ms >= base_timestamp
+            if attributes & CONTROL_FLAG_MASK:
+                stats.messages_read += count
+                empty, ends_abort = tracker.on_marker(producer_id, base_offset)
+                if empty and horizon_passed:
+                    continue  # no data of its transaction is left: the marker goes
+                if empty and not has_horizon and count:
+                    data = _payload(batch, attributes)
+                    kept_all = _records_of(data, count, base_timestamp)
+                    batch_horizon = now_ms + delete_retention_ms
+                    out.data += _rebuild_batch(header, data, kept_all, batch_horizon, max_timestamp)
+                else:
+                    out.data += batch
+                    batch_horizon = base_timestamp if empty and has_horizon else None
+                if batch_horizon is not None:
+                    horizon = batch_horizon if horizon is None else min(horizon, batch_horizon)
+                out.messages += count
+                if ends_abort:
+                    retained_aborts.add(base_offset)
+                continue
+            if count == 0:
+                out.data += batch
+                continue
+            if attributes & TRANSACTIONAL_FLAG_MASK and tracker.on_data(producer_id, base_offset):
+                stats.messages_read += count  # aborted data: removed
+                if last_batches.get(producer_id) == last_offset or last_offset + 1 == round_end:
+                    out.data += _empty_batch(header)
+                continue
             data = _payload(batch, attributes)
             data_end = len(data)
             kept: list[tuple[int, int, int, int]] = []  # record start, ts end, end, ts
@@ -637,6 +726,19 @@ class Cleaner:
             yield fd
         finally:
             os.close(fd)
+
+
+def _records_of(data: bytes | memoryview, count: int, base_timestamp: int) -> list[tuple[int, int, int, int]]:
+    """Every record of a batch payload as ``_rebuild_batch`` takes them."""
+    out = []
+    p = 0
+    for _ in range(count):
+        start = p
+        rec_len, p = decode_varint(data, p)
+        ts_delta, ts_end = decode_varint(data, p + 1)
+        out.append((start, ts_end, p + rec_len, base_timestamp + ts_delta))
+        p += rec_len
+    return out
 
 
 def _cache_of(log: Log) -> Any:
@@ -920,6 +1022,11 @@ class LogCleaner:
             bound = self._upper_bound(topic, partition)
             if bound is not None:
                 uncleanable = min(uncleanable, bound)
+        # nothing of an undecided (or not yet replicated) transaction is cleaned; a read
+        # from this thread may be stale by an append, never torn (see Log)
+        unstable = log.first_unstable_offset_from_thread()
+        if unstable is not None:
+            uncleanable = min(uncleanable, unstable)
         config = log.config
         if config.min_compaction_lag_ms > 0:
             for i, segment in enumerate(segments[:-1]):

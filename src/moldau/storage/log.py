@@ -8,8 +8,10 @@ base; only the last one, the *active* segment, takes appends. Files ending in
 ``.tmp``, ``.deleted`` or ``.cleaned`` are leftovers of interrupted operations
 and removed on open; index files without a ``.log`` likewise. ``.swap`` files
 (a compaction interrupted during its swap) are completed first, see
-:func:`complete_swaps`; other files (``.txnindex``, ``.snapshot``,
-``partition.metadata``, ...) are ignored.
+:func:`complete_swaps`; ``.txnindex`` (aborted transactions, :mod:`.txn_index`) and
+``.snapshot`` (producer state, :mod:`.txn_state`) files are the log's transaction
+state, kept in step by :mod:`.log_txn`; other files (``partition.metadata``, ...) are
+ignored.
 
 Offsets and points (Kafka's names):
 
@@ -58,6 +60,7 @@ from moldau.records import (
     validate_batches,
 )
 from moldau.records.validation import validate_records
+from moldau.storage import log_txn
 from moldau.storage.checkpoint import fsync_dir
 from moldau.storage.config import LogConfig
 from moldau.storage.errors import KafkaStorageError, OffsetOutOfRangeError
@@ -70,6 +73,8 @@ from moldau.storage.segment import (
     parse_base_offset,
     walk_batches,
 )
+from moldau.storage.txn_index import TXN_INDEX_SUFFIX, AbortedTxn, AbortedTxnIndex
+from moldau.storage.txn_state import ProducerTxnState
 
 __all__ = ["AppendInfo", "Log", "LogReadInfo", "parse_topic_partition"]
 
@@ -113,7 +118,9 @@ def complete_swaps(directory: Path) -> list[int]:
         if (base := parse_base_offset(name, LOG_SUFFIX + SWAP_SUFFIX)) is not None
     )
     for name in names:
-        if name.endswith((INDEX_SUFFIX + SWAP_SUFFIX, TIME_INDEX_SUFFIX + SWAP_SUFFIX)):
+        if name.endswith(
+            (INDEX_SUFFIX + SWAP_SUFFIX, TIME_INDEX_SUFFIX + SWAP_SUFFIX, TXN_INDEX_SUFFIX + SWAP_SUFFIX)
+        ):
             (directory / name).unlink(missing_ok=True)
     for base in swaps:
         swap_path = directory / (f"{base:020d}" + LOG_SUFFIX + SWAP_SUFFIX)
@@ -123,7 +130,7 @@ def complete_swaps(directory: Path) -> list[int]:
                 next_offset = header.last_offset + 1
         end = max(next_offset, base + 1)
         for name in os.listdir(directory):
-            for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+            for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX):
                 old = parse_base_offset(name, suffix)
                 if old is not None and base <= old < end:
                     _log.info("removing segment file %s replaced by a cleaned segment", name)
@@ -183,6 +190,8 @@ class Log:
         segments: list[LogSegment],
         log_start_offset: int,
         recovery_point: int,
+        txn_state: ProducerTxnState | None = None,
+        aborted: AbortedTxnIndex | None = None,
     ) -> None:
         if not segments:
             raise ValueError("a log needs at least one segment")
@@ -207,6 +216,11 @@ class Log:
         self._dir_changes = 1
         self._dir_changes_flushed = 0
         self._closed = False
+        #: producer and transaction state of every batch in the log (:mod:`.txn_state`)
+        self.txn_state = txn_state if txn_state is not None else ProducerTxnState()
+        self.txn_state.end_offset = end
+        #: the aborted transactions of the log's ``.txnindex`` files
+        self.aborted = aborted if aborted is not None else AbortedTxnIndex(directory)
 
     # -- opening ----------------------------------------------------------------------
 
@@ -240,7 +254,7 @@ class Log:
             if base is not None:
                 bases.append(base)
                 continue
-            for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+            for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX):
                 base = parse_base_offset(name, suffix)
                 if base is not None:
                     index_files.append((base, Path(entry.path)))
@@ -319,13 +333,19 @@ class Log:
             )
         end = segments[-1].next_offset
         assert end is not None
+        start = max(log_start_offset, segments[0].base_offset)
+        txn_state, aborted = log_txn.load(
+            directory, segments, start, end, end if clean_shutdown else min(recovery_point, end)
+        )
         log = cls(
             directory,
             config,
             file_cache=file_cache,
             segments=segments,
-            log_start_offset=max(log_start_offset, segments[0].base_offset),
+            log_start_offset=start,
             recovery_point=end if clean_shutdown else recovery_point,
+            txn_state=txn_state,
+            aborted=aborted,
         )
         return log
 
@@ -391,6 +411,7 @@ class Log:
         leader_epoch: int,
         now_ms: int,
         timestamp_bounds: tuple[int, int] | None = None,
+        from_client: bool = True,
     ) -> AppendInfo:
         """Validate, number and append a producer's batches; patches ``records`` in place.
 
@@ -402,11 +423,13 @@ class Log:
         errors for bad batches (CorruptRecordError, InvalidRecordError and its
         RecordValidationError, RecordTooLargeError, UnsupportedCompressionError), and
         KafkaStorageError when the disk refuses the write; either way nothing is
-        appended.
+        appended. ``from_client=False`` is the broker's own batch (a transaction
+        marker, Kafka's coordinator origin): headers and CRC only, control batches
+        allowed.
         """
         config = self._config
-        info = validate_batches(records, max_batch_bytes=config.max_message_bytes)
-        corrected = validate_records(
+        info = validate_batches(records, max_batch_bytes=config.max_message_bytes, from_client=from_client)
+        corrected = from_client and validate_records(
             records,
             compacted=config.compact,
             log_append_time=config.log_append_time,
@@ -479,6 +502,7 @@ class Log:
         try:
             segment = self._maybe_roll(len(records), first_offset, last_offset, now_ms)
             segment.append(records, batches, now_ms=now_ms)
+            log_txn.apply_batches(self.txn_state, self.aborted, batches, segment.base_offset)
         except (KafkaStorageError, OSError) as exc:
             # Kafka turns an IOException under an append into KAFKA_STORAGE_ERROR and
             # logs it; the client only sees the code, so the log is where the cause is
@@ -548,7 +572,51 @@ class Log:
             self._log_end_offset if base_offset is None else max(base_offset, self._log_end_offset)
         )
         active.on_become_inactive()
-        return self._add_segment(base, _wall_ms() if now_ms is None else now_ms)
+        segment = self._add_segment(base, _wall_ms() if now_ms is None else now_ms)
+        self._take_snapshot(base)
+        return segment
+
+    def _take_snapshot(self, offset: int) -> None:
+        """Kafka's producer snapshot at a roll (and a clean shutdown): a restart replays
+        the log from here only. A failure costs a longer replay, not data."""
+        try:
+            log_txn.take_snapshot(self.dir, offset, self.txn_state, self._segments[0].base_offset)
+        except OSError as exc:
+            _log.warning("could not write the producer snapshot of %s at %d: %s", self.dir, offset, exc)
+
+    # -- transactions -----------------------------------------------------------------
+
+    def first_unstable_offset(self) -> int | None:
+        """First offset of a transaction not decided or not replicated, or None."""
+        return self.txn_state.first_unstable_offset() if self.txn_state.has_transactions else None
+
+    def first_unstable_offset_from_thread(self) -> int | None:
+        """:meth:`first_unstable_offset` for a thread other than the owner (the cleaner)."""
+        return self.txn_state.first_unstable_offset_unsynced()
+
+    def on_high_watermark(self, high_watermark: int) -> None:
+        """Completed transactions whose markers are below ``high_watermark`` are stable."""
+        if self.txn_state.unreplicated:
+            self.txn_state.on_high_watermark(high_watermark)
+
+    def fetch_upper_bound(self, info: LogReadInfo) -> int:
+        """An offset above everything ``info`` read (Kafka's ``fetchUpperBoundOffset``):
+        the first indexed batch after the slice in its segment, else the next segment's
+        base, else the log end. Bounds the aborted transactions a fetch is told of."""
+        if info.slice is None:
+            return info.first_batch_offset
+        i = max(bisect_right(self._bases, info.first_batch_offset) - 1, 0)
+        found = self._segments[i].offset_index.ceiling_offset(info.slice.position + info.slice.size)
+        if found is not None:
+            return found
+        return self._bases[i + 1] if i + 1 < len(self._bases) else self._log_end_offset
+
+    def collect_aborted(self, fetch_offset: int, upper_bound: int) -> list[AbortedTxn]:
+        """Aborted transactions a read_committed fetch of ``[fetch_offset, upper_bound)``
+        must be told (Kafka's collectAbortedTransactions)."""
+        if not len(self.aborted):
+            return []
+        return self.aborted.collect(fetch_offset, upper_bound)
 
     # -- reads ------------------------------------------------------------------------
 
@@ -682,6 +750,9 @@ class Log:
         with self._state_lock:
             self._log_end_offset = active.next_offset
             self._recovery_point = min(self._recovery_point, self._log_end_offset)
+        self.txn_state, self.aborted = log_txn.reload_after_truncation(
+            self.dir, self._segments, self._log_start_offset, self._log_end_offset
+        )
         return True
 
     def truncate_fully_and_start_at(self, offset: int, now_ms: int | None = None) -> None:
@@ -697,6 +768,8 @@ class Log:
             self._log_end_offset = offset
             self._log_start_offset = offset
             self._recovery_point = offset
+        log_txn.remove_snapshots(self.dir)
+        self.txn_state, self.aborted = log_txn.reload_after_truncation(self.dir, self._segments, offset, offset)
 
     def delete_records_before(self, offset: int) -> int:
         """Move the log start offset up to ``offset`` (DeleteRecords); returns it.
@@ -715,7 +788,9 @@ class Log:
         self._delete_segments_below(offset)
         return offset
 
-    def replace_segments(self, cleaned: LogSegment, old: Sequence[LogSegment]) -> bool:
+    def replace_segments(
+        self, cleaned: LogSegment, old: Sequence[LogSegment], retained_aborts: set[int] | None = None
+    ) -> bool:
         """Swap a cleaned segment (files named ``*.swap``) in for ``old`` (the log cleaner's).
 
         Owner thread only; costs a few renames and no data I/O. ``old`` must still
@@ -746,6 +821,11 @@ class Log:
         segments[first:stop] = [cleaned]
         self._bases[first:stop] = [cleaned.base_offset]
         self._dir_changes += 1
+        # the aborted-index entries of the markers the cleaner kept move to the cleaned
+        # segment's .txnindex (all of them when it says nothing). A crash before this
+        # rewrite loses them, harmlessly: the cleaner removed every aborted record
+        # below those markers in the same pass.
+        self.aborted.replace_segments(cleaned.base_offset, self._bases[first + 1], retained_aborts)
         return True
 
     def _delete_segments_below(self, offset: int) -> None:
@@ -756,6 +836,8 @@ class Log:
             segment.delete()
         del self._segments[:count]
         del self._bases[:count]
+        if count:
+            self.aborted.drop_segments_below(self._bases[0])
 
     def delete_retained_segments(self, now_ms: int, *, upper_bound: int | None = None) -> int:
         """Apply ``retention.ms`` / ``retention.bytes`` (delete policy); returns segments removed.
@@ -803,6 +885,7 @@ class Log:
         if flush:
             self.flush()
             active.flush()
+            self._take_snapshot(self._log_end_offset)
         with self._flush_lock:
             self._closed = True
             for segment in self._segments:

@@ -186,11 +186,19 @@ class LogManager:
 
         Returns the renamed directories. In-flight file slices stay readable.
         """
+        renamed = self._remove_logs([key for key in sorted(self._logs) if key[0] == topic])
+        self._topic_configs.pop(topic, None)
+        return renamed
+
+    def delete_partition_log(self, topic: str, partition: int) -> list[Path]:
+        """Remove one partition's log as :meth:`delete_topic_logs` does (a replica
+        reassigned to other brokers)."""
+        return self._remove_logs([(topic, partition)] if (topic, partition) in self._logs else [])
+
+    def _remove_logs(self, keys: list[tuple[str, int]]) -> list[Path]:
         renamed: list[Path] = []
-        for key, log in sorted(self._logs.items()):
-            if key[0] != topic:
-                continue
-            del self._logs[key]
+        for key in keys:
+            log = self._logs.pop(key)
             log.close()
             suffix = f".{uuid.uuid4().hex}{_DELETE_SUFFIX}"
             # Kafka's rule: cut the topic part so the name fits in 255 bytes.
@@ -198,7 +206,6 @@ class LogManager:
             target = self.data_dir / f"{prefix}{suffix}"
             os.rename(log.dir, target)
             renamed.append(target)
-        self._topic_configs.pop(topic, None)
         if renamed:
             self._delete_in_background(renamed)
         return renamed

@@ -126,6 +126,12 @@ class OffsetIndex(IndexFile):
         slot = bisect_right(self._pos, position) - 1
         return self._pos[slot] if slot >= 0 else 0
 
+    def ceiling_offset(self, position: int) -> int | None:
+        """The offset of the first indexed batch at or after ``position``, or None
+        (Kafka's ``fetchUpperBoundOffset``: an upper bound of the offsets before it)."""
+        slot = bisect_left(self._pos, position)
+        return self.base_offset + self._rel[slot] if slot < len(self._pos) else None
+
     def to_list(self) -> list[tuple[int, int]]:
         """All entries as ``(offset, position)`` (tests and tools)."""
         return [(self.base_offset + r, p) for r, p in zip(self._rel, self._pos, strict=True)]

@@ -59,6 +59,7 @@ from moldau.storage.errors import CorruptIndexError, KafkaStorageError
 from moldau.storage.file_cache import FileCache
 from moldau.storage.offset_index import OffsetIndex
 from moldau.storage.time_index import NO_TIMESTAMP, TimeIndex
+from moldau.storage.txn_index import TXN_INDEX_SUFFIX
 
 __all__ = [
     "BatchPosition",
@@ -73,6 +74,8 @@ _log = logging.getLogger(__name__)
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
 TIME_INDEX_SUFFIX = ".timeindex"
+# the aborted transactions of the segment (written by .txn_index) move and go with
+# the segment's other files
 
 # base_offset, batch_length, partition_leader_epoch, magic, crc, attributes,
 # last_offset_delta, base_timestamp, max_timestamp: the first 43 bytes of a v2 batch.
@@ -298,6 +301,13 @@ class LogSegment:
     def time_index_path(self) -> Path:
         """Path of the ``.timeindex`` file."""
         return self.time_index.path
+
+    @property
+    def txn_index_path(self) -> Path:
+        """Path of the ``.txnindex`` file (it exists once the segment holds an abort)."""
+        name = self.log_path.name  # <base>.log, or <base>.log<suffix> while cleaned/swapped
+        stem = len(filename_prefix(self.base_offset))
+        return self.log_path.with_name(name[:stem] + TXN_INDEX_SUFFIX + name[stem + len(LOG_SUFFIX) :])
 
     def file(self) -> BinaryIO:
         """The shared open handle of the ``.log`` file (keep it referenced while used)."""
@@ -572,6 +582,12 @@ class LogSegment:
             os.fsync(f.fileno())
             self.offset_index.flush()
             self.time_index.flush()
+            with contextlib.suppress(FileNotFoundError):
+                fd = os.open(self.txn_index_path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
         except FileNotFoundError:
             if not self.deleted:
                 raise
@@ -590,6 +606,9 @@ class LogSegment:
         dropped first, as the cache is keyed by path. Missing index files are
         skipped: they are rebuilt on open.
         """
+        with contextlib.suppress(FileNotFoundError):
+            txn = self.txn_index_path
+            os.rename(txn, txn.with_name(txn.name[: len(txn.name) - len(old)] + new))
         paths = [self.index_path, self.time_index_path, self.log_path]
         self._cache.evict_all(paths)
         renamed: list[Path] = []
@@ -617,7 +636,7 @@ class LogSegment:
         self.deleted = True
         self._cache.evict_all([self.log_path, self.index_path, self.time_index_path])
         doomed = []
-        for path in (self.log_path, self.index_path, self.time_index_path):
+        for path in (self.log_path, self.index_path, self.time_index_path, self.txn_index_path):
             target = path.with_name(path.name + DELETED_SUFFIX)
             try:
                 os.rename(path, target)

@@ -50,8 +50,8 @@ from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.records import RecordInput, build_batch, decode_records, iter_batches
 
 if TYPE_CHECKING:
-    from moldau.broker.broker import Broker
     from moldau.coordinator.group.consumer import ConsumerGroup
+    from moldau.ports import GroupCoordinatorHost
 
 OFFSETS_TOPIC = "__consumer_offsets"
 READ_CHUNK = 1 << 20
@@ -71,7 +71,7 @@ class OffsetCommit:
 
 
 class GroupCoordinator:
-    def __init__(self, broker: Broker, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, broker: GroupCoordinatorHost, clock: Callable[[], float] = time.time) -> None:
         from moldau.coordinator.group.consumer import ConsumerGroupManager
 
         self.broker = broker
@@ -220,9 +220,13 @@ class GroupCoordinator:
     # -- loading --------------------------------------------------------------------
 
     def _begin_loading(self) -> None:
-        indexes = [i for (t, i), p in self.broker.partitions.items() if t == OFFSETS_TOPIC and p.is_leader]
+        indexes = [i for i in self.broker.topics[OFFSETS_TOPIC].partitions if self._leads(i)]
         self._loading.update(indexes)
         self._tasks.append(asyncio.ensure_future(self._load_all(sorted(indexes))))
+
+    def _leads(self, index: int) -> bool:
+        partition = self.broker.partition(OFFSETS_TOPIC, index)
+        return partition is not None and partition.is_leader
 
     async def _load_all(self, indexes: list[int]) -> None:
         started = time.perf_counter()

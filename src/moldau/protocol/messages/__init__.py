@@ -32,6 +32,11 @@ from moldau.protocol.messages.list_offsets import LIST_OFFSETS
 from moldau.protocol.messages.metadata import METADATA
 from moldau.protocol.messages.offsets import OFFSET_COMMIT, OFFSET_DELETE, OFFSET_FETCH
 from moldau.protocol.messages.produce import PRODUCE
+from moldau.protocol.messages.reassignments import (
+    ALTER_PARTITION_REASSIGNMENTS,
+    ALTER_REPLICA_LOG_DIRS,
+    LIST_PARTITION_REASSIGNMENTS,
+)
 from moldau.protocol.messages.records_admin import (
     DELETE_RECORDS,
     DESCRIBE_LOG_DIRS,
@@ -82,12 +87,15 @@ _APIS: tuple[Api, ...] = (
     DELETE_ACLS,
     DESCRIBE_CONFIGS,
     ALTER_CONFIGS,
+    ALTER_REPLICA_LOG_DIRS,
     DESCRIBE_LOG_DIRS,
     SASL_AUTHENTICATE,
     CREATE_PARTITIONS,
     DELETE_GROUPS,
     ELECT_LEADERS,
     INCREMENTAL_ALTER_CONFIGS,
+    ALTER_PARTITION_REASSIGNMENTS,
+    LIST_PARTITION_REASSIGNMENTS,
     OFFSET_DELETE,
     DESCRIBE_CLUSTER,
     DESCRIBE_PRODUCERS,
