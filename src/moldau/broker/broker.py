@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moldau.broker.changes import StateChanges
+from moldau.broker.txn_markers import TxnMarkers
 from moldau.config.broker import BrokerConfig
 from moldau.controller.controller import Controller
 from moldau.coordinator.group import GroupCoordinator
 from moldau.coordinator.producer_ids import ProducerIdManager
+from moldau.coordinator.transaction import TransactionCoordinator
 from moldau.metastore.store import BrokerInfo, ClusterImage, MetaStore, PartitionState, TopicRecord
 from moldau.ports import LeadershipListener, TxnMarkerListener
 from moldau.replication.hw_checkpoint import HighWatermarkCheckpoint
@@ -80,6 +82,9 @@ class Broker:
         self.controller = Controller(self)
         self.producer_ids = ProducerIdManager(store)
         self.group_coordinator = GroupCoordinator(self)
+        #: markers to partition leaders: in-process for ours, WriteTxnMarkers for others'
+        self.txn_markers = TxnMarkers(self)
+        self.transaction_coordinator = TransactionCoordinator(self)
         self.replica_manager = ReplicaManager(self)
         #: ACLs (None unless authorizer.class.name is set: then nothing is checked) and
         #: client quotas, both kept current from the metadata store
@@ -88,11 +93,11 @@ class Broker:
         self.quotas = ClientQuotas(config)
         #: told when this broker gains or loses a partition's leadership, in metadata
         #: order: the coordinators whose state lives in internal topics
-        self.leadership_listeners: list[LeadershipListener] = [self.group_coordinator]
+        self.leadership_listeners: list[LeadershipListener] = [self.group_coordinator, self.transaction_coordinator]
         #: told when a transaction marker is written and replicated on a partition of
         #: __consumer_offsets (moldau.replication.txn_markers): the group coordinator,
-        #: once it keeps transactional offset commits
-        self.txn_marker_listeners: list[TxnMarkerListener] = []
+        #: which makes the producer's transactional offset commits visible or drops them
+        self.txn_marker_listeners: list[TxnMarkerListener] = [self.group_coordinator]
 
     # lifecycle ------------------------------------------------------------------------
 
@@ -121,10 +126,13 @@ class Broker:
         self._start_log_cleaner()
         self.replica_manager.start()
         await self.group_coordinator.start()
+        await self.transaction_coordinator.start()
 
     async def stop(self) -> None:
         await self.replica_manager.stop()
         await self.changes.drain()
+        await self.transaction_coordinator.stop()
+        await self.txn_markers.close()
         await self.group_coordinator.stop()
         for task in self._tasks:
             task.cancel()
