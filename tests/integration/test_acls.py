@@ -50,6 +50,7 @@ BASE_ACLS = [
     _acl(ResourceType.GROUP, "ok-", AclOperation.READ, pattern=PREFIXED),
     _acl(ResourceType.TOPIC, "ok-denied", AclOperation.READ, DENY, host="127.0.0.1"),
     _acl(ResourceType.TOPIC, "elsewhere", AclOperation.ALL, host="10.9.9.9"),
+    _acl(ResourceType.TRANSACTIONAL_ID, "ok-", AclOperation.WRITE, pattern=PREFIXED),
 ]
 TOPICS = ["ok-data", "ok-denied", "secret", "elsewhere"]
 
@@ -293,3 +294,15 @@ def test_authorized_operations_are_reported(secured) -> None:
         assert set(groups[group].result(timeout=10).authorized_operations) == {AclOperation.READ, AclOperation.DESCRIBE}
     finally:
         c.close()
+
+
+def test_transactions_need_write_on_the_transactional_id(secured) -> None:
+    refused = Producer({"bootstrap.servers": secured.bootstrap, "transactional.id": "nope-1"})
+    with pytest.raises(KafkaException) as error:
+        refused.init_transactions(15)
+    assert error.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    allowed = Producer({"bootstrap.servers": secured.bootstrap, "transactional.id": f"ok-{uuid.uuid4().hex[:6]}"})
+    allowed.init_transactions(15)
+    allowed.begin_transaction()
+    allowed.produce("ok-data", b"in a transaction")
+    allowed.commit_transaction(15)
