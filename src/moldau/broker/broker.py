@@ -29,6 +29,9 @@ from moldau.ports import LeadershipListener, TxnMarkerListener
 from moldau.replication.hw_checkpoint import HighWatermarkCheckpoint
 from moldau.replication.manager import ReplicaManager
 from moldau.replication.partition import Partition
+from moldau.security.acl import ACL_KIND, AclBinding
+from moldau.security.authorizer import create_authorizer
+from moldau.security.quotas import QUOTA_KIND, ClientQuotas
 from moldau.storage.cleaner import CleanerConfig, LogCleaner
 from moldau.storage.config import LogConfig
 from moldau.storage.log_manager import LogManager
@@ -83,6 +86,11 @@ class Broker:
         self.txn_markers = TxnMarkers(self)
         self.transaction_coordinator = TransactionCoordinator(self)
         self.replica_manager = ReplicaManager(self)
+        #: ACLs (None unless authorizer.class.name is set: then nothing is checked) and
+        #: client quotas, both kept current from the metadata store
+        self.authorizer = create_authorizer(
+            config["authorizer.class.name"], config["super.users"], config.bool("allow.everyone.if.no.acl.found"))  # type: ignore[arg-type]
+        self.quotas = ClientQuotas(config)
         #: told when this broker gains or loses a partition's leadership, in metadata
         #: order: the coordinators whose state lives in internal topics
         self.leadership_listeners: list[LeadershipListener] = [self.group_coordinator, self.transaction_coordinator]
@@ -97,6 +105,9 @@ class Broker:
         image: ClusterImage = await self.store.load()
         self.cluster_id = image.cluster_id
         self.dynamic_configs = {k: dict(v) for k, v in image.broker_configs.items()}
+        for kind, entries in image.security.items():
+            for key, value in entries.items():
+                self.apply_security(kind, key, value)
         try:
             self._apply_dynamic_configs()
         except ValueError as exc:
@@ -234,6 +245,19 @@ class Broker:
             self.apply_topic(topic)
 
     # topics ---------------------------------------------------------------------------
+
+    def apply_security(self, kind: str, key: str, value: str | None) -> None:
+        """An ACL binding or a client quota was set (or removed, ``value`` None), here
+        or by another broker (the metadata watch)."""
+        if kind == ACL_KIND:
+            if self.authorizer is not None:
+                binding = AclBinding.from_key(key)
+                if value is None:
+                    self.authorizer.remove([binding])
+                else:
+                    self.authorizer.add([binding])
+        elif kind == QUOTA_KIND:
+            self.quotas.apply(key, value)
 
     def log_config_for(self, topic: TopicRecord) -> LogConfig:
         return LogConfig.from_properties(self.config.effective_topic_config(topic.configs))

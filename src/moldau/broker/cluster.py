@@ -45,6 +45,7 @@ from moldau.metastore.store import (
     MetaChange,
     PartitionChanged,
     PartitionState,
+    SecurityChanged,
     SessionChanged,
     StaleEpochError,
     TopicChanged,
@@ -129,6 +130,8 @@ class MetadataFollower:
             who = "none" if change.controller is None else str(change.controller.broker_id)
             log.info("controller is now %s", who)
             self.elector.trigger()
+        elif isinstance(change, SecurityChanged):
+            broker.apply_security(change.kind, change.key, change.value)
         elif isinstance(change, SessionChanged):
             self._session_changed(change)
 

@@ -166,6 +166,7 @@ def connection_settings(config: BrokerConfig) -> ConnectionSettings:
         max_per_ip=config.int("max.connections.per.ip"),
         per_ip_overrides=str(config["max.connections.per.ip.overrides"] or ""),
         max_idle_ms=config.int("connections.max.idle.ms"),
+        max_creation_rate=config.int("max.connection.creation.rate"),
     )
 
 

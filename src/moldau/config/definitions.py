@@ -258,6 +258,12 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
             "transaction.remove.expired.transaction.cleanup.interval.ms", _T.INT, 3600000, min_value=1, read_only=True
         ),
         ConfigDef("max.connections", _T.INT, INT_MAX, min_value=0),
+        ConfigDef("max.connection.creation.rate", _T.INT, INT_MAX, min_value=0),
+        ConfigDef("authorizer.class.name", _T.STRING, "", read_only=True),
+        ConfigDef("super.users", _T.STRING, "", read_only=True),
+        ConfigDef("allow.everyone.if.no.acl.found", _T.BOOLEAN, False, read_only=True),
+        ConfigDef("quota.window.num", _T.INT, 11, min_value=1, read_only=True),
+        ConfigDef("quota.window.size.seconds", _T.INT, 1, min_value=1, read_only=True),
         ConfigDef("max.connections.per.ip", _T.INT, INT_MAX, min_value=0),
         ConfigDef("max.connections.per.ip.overrides", _T.STRING, ""),
         ConfigDef("connections.max.idle.ms", _T.LONG, 600000, read_only=True),

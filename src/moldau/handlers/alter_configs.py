@@ -16,6 +16,7 @@ from typing import Any
 
 from moldau.config.broker import validate_topic_configs
 from moldau.config.definitions import BROKER_CONFIGS, TOPIC_CONFIGS, ConfigType
+from moldau.handlers import authorize as authz
 from moldau.handlers.configs import BROKER, BROKER_LOGGER, TOPIC
 from moldau.handlers.pacing import paced
 from moldau.handlers.registry import codec_for, handles, item_error
@@ -140,7 +141,7 @@ async def _alter_resource(broker: Any, resource: Any, incremental: bool, validat
         await _alter_broker(broker, name, values, validate_only)
 
 
-async def _answer(broker: Any, request: Any, codec: Any, incremental: bool) -> Any:
+async def _answer(broker: Any, header: Any, request: Any, codec: Any, incremental: bool) -> Any:
     Result = codec.Response.of("responses")
     results = []
     async for resource in paced(request.resources):
@@ -149,6 +150,9 @@ async def _answer(broker: Any, request: Any, codec: Any, incremental: bool) -> A
             resource_type=resource.resource_type, resource_name=resource.resource_name,
         )
         try:
+            refused = authz.config_resource_error(broker, header, authz.ALTER_CONFIGS, resource.resource_type, resource.resource_name)
+            if refused is not None:
+                raise KafkaError(refused, "Authorization failed.")
             await _alter_resource(broker, resource, incremental, request.validate_only)
         except Exception as raised:
             exc = item_error(raised, log)
@@ -160,9 +164,9 @@ async def _answer(broker: Any, request: Any, codec: Any, incremental: bool) -> A
 
 @handles(ALTER_CONFIGS, 0, 2)
 async def alter_configs(broker: Any, header: Any, request: Any) -> Any:
-    return await _answer(broker, request, _alter, incremental=False)
+    return await _answer(broker, header, request, _alter, incremental=False)
 
 
 @handles(INCREMENTAL_ALTER_CONFIGS, 0, 1)
 async def incremental_alter_configs(broker: Any, header: Any, request: Any) -> Any:
-    return await _answer(broker, request, _incremental, incremental=True)
+    return await _answer(broker, header, request, _incremental, incremental=True)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from moldau.config.definitions import BROKER_CONFIGS, CONFIG_TYPE_CODES, TOPIC_CONFIGS
+from moldau.handlers import authorize as authz
 from moldau.handlers.pacing import PACE, Pacer, paced
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode
@@ -158,6 +159,11 @@ async def describe_configs(broker: Any, header: Any, request: Any) -> Any:
             configs=[],
         )
         results.append(result)
+        refused = authz.config_resource_error(broker, header, authz.DESCRIBE_CONFIGS, resource.resource_type, resource.resource_name)
+        if refused is not None:
+            result.error_code = int(refused)
+            result.error_message = "Authorization failed."
+            continue
         keys = resource.configuration_keys
         if resource.resource_type == TOPIC:
             topic = broker.topics.get(resource.resource_name)

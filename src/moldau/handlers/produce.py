@@ -22,11 +22,13 @@ import time
 from typing import Any
 
 from moldau.controller.controller import INTERNAL_TOPICS
+from moldau.handlers.authorize import WRITE, topic_error, transactional_id_error
 from moldau.handlers.pacing import Pacer, paced, paced_map
 from moldau.handlers.registry import codec_for, handles, item_error, large_variant
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
 from moldau.records import BatchView
+from moldau.security.quotas import PRODUCER_BYTE_RATE, throttle
 
 log = logging.getLogger(__name__)
 
@@ -108,26 +110,54 @@ def produce(broker: Any, header: Any, request: Any) -> Any:
     responses = []
     pending: list[Any] | None = [] if acks == -1 else None
     hints: dict[int, Any] = {}
+    refused = None if broker.authorizer is None else _refusals(broker, header, request)
     for topic in request.topic_data:
         name = topic.name
-        partitions = [
-            _append(broker, name, p.index, p.records, acks, now_ms, version, pending, hints)
-            for p in topic.partition_data
-        ]
+        if refused and name in refused:
+            partitions = [_refused(p.index, refused[name]) for p in topic.partition_data]
+        else:
+            partitions = [
+                _append(broker, name, p.index, p.records, acks, now_ms, version, pending, hints)
+                for p in topic.partition_data
+            ]
         responses.append(_TopicResponse(name=name, partition_responses=partitions))
-    return _finish(header, acks, responses, hints, pending, request.timeout_ms)
+    return _finish(broker, header, acks, responses, hints, pending, request.timeout_ms, request)
+
+
+def _refusals(broker: Any, header: Any, request: Any) -> dict[str, ErrorCode]:
+    """The topics this producer may not write to, with Kafka's code: every topic
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED without WRITE on the transactional id, else
+    TOPIC_AUTHORIZATION_FAILED for each topic without WRITE."""
+    txn_code = transactional_id_error(broker, header, getattr(request, "transactional_id", None))
+    refused = {}
+    for topic in request.topic_data:
+        code = txn_code or topic_error(broker, header, WRITE, topic.name)
+        if code is not None:
+            refused[topic.name] = code
+    return refused
+
+
+def _refused(index: int, code: ErrorCode) -> Any:
+    return _PartitionResponse(index=index, error_code=int(code), base_offset=-1)
 
 
 def _finish(
-    header: Any, acks: int, responses: list[Any], hints: dict[int, Any], pending: list[Any] | None, timeout_ms: int
+    broker: Any, header: Any, acks: int, responses: list[Any], hints: dict[int, Any], pending: list[Any] | None,
+    timeout_ms: int, request: Any,
 ) -> Any:
     """The answer, with KIP-951's leader endpoints; for acks=all still to be replicated,
-    the awaitable that completes it; none for acks=0."""
+    the awaitable that completes it; none for acks=0. A producer over its
+    ``producer_byte_rate`` quota is told to wait and its connection muted meanwhile."""
+    throttle_ms = 0
+    if PRODUCER_BYTE_RATE in broker.quotas.active:
+        size = sum(len(p.records) for t in request.topic_data for p in t.partition_data if p.records is not None)
+        throttle_ms = broker.quotas.record(PRODUCER_BYTE_RATE, header.connection.principal, header.client_id, size)
+        throttle(header, throttle_ms)
     if acks == 0:
         if any(p.error_code for t in responses for p in t.partition_responses):
             header.connection.close()  # Kafka's way to tell an acks=0 producer
         return None
-    response = _codec.Response(responses=responses, throttle_time_ms=0)
+    response = _codec.Response(responses=responses, throttle_time_ms=throttle_ms)
     if hints:
         response.node_endpoints = [
             _NodeEndpoint(node_id=i.broker_id, host=i.host, port=i.port, rack=i.rack) for i in hints.values()
@@ -234,13 +264,18 @@ async def produce_large(broker: Any, header: Any, request: Any) -> Any:
     responses = []
     pending: list[Any] | None = [] if acks == -1 else None
     hints: dict[int, Any] = {}
+    refused = None if broker.authorizer is None else _refusals(broker, header, request)
     async for topic in paced(request.topic_data, pacer):
         name = topic.name
+        if refused and name in refused:
+            responses.append(_TopicResponse(name=name, partition_responses=[
+                _refused(p.index, refused[name]) for p in topic.partition_data]))
+            continue
         partitions = await paced_map(
             lambda p, name=name: _append(broker, name, p.index, p.records, acks, now_ms, version, pending, hints),
             topic.partition_data,
             pacer,
         )
         responses.append(_TopicResponse(name=name, partition_responses=partitions))
-    finished = _finish(header, acks, responses, hints, pending, request.timeout_ms)
+    finished = _finish(broker, header, acks, responses, hints, pending, request.timeout_ms, request)
     return await finished if isinstance(finished, asyncio.Future) else finished

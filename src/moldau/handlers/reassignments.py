@@ -14,6 +14,7 @@ from typing import Any
 
 from moldau.controller.controller import EXCESSIVE_BATCH_MESSAGE, MAX_RECORDS_PER_USER_OP
 from moldau.controller.operations import PREFERRED, alter_reassignment, elect_leader
+from moldau.handlers import authorize as authz
 from moldau.handlers.pacing import paced
 from moldau.handlers.registry import codec_for, handles, item_error
 from moldau.protocol.errors import ErrorCode
@@ -39,6 +40,9 @@ _ElectPartition = _ElectTopic.of("partition_result")
 async def alter_partition_reassignments(broker: Any, header: Any, request: Any) -> Any:
     allow_rf_change = header.api_version < 1 or request.allow_replication_factor_change
     entries = sum(len(t.partitions) for t in request.topics)
+    if authz.cluster_error(broker, header, authz.ALTER) is not None:
+        return _alter.Response(throttle_time_ms=0, allow_replication_factor_change=allow_rf_change,
+                               error_code=int(ErrorCode.CLUSTER_AUTHORIZATION_FAILED), responses=[])
     if entries > MAX_RECORDS_PER_USER_OP:
         return _alter.Response(
             throttle_time_ms=0, allow_replication_factor_change=allow_rf_change,
@@ -68,6 +72,8 @@ async def alter_partition_reassignments(broker: Any, header: Any, request: Any) 
 async def list_partition_reassignments(broker: Any, header: Any, request: Any) -> Any:
     """The partitions with a reassignment in progress, among those asked (all when null);
     unknown topics and partitions are left out, as Kafka does."""
+    if authz.cluster_error(broker, header, authz.DESCRIBE) is not None:
+        return _list.Response(throttle_time_ms=0, error_code=int(ErrorCode.CLUSTER_AUTHORIZATION_FAILED), topics=[])
     if request.topics is None:
         wanted = [(name, sorted(t.partitions)) for name, t in sorted(broker.topics.items())]
     else:
@@ -94,6 +100,9 @@ async def list_partition_reassignments(broker: Any, header: Any, request: Any) -
 async def elect_leaders(broker: Any, header: Any, request: Any) -> Any:
     """Kafka's rules: with null topic_partitions every partition is tried and those that
     needed no election are left out of the answer; named ones are all answered."""
+    if authz.cluster_error(broker, header, authz.ALTER) is not None:
+        return _elect.Response(throttle_time_ms=0, error_code=int(ErrorCode.CLUSTER_AUTHORIZATION_FAILED),
+                               replica_election_results=[])
     election_type = request.election_type if header.api_version >= 1 else PREFERRED
     everything = request.topic_partitions is None
     if everything:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,7 @@ from moldau.protocol.header import (
 )
 from moldau.protocol.peek import produce_entries
 from moldau.protocol.schema import Api
+from moldau.security.quotas import REQUEST_PERCENTAGE, throttle
 from moldau.server.connection import LaterAnswer
 
 if TYPE_CHECKING:
@@ -55,6 +57,8 @@ closing_log = ThrottledLog(log, "connections closed on unreadable requests")
 HandlerFn = Callable[["Broker", RequestHeader, Any], Any]
 
 PRODUCE_KEY = 0
+#: not counted against request_percentage (Kafka exempts what a client needs to connect)
+REQUEST_QUOTA_EXEMPT = frozenset({17, 18, 36})  # SaslHandshake, ApiVersions, SaslAuthenticate
 #: Frames from this size on are decoded and answered off the event loop (see above).
 OFFLOAD_FRAME_BYTES = 64 * 1024
 #: Produce frames are, only if they hold more topic and partition entries than this.
@@ -158,6 +162,8 @@ class Dispatcher:
             connection.close()
             return None
         header.connection = connection
+        if REQUEST_PERCENTAGE in self.broker.quotas.active and api_key not in REQUEST_QUOTA_EXEMPT:
+            return self._answer_timed(handler, header, request, flexible)
         if handler.is_async:
             return self._answer_later(handler, header, request, flexible)
         response = _call_sync(handler, self.broker, header, request)
@@ -177,6 +183,38 @@ class Dispatcher:
     ) -> Any:
         return self.encode(handler, header, await _settle(handler, request, pending), flexible)
 
+    def _answer_timed(self, handler: Handler, header: RequestHeader, request: Any, flexible: bool) -> Any:
+        """Answer as usual, measuring the time the handler holds the event loop (every
+        step of an async handler, not its waits), for ``request_percentage`` quotas."""
+        spent = [0.0]
+        if handler.is_async:
+            pending = _Timed(_call_async(handler, handler.fn, self.broker, header, request), spent)
+            return self._finish_timed(handler, header, pending, spent, flexible)
+        start = time.perf_counter()
+        response = _call_sync(handler, self.broker, header, request)
+        spent[0] += time.perf_counter() - start
+        if inspect.iscoroutine(response) or isinstance(response, asyncio.Future):
+            return self._finish_timed(handler, header, _Timed(_settle(handler, request, response), spent), spent, flexible)
+        self._charge_request_time(header, response, spent[0])
+        return None if response is None else self.encode(handler, header, response, flexible)
+
+    async def _finish_timed(
+        self, handler: Handler, header: RequestHeader, pending: Any, spent: list[float], flexible: bool
+    ) -> Any:
+        response = await pending
+        self._charge_request_time(header, response, spent[0])
+        return None if response is None else self.encode(handler, header, response, flexible)
+
+    def _charge_request_time(self, header: RequestHeader, response: Any, seconds: float) -> None:
+        """Count handler time against ``request_percentage`` (percent of one thread);
+        over it, the answer carries the throttle time and the connection is muted."""
+        throttle_ms = self.broker.quotas.record(
+            REQUEST_PERCENTAGE, header.connection.principal, header.client_id, seconds * 100)
+        if throttle_ms <= 0:
+            return
+        throttle(header, throttle_ms)
+        if response is not None and any(f.name == "throttle_time_ms" for f in response._fields):
+            response.throttle_time_ms = max(response.throttle_time_ms or 0, throttle_ms)
     def _encode_when_done(
         self, handler: Handler, header: RequestHeader, request: Any, pending: asyncio.Future[Any], flexible: bool
     ) -> asyncio.Future[Any]:
@@ -252,6 +290,37 @@ class Dispatcher:
         chunks = handler.codec.encode_response_body(0, response, out)
         data = b"".join(chunks)
         return [(len(data) - 4).to_bytes(4, "big") + data[4:]]
+
+
+class _Timed:
+    """Awaits a coroutine, adding to ``spent[0]`` the time each of its steps runs (the
+    time it holds the event loop), not the time it waits."""
+
+    __slots__ = ("_coro", "_spent")
+
+    def __init__(self, coro: Any, spent: list[float]) -> None:
+        self._coro = coro
+        self._spent = spent
+
+    def __await__(self) -> Any:
+        coro, spent = self._coro, self._spent
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            start = time.perf_counter()
+            try:
+                yielded = coro.send(value) if error is None else coro.throw(error)
+            except StopIteration as done:
+                spent[0] += time.perf_counter() - start
+                return done.value
+            spent[0] += time.perf_counter() - start
+            try:
+                value, error = (yield yielded), None
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # cancellation and the like go to the coroutine
+                value, error = None, exc
 
 
 def item_error(raised: BaseException, logger: logging.Logger, what: str = "answering one item", *args: Any) -> KafkaError:

@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 from moldau.controller.controller import MAX_RECORDS_PER_USER_OP, excessive_batch
+from moldau.handlers.authorize import ALTER, CREATE, DELETE, TOPIC, allowed, cluster_allowed
 from moldau.handlers.configs import topic_config_entries
 from moldau.handlers.pacing import paced, paced_map
 from moldau.handlers.registry import codec_for, handles, item_error
@@ -62,10 +63,14 @@ async def create_topics(broker: Any, header: Any, request: Any) -> Any:
         )
         return _create.Response(throttle_time_ms=0, topics=topics)
     pending = 0  # partitions validate_only has granted without creating them
+    # Kafka: CREATE on the cluster, or else on each topic
+    create_all = broker.authorizer is None or cluster_allowed(broker, header, CREATE)
     async for t in paced(request.topics):
         result = _CreateResult(name=t.name, error_code=0, error_message=None)
         results.append(result)
         try:
+            if not create_all and not allowed(broker, header, CREATE, TOPIC, t.name):
+                raise KafkaError(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
             if seen[t.name] > 1:
                 raise KafkaError(ErrorCode.INVALID_REQUEST, f"Create topics request from client contains duplicate topic {t.name}")
             assignments = {a.partition_index: list(a.broker_ids) for a in t.assignments}
@@ -129,6 +134,8 @@ async def delete_topics(broker: Any, header: Any, request: Any) -> Any:
                 result.name = name
                 if name is None:
                     raise KafkaError(ErrorCode.UNKNOWN_TOPIC_ID)
+            if not allowed(broker, header, DELETE, TOPIC, name):
+                raise KafkaError(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
             topic = broker.topics.get(name)
             if topic is None:
                 raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
@@ -163,6 +170,8 @@ async def create_partitions(broker: Any, header: Any, request: Any) -> Any:
         result = _PartitionsResult(name=t.name, error_code=0, error_message=None)
         results.append(result)
         try:
+            if not allowed(broker, header, ALTER, TOPIC, t.name):
+                raise KafkaError(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
             assignments = None if t.assignments is None else [list(a.broker_ids) for a in t.assignments]
             plan = controller.plan_partitions(t.name, t.count, assignments, pending)
             if request.validate_only:

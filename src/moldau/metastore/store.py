@@ -111,6 +111,9 @@ class ClusterImage:
     #: Dynamic broker configs by scope: "" for the cluster-wide default, else a broker id.
     broker_configs: dict[str, dict[str, str]] = field(default_factory=dict)
     next_producer_id: int = 0
+    #: Security entries by kind ("acls", "quotas"): key -> value, text (see
+    #: :meth:`MetaStore.update_security`).
+    security: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 class TopicExistsError(Exception):
@@ -269,6 +272,17 @@ class BrokerConfigsChanged:
 
 
 @dataclass(frozen=True)
+class SecurityChanged:
+    """One security entry (an ACL binding, a client quota) was set or, with ``value``
+    None, removed."""
+
+    revision: int
+    kind: str
+    key: str
+    value: str | None
+
+
+@dataclass(frozen=True)
 class SessionChanged:
     """This broker's session lapsed (``valid`` False: it may have been replaced, it
     stops acting as leader), or it was registered again and every change up to
@@ -286,6 +300,7 @@ MetaChange = (
     | BrokerChanged
     | ControllerChanged
     | BrokerConfigsChanged
+    | SecurityChanged
     | SessionChanged
 )
 
@@ -364,6 +379,13 @@ class MetaStore(abc.ABC):
     async def allocate_producer_ids(self, count: int) -> int:
         """Reserve ``count`` producer ids, unique in the cluster forever; returns the first."""
 
+    @abc.abstractmethod
+    async def update_security(self, kind: str, changes: dict[str, str | None]) -> None:
+        """Set (or, for None, remove) entries of a security kind in one atomic write:
+        ``"acls"`` (key: a binding, value: "") or ``"quotas"`` (key: an entity, value:
+        its quotas). One key per entry, so brokers that change different entries at
+        once never overwrite each other."""
+
     async def alter_partition(
         self, topic: str, index: int, state: PartitionState, expected_epoch: int, *, controller_epoch: int = 0
     ) -> None:
@@ -439,6 +461,18 @@ class MetaStore(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections (and, in a cluster, leave it: the session ends)."""
+
+
+def apply_security(security: dict[str, dict[str, str]], kind: str, changes: dict[str, str | None]) -> None:
+    """Fold :meth:`MetaStore.update_security` changes into an image's ``security``,
+    replacing the kind's dictionary (never editing it: a saved copy stays intact)."""
+    entries = dict(security.get(kind, {}))
+    for key, value in changes.items():
+        if value is None:
+            entries.pop(key, None)
+        else:
+            entries[key] = value
+    security[kind] = entries
 
 
 def new_cluster_id() -> str:

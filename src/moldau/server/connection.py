@@ -175,6 +175,7 @@ class Connection(asyncio.BufferedProtocol):
         self._paused = False
         self._queue_full = False
         self._memory_wait = False
+        self._muted_until = 0.0  # a quota's throttle: nothing is read before (monotonic)
         self._use_sendfile = use_sendfile
         self.transport: asyncio.Transport | None = None
         self.peer: str = "?"
@@ -358,13 +359,35 @@ class Connection(asyncio.BufferedProtocol):
         transport = self.transport
         if transport is None or self._closed:
             return
-        pause = self._queue_full or self._memory_wait
+        pause = self._queue_full or self._memory_wait or self._muted_until > 0
         if pause and not self._paused:
             self._paused = True
             transport.pause_reading()
         elif not pause and self._paused:
             self._paused = False
             transport.resume_reading()
+
+    def mute_for(self, seconds: float) -> None:
+        """Read nothing more from this client for ``seconds`` (a quota's throttle time,
+        as Kafka mutes a throttled channel): it cannot send its next request before."""
+        if self._closed or seconds <= 0:
+            return
+        until = time.monotonic() + seconds
+        if until <= self._muted_until:
+            return
+        first = self._muted_until == 0
+        self._muted_until = until
+        self._update_reading()
+        if first:
+            asyncio.get_running_loop().call_later(seconds, self._unmute)
+
+    def _unmute(self) -> None:
+        left = self._muted_until - time.monotonic()
+        if left > 0.001:  # extended meanwhile
+            asyncio.get_running_loop().call_later(left, self._unmute)
+            return
+        self._muted_until = 0.0
+        self._update_reading()
 
     # processing ------------------------------------------------------------------------
 

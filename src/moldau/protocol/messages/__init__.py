@@ -6,6 +6,7 @@ Each module transcribes one family of Kafka's message specs
 
 from moldau.protocol.messages.acls import CREATE_ACLS, DELETE_ACLS, DESCRIBE_ACLS
 from moldau.protocol.messages.api_versions import API_VERSIONS
+from moldau.protocol.messages.client_quotas import ALTER_CLIENT_QUOTAS, DESCRIBE_CLIENT_QUOTAS
 from moldau.protocol.messages.configs import ALTER_CONFIGS, INCREMENTAL_ALTER_CONFIGS
 from moldau.protocol.messages.consumer_group import (
     CONSUMER_GROUP_DESCRIBE,
@@ -57,6 +58,8 @@ from moldau.protocol.messages.transactions import (
 from moldau.protocol.schema import Api
 
 _APIS: tuple[Api, ...] = (
+    DESCRIBE_CLIENT_QUOTAS,
+    ALTER_CLIENT_QUOTAS,
     PRODUCE,
     FETCH,
     LIST_OFFSETS,
