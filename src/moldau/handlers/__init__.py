@@ -21,6 +21,8 @@ from moldau.handlers import (  # noqa: F401 - imported for registration
     produce,
     producer,
     reassignments,
+    sasl,
+    scram_credentials,
     topics,
     write_txn_markers,
 )

@@ -14,7 +14,7 @@ from typing import Any
 from moldau.coordinator.group.classic import ClassicGroup, GroupState
 from moldau.coordinator.group.coordinator import OFFSETS_TOPIC
 from moldau.handlers.pacing import paced, paced_map
-from moldau.handlers.registry import codec_for, handles
+from moldau.handlers.registry import codec_for, handles, listener_of
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
 
@@ -50,12 +50,19 @@ _find = codec_for(FIND_COORDINATOR)
 _Coordinator = _find.Response.of("coordinators")
 
 
-async def _locate(broker: Any, key: str, key_type: int) -> tuple[ErrorCode, int, str, int]:
+def _own_endpoint(broker: Any, listener: str | None) -> tuple[str, int]:
+    endpoint_for = getattr(broker, "endpoint_for", None)
+    if endpoint_for is None:
+        return broker.advertise.host, broker.advertise.port
+    return endpoint_for(listener)  # type: ignore[no-any-return]
+
+
+async def _locate(broker: Any, key: str, key_type: int, listener: str | None = None) -> tuple[ErrorCode, int, str, int]:
     """(error, node id, host, port) of the coordinator of ``key``."""
     if key_type == TRANSACTION_KEY_TYPE:
         if getattr(broker, "transaction_coordinator", None) is None:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE, -1, "", -1
-        return ErrorCode.NONE, broker.node_id, broker.advertise.host, broker.advertise.port
+        return ErrorCode.NONE, broker.node_id, *_own_endpoint(broker, listener)
     if key_type != GROUP_KEY_TYPE:
         return ErrorCode.INVALID_REQUEST, -1, "", -1
     if not key:
@@ -72,11 +79,11 @@ async def _locate(broker: Any, key: str, key_type: int) -> tuple[ErrorCode, int,
         # In a cluster the leader of the group's partition coordinates it (Kafka's rule).
         topic = broker.topics.get(OFFSETS_TOPIC)
         state = None if topic is None else topic.partitions.get(index)
-        leader = next((b for b in broker.live_brokers() if state and b.broker_id == state.leader), None)
+        leader = next((b for b in broker.live_brokers(listener) if state and b.broker_id == state.leader), None)
         if leader is None or leader.broker_id == broker.node_id:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE, -1, "", -1
         return ErrorCode.NONE, leader.broker_id, leader.host, leader.port
-    return ErrorCode.NONE, broker.node_id, broker.advertise.host, broker.advertise.port
+    return ErrorCode.NONE, broker.node_id, *_own_endpoint(broker, listener)
 
 
 @handles(FIND_COORDINATOR, 0, 6)
@@ -85,13 +92,13 @@ async def find_coordinator(broker: Any, header: Any, request: Any) -> Any:
     if version >= 4:
         coordinators = []
         async for key in paced(request.coordinator_keys):
-            code, node, host, port = await _locate(broker, key, request.key_type)
+            code, node, host, port = await _locate(broker, key, request.key_type, listener_of(header))
             coordinators.append(
                 _Coordinator(key=key, node_id=node, host=host, port=port, error_code=int(code), error_message=_message(code))
             )
         return _find.Response(throttle_time_ms=0, coordinators=coordinators)
     key_type = request.key_type if version >= 1 else GROUP_KEY_TYPE
-    code, node, host, port = await _locate(broker, request.key, key_type)
+    code, node, host, port = await _locate(broker, request.key, key_type, listener_of(header))
     return _find.Response(
         throttle_time_ms=0, error_code=int(code), error_message=_message(code), node_id=node, host=host, port=port
     )

@@ -18,7 +18,7 @@ from typing import Any
 from moldau.controller.controller import INTERNAL_TOPICS, validate_topic_name
 from moldau.coordinator.group.coordinator import OFFSETS_TOPIC
 from moldau.handlers.pacing import paced
-from moldau.handlers.registry import codec_for, handles
+from moldau.handlers.registry import codec_for, handles, listener_of
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
 
@@ -117,7 +117,7 @@ async def metadata(broker: Any, header: Any, request: Any) -> Any:
             topics.append(describe_topic(broker, name))
     return _Response(
         throttle_time_ms=0,
-        brokers=[_Broker(node_id=b.broker_id, host=b.host, port=b.port, rack=b.rack) for b in broker.live_brokers()],
+        brokers=[_Broker(node_id=b.broker_id, host=b.host, port=b.port, rack=b.rack) for b in broker.live_brokers(listener_of(header))],
         cluster_id=broker.cluster_id,
         controller_id=broker.controller_id(),
         topics=topics,

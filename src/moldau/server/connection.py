@@ -40,6 +40,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from moldau.log_throttle import ThrottledLog
+from moldau.security.authenticator import SaslAuthenticator
+from moldau.security.listener_security import SecuredListener
 from moldau.security.principal import ANONYMOUS, KafkaPrincipal
 from moldau.server.limits import ConnectionRegistry
 from moldau.server.memory_pool import MemoryPool
@@ -117,8 +119,11 @@ class Connection(asyncio.BufferedProtocol):
         pool: MemoryPool | None = None,
         staging: StagingBuffer | None = None,
         registry: ConnectionRegistry | None = None,
+        listener_name: str = "PLAINTEXT",
+        security: SecuredListener | None = None,
     ) -> None:
         self._dispatch = dispatch
+        self._security = security
         self._max_request_size = max_request_size
         self._pool = pool if pool is not None else MemoryPool(-1)
         self._staging = staging if staging is not None else StagingBuffer()
@@ -144,7 +149,10 @@ class Connection(asyncio.BufferedProtocol):
         #: who this connection acts as (set once TLS or SASL established it) and the
         #: listener it came in on: what ACLs and quotas key on
         self.principal: KafkaPrincipal = ANONYMOUS
-        self.listener_name: str = "PLAINTEXT"
+        self.listener_name: str = listener_name
+        #: the SASL state on a SASL listener (None elsewhere): the dispatcher lets only
+        #: what it allows through (see moldau.security.authenticator)
+        self.authenticator: SaslAuthenticator | None = None
         self.last_active = time.monotonic()
         self._task: asyncio.Task[None] | None = None
 
@@ -167,6 +175,18 @@ class Connection(asyncio.BufferedProtocol):
                 closing_log("refused connection from %s: %s", self.peer, refused)
                 self._closed = True
                 transport.close()
+                return
+        security = self._security
+        if security is not None:
+            if security.principal_mapper is not None:
+                try:  # (TLS is established by now: the loop calls this after the handshake)
+                    self.principal = security.principal_mapper.principal(transport.get_extra_info("peercert"))
+                except ValueError as exc:
+                    closing_log("refused TLS connection from %s: %s", self.peer, exc)
+                    self.close()
+                    return
+            if security.sasl is not None:
+                self.authenticator = SaslAuthenticator(security.sasl)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
