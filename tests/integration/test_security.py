@@ -17,10 +17,11 @@ import ssl
 import struct
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
 
 from . import raw_kafka as raw
@@ -32,6 +33,7 @@ from .kafka_helpers import (
     confluent_consume,
     confluent_produce,
     create_topic,
+    producer_conf,
     roundtrip_ok,
     sample_records,
     unique_topic,
@@ -41,6 +43,7 @@ from .tls_certs import Pki, make_pki
 PLAIN_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
               'username="admin" password="admin-secret" user_admin="admin-secret" user_alice="alice-secret";')
 SCRAM_USER, SCRAM_PASSWORD = "bob", "bob-secret"
+REAUTH_MS = 1500  # on the REAUTH listener (SASL_PLAINTEXT): KIP-368 re-authentication every 1.5 s
 
 
 class SecureBroker:
@@ -72,12 +75,13 @@ def secure() -> SecureBroker:
     pki = make_pki(folder)
     broker = Broker({}, name="secure")
     ports = {"PLAINTEXT": broker.port}
-    for name in ("SSL", "MTLS", "SASL_SSL", "SASL_PLAINTEXT"):
+    for name in ("SSL", "MTLS", "SASL_SSL", "SASL_PLAINTEXT", "REAUTH"):
         ports[name] = free_port()
     broker.settings.update({
         "listeners": ",".join(f"{n}://127.0.0.1:{p}" for n, p in ports.items()),
         "listener.security.protocol.map":
-            "PLAINTEXT:PLAINTEXT,SSL:SSL,MTLS:SSL,SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            "PLAINTEXT:PLAINTEXT,SSL:SSL,MTLS:SSL,SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,"
+            "REAUTH:SASL_PLAINTEXT",
         "ssl.keystore.location": str(pki.broker_keystore_encrypted),
         "ssl.key.password": pki.key_password,
         "ssl.truststore.location": str(pki.ca),
@@ -86,6 +90,8 @@ def secure() -> SecureBroker:
         "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
         "listener.name.sasl_plaintext.plain.sasl.jaas.config": PLAIN_JAAS,
         "listener.name.sasl_ssl.plain.sasl.jaas.config": PLAIN_JAAS,
+        "listener.name.reauth.plain.sasl.jaas.config": PLAIN_JAAS,
+        "listener.name.reauth.connections.max.reauth.ms": REAUTH_MS,
     })
     try:
         broker.start()
@@ -329,3 +335,36 @@ def test_certificate_of_another_ca_refused(secure: SecureBroker) -> None:
     with pytest.raises(KafkaException):
         admin_client(secure.addr("MTLS"), **secure.conf("MTLS")).list_topics(timeout=5)
     _roundtrip(secure, "MTLS", client_cert=True)
+
+
+def test_reauthentication_kip368(secure: SecureBroker) -> None:
+    """The answer completing authentication carries session_lifetime_ms; a request after
+    the session expired closes the connection; clients re-authenticate in time on their
+    own and keep producing on the same connections."""
+    with raw.connect(secure.addr("REAUTH")) as sock:
+        assert _sasl_handshake(sock, "PLAIN") == 0
+        token = b"\0alice\0alice-secret"
+        sock.sendall(raw.request(36, 1, 2, struct.pack(">i", len(token)) + token))
+        answer = raw.read_response(sock)
+        assert answer is not None
+        reader = raw.Reader(answer[1])
+        assert reader.i16() == 0
+        reader.string()
+        reader.take(reader.i32())  # auth_bytes
+        assert reader.i64() == REAUTH_MS
+        time.sleep(REAUTH_MS / 1000 + 0.5)
+        sock.sendall(raw.request(3, 1, 9, struct.pack(">i", -1)))
+        assert raw.read_response(sock) is None
+    # librdkafka re-authenticates before the session ends: a producer keeps delivering
+    topic = create_topic(secure.broker.bootstrap, unique_topic("reauth"))
+    producer = Producer(producer_conf(secure.addr("REAUTH"), **secure.conf("SASL_PLAINTEXT", mechanism="PLAIN", user="alice", password="alice-secret")))
+    delivered: list[object] = []
+    deadline = time.monotonic() + 3 * REAUTH_MS / 1000 + 1
+    while time.monotonic() < deadline:
+        producer.produce(topic, b"x", partition=0, on_delivery=lambda err, msg: delivered.append(err))
+        producer.flush(10)
+        time.sleep(0.2)
+    assert delivered and all(err is None for err in delivered), delivered[:3]
+    # ... by re-authenticating, not by being cut off and reconnecting
+    assert "API key 0 before SASL authentication" not in secure.broker.log_text()
+    assert "SASL" in secure.broker.log_text()  # (the raw client above was cut off: logged)
