@@ -94,7 +94,7 @@ class SaslAuthenticator:
             return self.state in ("handshake", "complete")
         if api_key == SASL_AUTHENTICATE_KEY:
             return self.state == "authenticate"
-        if self.state == "complete":
+        if self.principal is not None:  # authenticated (or re-authenticating in between)
             return self.expires_at is None or time.monotonic() < self.expires_at
         return api_key == API_VERSIONS_KEY and self.state == "handshake"
 
@@ -108,6 +108,8 @@ class SaslAuthenticator:
         UNSUPPORTED_SASL_MECHANISM and closes)."""
         if mechanism not in self.settings.mechanisms:
             return False
+        if self.principal is not None and version < 1:
+            return False  # KIP-368: re-authentication needs SaslHandshake v1 (no raw tokens)
         if mechanism == "PLAIN":
             self._mechanism = _Plain(self.settings.plain_users)
         elif mechanism in SCRAM_MECHANISMS:
