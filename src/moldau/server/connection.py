@@ -92,6 +92,32 @@ def read_slice(fd: int, size: int, position: int) -> bytes:
     return data
 
 
+TLS_RECORD = 16 * 1024
+
+
+def coalesce(chunks: list[Any]) -> list[Any]:
+    """Join runs of chunks smaller than a TLS record (16 KiB); larger ones pass as they are."""
+    out: list[Any] = []
+    run: list[Any] = []
+    size = 0
+    for chunk in chunks:
+        n = len(chunk)
+        if n >= TLS_RECORD:
+            if run:
+                out.append(b"".join(run) if len(run) > 1 else run[0])
+                run, size = [], 0
+            out.append(chunk)
+            continue
+        run.append(chunk)
+        size += n
+        if size >= TLS_RECORD:
+            out.append(b"".join(run))
+            run, size = [], 0
+    if run:
+        out.append(b"".join(run) if len(run) > 1 else run[0])
+    return out
+
+
 class StagingBuffer:
     """The receive buffer the connections of one event loop share (see the module doc)."""
 
@@ -124,6 +150,7 @@ class Connection(asyncio.BufferedProtocol):
     ) -> None:
         self._dispatch = dispatch
         self._security = security
+        self._tls = security is not None and security.ssl_context is not None
         self._max_request_size = max_request_size
         self._pool = pool if pool is not None else MemoryPool(-1)
         self._staging = staging if staging is not None else StagingBuffer()
@@ -370,13 +397,13 @@ class Connection(asyncio.BufferedProtocol):
                 self._inflight = len(frame)  # the handler still reads the frame
             self._release(freed)
             if ready and not self._closed:
-                self.transport.writelines(ready)  # type: ignore[union-attr]
+                self._write(ready)
             self._busy = True
             self._task = asyncio.ensure_future(self._finish(result))
             return
         self._release(freed)
         if ready and not self._closed:
-            self.transport.writelines(ready)  # type: ignore[union-attr]
+            self._write(ready)
             self.last_active = time.monotonic()
         if self._queue_full and not self._closed:
             self._queue_full = False
@@ -430,7 +457,7 @@ class Connection(asyncio.BufferedProtocol):
                 pending.append(await asyncio.to_thread(read_slice, fd, chunk.size, chunk.position))
             elif self._use_sendfile and chunk.size >= SENDFILE_MIN_BYTES:
                 if pending:
-                    transport.writelines(pending)
+                    self._write(pending)
                     pending = []
                 await loop.sendfile(transport, chunk.file, chunk.position, chunk.size)
             else:
@@ -438,7 +465,17 @@ class Connection(asyncio.BufferedProtocol):
             if self._closed:
                 return
         if pending:
-            transport.writelines(pending)
+            self._write(pending)
+
+    def _write(self, chunks: list[Any]) -> None:
+        """Write byte chunks. On TLS each write is encrypted into records of its own, so
+        runs of small chunks (a fetch answer's headers between its slices, a burst of
+        small answers) are joined first: fewer records, fewer encryptions, fewer bytes."""
+        transport = self.transport
+        assert transport is not None
+        if self._tls and len(chunks) > 1:
+            chunks = coalesce(chunks)
+        transport.writelines(chunks)
 
     def close(self) -> None:
         self._closed = True
