@@ -368,3 +368,35 @@ def test_reauthentication_kip368(secure: SecureBroker) -> None:
     # ... by re-authenticating, not by being cut off and reconnecting
     assert "API key 0 before SASL authentication" not in secure.broker.log_text()
     assert "SASL" in secure.broker.log_text()  # (the raw client above was cut off: logged)
+
+
+def test_passwords_are_not_described(secure: SecureBroker) -> None:
+    from confluent_kafka.admin import ConfigResource
+
+    admin = admin_client(secure.broker.bootstrap)
+    resource = ConfigResource(ConfigResource.Type.BROKER, "0")
+    entries = admin.describe_configs([resource])[resource].result(timeout=10)
+    assert entries["ssl.key.password"].is_sensitive and entries["ssl.key.password"].value is None
+    assert entries["ssl.keystore.location"].value == str(secure.pki.broker_keystore_encrypted)
+    assert entries["listeners"].value.count("://") == len(secure.ports)
+
+
+@pytest.mark.parametrize("settings,reason", [
+    ({"ssl.keystore.location": "/nonexistent/broker.pem"}, "cannot load the TLS keystore"),
+    ({"sasl.enabled.mechanisms": "GSSAPI"}, "sasl.enabled.mechanisms"),
+])
+def test_broker_refuses_to_start_on_security_settings_that_cannot_work(settings: dict, reason: str) -> None:
+    from .broker_process import BrokerError
+
+    broker = Broker({}, name="refused")
+    try:
+        broker.settings.update({"listeners": f"SSL://127.0.0.1:{broker.port}", "inter.broker.listener.name": "SSL",
+                                **settings})
+        if "sasl.enabled.mechanisms" in settings:
+            broker.settings["listeners"] = f"SASL_PLAINTEXT://127.0.0.1:{broker.port}"
+            broker.settings["inter.broker.listener.name"] = "SASL_PLAINTEXT"
+        with pytest.raises(BrokerError):
+            broker.start(timeout=20)
+        assert reason in broker.log_text()
+    finally:
+        broker.dispose()

@@ -53,8 +53,13 @@ async def serve(
     except ValueError as exc:
         log.error("%s", exc)
         raise SystemExit(1) from None
-    data_dir.mkdir(parents=True, exist_ok=True)
     inter = next(li for li in listeners if li.name == inter_name)
+    if cluster is not None and inter.security_protocol != "PLAINTEXT":
+        # the broker-to-broker client (replica fetches, probes) speaks neither TLS nor SASL yet
+        log.error("inter.broker.listener.name %s uses %s; brokers reach each other over PLAINTEXT only "
+                  "(docs/10-security.md)", inter.name, inter.security_protocol)
+        raise SystemExit(1)
+    data_dir.mkdir(parents=True, exist_ok=True)
     broker = Broker(config, data_dir, _metastore(cluster, data_dir), Endpoint(inter.host, inter.port),
                     Endpoint(inter.advertised_host, inter.advertised_port))
     try:
