@@ -11,6 +11,7 @@ followed by a round trip proving the broker undisturbed. Cost: ~30-40 s.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import ssl
@@ -43,6 +44,26 @@ from .tls_certs import Pki, make_pki
 PLAIN_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
               'username="admin" password="admin-secret" user_admin="admin-secret" user_alice="alice-secret";')
 SCRAM_USER, SCRAM_PASSWORD = "bob", "bob-secret"
+class _JwtKey:
+    """An RSA key that signs the JWTs of the JWKS listener's tests."""
+
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from jwt.algorithms import RSAAlgorithm
+
+        self.private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.public_jwk = {**json.loads(RSAAlgorithm.to_jwk(self.private.public_key())), "kid": "k1", "alg": "RS256",
+                           "use": "sig"}
+
+    def token(self, sub: str, audience: str = "moldau", lifetime_s: int = 300) -> str:
+        import jwt
+
+        now = int(time.time())
+        return jwt.encode({"sub": sub, "aud": audience, "iat": now, "exp": now + lifetime_s}, self.private,
+                          algorithm="RS256", headers={"kid": "k1"})
+
+
+JWT_KEY = _JwtKey()
 REAUTH_MS = 1500  # on the REAUTH listener (SASL_PLAINTEXT): KIP-368 re-authentication every 1.5 s
 
 
@@ -73,15 +94,17 @@ class SecureBroker:
 def secure() -> SecureBroker:
     folder = Path(tempfile.mkdtemp(prefix="moldau-it-pki-"))
     pki = make_pki(folder)
+    jwks_file = folder / "jwks.json"
+    jwks_file.write_text(json.dumps({"keys": [JWT_KEY.public_jwk]}))
     broker = Broker({}, name="secure")
     ports = {"PLAINTEXT": broker.port}
-    for name in ("SSL", "MTLS", "SASL_SSL", "SASL_PLAINTEXT", "REAUTH"):
+    for name in ("SSL", "MTLS", "SASL_SSL", "SASL_PLAINTEXT", "REAUTH", "OAUTH", "JWKS"):
         ports[name] = free_port()
     broker.settings.update({
         "listeners": ",".join(f"{n}://127.0.0.1:{p}" for n, p in ports.items()),
         "listener.security.protocol.map":
             "PLAINTEXT:PLAINTEXT,SSL:SSL,MTLS:SSL,SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,"
-            "REAUTH:SASL_PLAINTEXT",
+            "REAUTH:SASL_PLAINTEXT,OAUTH:SASL_PLAINTEXT,JWKS:SASL_SSL",
         "ssl.keystore.location": str(pki.broker_keystore_encrypted),
         "ssl.key.password": pki.key_password,
         "ssl.truststore.location": str(pki.ca),
@@ -92,6 +115,10 @@ def secure() -> SecureBroker:
         "listener.name.sasl_ssl.plain.sasl.jaas.config": PLAIN_JAAS,
         "listener.name.reauth.plain.sasl.jaas.config": PLAIN_JAAS,
         "listener.name.reauth.connections.max.reauth.ms": REAUTH_MS,
+        "listener.name.oauth.sasl.enabled.mechanisms": "OAUTHBEARER",
+        "listener.name.jwks.sasl.enabled.mechanisms": "OAUTHBEARER",
+        "listener.name.jwks.sasl.oauthbearer.jwks.endpoint.url": f"file://{jwks_file}",
+        "listener.name.jwks.sasl.oauthbearer.expected.audience": "moldau",
     })
     try:
         broker.start()
@@ -400,3 +427,35 @@ def test_broker_refuses_to_start_on_security_settings_that_cannot_work(settings:
         assert reason in broker.log_text()
     finally:
         broker.dispose()
+
+
+def test_oauthbearer_unsecured_mode_with_librdkafka(secure: SecureBroker) -> None:
+    topic = create_topic(secure.broker.bootstrap, unique_topic("oauth"))
+    conf = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "OAUTHBEARER",
+            "enable.sasl.oauthbearer.unsecure.jwt": True, "sasl.oauthbearer.config": "principal=alice"}
+    recs = sample_records(5, seed=8)
+    assert_delivered(confluent_produce(secure.addr("OAUTH"), topic, recs, acks="all", **conf))
+    assert_records(confluent_consume(secure.addr("OAUTH"), topic, len(recs), **conf), recs)
+
+
+def _oauth_token(sock: socket.socket, token: str) -> tuple[int, str] | None:
+    assert _sasl_handshake(sock, "OAUTHBEARER") == 0
+    return _sasl_authenticate(sock, f"n,,\x01auth=Bearer {token}\x01\x01".encode())
+
+
+def test_oauthbearer_signed_tokens_against_a_jwks(secure: SecureBroker) -> None:
+    topic = create_topic(secure.broker.bootstrap, unique_topic("jwks"))
+    conf = {"security.protocol": "SASL_SSL", "ssl.ca.location": str(secure.pki.ca), "sasl.mechanism": "OAUTHBEARER",
+            "oauth_cb": lambda _config: (JWT_KEY.token("svc-a"), time.time() + 300)}
+    recs = sample_records(5, seed=9)
+    assert_delivered(confluent_produce(secure.addr("JWKS"), topic, recs, acks="all", **conf))
+    assert_records(confluent_consume(secure.addr("JWKS"), topic, len(recs), **conf), recs)
+    context = ssl.create_default_context(cafile=str(secure.pki.ca))
+    unsigned = "eyJhbGciOiJub25lIn0." + JWT_KEY.token("x").split(".")[1] + "."
+    for bad in (JWT_KEY.token("svc-a", audience="other"), JWT_KEY.token("svc-a", lifetime_s=-120), unsigned,
+                JWT_KEY.token("svc-a")[:-4] + "AAAA"):
+        with socket.create_connection(("127.0.0.1", secure.ports["JWKS"]), timeout=10) as tcp, \
+                context.wrap_socket(tcp, server_hostname="localhost") as tls:
+            answer = _oauth_token(tls, bad)
+            assert answer is not None and answer[0] == 58, answer
+            assert raw.read_response(tls) is None  # closed

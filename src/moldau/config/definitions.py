@@ -172,6 +172,12 @@ SECURITY_CONFIGS = [
     ConfigDef("sasl.jaas.config", _T.PASSWORD, None, read_only=True, sensitive=True),
     ConfigDef("sasl.server.max.receive.size", _T.INT, 524288, min_value=1, read_only=True),
     ConfigDef("connections.max.reauth.ms", _T.LONG, 0, min_value=0, read_only=True),
+    ConfigDef("sasl.oauthbearer.jwks.endpoint.url", _T.STRING, None, read_only=True),
+    ConfigDef("sasl.oauthbearer.expected.audience", _T.LIST, [], read_only=True),
+    ConfigDef("sasl.oauthbearer.expected.issuer", _T.STRING, None, read_only=True),
+    ConfigDef("sasl.oauthbearer.sub.claim.name", _T.STRING, "sub", read_only=True),
+    ConfigDef("sasl.oauthbearer.scope.claim.name", _T.STRING, "scope", read_only=True),
+    ConfigDef("sasl.oauthbearer.clock.skew.seconds", _T.INT, 30, min_value=0, read_only=True),
 ]
 
 BROKER_CONFIGS: dict[str, ConfigDef] = {

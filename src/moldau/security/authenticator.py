@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from moldau.security.oauthbearer import OAuthBearerServer, OAuthError
 from moldau.security.principal import USER_TYPE, KafkaPrincipal
 from moldau.security.scram import MECHANISMS as SCRAM_MECHANISMS
 from moldau.security.scram import ScramError, ScramServer
@@ -44,6 +45,7 @@ class SaslSettings:
     scram_lookup: Any = None  # (user, mechanism) -> ScramCredential | None
     max_reauth_ms: int = 0
     max_receive_size: int = 524288
+    oauth: Any = None  # OAuthSettings when OAUTHBEARER is enabled
 
 
 class _Plain:
@@ -83,6 +85,7 @@ class SaslAuthenticator:
         self.principal: KafkaPrincipal | None = None
         self.expires_at: float | None = None  # monotonic; None: never
         self._mechanism: Any = None
+        self._lifetime_ms = 0
 
     @property
     def complete(self) -> bool:
@@ -112,6 +115,8 @@ class SaslAuthenticator:
             return False  # KIP-368: re-authentication needs SaslHandshake v1 (no raw tokens)
         if mechanism == "PLAIN":
             self._mechanism = _Plain(self.settings.plain_users)
+        elif mechanism == "OAUTHBEARER" and self.settings.oauth is not None:
+            self._mechanism = OAuthBearerServer(self.settings.oauth)
         elif mechanism in SCRAM_MECHANISMS:
             lookup = self.settings.scram_lookup
             self._mechanism = ScramServer(mechanism, lambda user: lookup(user, mechanism) if lookup else None)
@@ -127,7 +132,7 @@ class SaslAuthenticator:
         mechanism = self._mechanism
         try:
             answer: bytes = mechanism.evaluate(token)
-        except ScramError as exc:
+        except (ScramError, OAuthError) as exc:
             raise AuthenticationFailed(str(exc)) from None
         if mechanism.complete:
             principal = KafkaPrincipal(USER_TYPE, mechanism.user)
@@ -136,9 +141,15 @@ class SaslAuthenticator:
             self.principal = principal
             self.state = "complete"
             self._mechanism = None
+            self._lifetime_ms = 0
             if self.settings.max_reauth_ms > 0:
-                self.expires_at = time.monotonic() + self.settings.max_reauth_ms / 1000
+                lifetime = self.settings.max_reauth_ms
+                token_expiry = getattr(mechanism, "expires_at_ms", None)
+                if token_expiry is not None:  # KIP-368: never past the credential's own expiry
+                    lifetime = max(0, min(lifetime, token_expiry - int(time.time() * 1000)))
+                self._lifetime_ms = lifetime
+                self.expires_at = time.monotonic() + lifetime / 1000
         return answer
 
     def session_lifetime_ms(self) -> int:
-        return self.settings.max_reauth_ms if self.complete else 0
+        return self._lifetime_ms if self.complete else 0

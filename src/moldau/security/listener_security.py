@@ -8,6 +8,7 @@ Every ssl.* and sasl.* key is read as it applies on the listener (Kafka's
 
 from __future__ import annotations
 
+import logging
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -15,11 +16,13 @@ from typing import Any
 from moldau.security.authenticator import SaslSettings
 from moldau.security.credentials import ScramCredentials
 from moldau.security.jaas import plain_users
+from moldau.security.oauthbearer import oauth_settings
 from moldau.security.scram import MECHANISMS as SCRAM_MECHANISMS
 from moldau.security.ssl_principal import SslPrincipalMapper
 from moldau.security.tls import server_context
 
-SUPPORTED_MECHANISMS = ("PLAIN", *SCRAM_MECHANISMS)
+log = logging.getLogger(__name__)
+SUPPORTED_MECHANISMS = ("PLAIN", *SCRAM_MECHANISMS, "OAUTHBEARER")
 
 
 @dataclass
@@ -65,12 +68,19 @@ class ListenerSecurity:
                 if not jaas:
                     raise ValueError(f"listener {name}: PLAIN needs listener.name.{name.lower()}.plain.sasl.jaas.config")
                 users = plain_users(str(jaas))
+            oauth = None
+            if "OAUTHBEARER" in mechanisms:
+                oauth = oauth_settings(get)
+                if oauth.jwks is None:
+                    log.warning("listener %s accepts unsecured (unsigned) OAUTHBEARER tokens, Kafka's "
+                                "development mode: set sasl.oauthbearer.jwks.endpoint.url in production", name)
             secured.sasl = SaslSettings(
                 mechanisms,
                 users,
                 self.credentials.get,
                 int(get("connections.max.reauth.ms") or 0),
                 int(get("sasl.server.max.receive.size")),
+                oauth,
             )
         self._cache[name] = secured
         return secured
