@@ -326,6 +326,13 @@ def test_requests_before_authentication_close_the_connection(secure: SecureBroke
         assert raw.read_response(sock) is not None
 
 
+def test_large_frame_before_authentication_closes(secure: SecureBroker) -> None:
+    """Kafka reads at most sasl.server.max.receive.size (512 KiB) before authentication."""
+    with raw.connect(secure.addr("SASL_PLAINTEXT")) as sock:
+        sock.sendall(struct.pack(">i", 1 << 20) + b"\0" * 1024)
+        assert raw.closed_by_peer(sock)
+
+
 def test_v0_handshake_then_raw_tokens(secure: SecureBroker) -> None:
     with raw.connect(secure.addr("SASL_PLAINTEXT")) as sock:
         assert _sasl_handshake(sock, "PLAIN", version=0) == 0

@@ -278,14 +278,21 @@ class Connection(asyncio.BufferedProtocol):
         queue = self._queue
         pos = 0
         taken = 0
+        limit = self._max_request_size
+        authenticator = self.authenticator
+        if authenticator is not None and authenticator.principal is None:
+            # not authenticated yet: Kafka reads no more than sasl.server.max.receive.size
+            limit = min(limit, authenticator.settings.max_receive_size)
         while end - pos >= 4:
             (size,) = _SIZE.unpack_from(buf, pos)
-            if size < 0 or size > self._max_request_size:
+            if size < 0 or size > limit:
                 closing_log(
-                    "closing connection from %s: frame of %d bytes exceeds socket.request.max.bytes (%d)",
+                    "closing connection from %s: frame of %d bytes exceeds %s (%d)",
                     self.peer,
                     size,
-                    self._max_request_size,
+                    "socket.request.max.bytes" if limit == self._max_request_size else
+                    "sasl.server.max.receive.size before authentication",
+                    limit,
                 )
                 self.close()
                 return False
