@@ -21,6 +21,7 @@ from moldau.server.listeners import Listener
 from moldau.server.memory_pool import MemoryPool
 
 log = logging.getLogger(__name__)
+TLS_HANDSHAKE_TIMEOUT = 10.0  # seconds
 
 
 class KafkaServer:
@@ -67,9 +68,13 @@ class KafkaServer:
 
     async def start(self) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
+        tls: dict[str, Any] = {}
+        if self.security.ssl_context is not None:
+            # a connection is admitted (max.connections) once its handshake is done: do
+            # not let half-open handshakes linger for asyncio's default minute
+            tls = {"ssl": self.security.ssl_context, "ssl_handshake_timeout": TLS_HANDSHAKE_TIMEOUT}
         self._server = await loop.create_server(
-            self._make_connection, self.host, self.port, reuse_address=True, backlog=1024,
-            ssl=self.security.ssl_context,
+            self._make_connection, self.host, self.port, reuse_address=True, backlog=1024, **tls
         )
         sock = self._server.sockets[0]
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
