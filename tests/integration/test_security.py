@@ -466,3 +466,29 @@ def test_oauthbearer_signed_tokens_against_a_jwks(secure: SecureBroker) -> None:
             answer = _oauth_token(tls, bad)
             assert answer is not None and answer[0] == 58, answer
             assert raw.read_response(tls) is None  # closed
+
+
+def test_scram_credential_errors_and_deletion(secure: SecureBroker) -> None:
+    from confluent_kafka.admin import UserScramCredentialDeletion
+
+    admin = admin_client(secure.broker.bootstrap)
+    low = UserScramCredentialUpsertion("dave", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 1000), b"pw")
+    with pytest.raises(KafkaException) as info:
+        admin.alter_user_scram_credentials([low])["dave"].result(timeout=10)
+    assert info.value.args[0].code() == 93  # UNACCEPTABLE_CREDENTIAL
+    missing = UserScramCredentialDeletion("nobody", ScramMechanism.SCRAM_SHA_256)
+    with pytest.raises(KafkaException) as info:
+        admin.alter_user_scram_credentials([missing])["nobody"].result(timeout=10)
+    assert info.value.args[0].code() == 91  # RESOURCE_NOT_FOUND
+    with pytest.raises(KafkaException) as info:
+        admin.describe_user_scram_credentials(["nobody"])["nobody"].result(timeout=10)
+    assert info.value.args[0].code() == 91
+    # a deleted credential no longer authenticates
+    erin = UserScramCredentialUpsertion("erin", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), b"erin-pw")
+    admin.alter_user_scram_credentials([erin])["erin"].result(timeout=10)
+    conf = secure.conf("SASL_PLAINTEXT", user="erin", password="erin-pw")
+    assert admin_client(secure.addr("SASL_PLAINTEXT"), **conf).list_topics(timeout=10).brokers
+    gone = UserScramCredentialDeletion("erin", ScramMechanism.SCRAM_SHA_512)
+    admin.alter_user_scram_credentials([gone])["erin"].result(timeout=10)
+    with pytest.raises(KafkaException):
+        admin_client(secure.addr("SASL_PLAINTEXT"), **conf).list_topics(timeout=5)
