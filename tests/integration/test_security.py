@@ -293,6 +293,20 @@ def test_plain_refused_with_sasl_authentication_failed_and_closed(secure: Secure
     roundtrip_ok(secure.broker.bootstrap)
 
 
+def test_pipelined_retries_after_a_failure_get_nothing(secure: SecureBroker) -> None:
+    def auth(correlation: int, password: bytes) -> bytes:
+        token = b"\0alice\0" + password
+        return raw.request(36, 1, correlation, struct.pack(">i", len(token)) + token)
+
+    with raw.connect(secure.addr("SASL_PLAINTEXT")) as sock:
+        sock.sendall(raw.request(17, 1, 1, raw.string("PLAIN")) + auth(2, b"wrong") + auth(3, b"alice-secret")
+                     + raw.request(3, 1, 4, struct.pack(">i", -1)))
+        answers = []
+        while (answer := raw.read_response(sock)) is not None:
+            answers.append(answer[0])
+        assert answers[0] == 1 and 3 not in answers and 4 not in answers, answers
+
+
 def test_clients_see_authentication_errors(secure: SecureBroker) -> None:
     for listener, conf in (("SASL_SSL", {"password": "wrong"}), ("SASL_SSL", {"user": "nobody"}),
                            ("SASL_PLAINTEXT", {"mechanism": "PLAIN", "user": "alice", "password": "x"})):

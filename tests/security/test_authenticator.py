@@ -16,12 +16,23 @@ def test_only_api_versions_and_handshake_before_authentication() -> None:
     auth = _auth()
     assert auth.allows(18) and auth.allows(17)
     assert not auth.allows(3) and not auth.allows(0) and not auth.allows(36)
-    assert not auth.handshake("SCRAM-SHA-512", 1)  # not enabled
     assert auth.handshake("PLAIN", 1)
     assert auth.allows(36) and not auth.allows(3) and not auth.allows(18)
     auth.authenticate(b"\0alice\0pw")
     assert auth.complete and auth.principal == KafkaPrincipal("User", "alice")
     assert auth.allows(3) and auth.allows(17)
+
+
+def test_nothing_is_served_after_a_failure() -> None:
+    """Requests a client pipelined behind a failed attempt get no second try."""
+    auth = _auth()
+    assert not auth.handshake("SCRAM-SHA-512", 1)  # not enabled
+    assert not any(auth.allows(key) for key in (17, 18, 36, 0, 3))
+    auth = _auth()
+    auth.handshake("PLAIN", 1)
+    with pytest.raises(AuthenticationFailed):
+        auth.authenticate(b"\0alice\0wrong")
+    assert not any(auth.allows(key) for key in (17, 18, 36, 0, 3)) and not auth.raw_tokens
 
 
 @pytest.mark.parametrize("token", [b"\0alice\0wrong", b"\0bob\0pw", b"garbage", b"bob\0alice\0pw", b"\0\0"])

@@ -154,10 +154,14 @@ class Dispatcher:
             return None
         if authenticator is not None and not authenticator.allows(api_key):
             # Kafka closes a SASL connection that sends anything else before (or, with
-            # KIP-368, after its session expired without) authenticating
-            closing_log("closing %s: API key %d before SASL authentication completed (or after "
-                        "its session expired)", connection.peer, api_key)
-            connection.close()
+            # KIP-368, after its session expired without) authenticating. Closed on the
+            # next turn of the loop, so the answers already due (a failed
+            # authentication's error) still go out; nothing after this is served.
+            if authenticator.state != "failed":
+                closing_log("closing %s: API key %d before SASL authentication completed (or after "
+                            "its session expired)", connection.peer, api_key)
+                authenticator.fail()
+                asyncio.get_running_loop().call_soon(connection.close)
             return None
         handler = HANDLERS.get(api_key)
         if handler is None:

@@ -81,7 +81,7 @@ class SaslAuthenticator:
 
     def __init__(self, settings: SaslSettings) -> None:
         self.settings = settings
-        self.state = "handshake"  # handshake -> authenticate | raw -> complete
+        self.state = "handshake"  # handshake -> authenticate | raw -> complete; or failed
         self.principal: KafkaPrincipal | None = None
         self.expires_at: float | None = None  # monotonic; None: never
         self._mechanism: Any = None
@@ -106,13 +106,21 @@ class SaslAuthenticator:
         """After a v0 handshake: the next frames are bare SASL tokens."""
         return self.state == "raw"
 
+    def fail(self) -> None:
+        """After a failure nothing more is served (requests a client pipelined behind
+        the failed attempt cannot try again before the connection closes)."""
+        self.state = "failed"
+        self.principal = None
+        self.expires_at = None
+        self._mechanism = None
+
     def handshake(self, mechanism: str, version: int) -> bool:
         """Choose the mechanism; False if it is not enabled (the caller answers
         UNSUPPORTED_SASL_MECHANISM and closes)."""
-        if mechanism not in self.settings.mechanisms:
+        if mechanism not in self.settings.mechanisms or (self.principal is not None and version < 1):
+            # (KIP-368: re-authentication needs SaslHandshake v1, no raw tokens)
+            self.fail()
             return False
-        if self.principal is not None and version < 1:
-            return False  # KIP-368: re-authentication needs SaslHandshake v1 (no raw tokens)
         if mechanism == "PLAIN":
             self._mechanism = _Plain(self.settings.plain_users)
         elif mechanism == "OAUTHBEARER" and self.settings.oauth is not None:
@@ -121,6 +129,7 @@ class SaslAuthenticator:
             lookup = self.settings.scram_lookup
             self._mechanism = ScramServer(mechanism, lambda user: lookup(user, mechanism) if lookup else None)
         else:
+            self.fail()
             return False
         self.state = "authenticate" if version >= 1 else "raw"
         return True
@@ -132,11 +141,13 @@ class SaslAuthenticator:
         mechanism = self._mechanism
         try:
             answer: bytes = mechanism.evaluate(token)
-        except (ScramError, OAuthError) as exc:
+        except (ScramError, OAuthError, AuthenticationFailed) as exc:
+            self.fail()
             raise AuthenticationFailed(str(exc)) from None
         if mechanism.complete:
             principal = KafkaPrincipal(USER_TYPE, mechanism.user)
             if self.principal is not None and principal != self.principal:
+                self.fail()
                 raise AuthenticationFailed("Cannot change principals during re-authentication")
             self.principal = principal
             self.state = "complete"
