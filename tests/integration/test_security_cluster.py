@@ -1,10 +1,14 @@
 """Listeners in a cluster: each broker registers one endpoint per listener, Metadata
 answers with those of the listener the client came in on, and replication runs over
-the inter-broker listener. Two brokers and etcd: ~15-25 s."""
+the inter-broker listener, PLAINTEXT or mutual TLS. Two brokers and etcd per test:
+~10-25 s each."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
+from pathlib import Path
 
 from confluent_kafka.admin import (
     NewTopic,
@@ -25,6 +29,7 @@ from .kafka_helpers import (
     unique_topic,
     wait_until,
 )
+from .tls_certs import make_pki
 
 JAAS = 'org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="alice-secret";'
 SASL = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN", "sasl.username": "alice",
@@ -75,3 +80,40 @@ def test_metadata_per_listener_and_replication_over_the_inter_broker_listener(et
     finally:
         for broker in brokers:
             broker.dispose()
+
+
+def test_replication_over_a_mutual_tls_inter_broker_listener(etcd) -> None:
+    """Replica fetchers connect to the leader's SSL listener (ssl.client.auth=required)
+    and present the broker's own certificate."""
+    url = f"{etcd.url}/it-{uuid.uuid4().hex[:8]}"
+    folder = Path(tempfile.mkdtemp(prefix="moldau-it-pki-"))
+    pki = make_pki(folder)
+    brokers = []
+    try:
+        for broker_id in (1, 2):
+            broker = ClusterBroker(broker_id, url, {"broker.session.timeout.ms": SESSION_MS})
+            broker.settings.update({
+                "listeners": f"PLAINTEXT://127.0.0.1:{broker.port},INTERNAL://127.0.0.1:{free_port()}",
+                "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,INTERNAL:SSL",
+                "inter.broker.listener.name": "INTERNAL",
+                "ssl.keystore.location": str(pki.broker_keystore),
+                "ssl.truststore.location": str(pki.ca),
+                "listener.name.internal.ssl.client.auth": "required",
+            })
+            brokers.append(broker)
+            broker.start()
+        admin = admin_client(brokers[0].bootstrap)
+        wait_until(lambda: len(admin.list_topics(timeout=10).brokers) == 2, 20, message="both brokers listed")
+        topic = unique_topic("mtls")
+        admin.create_topics([NewTopic(topic, 2, 2)])[topic].result(timeout=20)
+        wait_until(lambda: all(p.leader >= 0 and len(p.isrs) == 2 for p in
+                               admin.list_topics(topic, timeout=5).topics[topic].partitions.values()), 30,
+                   message="both replicas of both partitions in sync over TLS")
+        for partition in (0, 1):
+            recs = sample_records(10, seed=partition)
+            assert_delivered(confluent_produce(brokers[0].bootstrap, topic, recs, partition=partition, acks="all"))
+            assert_records(confluent_consume(brokers[1].bootstrap, topic, len(recs), partition=partition), recs)
+    finally:
+        for broker in brokers:
+            broker.dispose()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import resource
 import signal
+import ssl
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from moldau.config.broker import BrokerConfig
 from moldau.metastore.local import LocalMetaStore
 from moldau.metastore.store import MetaStore
 from moldau.security.listener_security import ListenerSecurity
+from moldau.security.tls import client_context
 from moldau.server.limits import ConnectionRegistry, ConnectionSettings, parse_overrides
 from moldau.server.listeners import Listener, resolve_listeners, with_bound_port
 from moldau.server.memory_pool import MemoryPool
@@ -54,11 +56,18 @@ async def serve(
         log.error("%s", exc)
         raise SystemExit(1) from None
     inter = next(li for li in listeners if li.name == inter_name)
-    if cluster is not None and inter.security_protocol != "PLAINTEXT":
-        # the broker-to-broker client (replica fetches, probes) speaks neither TLS nor SASL yet
-        log.error("inter.broker.listener.name %s uses %s; brokers reach each other over PLAINTEXT only "
-                  "(docs/10-security.md)", inter.name, inter.security_protocol)
+    client_ssl = None
+    if cluster is not None and inter.uses_sasl:
+        # the broker-to-broker client (replica fetches) speaks no SASL yet
+        log.error("inter.broker.listener.name %s uses %s; brokers reach each other over PLAINTEXT or SSL "
+                  "only (docs/10-security.md)", inter.name, inter.security_protocol)
         raise SystemExit(1)
+    if cluster is not None and inter.uses_tls:
+        try:
+            client_ssl = client_context(lambda key, mech=None: config.for_listener(inter.name, key, mech))
+        except (ValueError, OSError, ssl.SSLError) as exc:
+            log.error("cannot make the inter-broker TLS context: %s", exc)
+            raise SystemExit(1) from None
     data_dir.mkdir(parents=True, exist_ok=True)
     broker = Broker(config, data_dir, _metastore(cluster, data_dir), Endpoint(inter.host, inter.port),
                     Endpoint(inter.advertised_host, inter.advertised_port))
@@ -76,6 +85,7 @@ async def serve(
         log.error("cannot load the cluster metadata from %s: %s", cluster, details)
         await broker.store.close()
         raise SystemExit(1) from None
+    broker.replica_manager.client_ssl = client_ssl
     security.credentials.store = broker.store  # SCRAM credentials live in the metadata store
     loop = asyncio.get_running_loop()
     sendfile = hasattr(loop, "sendfile") and "uvloop" not in type(loop).__module__

@@ -21,17 +21,19 @@ from moldau.protocol.schema import Api
 class BrokerClient:
     """A connection to another broker; :meth:`request` sends one request and waits."""
 
-    def __init__(self, host: str, port: int, client_id: str) -> None:
+    def __init__(self, host: str, port: int, client_id: str, ssl: Any = None) -> None:
         self.host = host
         self.port = port
         self.client_id = client_id
+        self.ssl = ssl  # an ssl.SSLContext when the inter-broker listener uses TLS
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._correlation = 0
 
     async def connect(self, timeout: float = 5.0) -> None:
         self._reader, self._writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port, limit=1 << 20), timeout
+            asyncio.open_connection(self.host, self.port, limit=1 << 20, ssl=self.ssl,
+                                    server_hostname=self.host if self.ssl is not None else None), timeout
         )
 
     async def request(self, api: Api, version: int, body: Any, timeout: float) -> Any:
