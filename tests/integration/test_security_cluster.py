@@ -117,3 +117,45 @@ def test_replication_over_a_mutual_tls_inter_broker_listener(etcd) -> None:
         for broker in brokers:
             broker.dispose()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_replication_over_a_sasl_ssl_inter_broker_listener(etcd) -> None:
+    """Replica fetchers authenticate with sasl.mechanism.inter.broker.protocol=PLAIN and the
+    listener's JAAS username/password, over TLS."""
+    url = f"{etcd.url}/it-{uuid.uuid4().hex[:8]}"
+    folder = Path(tempfile.mkdtemp(prefix="moldau-it-pki-"))
+    pki = make_pki(folder)
+    jaas = ('org.apache.kafka.common.security.plain.PlainLoginModule required username="broker" '
+            'password="broker-secret" user_broker="broker-secret";')
+    brokers = []
+    try:
+        for broker_id in (1, 2):
+            broker = ClusterBroker(broker_id, url, {"broker.session.timeout.ms": SESSION_MS})
+            broker.settings.update({
+                "listeners": f"PLAINTEXT://127.0.0.1:{broker.port},INTERNAL://127.0.0.1:{free_port()}",
+                "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,INTERNAL:SASL_SSL",
+                "inter.broker.listener.name": "INTERNAL",
+                "ssl.keystore.location": str(pki.broker_keystore),
+                "ssl.truststore.location": str(pki.ca),
+                "sasl.enabled.mechanisms": "PLAIN",
+                "sasl.mechanism.inter.broker.protocol": "PLAIN",
+                "listener.name.internal.plain.sasl.jaas.config": jaas,
+            })
+            brokers.append(broker)
+            broker.start()
+        admin = admin_client(brokers[0].bootstrap)
+        wait_until(lambda: len(admin.list_topics(timeout=10).brokers) == 2, 20, message="both brokers listed")
+        topic = unique_topic("sasl")
+        admin.create_topics([NewTopic(topic, 2, 2)])[topic].result(timeout=20)
+        wait_until(lambda: all(p.leader >= 0 for p in
+                               admin.list_topics(topic, timeout=5).topics[topic].partitions.values()), 20,
+                   message="leaders")
+        for partition in (0, 1):  # acks=all: both replicas fetched, over SASL_SSL
+            recs = sample_records(10, seed=partition)
+            assert_delivered(confluent_produce(brokers[0].bootstrap, topic, recs, partition=partition, acks="all"))
+        logs = brokers[0].log_text() + brokers[1].log_text()
+        assert "SASL authentication failed" not in logs and "before SASL authentication" not in logs
+    finally:
+        for broker in brokers:
+            broker.dispose()
+        shutil.rmtree(folder, ignore_errors=True)

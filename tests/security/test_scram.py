@@ -72,3 +72,18 @@ def test_credential_json_keeps_no_password() -> None:
     assert set(data) == {"salt", "stored_key", "server_key", "iterations"}
     assert ScramCredential.from_json(data) == cred
     assert "hunter2" not in str(data)
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_client_and_server_agree(mechanism: str) -> None:
+    from moldau.security.scram import ScramClient
+
+    cred = new_credential(mechanism, "pw")
+    server = ScramServer(mechanism, lambda user: cred if user == "broker,1" else None)
+    client = ScramClient(mechanism, "broker,1", "pw")
+    client.verify(server.evaluate(client.final(server.evaluate(client.first()))))
+    assert server.user == "broker,1"
+    wrong = ScramClient(mechanism, "broker,1", "nope")
+    server = ScramServer(mechanism, lambda user: cred)
+    with pytest.raises(ScramError):
+        server.evaluate(wrong.final(server.evaluate(wrong.first())))

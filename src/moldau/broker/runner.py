@@ -56,12 +56,13 @@ async def serve(
         log.error("%s", exc)
         raise SystemExit(1) from None
     inter = next(li for li in listeners if li.name == inter_name)
-    client_ssl = None
+    client_ssl = client_sasl = None
     if cluster is not None and inter.uses_sasl:
-        # the broker-to-broker client (replica fetches) speaks no SASL yet
-        log.error("inter.broker.listener.name %s uses %s; brokers reach each other over PLAINTEXT or SSL "
-                  "only (docs/10-security.md)", inter.name, inter.security_protocol)
-        raise SystemExit(1)
+        try:
+            client_sasl = inter_broker_sasl(config, inter.name)
+        except ValueError as exc:
+            log.error("%s", exc)
+            raise SystemExit(1) from None
     if cluster is not None and inter.uses_tls:
         try:
             client_ssl = client_context(lambda key, mech=None: config.for_listener(inter.name, key, mech))
@@ -86,6 +87,7 @@ async def serve(
         await broker.store.close()
         raise SystemExit(1) from None
     broker.replica_manager.client_ssl = client_ssl
+    broker.replica_manager.client_sasl = client_sasl
     security.credentials.store = broker.store  # SCRAM credentials live in the metadata store
     loop = asyncio.get_running_loop()
     sendfile = hasattr(loop, "sendfile") and "uvloop" not in type(loop).__module__
@@ -160,6 +162,26 @@ async def serve(
         await follower.stop()
     await broker.stop()
     log.info("stopped cleanly")
+
+
+def inter_broker_sasl(config: BrokerConfig, listener: str) -> tuple[str, str, str]:
+    """(mechanism, username, password) this broker authenticates with on the
+    inter-broker listener: ``sasl.mechanism.inter.broker.protocol`` and the
+    ``username``/``password`` options of that mechanism's JAAS config there."""
+    from moldau.security.jaas import parse_jaas
+
+    mechanism = str(config.for_listener(listener, "sasl.mechanism.inter.broker.protocol")).upper()
+    if mechanism not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+        raise ValueError(f"sasl.mechanism.inter.broker.protocol {mechanism}: brokers authenticate to each other "
+                         "with PLAIN or SCRAM-SHA-256/512")
+    jaas = config.for_listener(listener, "sasl.jaas.config", mechanism)
+    options: dict[str, str] = {}
+    for entry in parse_jaas(str(jaas)) if jaas else []:
+        options.update(entry.options)
+    if "username" not in options or "password" not in options:
+        raise ValueError(f"listener.name.{listener.lower()}.{mechanism.lower()}.sasl.jaas.config needs username "
+                         "and password for the broker's own connections")
+    return mechanism, options["username"], options["password"]
 
 
 def configured_listeners(

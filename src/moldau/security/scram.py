@@ -173,3 +173,40 @@ class ScramServer:
         self.complete = True
         server_signature = hmac.digest(credential.server_key, auth_message, self.digest)
         return b"v=" + base64.b64encode(server_signature)
+
+
+class ScramClient:
+    """The client side, for broker-to-broker connections: ``first()``, then
+    ``final(server_first)``, then ``verify(server_final)`` (ScramError if the server
+    does not prove it knows the credential)."""
+
+    def __init__(self, mechanism: str, user: str, password: str) -> None:
+        self.mechanism = mechanism
+        self.digest = MECHANISMS[mechanism]
+        self.password = password
+        self.nonce = secrets.token_hex(16)
+        self._bare = "n=" + user.replace("=", "=3D").replace(",", "=2C") + ",r=" + self.nonce
+        self._server_signature = b""
+
+    def first(self) -> bytes:
+        return ("n,," + self._bare).encode()
+
+    def final(self, server_first: bytes) -> bytes:
+        text = server_first.decode()
+        attrs = _attributes(text)
+        if not attrs.get("r", "").startswith(self.nonce) or "s" not in attrs or "i" not in attrs:
+            raise ScramError("Invalid SCRAM server-first message")
+        salted = salted_password(self.mechanism, self.password, base64.b64decode(attrs["s"]), int(attrs["i"]))
+        credential = credential_from_salted(self.mechanism, b"", salted, int(attrs["i"]))
+        without_proof = f"c=biws,r={attrs['r']}"
+        auth_message = f"{self._bare},{text},{without_proof}".encode()
+        client_key = hmac.digest(salted, b"Client Key", self.digest)
+        signature = hmac.digest(credential.stored_key, auth_message, self.digest)
+        proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+        self._server_signature = hmac.digest(credential.server_key, auth_message, self.digest)
+        return f"{without_proof},p={base64.b64encode(proof).decode()}".encode()
+
+    def verify(self, server_final: bytes) -> None:
+        expected = b"v=" + base64.b64encode(self._server_signature)
+        if not hmac.compare_digest(server_final, expected):
+            raise ScramError("the server's SCRAM signature does not match")
