@@ -120,13 +120,33 @@ class Moldau(Broker):
     def command(self) -> list[str]:
         cmd = [self.python, "-m", "moldau", "serve", "--data-dir", str(self.data_dir),
                "--listen", self.bootstrap]
-        for kv in self.extra:
+        for kv in self.extra + self.secure_settings:
             cmd += ["--set", kv]
         return cmd
+
+    secure_settings: list[str] = []
+
+    def make_secure(self) -> None:
+        """Add a SASL_SSL listener (bench/secure.py) next to the PLAINTEXT one."""
+        import secure
+
+        self.secure_port = free_port()
+        self.secure_settings, self.client_conf = secure.settings(self.data_dir.with_suffix(".pki"), self.port,
+                                                                 self.secure_port)
+
+    @property
+    def secure_bootstrap(self) -> str:
+        return f"{self.host}:{self.secure_port}"
+
+    def create_user(self) -> None:
+        import secure
+
+        secure.create_user(self.bootstrap)
 
     def stop(self) -> None:
         super().stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+        shutil.rmtree(self.data_dir.with_suffix(".pki"), ignore_errors=True)
 
 
 class Tansu(Broker):

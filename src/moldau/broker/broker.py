@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -32,6 +33,7 @@ from moldau.replication.partition import Partition
 from moldau.security.acl import ACL_KIND, AclBinding
 from moldau.security.authorizer import create_authorizer
 from moldau.security.quotas import QUOTA_KIND, ClientQuotas
+from moldau.server.listeners import Listener
 from moldau.storage.cleaner import CleanerConfig, LogCleaner
 from moldau.storage.config import LogConfig
 from moldau.storage.log_manager import LogManager
@@ -59,6 +61,8 @@ class Broker:
         self.store = store
         self.listen = listen
         self.advertise = advertise or listen
+        #: every listener (set by the runner once bound); empty in unit tests
+        self.listeners: list[Listener] = []
         self.node_id = config.int("node.id")
         self.cluster_id = ""
         self.topics: dict[str, TopicRecord] = {}
@@ -358,14 +362,34 @@ class Broker:
 
     # cluster view ---------------------------------------------------------------------
 
-    def live_brokers(self) -> list[BrokerInfo]:
+    def live_brokers(self, listener: str | None = None) -> list[BrokerInfo]:
         """Every live broker (the store's registrations), or just this one when it is not
-        in a cluster."""
-        registered = self.store.brokers()
-        if registered:
+        in a cluster; with ``listener``, each with its endpoint on that listener."""
+        registered = self.store.brokers() or [self.registration()]
+        if listener is None:
             return registered
+        result = []
+        for info in registered:  # as Kafka: a broker without this listener is left out
+            endpoint = info.endpoint(listener)
+            if endpoint is not None:
+                result.append(info if endpoint == (info.host, info.port)
+                              else dataclasses.replace(info, host=endpoint[0], port=endpoint[1]))
+        return result
+
+    def endpoint_for(self, listener: str | None) -> tuple[str, int]:
+        """Where a client of ``listener`` reaches this broker."""
+        if listener is not None:
+            for li in self.listeners:
+                if li.name == listener:
+                    return li.advertised_host, li.advertised_port
+        return self.advertise.host, self.advertise.port
+
+    def registration(self) -> BrokerInfo:
+        """This broker as others see it: the inter-broker endpoint and one per listener."""
         rack = self.config["broker.rack"]
-        return [BrokerInfo(self.node_id, self.advertise.host, self.advertise.port, rack or None)]  # type: ignore[arg-type]
+        endpoints = tuple((li.name, li.advertised_host, li.advertised_port) for li in self.listeners)
+        return BrokerInfo(self.node_id, self.advertise.host, self.advertise.port, rack or None,  # type: ignore[arg-type]
+                          endpoints=endpoints)
 
     def controller_id(self) -> int:
         """The elected controller's id; -1 (as Kafka answers) while a cluster has none."""

@@ -332,8 +332,7 @@ async def join_cluster(broker: Broker) -> MetadataFollower:
     """
     config = broker.config
     session_ms = config.int("broker.session.timeout.ms")
-    rack = config["broker.rack"]
-    info = BrokerInfo(broker.node_id, broker.advertise.host, broker.advertise.port, rack or None)  # type: ignore[arg-type]
+    info = broker.registration()
     follower = MetadataFollower(broker)
     follower.start()
     deadline = time.monotonic() + session_ms / 1000 + 1.0

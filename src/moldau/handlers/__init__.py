@@ -23,6 +23,8 @@ from moldau.handlers import (  # noqa: F401 - imported for registration
     produce,
     producer,
     reassignments,
+    sasl,
+    scram_credentials,
     topics,
     transactions,
     write_txn_markers,

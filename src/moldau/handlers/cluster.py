@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from moldau.handlers import authorize as authz
-from moldau.handlers.registry import codec_for, handles
+from moldau.handlers.registry import codec_for, handles, listener_of
 from moldau.protocol.errors import ErrorCode
 from moldau.protocol.messages import ALL_APIS
 
@@ -32,6 +32,6 @@ def describe_cluster(broker: Any, header: Any, request: Any) -> Any:
         endpoint_type=1,
         cluster_id=broker.cluster_id,
         controller_id=broker.controller_id(),
-        brokers=[_Broker(broker_id=b.broker_id, host=b.host, port=b.port, rack=b.rack) for b in broker.live_brokers()],
+        brokers=[_Broker(broker_id=b.broker_id, host=b.host, port=b.port, rack=b.rack) for b in broker.live_brokers(listener_of(header))],
         cluster_authorized_operations=operations,
     )

@@ -74,9 +74,14 @@ def broker_config_entries(broker: Any, keys: list[str] | None, synonyms: bool, d
         if name == "log.dirs" and value is None:
             value = str(broker.data_dir)
         if name == "listeners":
-            value = f"PLAINTEXT://{broker.listen.host}:{broker.listen.port}"
+            listeners = getattr(broker, "listeners", None)
+            value = (",".join(li.url() for li in listeners) if listeners
+                     else f"PLAINTEXT://{broker.listen.host}:{broker.listen.port}")
         source = _LAYER_SOURCE[broker.config.source_of(name)]
         chain = _broker_synonyms(broker, name) or [(name, definition.render(value), DEFAULT_CONFIG)]
+        if definition.sensitive:  # passwords and keys: Kafka never tells them
+            value = None
+            chain = [(key, None, src) for key, _, src in chain]
         entries.append(
             ConfigEntry(
                 name=name,

@@ -16,7 +16,7 @@ from moldau.coordinator.group.coordinator import OFFSETS_TOPIC
 from moldau.coordinator.transaction import TXN_TOPIC
 from moldau.handlers import authorize as authz
 from moldau.handlers.pacing import paced, paced_map
-from moldau.handlers.registry import codec_for, handles
+from moldau.handlers.registry import codec_for, handles, listener_of
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
 
@@ -52,8 +52,17 @@ _find = codec_for(FIND_COORDINATOR)
 _Coordinator = _find.Response.of("coordinators")
 
 
+def _own_endpoint(broker: Any, listener: str | None) -> tuple[str, int]:
+    endpoint_for = getattr(broker, "endpoint_for", None)
+    if endpoint_for is None:
+        return broker.advertise.host, broker.advertise.port
+    return endpoint_for(listener)  # type: ignore[no-any-return]
+
+
 async def _locate(broker: Any, key: str, key_type: int, header: Any = None) -> tuple[ErrorCode, int, str, int]:
-    """(error, node id, host, port) of the coordinator of ``key``."""
+    """(error, node id, host, port) of the coordinator of ``key``, with the endpoints of
+    the listener the request came in on."""
+    listener = listener_of(header) if header is not None else None
     if header is not None and broker.authorizer is not None:
         # Kafka: DESCRIBE on the group, or on the transactional id
         if key_type == GROUP_KEY_TYPE and not authz.allowed(broker, header, authz.DESCRIBE, authz.GROUP, key):
@@ -83,11 +92,11 @@ async def _locate(broker: Any, key: str, key_type: int, header: Any = None) -> t
         # In a cluster the leader of the key's partition coordinates it (Kafka's rule).
         topic = broker.topics.get(internal)
         state = None if topic is None else topic.partitions.get(index)
-        leader = next((b for b in broker.live_brokers() if state and b.broker_id == state.leader), None)
+        leader = next((b for b in broker.live_brokers(listener) if state and b.broker_id == state.leader), None)
         if leader is None or leader.broker_id == broker.node_id:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE, -1, "", -1
         return ErrorCode.NONE, leader.broker_id, leader.host, leader.port
-    return ErrorCode.NONE, broker.node_id, broker.advertise.host, broker.advertise.port
+    return ErrorCode.NONE, broker.node_id, *_own_endpoint(broker, listener)
 
 
 @handles(FIND_COORDINATOR, 0, 6)

@@ -29,7 +29,7 @@ from moldau.handlers.authorize import (
 )
 from moldau.handlers.authorize import cluster_operations as cluster_operations_of
 from moldau.handlers.pacing import paced
-from moldau.handlers.registry import codec_for, handles
+from moldau.handlers.registry import codec_for, handles, listener_of
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
 
@@ -148,7 +148,7 @@ async def metadata(broker: Any, header: Any, request: Any) -> Any:
         cluster_operations = cluster_operations_of(broker, header)
     return _Response(
         throttle_time_ms=0,
-        brokers=[_Broker(node_id=b.broker_id, host=b.host, port=b.port, rack=b.rack) for b in broker.live_brokers()],
+        brokers=[_Broker(node_id=b.broker_id, host=b.host, port=b.port, rack=b.rack) for b in broker.live_brokers(listener_of(header))],
         cluster_id=broker.cluster_id,
         controller_id=broker.controller_id(),
         topics=topics,

@@ -24,7 +24,7 @@ from typing import Any
 from moldau.controller.controller import INTERNAL_TOPICS
 from moldau.handlers.authorize import WRITE, topic_error, transactional_id_error
 from moldau.handlers.pacing import Pacer, paced, paced_map
-from moldau.handlers.registry import codec_for, handles, item_error, large_variant
+from moldau.handlers.registry import codec_for, handles, item_error, large_variant, listener_of
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
 from moldau.records import BatchView
@@ -159,9 +159,12 @@ def _finish(
         return None
     response = _codec.Response(responses=responses, throttle_time_ms=throttle_ms)
     if hints:
-        response.node_endpoints = [
-            _NodeEndpoint(node_id=i.broker_id, host=i.host, port=i.port, rack=i.rack) for i in hints.values()
-        ]
+        listener = listener_of(header)
+        endpoints = []
+        for info in hints.values():  # on the listener the producer came in on
+            host, port = (info.endpoint(listener) if listener else None) or (info.host, info.port)
+            endpoints.append(_NodeEndpoint(node_id=info.broker_id, host=host, port=port, rack=info.rack))
+        response.node_endpoints = endpoints
     if pending:
         delayed = DelayedProduce(response, pending, timeout_ms)
         if not delayed.future.done():

@@ -120,6 +120,27 @@ def _fill_errors(obj: Any, code: ErrorCode) -> None:
             obj.error_code = int(code)
 
 
+def listener_of(header: Any) -> str | None:
+    """The listener the request came in on (None for requests made in tests without one)."""
+    connection = getattr(header, "connection", None)
+    return getattr(connection, "listener_name", None)
+
+
+def raw_sasl_token(authenticator: Any, frame: bytearray, connection: Any) -> Any:
+    """After a v0 SaslHandshake the exchange is bare tokens, size-prefixed, no header;
+    a failure closes the connection (the v0 framing has no way to say why)."""
+    from moldau.security.authenticator import AuthenticationFailed
+
+    try:
+        answer = authenticator.authenticate(bytes(frame))
+    except AuthenticationFailed as exc:
+        closing_log("closing %s: SASL authentication failed: %s", connection.peer, exc)
+        connection.close()
+        return None
+    connection.principal = authenticator.principal or connection.principal
+    return [len(answer).to_bytes(4, "big") + answer]
+
+
 class Dispatcher:
     """Decodes a frame, calls the handler, encodes the answer (or its awaitable)."""
 
@@ -127,11 +148,25 @@ class Dispatcher:
         self.broker = broker
 
     def __call__(self, frame: bytearray, connection: Any) -> Any:
+        authenticator = getattr(connection, "authenticator", None)
+        if authenticator is not None and authenticator.raw_tokens:
+            return raw_sasl_token(authenticator, frame, connection)
         try:
             api_key, api_version, correlation_id = peek_api(frame)
         except ProtocolDecodeError:
             closing_log("closing %s: request too short for a header", connection.peer)
             connection.close()
+            return None
+        if authenticator is not None and not authenticator.allows(api_key):
+            # Kafka closes a SASL connection that sends anything else before (or, with
+            # KIP-368, after its session expired without) authenticating. Closed on the
+            # next turn of the loop, so the answers already due (a failed
+            # authentication's error) still go out; nothing after this is served.
+            if authenticator.state != "failed":
+                closing_log("closing %s: API key %d before SASL authentication completed (or after "
+                            "its session expired)", connection.peer, api_key)
+                authenticator.fail()
+                asyncio.get_running_loop().call_soon(connection.close)
             return None
         handler = HANDLERS.get(api_key)
         if handler is None:

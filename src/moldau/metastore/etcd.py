@@ -166,6 +166,7 @@ class EtcdMetaStore(MetaStore):
         self._brokers: dict[int, BrokerInfo] = {}
         self._broker_configs: dict[str, dict[str, str]] = {}
         self._security: dict[str, dict[str, str]] = {}
+        self._scram: dict[str, dict[str, dict[str, Any]]] = {}  # kept current by the watch
         self._controller_vacant = asyncio.Event()
         self._lease: Any = None
         #: not held until registered and caught up with the metadata
@@ -329,6 +330,12 @@ class EtcdMetaStore(MetaStore):
                 return ("controller", None)
             self._controller = ControllerInfo(int(json.loads(value)["broker_id"]), create_revision)
             return ("controller", self._controller)
+        if kind == "scram":
+            if value is None:
+                self._scram.pop(tail, None)
+            else:
+                self._scram[tail] = dict(json.loads(value))
+            return None
         if kind == "configs" and tail.startswith("brokers/"):
             scope = tail[len("brokers/"):]
             scope = "" if scope == "_default" else scope
@@ -613,6 +620,16 @@ class EtcdMetaStore(MetaStore):
             return
         await self._txn([], ops, own=own)
         apply_security(self._security, kind, changes)
+    async def set_scram_credentials(self, user: str, mechanisms: dict[str, dict[str, Any]]) -> None:
+        key = self._key("scram", user)
+        if mechanisms:
+            value = _dumps(dict(mechanisms))
+            response = await self._txn([], [self._put(key, value)], own={key: value})
+            self._scram[user] = dict(mechanisms)
+        else:
+            response = await self._txn([], [self._delete(key)], own={key: None})
+            self._scram.pop(user, None)
+        self._noted(response.header.revision, key)
 
     async def allocate_producer_ids(self, count: int) -> int:
         """Compare-and-swap on the counter until this broker's increment wins."""

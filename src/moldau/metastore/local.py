@@ -19,7 +19,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from moldau.metastore.store import (
     ClusterImage,
@@ -53,6 +53,7 @@ class LocalMetaStore(MetaStore):
         self.path = Path(data_dir) / FILE_NAME
         self._image: ClusterImage | None = None
         self._lock = asyncio.Lock()
+        self._scram: dict[str, dict[str, dict[str, Any]]] = {}
 
     async def load(self) -> ClusterImage:
         if self.path.exists():
@@ -64,6 +65,7 @@ class LocalMetaStore(MetaStore):
                 next_producer_id=int(raw.get("next_producer_id", 0)),
                 security={k: dict(v) for k, v in raw.get("security", {}).items()},
             )
+            self._scram = {u: dict(m) for u, m in raw.get("scram_credentials", {}).items()}
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._image = ClusterImage(cluster_id=new_cluster_id())
@@ -79,6 +81,7 @@ class LocalMetaStore(MetaStore):
             "broker_configs": self._image.broker_configs,
             "next_producer_id": self._image.next_producer_id,
             "security": self._image.security,
+            "scram_credentials": self._scram,
         }
         data = json.dumps(payload, indent=1, sort_keys=True).encode()
         await asyncio.to_thread(_write_atomically, self.path, data)
@@ -135,6 +138,19 @@ class LocalMetaStore(MetaStore):
             return first
 
         return await self._change(step)
+
+    async def set_scram_credentials(self, user: str, mechanisms: dict[str, dict[str, Any]]) -> None:
+        async with self._lock:
+            saved = dict(self._scram)
+            if mechanisms:
+                self._scram[user] = dict(mechanisms)
+            else:
+                self._scram.pop(user, None)
+            try:
+                await self._save()
+            except BaseException:
+                self._scram = saved
+                raise
 
     async def set_broker_configs(self, scope: str, configs: dict[str, str]) -> None:
         def step(image: ClusterImage) -> None:

@@ -138,7 +138,12 @@ class StaleEpochError(Exception):
 
 @dataclass(frozen=True)
 class BrokerInfo:
-    """A live broker as clients reach it (what Metadata and DescribeCluster list)."""
+    """A live broker as clients reach it (what Metadata and DescribeCluster list).
+
+    ``host``/``port`` are its inter-broker listener's endpoint (what replicas fetch
+    from); ``endpoints`` has one ``(host, port)`` per listener name, so Metadata can
+    answer each client with the endpoints of the listener it came in on, as Kafka does.
+    """
 
     broker_id: int
     host: str
@@ -147,17 +152,32 @@ class BrokerInfo:
     #: in controlled shutdown (KRaft's ``inControlledShutdown``): still serving, but the
     #: controller moves its leaderships away and takes it out of the ISRs
     shutting_down: bool = False
+    endpoints: tuple[tuple[str, str, int], ...] = ()  # (listener name, host, port)
+
+    def endpoint(self, listener: str) -> tuple[str, int] | None:
+        """Where a client of ``listener`` reaches this broker; None if it has no such
+        listener (Kafka then leaves the broker out). A broker that registered no
+        listeners (one from before they existed) answers with its single endpoint."""
+        if not self.endpoints:
+            return self.host, self.port
+        for name, host, port in self.endpoints:
+            if name == listener:
+                return host, port
+        return None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"broker_id": self.broker_id, "host": self.host, "port": self.port, "rack": self.rack}
         if self.shutting_down:
             data["shutting_down"] = True
+        if self.endpoints:
+            data["endpoints"] = [list(e) for e in self.endpoints]
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BrokerInfo:
+        endpoints = tuple((str(n), str(h), int(p)) for n, h, p in data.get("endpoints", ()))
         return cls(int(data["broker_id"]), str(data["host"]), int(data["port"]), data.get("rack"),
-                   bool(data.get("shutting_down", False)))
+                   bool(data.get("shutting_down", False)), endpoints)
 
 
 @dataclass(frozen=True)
@@ -385,6 +405,19 @@ class MetaStore(abc.ABC):
         ``"acls"`` (key: a binding, value: "") or ``"quotas"`` (key: an entity, value:
         its quotas). One key per entry, so brokers that change different entries at
         once never overwrite each other."""
+    def scram_credentials(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """SCRAM credentials as last seen, {user: {mechanism: credential as JSON}} (no
+        I/O: read at every authentication). Only salted, hashed keys (RFC 5802)."""
+        return getattr(self, "_scram", {})
+
+    async def set_scram_credentials(self, user: str, mechanisms: dict[str, dict[str, Any]]) -> None:
+        """Replace a user's SCRAM credentials (empty: the user has none). In memory here;
+        the file and etcd backends persist them."""
+        scram = self.__dict__.setdefault("_scram", {})
+        if mechanisms:
+            scram[user] = dict(mechanisms)
+        else:
+            scram.pop(user, None)
 
     async def alter_partition(
         self, topic: str, index: int, state: PartitionState, expected_epoch: int, *, controller_epoch: int = 0

@@ -107,17 +107,59 @@ def _expire(waiter: asyncio.Future[Any]) -> None:
 class BrokerClient:
     """A connection to another broker; :meth:`request` sends one request and waits."""
 
-    def __init__(self, host: str, port: int, client_id: str) -> None:
+    def __init__(self, host: str, port: int, client_id: str, ssl: Any = None,
+                 sasl: tuple[str, str, str] | None = None) -> None:
         self.host = host
         self.port = port
         self.client_id = client_id
+        self.ssl = ssl  # an ssl.SSLContext when the inter-broker listener uses TLS
+        self.sasl = sasl  # (mechanism, username, password) when it uses SASL
         self._protocol: _Responses | None = None
         self._correlation = 0
 
     async def connect(self, timeout: float = 5.0) -> None:
         loop = asyncio.get_running_loop()
-        _, protocol = await asyncio.wait_for(loop.create_connection(_Responses, self.host, self.port), timeout)
+        _, protocol = await asyncio.wait_for(
+            loop.create_connection(
+                _Responses, self.host, self.port, ssl=self.ssl,
+                server_hostname=self.host if self.ssl is not None else None,
+            ),
+            timeout,
+        )
         self._protocol = protocol
+        if self.sasl is not None:
+            try:
+                await self._authenticate(timeout)
+            except BaseException:
+                await self.close()
+                raise
+
+    async def _authenticate(self, timeout: float) -> None:
+        """SaslHandshake v1 and SaslAuthenticate v1 with PLAIN or SCRAM; OSError if refused."""
+        from moldau.protocol.messages import ALL_APIS
+        from moldau.security.scram import ScramClient, ScramError
+
+        assert self.sasl is not None
+        mechanism, user, password = self.sasl
+        handshake, authenticate = ALL_APIS[17], ALL_APIS[36]
+        answer = await self.request(handshake, 1, codec_for(handshake).Request(mechanism=mechanism), timeout)
+        if answer.error_code:
+            raise OSError(f"SASL mechanism {mechanism} refused (error {answer.error_code})")
+
+        async def step(token: bytes) -> bytes:
+            reply = await self.request(authenticate, 1, codec_for(authenticate).Request(auth_bytes=token), timeout)
+            if reply.error_code:
+                raise OSError(f"SASL authentication failed: {reply.error_message}")
+            return bytes(reply.auth_bytes)
+
+        if mechanism == "PLAIN":
+            await step(b"\0" + user.encode() + b"\0" + password.encode())
+            return
+        client = ScramClient(mechanism, user, password)
+        try:
+            client.verify(await step(client.final(await step(client.first()))))
+        except ScramError as exc:
+            raise OSError(str(exc)) from None
 
     async def request(self, api: Api, version: int, body: Any, timeout: float) -> Any:
         """Send ``body`` as ``api`` v``version``; the decoded response, or raises

@@ -47,6 +47,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from moldau.log_throttle import ThrottledLog
+from moldau.security.authenticator import SaslAuthenticator
+from moldau.security.listener_security import SecuredListener
 from moldau.security.principal import ANONYMOUS, KafkaPrincipal
 from moldau.server.limits import ConnectionRegistry
 from moldau.server.memory_pool import MemoryPool
@@ -124,6 +126,32 @@ def read_slice(fd: int, size: int, position: int) -> bytes:
     return data
 
 
+TLS_RECORD = 16 * 1024
+
+
+def coalesce(chunks: list[Any]) -> list[Any]:
+    """Join runs of chunks smaller than a TLS record (16 KiB); larger ones pass as they are."""
+    out: list[Any] = []
+    run: list[Any] = []
+    size = 0
+    for chunk in chunks:
+        n = len(chunk)
+        if n >= TLS_RECORD:
+            if run:
+                out.append(b"".join(run) if len(run) > 1 else run[0])
+                run, size = [], 0
+            out.append(chunk)
+            continue
+        run.append(chunk)
+        size += n
+        if size >= TLS_RECORD:
+            out.append(b"".join(run))
+            run, size = [], 0
+    if run:
+        out.append(b"".join(run) if len(run) > 1 else run[0])
+    return out
+
+
 class StagingBuffer:
     """The receive buffer the connections of one event loop share (see the module doc)."""
 
@@ -151,8 +179,12 @@ class Connection(asyncio.BufferedProtocol):
         pool: MemoryPool | None = None,
         staging: StagingBuffer | None = None,
         registry: ConnectionRegistry | None = None,
+        listener_name: str = "PLAINTEXT",
+        security: SecuredListener | None = None,
     ) -> None:
         self._dispatch = dispatch
+        self._security = security
+        self._tls = security is not None and security.ssl_context is not None
         self._max_request_size = max_request_size
         self._pool = pool if pool is not None else MemoryPool(-1)
         self._staging = staging if staging is not None else StagingBuffer()
@@ -183,7 +215,10 @@ class Connection(asyncio.BufferedProtocol):
         #: who this connection acts as (set once TLS or SASL established it) and the
         #: listener it came in on: what ACLs and quotas key on
         self.principal: KafkaPrincipal = ANONYMOUS
-        self.listener_name: str = "PLAINTEXT"
+        self.listener_name: str = listener_name
+        #: the SASL state on a SASL listener (None elsewhere): the dispatcher lets only
+        #: what it allows through (see moldau.security.authenticator)
+        self.authenticator: SaslAuthenticator | None = None
         self.last_active = time.monotonic()
         self._task: asyncio.Task[None] | None = None
 
@@ -206,6 +241,18 @@ class Connection(asyncio.BufferedProtocol):
                 closing_log("refused connection from %s: %s", self.peer, refused)
                 self._closed = True
                 transport.close()
+                return
+        security = self._security
+        if security is not None:
+            if security.principal_mapper is not None:
+                try:  # (TLS is established by now: the loop calls this after the handshake)
+                    self.principal = security.principal_mapper.principal(transport.get_extra_info("peercert"))
+                except ValueError as exc:
+                    closing_log("refused TLS connection from %s: %s", self.peer, exc)
+                    self.close()
+                    return
+            if security.sasl is not None:
+                self.authenticator = SaslAuthenticator(security.sasl)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -276,14 +323,21 @@ class Connection(asyncio.BufferedProtocol):
         queue = self._queue
         pos = 0
         taken = 0
+        limit = self._max_request_size
+        authenticator = self.authenticator
+        if authenticator is not None and authenticator.principal is None:
+            # not authenticated yet: Kafka reads no more than sasl.server.max.receive.size
+            limit = min(limit, authenticator.settings.max_receive_size)
         while end - pos >= 4:
             (size,) = _SIZE.unpack_from(buf, pos)
-            if size < 0 or size > self._max_request_size:
+            if size < 0 or size > limit:
                 closing_log(
-                    "closing connection from %s: frame of %d bytes exceeds socket.request.max.bytes (%d)",
+                    "closing connection from %s: frame of %d bytes exceeds %s (%d)",
                     self.peer,
                     size,
-                    self._max_request_size,
+                    "socket.request.max.bytes" if limit == self._max_request_size else
+                    "sasl.server.max.receive.size before authentication",
+                    limit,
                 )
                 self.close()
                 return False
@@ -431,13 +485,13 @@ class Connection(asyncio.BufferedProtocol):
                 self._inflight += len(frame)  # the handler still reads the frame
             self._release(freed)
             if ready and not self._closed:
-                self.transport.writelines(ready)  # type: ignore[union-attr]
+                self._write(ready)
             self._busy = True
             self._task = asyncio.ensure_future(self._finish(result))
             return
         self._release(freed)
         if ready and not self._closed:
-            self.transport.writelines(ready)  # type: ignore[union-attr]
+            self._write(ready)
             self.last_active = time.monotonic()
         if self._queue_full and not self._closed and len(self._queue) <= MAX_QUEUED:
             self._queue_full = False
@@ -558,7 +612,7 @@ class Connection(asyncio.BufferedProtocol):
                     pending.append(await asyncio.to_thread(read_slice, fd, chunk.size, chunk.position))
                 else:
                     if pending:
-                        transport.writelines(pending)
+                        self._write(pending)
                         pending = []
                     await loop.sendfile(transport, chunk.file, chunk.position, chunk.size)
             else:
@@ -569,7 +623,17 @@ class Connection(asyncio.BufferedProtocol):
             if self._closed:
                 return
         if pending:
-            transport.writelines(pending)
+            self._write(pending)
+
+    def _write(self, chunks: list[Any]) -> None:
+        """Write byte chunks. On TLS each write is encrypted into records of its own, so
+        runs of small chunks (a fetch answer's headers between its slices, a burst of
+        small answers) are joined first: fewer records, fewer encryptions, fewer bytes."""
+        transport = self.transport
+        assert transport is not None
+        if self._tls and len(chunks) > 1:
+            chunks = coalesce(chunks)
+        transport.writelines(chunks)
 
     def close(self) -> None:
         self._closed = True
