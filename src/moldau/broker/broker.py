@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moldau.broker.changes import StateChanges
+from moldau.broker.forwarding import ControllerChannel
 from moldau.config.broker import BrokerConfig
 from moldau.controller.controller import Controller
 from moldau.coordinator.group import GroupCoordinator
@@ -78,6 +79,8 @@ class Broker:
         self.producer_ids = ProducerIdManager(store)
         self.group_coordinator = GroupCoordinator(self)
         self.replica_manager = ReplicaManager(self)
+        #: where metadata writes go when another broker is the controller
+        self.controller_channel = ControllerChannel(self.node_id, store, self._endpoint_of)
         #: told when this broker gains or loses a partition's leadership, in metadata
         #: order: the coordinators whose state lives in internal topics
         self.leadership_listeners: list[LeadershipListener] = [self.group_coordinator]
@@ -112,6 +115,7 @@ class Broker:
         await self.group_coordinator.start()
 
     async def stop(self) -> None:
+        await self.controller_channel.close()
         await self.replica_manager.stop()
         await self.changes.drain()
         await self.group_coordinator.stop()
@@ -335,8 +339,17 @@ class Broker:
         rack = self.config["broker.rack"]
         return [BrokerInfo(self.node_id, self.advertise.host, self.advertise.port, rack or None)]  # type: ignore[arg-type]
 
+    def _endpoint_of(self, broker_id: int) -> tuple[str, int] | None:
+        """A live broker's advertised endpoint (where forwarded requests go)."""
+        info = next((b for b in self.store.brokers() if b.broker_id == broker_id), None)
+        return None if info is None else (info.host, info.port)
+
     def controller_id(self) -> int:
-        """The elected controller's id; -1 (as Kafka answers) while a cluster has none."""
+        """The elected controller's id; -1 (as Kafka answers) while a cluster has none,
+        and while this broker's session has lapsed (fenced): its image of the controller
+        key may be stale, and a client sent there would only be told NOT_CONTROLLER."""
+        if not self.store.session.valid():
+            return -1
         controller = self.store.controller()
         if controller is not None:
             return controller.broker_id

@@ -14,6 +14,7 @@ from typing import Any
 
 from moldau.controller.controller import EXCESSIVE_BATCH_MESSAGE, MAX_RECORDS_PER_USER_OP
 from moldau.controller.operations import PREFERRED, alter_reassignment, elect_leader
+from moldau.handlers.forwarding import forward_or_refuse
 from moldau.handlers.pacing import paced
 from moldau.handlers.registry import codec_for, handles, item_error
 from moldau.protocol.errors import ErrorCode
@@ -38,6 +39,16 @@ _ElectPartition = _ElectTopic.of("partition_result")
 @handles(ALTER_PARTITION_REASSIGNMENTS, 0, 1)
 async def alter_partition_reassignments(broker: Any, header: Any, request: Any) -> Any:
     allow_rf_change = header.api_version < 1 or request.allow_replication_factor_change
+
+    def refuse(code: ErrorCode, message: str) -> Any:
+        return _alter.Response(
+            throttle_time_ms=0, allow_replication_factor_change=allow_rf_change,
+            error_code=int(code), error_message=message, responses=[],
+        )
+
+    forwarded = await forward_or_refuse(broker, header, request, refuse, request.timeout_ms)
+    if forwarded is not None:
+        return forwarded
     entries = sum(len(t.partitions) for t in request.topics)
     if entries > MAX_RECORDS_PER_USER_OP:
         return _alter.Response(
@@ -94,6 +105,19 @@ async def list_partition_reassignments(broker: Any, header: Any, request: Any) -
 async def elect_leaders(broker: Any, header: Any, request: Any) -> Any:
     """Kafka's rules: with null topic_partitions every partition is tried and those that
     needed no election are left out of the answer; named ones are all answered."""
+    def refuse(code: ErrorCode, message: str) -> Any:
+        if header.api_version >= 1 or request.topic_partitions is None:
+            return _elect.Response(throttle_time_ms=0, error_code=int(code), replica_election_results=[])
+        return _elect.Response(throttle_time_ms=0, error_code=int(code), replica_election_results=[
+            _ElectTopic(topic=t.topic, partition_result=[
+                _ElectPartition(partition_id=i, error_code=int(code), error_message=message) for i in t.partitions
+            ])
+            for t in request.topic_partitions
+        ])
+
+    forwarded = await forward_or_refuse(broker, header, request, refuse, request.timeout_ms)
+    if forwarded is not None:
+        return forwarded
     election_type = request.election_type if header.api_version >= 1 else PREFERRED
     everything = request.topic_partitions is None
     if everything:

@@ -29,6 +29,12 @@ class BrokerClient:
         self._writer: asyncio.StreamWriter | None = None
         self._correlation = 0
 
+    @property
+    def connected(self) -> bool:
+        """True while the connection is open (as far as this side knows)."""
+        return (self._writer is not None and not self._writer.is_closing()
+                and self._reader is not None and not self._reader.at_eof())
+
     async def connect(self, timeout: float = 5.0) -> None:
         self._reader, self._writer = await asyncio.wait_for(
             asyncio.open_connection(self.host, self.port, limit=1 << 20), timeout
