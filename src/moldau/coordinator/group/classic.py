@@ -238,6 +238,9 @@ class ClassicGroupManager:
 
     def __init__(self, coordinator: GroupCoordinator) -> None:
         self.coordinator = coordinator
+        #: (group, generation) whose assignment is being written (a retried leader's
+        #: SyncGroup waits for that write instead of starting another)
+        self._storing: set[tuple[str, int]] = set()
 
     # -- helpers --------------------------------------------------------------------
 
@@ -664,18 +667,47 @@ class ClassicGroupManager:
         fut: asyncio.Future[SyncResult] = self._loop.create_future()
         member.sync_waiters.append(fut)
         self.schedule_expiry(group, member)
-        if member_id == group.leader_id:
+        if member_id == group.leader_id and (group.group_id, group.generation_id) not in self._storing:
             for m in group.members.values():
                 m.assignment = assignments.get(m.member_id, b"")
             if group.sync_timer is not None:
                 group.sync_timer.cancel()
                 group.sync_timer = None
-            group.transition(GroupState.STABLE, self._now_ms())
-            self.coordinator.store_group(group)
-            for m in group.members.values():
-                m.complete_sync(SyncResult(ErrorCode.NONE, m.assignment, group.protocol_type, group.protocol_name))
-                self.schedule_expiry(group, m)
+            # a task of its own: the group completes even if the leader hangs up
+            key = (group.group_id, group.generation_id)
+            self._storing.add(key)
+            stored = self._loop.create_task(self._store_assignment(group, group.generation_id))
+            stored.add_done_callback(lambda _: self._storing.discard(key))
         return await fut
+
+    async def _store_assignment(self, group: ClassicGroup, generation: int) -> None:
+        """Kafka's SyncGroup completion: the group record with the leader's assignment
+        is written to ``__consumer_offsets`` and, once the partition's ISR has it, every
+        member gets its assignment and the group is Stable. If the write fails, every
+        waiting member gets the error as Kafka maps it (COORDINATOR_NOT_AVAILABLE after
+        ``offsets.commit.timeout.ms``, NOT_COORDINATOR when the leadership moved) and
+        the group rebalances again."""
+        code = self.coordinator.store_group(group)
+        if code is ErrorCode.NONE:
+            try:
+                code = await self.coordinator.replicated(group.group_id)
+            except Exception:
+                self.coordinator.log.exception("group %s: waiting for the group record failed", group.group_id)
+                code = ErrorCode.COORDINATOR_NOT_AVAILABLE
+        current = self.coordinator.groups.get(group.group_id)
+        if current is not group or group.state is not GroupState.COMPLETING_REBALANCE or group.generation_id != generation:
+            return  # unloaded (members told NOT_COORDINATOR) or moved on meanwhile
+        if code is not ErrorCode.NONE:
+            self.coordinator.log.warning("group %s: generation %d not stored (%s)", group.group_id, generation, code.name)
+            for m in group.members.values():
+                m.assignment = b""
+                m.complete_sync(SyncResult(code))
+            self.prepare_rebalance(group, f"error when storing the group assignment ({code.name})")
+            return
+        group.transition(GroupState.STABLE, self._now_ms())
+        for m in group.members.values():
+            m.complete_sync(SyncResult(ErrorCode.NONE, m.assignment, group.protocol_type, group.protocol_name))
+            self.schedule_expiry(group, m)
 
     # -- Heartbeat and LeaveGroup ------------------------------------------------------
 

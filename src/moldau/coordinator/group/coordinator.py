@@ -306,12 +306,16 @@ class GroupCoordinator:
             self.log.warning("could not write group %s to %s: %s", group_id, OFFSETS_TOPIC, exc)
             raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE) from None
 
-    def store_group(self, group: ClassicGroup) -> None:
-        """Write a classic group's metadata (Kafka does so at each generation)."""
+    def store_group(self, group: ClassicGroup) -> ErrorCode:
+        """Write a classic group's metadata (Kafka does so at each generation); the
+        append's error (NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE) or NONE. The caller
+        that answers on it waits for :meth:`replicated`."""
         try:
             self._append(group.group_id, [(encode_group_key(group.group_id), encode_group_value(group.to_record(self.now_ms())))])
-        except KafkaError:
+        except KafkaError as exc:
             self.log.warning("group %s: metadata not persisted", group.group_id)
+            return exc.code
+        return ErrorCode.NONE
 
     def _delete_group(self, group_id: str) -> None:
         """Tombstones for the group and its offsets, then forget it."""
