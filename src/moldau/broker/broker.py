@@ -25,6 +25,7 @@ from moldau.coordinator.group import GroupCoordinator
 from moldau.coordinator.producer_ids import ProducerIdManager
 from moldau.metastore.store import BrokerInfo, ClusterImage, MetaStore, PartitionState, TopicRecord
 from moldau.ports import LeadershipListener, TxnMarkerListener
+from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.replication.hw_checkpoint import HighWatermarkCheckpoint
 from moldau.replication.manager import ReplicaManager
 from moldau.replication.partition import Partition
@@ -338,6 +339,23 @@ class Broker:
             return registered
         rack = self.config["broker.rack"]
         return [BrokerInfo(self.node_id, self.advertise.host, self.advertise.port, rack or None)]  # type: ignore[arg-type]
+
+    async def create_at_controller(self, topic: TopicRecord) -> TopicRecord | None:
+        """Have the elected controller create ``topic`` when this broker is not it; the
+        topic as applied here (through the watch), or None if this broker decides.
+        Raises KafkaError: the controller's refusal, or LEADER_NOT_AVAILABLE (Kafka's
+        answer for a topic being created) when it is not here yet."""
+        timeout_s = self.config.int("request.timeout.ms") / 1000
+        if not await self.controller_channel.create_topic(topic, timeout_s):
+            return None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(timeout_s, 5.0)
+        while topic.name not in self.topics and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        applied = self.topics.get(topic.name)
+        if applied is None:
+            raise KafkaError(ErrorCode.LEADER_NOT_AVAILABLE, f"Topic '{topic.name}' is being created.")
+        return applied
 
     def _endpoint_of(self, broker_id: int) -> tuple[str, int] | None:
         """A live broker's advertised endpoint (where forwarded requests go)."""

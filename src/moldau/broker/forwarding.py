@@ -41,8 +41,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from moldau.metastore.store import MetaStore
-from moldau.protocol.errors import ErrorCode
+from moldau.metastore.store import MetaStore, TopicRecord
+from moldau.protocol.codec import codec_for
+from moldau.protocol.errors import ErrorCode, KafkaError
+from moldau.protocol.messages import ALL_APIS
 from moldau.protocol.schema import Api
 from moldau.replication.client import BrokerClient
 
@@ -175,6 +177,36 @@ class ControllerChannel:
                 await self._wait_for_other_controller(epoch, deadline)
                 continue
             return response
+
+    async def create_topic(self, topic: TopicRecord, timeout_s: float) -> bool:
+        """Have the controller create ``topic`` (an auto-created topic, or an internal
+        one a coordinator needs), as Kafka's AutoTopicCreationManager sends CreateTopics
+        to the controller: only the name, partition count, replication factor and
+        configs go; the controller places the replicas. False when this broker is the
+        controller (then it creates the topic itself); True when the controller created
+        it or it existed; raises KafkaError with the controller's refusal."""
+        api = ALL_APIS[19]
+        codec = codec_for(api)
+        Topic = codec.Request.of("topics")
+        Config = Topic.of("configs")
+        first = next(iter(topic.partitions.values()))
+        request = codec.Request(
+            topics=[Topic(
+                name=topic.name, num_partitions=len(topic.partitions), replication_factor=len(first.replicas),
+                assignments=[], configs=[Config(name=k, value=v) for k, v in sorted(topic.configs.items())],
+            )],
+            timeout_ms=int(timeout_s * 1000), validate_only=False,
+        )
+        try:
+            response = await self.forward(api, 7, request, timeout_s)
+        except ForwardingError as exc:
+            raise KafkaError(exc.code, exc.message) from None
+        if response is None:
+            return False
+        result = response.topics[0]
+        if result.error_code not in (ErrorCode.NONE, ErrorCode.TOPIC_ALREADY_EXISTS):
+            raise KafkaError(ErrorCode(result.error_code), result.error_message)
+        return True
 
     async def _wait_for_other_controller(self, epoch: int, deadline: float) -> None:
         while time.monotonic() + POLL_S < deadline:

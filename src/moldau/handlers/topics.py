@@ -98,7 +98,7 @@ async def create_topics(broker: Any, header: Any, request: Any) -> Any:
             if validate_only:
                 pending += len(plan.partitions)
             else:
-                await controller.create_topic(plan)
+                await controller.create_topic(plan, forward=False)
             result.topic_id = plan.topic_id if not validate_only else result.topic_id
             result.num_partitions = len(plan.partitions)
             result.replication_factor = len(next(iter(plan.partitions.values())).replicas)
