@@ -127,6 +127,14 @@ def test_writes_sent_to_a_non_controller_take_effect_everywhere(cluster) -> None
     broker_config = at_controller.describe_configs([CResource("BROKER", str(controller))])
     assert next(iter(broker_config.values())).result(timeout=20)["log.cleaner.backoff.ms"].value == "16000"
 
+    # auto-creation on the non-controller (Metadata naming a new topic): by the controller
+    auto = unique_topic("fwd-auto")
+    wait_until(lambda: auto in admin_client(brokers[other].bootstrap).list_topics(topic=auto, timeout=10).topics
+               and not admin_client(brokers[other].bootstrap).list_topics(topic=auto, timeout=10).topics[auto].error,
+               timeout=10, message="auto-created")
+    for b in brokers.values():
+        wait_until(lambda b=b: auto in _names(b), timeout=10, message="auto-created everywhere")
+
     # a request forwarded to a broker that is not the controller is refused unseen
     stray = unique_topic("fwd-stray")
     assert _raw_create(brokers[other], stray, "moldau-forwarded-99") == NOT_CONTROLLER
