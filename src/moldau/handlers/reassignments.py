@@ -1,8 +1,10 @@
 """AlterPartitionReassignments (45), ListPartitionReassignments (46) and ElectLeaders (43).
 
-Kafka serves these on the controller; here any broker answers them, writing each
-partition's new state with compare-and-swap (:mod:`moldau.controller.operations`), and
-the elected controller drives a reassignment to its end. Each partition succeeds or
+Kafka serves these on the controller, and so does Moldau: a broker that is not the
+controller forwards AlterPartitionReassignments and ElectLeaders to it
+(:mod:`moldau.handlers.forwarding`), which writes each partition's new state with
+compare-and-swap (:mod:`moldau.controller.operations`) and drives a reassignment to its
+end. ListPartitionReassignments is a read, answered from the local image. Each partition succeeds or
 fails on its own with Kafka's error; a request naming more partitions than Kafka's
 ``MAX_RECORDS_PER_USER_OP`` is refused whole, as Kafka's bounded record list refuses it.
 """
