@@ -345,11 +345,13 @@ class Broker:
         topic as applied here (through the watch), or None if this broker decides.
         Raises KafkaError: the controller's refusal, or LEADER_NOT_AVAILABLE (Kafka's
         answer for a topic being created) when it is not here yet."""
-        timeout_s = self.config.int("request.timeout.ms") / 1000
+        # bounded: the Metadata or group request that wants the topic is waiting (its
+        # client retries on LEADER_NOT_AVAILABLE / COORDINATOR_NOT_AVAILABLE)
+        timeout_s = min(self.config.int("request.timeout.ms") / 1000, 5.0)
         if not await self.controller_channel.create_topic(topic, timeout_s):
             return None
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + min(timeout_s, 5.0)
+        deadline = loop.time() + timeout_s
         while topic.name not in self.topics and loop.time() < deadline:
             await asyncio.sleep(0.02)
         applied = self.topics.get(topic.name)

@@ -200,7 +200,8 @@ class ControllerChannel:
         try:
             response = await self.forward(api, 7, request, timeout_s)
         except ForwardingError as exc:
-            raise KafkaError(exc.code, exc.message) from None
+            # what Kafka answers for a topic whose creation is not through yet
+            raise KafkaError(ErrorCode.LEADER_NOT_AVAILABLE, exc.message) from None
         if response is None:
             return False
         result = response.topics[0]

@@ -150,6 +150,9 @@ class GroupCoordinator:
         try:
             await self.broker.controller.create_topic(plan)
         except KafkaError as exc:
+            if exc.code is ErrorCode.LEADER_NOT_AVAILABLE:
+                # sent to the elected controller, not through yet: clients retry
+                raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, exc.message) from None
             # Already there: the controller has applied what the store holds.
             if exc.code is not ErrorCode.TOPIC_ALREADY_EXISTS:
                 raise
