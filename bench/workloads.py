@@ -50,9 +50,11 @@ def log(*args) -> None:
     print(*args, file=sys.stderr, flush=True)
 
 
-def ensure_topic(bs: str, topic: str, partitions: int, timeout: float = 20.0) -> None:
+def ensure_topic(bs: str, topic: str, partitions: int, timeout: float = 20.0, replication_factor: int = 1) -> None:
+    """Create the topic and wait until every partition has a leader (and, replicated,
+    every replica in its ISR), so that the clock starts on a ready topic."""
     admin = AdminClient({"bootstrap.servers": bs})
-    fut = admin.create_topics([NewTopic(topic, partitions, 1)], operation_timeout=10)[topic]
+    fut = admin.create_topics([NewTopic(topic, partitions, replication_factor)], operation_timeout=10)[topic]
     try:
         fut.result(timeout)
     except KafkaException as exc:
@@ -63,7 +65,7 @@ def ensure_topic(bs: str, topic: str, partitions: int, timeout: float = 20.0) ->
         md = admin.list_topics(topic, timeout=5)
         t = md.topics.get(topic)
         if t is not None and t.error is None and len(t.partitions) == partitions and all(
-                p.leader >= 0 for p in t.partitions.values()):
+                p.leader >= 0 and len(p.isrs) >= replication_factor for p in t.partitions.values()):
             return
         time.sleep(0.05)
     raise RuntimeError(f"topic {topic} not ready with {partitions} partitions")
@@ -73,7 +75,7 @@ def ensure_topic(bs: str, topic: str, partitions: int, timeout: float = 20.0) ->
 
 def produce(spec: dict) -> dict:
     bs, topic, n, size = spec["bootstrap"], spec["topic"], spec["count"], spec["size"]
-    ensure_topic(bs, topic, spec["partitions"])
+    ensure_topic(bs, topic, spec["partitions"], replication_factor=spec.get("replication_factor", 1))
     values = payloads(size)
     errors: list[str] = []
 
@@ -157,13 +159,14 @@ def latency(spec: dict) -> dict:
 
     bs, topic, size, rate = spec["bootstrap"], spec["topic"], spec["size"], spec["rate"]
     duration, warmup = spec["duration_s"], spec.get("warmup_s", 2.0)
-    ensure_topic(bs, topic, 1)
+    ensure_topic(bs, topic, 1, replication_factor=spec.get("replication_factor", 1))
     pad = payloads(size)[0]
     stamp = struct.Struct("<qB")  # wall-clock ns at produce(), and 1 when inside the measured window
     c = Consumer({"bootstrap.servers": bs, "group.id": "bench-latency", "enable.auto.commit": False,
                   "auto.offset.reset": "earliest", "fetch.wait.max.ms": 500})
     c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    p = Producer({"bootstrap.servers": bs, "acks": "all", "linger.ms": 0, "enable.idempotence": False})
+    p = Producer({"bootstrap.servers": bs, "acks": "all", "linger.ms": 0, "enable.idempotence": False,
+                  **spec.get("producer", {})})
     p.list_topics(topic, timeout=10)
     state = {"sent": 0, "measured": 0, "done": False}
 

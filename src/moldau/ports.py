@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
@@ -142,7 +143,7 @@ class GroupCoordinatorHost(Protocol):
     @property
     def controller(self) -> TopicCreator: ...
 
-    def partition(self, topic: str, index: int) -> CoordinatorPartition | None: ...
+    def partition(self, topic: str, index: int) -> CoordinatorAppendPartition | None: ...
 
 
 class LeadershipListener(Protocol):
@@ -152,6 +153,73 @@ class LeadershipListener(Protocol):
 
     def leadership_changed(self, topic: str, index: int, is_leader: bool) -> None: ...
     def topic_removed(self, name: str) -> None: ...
+
+
+class CoordinatorAppendPartition(CoordinatorPartition, Protocol):
+    """A partition a coordinator also writes as Kafka's ``AppendOrigin.COORDINATOR``
+    does: batches that carry a producer id without sequence numbers (the group
+    coordinator's transactional offsets), numbered by the leader and stamped with its
+    epoch, none of a client's checks."""
+
+    @property
+    def leader_epoch(self) -> int: ...
+
+    def append_as_coordinator(self, records: memoryview, now_ms: int) -> AppendInfo: ...
+
+
+@dataclass(frozen=True)
+class TxnMarker:
+    """One WriteTxnMarkers entry: end a producer's transaction on these partitions.
+
+    ``committed`` is the transaction's result; ``coordinator_epoch`` the leader epoch
+    of the ``__transaction_state`` partition that decided it (a partition leader drops
+    markers of an older coordinator epoch than the last it saw for the producer)."""
+
+    producer_id: int
+    producer_epoch: int
+    committed: bool
+    coordinator_epoch: int
+    partitions: tuple[TopicPartition, ...]
+
+
+class TxnMarkerSender(Protocol):
+    """How the transaction coordinator reaches a partition leader: in-process when it is
+    this broker (the log side's ``write_txn_markers``, see :class:`TxnMarkerHost`),
+    WriteTxnMarkers over the network otherwise.
+    Errors per partition; a broker that cannot be reached answers its partitions with
+    a retriable code (NOT_LEADER_OR_FOLLOWER or REQUEST_TIMED_OUT)."""
+
+    async def send_txn_markers(self, broker_id: int, marker: TxnMarker) -> dict[TopicPartition, ErrorCode]: ...
+
+
+class ProducerIdGenerator(Protocol):
+    """Producer ids that never repeat (:class:`moldau.coordinator.producer_ids.ProducerIdManager`)."""
+
+    async def generate(self) -> int: ...
+
+
+@runtime_checkable
+class TransactionCoordinatorHost(Protocol):
+    """What :class:`moldau.coordinator.transaction.TransactionCoordinator` uses: configs,
+    the topics (leaders of the partitions a transaction touched, the size of
+    ``__transaction_state``), the controller to create its topic, its partitions,
+    producer ids, and the marker path to partition leaders. Leadership changes of
+    ``__transaction_state`` come by :class:`LeadershipListener`."""
+
+    @property
+    def node_id(self) -> int: ...
+    @property
+    def config(self) -> BrokerConfig: ...
+    @property
+    def topics(self) -> Mapping[str, TopicRecord]: ...
+    @property
+    def controller(self) -> TopicCreator: ...
+    @property
+    def producer_ids(self) -> ProducerIdGenerator: ...
+    @property
+    def txn_markers(self) -> TxnMarkerSender: ...
+
+    def partition(self, topic: str, index: int) -> CoordinatorAppendPartition | None: ...
 
 
 class ProducerIdBlocks(Protocol):

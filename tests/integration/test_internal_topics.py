@@ -158,8 +158,10 @@ def test_deleting_the_offsets_topic_starts_groups_afresh(make_broker, topic):
 def test_metadata_auto_creation_of_internal_topics(make_broker):
     """A producer naming ``__consumer_offsets`` in Metadata creates it as Kafka's
     AutoTopicCreationManager does: with ``offsets.topic.num.partitions`` and compaction,
-    not ``num.partitions``; ``__transaction_state`` is not created by a client."""
-    b = make_broker(offsets_topic_num_partitions=5, num_partitions=1, auto_create_topics_enable=True)
+    not ``num.partitions``; ``__transaction_state`` likewise with
+    ``transaction.state.log.num.partitions``."""
+    b = make_broker(offsets_topic_num_partitions=5, num_partitions=1, auto_create_topics_enable=True,
+                    transaction_state_log_num_partitions=3)
     p = Producer(producer_conf(b.bootstrap))
     try:
         offsets = p.list_topics(topic=OFFSETS, timeout=15).topics[OFFSETS]
@@ -167,9 +169,11 @@ def test_metadata_auto_creation_of_internal_topics(make_broker):
     finally:
         p.flush(5)
     assert offsets.error is None and len(offsets.partitions) == 5
-    assert txn.error is not None and txn.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    assert txn.error is None and len(txn.partitions) == 3
     admin = admin_client(b.bootstrap)
     resource = ConfigResource(ConfigResource.Type.TOPIC, OFFSETS)
     configs = admin.describe_configs([resource])[resource].result(timeout=15)
     assert configs["cleanup.policy"].value == "compact"
-    assert "__transaction_state" not in admin.list_topics(timeout=15).topics
+    resource = ConfigResource(ConfigResource.Type.TOPIC, "__transaction_state")
+    configs = admin.describe_configs([resource])[resource].result(timeout=15)
+    assert configs["cleanup.policy"].value == "compact"

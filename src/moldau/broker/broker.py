@@ -19,10 +19,12 @@ from pathlib import Path
 
 from moldau.broker.changes import StateChanges
 from moldau.broker.forwarding import ControllerChannel
+from moldau.broker.txn_markers import TxnMarkers
 from moldau.config.broker import BrokerConfig
 from moldau.controller.controller import Controller
 from moldau.coordinator.group import GroupCoordinator
 from moldau.coordinator.producer_ids import ProducerIdManager
+from moldau.coordinator.transaction import TransactionCoordinator
 from moldau.metastore.store import BrokerInfo, ClusterImage, MetaStore, PartitionState, TopicRecord
 from moldau.ports import LeadershipListener, TxnMarkerListener
 from moldau.protocol.errors import ErrorCode, KafkaError
@@ -79,16 +81,19 @@ class Broker:
         self.controller = Controller(self)
         self.producer_ids = ProducerIdManager(store)
         self.group_coordinator = GroupCoordinator(self)
+        #: markers to partition leaders: in-process for ours, WriteTxnMarkers for others'
+        self.txn_markers = TxnMarkers(self)
+        self.transaction_coordinator = TransactionCoordinator(self)
         self.replica_manager = ReplicaManager(self)
         #: where metadata writes go when another broker is the controller
         self.controller_channel = ControllerChannel(self.node_id, store, self._endpoint_of)
         #: told when this broker gains or loses a partition's leadership, in metadata
         #: order: the coordinators whose state lives in internal topics
-        self.leadership_listeners: list[LeadershipListener] = [self.group_coordinator]
+        self.leadership_listeners: list[LeadershipListener] = [self.group_coordinator, self.transaction_coordinator]
         #: told when a transaction marker is written and replicated on a partition of
         #: __consumer_offsets (moldau.replication.txn_markers): the group coordinator,
-        #: once it keeps transactional offset commits
-        self.txn_marker_listeners: list[TxnMarkerListener] = []
+        #: which makes the producer's transactional offset commits visible or drops them
+        self.txn_marker_listeners: list[TxnMarkerListener] = [self.group_coordinator]
 
     # lifecycle ------------------------------------------------------------------------
 
@@ -114,11 +119,14 @@ class Broker:
         self._start_log_cleaner()
         self.replica_manager.start()
         await self.group_coordinator.start()
+        await self.transaction_coordinator.start()
 
     async def stop(self) -> None:
         await self.controller_channel.close()
         await self.replica_manager.stop()
         await self.changes.drain()
+        await self.transaction_coordinator.stop()
+        await self.txn_markers.close()
         await self.group_coordinator.stop()
         for task in self._tasks:
             task.cancel()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import resource
 import signal
@@ -90,6 +91,7 @@ async def serve(
             "joined cluster %s as broker %d; controller is %d",
             cluster, broker.node_id, broker.controller_id(),
         )
+    quiet_garbage_collector()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -114,6 +116,22 @@ async def serve(
         await follower.stop()
     await broker.stop()
     log.info("stopped cleanly")
+
+
+def quiet_garbage_collector() -> None:
+    """Keep CPython's full collections off the request path.
+
+    The objects of start-up (modules, generated codecs; with ``--cluster`` also grpc and
+    protobuf: about 30,000) live as long as the process, yet every full collection
+    scanned them all: a leader serving acks=all at 5,000 msg/s ran one every 2-5 s, and
+    each paused the event loop for 30-100 ms on this shared machine. Frozen, they are
+    out of the collector's sight; a larger young generation (7,000 allocations instead of
+    700) lets a request's objects die young instead of being promoted while it waits for
+    replication. Measured: no full collection left in that run.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(7000, 10, 10)
 
 
 def check_connection_configs(config: BrokerConfig) -> None:

@@ -249,6 +249,14 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
         ConfigDef("transaction.state.log.replication.factor", _T.SHORT, 1, min_value=1, read_only=True),
         ConfigDef("transaction.max.timeout.ms", _T.INT, 900000, min_value=1, read_only=True),
         ConfigDef("transactional.id.expiration.ms", _T.INT, 604800000, min_value=1, read_only=True),
+        ConfigDef("transaction.state.log.min.isr", _T.INT, 2, min_value=1, read_only=True),
+        ConfigDef("transaction.state.log.segment.bytes", _T.INT, 104857600, min_value=1, read_only=True),
+        ConfigDef(
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms", _T.INT, 10000, min_value=1, read_only=True
+        ),
+        ConfigDef(
+            "transaction.remove.expired.transaction.cleanup.interval.ms", _T.INT, 3600000, min_value=1, read_only=True
+        ),
         ConfigDef("max.connections", _T.INT, INT_MAX, min_value=0),
         ConfigDef("max.connections.per.ip", _T.INT, INT_MAX, min_value=0),
         ConfigDef("max.connections.per.ip.overrides", _T.STRING, ""),

@@ -22,6 +22,7 @@ from moldau.handlers import (  # noqa: F401 - imported for registration
     producer,
     reassignments,
     topics,
+    transactions,
     write_txn_markers,
 )
 from moldau.handlers.registry import HANDLERS, Dispatcher

@@ -19,7 +19,6 @@ FETCH_SESSION_ID_NOT_FOUND.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from typing import Any
@@ -28,6 +27,7 @@ from moldau.handlers.pacing import PACE
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
 from moldau.protocol.messages import ALL_APIS
+from moldau.replication.partition import wake
 from moldau.storage.errors import OffsetOutOfRangeError
 
 FETCH = ALL_APIS[1]
@@ -152,16 +152,21 @@ async def fetch(broker: Any, header: Any, request: Any) -> Any:
         errors = any(p.error_code for t in topics for p in t.partitions)
         if total >= max(request.min_bytes, 1) or remaining <= 0 or errors or not hosted:
             return _Response(throttle_time_ms=0, error_code=0, session_id=0, responses=topics)
+        # one future, woken by an append (followers) or a high watermark move (consumers)
+        # or by the timer: the long poll of every replica fetch, so no wait_for task
         waiter: asyncio.Future[None] = loop.create_future()
         for partition in hosted.values():
             if replica_id >= 0:
                 partition.add_append_waiter(waiter)
             else:
                 partition.add_waiter(waiter)
+        timer = loop.call_later(remaining, wake, waiter)
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter, remaining)
+            await waiter
         finally:
+            timer.cancel()
             for partition in hosted.values():
-                partition.remove_waiter(waiter)
-                partition.remove_append_waiter(waiter)
+                if replica_id >= 0:
+                    partition.remove_append_waiter(waiter)
+                else:
+                    partition.remove_waiter(waiter)

@@ -13,6 +13,7 @@ from typing import Any
 
 from moldau.coordinator.group.classic import ClassicGroup, GroupState
 from moldau.coordinator.group.coordinator import OFFSETS_TOPIC
+from moldau.coordinator.transaction import TXN_TOPIC
 from moldau.handlers.pacing import paced, paced_map
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError
@@ -53,24 +54,25 @@ _Coordinator = _find.Response.of("coordinators")
 async def _locate(broker: Any, key: str, key_type: int) -> tuple[ErrorCode, int, str, int]:
     """(error, node id, host, port) of the coordinator of ``key``."""
     if key_type == TRANSACTION_KEY_TYPE:
-        if getattr(broker, "transaction_coordinator", None) is None:
-            return ErrorCode.COORDINATOR_NOT_AVAILABLE, -1, "", -1
-        return ErrorCode.NONE, broker.node_id, broker.advertise.host, broker.advertise.port
-    if key_type != GROUP_KEY_TYPE:
+        coordinator: Any = broker.transaction_coordinator
+        internal = TXN_TOPIC
+    elif key_type == GROUP_KEY_TYPE:
+        coordinator = broker.group_coordinator
+        internal = OFFSETS_TOPIC
+    else:
         return ErrorCode.INVALID_REQUEST, -1, "", -1
     if not key:
         return ErrorCode.INVALID_REQUEST, -1, "", -1
-    coordinator = broker.group_coordinator
     try:
         await coordinator.ensure_topic()
     except KafkaError as exc:
-        coordinator.log.warning("cannot create %s: %s", OFFSETS_TOPIC, exc)
+        coordinator.log.warning("cannot create %s: %s", internal, exc)
         return ErrorCode.COORDINATOR_NOT_AVAILABLE, -1, "", -1
     index = coordinator.partition_of(key)
-    partition = broker.partition(OFFSETS_TOPIC, index)
+    partition = broker.partition(internal, index)
     if partition is None or not partition.is_leader:
-        # In a cluster the leader of the group's partition coordinates it (Kafka's rule).
-        topic = broker.topics.get(OFFSETS_TOPIC)
+        # In a cluster the leader of the key's partition coordinates it (Kafka's rule).
+        topic = broker.topics.get(internal)
         state = None if topic is None else topic.partitions.get(index)
         leader = next((b for b in broker.live_brokers() if state and b.broker_id == state.leader), None)
         if leader is None or leader.broker_id == broker.node_id:

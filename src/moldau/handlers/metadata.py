@@ -17,6 +17,7 @@ from typing import Any
 
 from moldau.controller.controller import INTERNAL_TOPICS, validate_topic_name
 from moldau.coordinator.group.coordinator import OFFSETS_TOPIC
+from moldau.coordinator.transaction import TXN_TOPIC
 from moldau.handlers.pacing import paced
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError
@@ -66,9 +67,12 @@ async def auto_create(broker: Any, name: str) -> None:
     """Create a topic a client asked for, as Kafka's AutoTopicCreationManager does:
     ``__consumer_offsets`` with the group coordinator's own settings
     (``offsets.topic.num.partitions``, compaction), never with ``num.partitions``;
-    ``__transaction_state`` not at all until a transaction coordinator owns it."""
+    ``__transaction_state`` likewise with the transaction coordinator's."""
     if name == OFFSETS_TOPIC:
         await broker.group_coordinator.ensure_topic()
+        return
+    if name == TXN_TOPIC:
+        await broker.transaction_coordinator.ensure_topic()
         return
     if name in INTERNAL_TOPICS:
         raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)

@@ -147,6 +147,7 @@ async def _fetch_group(
     topics: list[tuple[str, list[int]]] | None,
     member: tuple[str, int] | None,
     pacer: Pacer,
+    require_stable: bool = False,
 ) -> tuple[ErrorCode, list[tuple[str, list[Row]]]]:
     """(group error, [(topic, [(partition, offset, leader epoch, metadata, error)])]).
 
@@ -167,22 +168,27 @@ async def _fetch_group(
             async for t, parts in paced(topics, pacer)
         ]
 
-    def row(found: tuple[int, Any]) -> Row:
+    pending = coordinator.pending_txn_partitions(group_id) if require_stable else None
+
+    def row(found: tuple[int, Any], topic: str = "") -> Row:
         p, value = found
+        if pending and (topic, p) in pending:
+            # KIP-447: a transaction's offsets not yet committed or aborted
+            return (p, NO_OFFSET, -1, NO_METADATA, ErrorCode.UNSTABLE_OFFSET_COMMIT)
         if value is None:
             return (p, NO_OFFSET, -1, NO_METADATA, ErrorCode.NONE)
         return (p, value.offset, value.leader_epoch, value.metadata, ErrorCode.NONE)
 
     if topics is None:
         return ErrorCode.NONE, [
-            (t, [row(found) for found in partitions]) for t, partitions in coordinator.fetch_offsets(group_id, None)
+            (t, [row(found, t) for found in partitions]) for t, partitions in coordinator.fetch_offsets(group_id, None)
         ]
     result = []
     async for topic, partitions in paced(topics, pacer):
         rows: list[Row] = []
         for start in range(0, len(partitions), PACE):
             chunk = coordinator.fetch_offsets(group_id, [(topic, partitions[start : start + PACE])])
-            rows += [row(found) for found in chunk[0][1]]
+            rows += [row(found, topic) for found in chunk[0][1]]
             await pacer.tick(len(chunk[0][1]))
         result.append((topic, rows))
     return ErrorCode.NONE, result
@@ -226,7 +232,7 @@ async def offset_fetch(broker: Any, header: Any, request: Any) -> Any:
             else:
                 wanted = [(t.name, list(t.partition_indexes)) for t in g.topics]
             member = (g.member_id, g.member_epoch) if version >= 9 and g.member_id is not None else None
-            code, topics = await _fetch_group(broker, g.group_id, wanted, member, pacer)
+            code, topics = await _fetch_group(broker, g.group_id, wanted, member, pacer, request.require_stable)
             answers = [
                 _FetchGroupTopic(
                     name=t,
@@ -250,7 +256,9 @@ async def offset_fetch(broker: Any, header: Any, request: Any) -> Any:
             groups.append(_FetchGroup(group_id=g.group_id, error_code=int(code), topics=answers))
         return _fetch.Response(throttle_time_ms=0, groups=groups)
     wanted = None if request.topics is None else [(t.name, list(t.partition_indexes)) for t in request.topics]
-    code, topics = await _fetch_group(broker, request.group_id, wanted, None, pacer)
+    code, topics = await _fetch_group(
+        broker, request.group_id, wanted, None, pacer, version >= 7 and request.require_stable
+    )
     response = _fetch.Response(
         throttle_time_ms=0,
         error_code=int(code) if version >= 2 else 0,

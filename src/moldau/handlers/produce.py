@@ -17,7 +17,6 @@ answer is immediate, as before.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -134,17 +133,51 @@ def _finish(
             _NodeEndpoint(node_id=i.broker_id, host=i.host, port=i.port, rack=i.rack) for i in hints.values()
         ]
     if pending:
-        return _await_replication(response, pending, timeout_ms)
+        delayed = DelayedProduce(response, pending, timeout_ms)
+        if not delayed.future.done():
+            return delayed.future
     return response
 
 
-async def _await_replication(response: Any, pending: list[Any], timeout_ms: int) -> Any:
-    """The delayed part of an acks=all produce (see the module docstring)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + max(0, timeout_ms) / 1000
-    while True:
+class DelayedProduce:
+    """The delayed part of an acks=all produce, Kafka's DelayedProduce (see the module
+    docstring): ``future`` gets the response once every partition's high watermark has
+    passed its batch, its leadership moved, or ``timeout_ms`` passed.
+
+    No task and no coroutine per request: it registers itself with its partitions as a
+    waiter (the ``done()``/``set_result()`` a partition calls when its high watermark or
+    its role moves), re-checks there, and has one timer. A high watermark move that
+    completes twenty produces is then twenty short calls, not twenty task steps.
+    """
+
+    __slots__ = ("response", "pending", "partitions", "future", "_timer")
+
+    def __init__(self, response: Any, pending: list[Any], timeout_ms: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.response = response
+        self.pending = pending
+        self.partitions = list({id(p): p for _, p, _, _ in pending}.values())
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self._timer: asyncio.TimerHandle | None = None
+        if not self._check():
+            self._timer = loop.call_later(max(0, timeout_ms) / 1000, self._expire)
+            for partition in self.partitions:
+                partition.add_waiter(self)
+
+    # the waiter protocol of Partition._wake (which forgets its waiters once woken)
+    def done(self) -> bool:
+        return self.future.done()
+
+    def set_result(self, _value: object) -> None:
+        if self.future.done() or self._check():
+            return
+        for partition in self.partitions:
+            partition.add_waiter(self)  # (a set: where still registered, a no-op)
+
+    def _check(self) -> bool:
+        """Settle the partitions that can be; True (and the answer given) when none waits."""
         waiting = []
-        for item in pending:
+        for item in self.pending:
             result, partition, required, epoch = item
             if partition.leader_epoch != epoch or not partition.is_leader:
                 _fail(result, ErrorCode.NOT_LEADER_OR_FOLLOWER)
@@ -153,24 +186,34 @@ async def _await_replication(response: Any, pending: list[Any], timeout_ms: int)
                     _fail(result, ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND)
             else:
                 waiting.append(item)
-        pending = waiting
-        remaining = deadline - loop.time()
-        if not pending:
-            return response
-        if remaining <= 0:
-            for result, *_ in pending:
-                _fail(result, ErrorCode.REQUEST_TIMED_OUT)
-            return response
-        waiter: asyncio.Future[None] = loop.create_future()
-        partitions = {id(p): p for _, p, _, _ in pending}.values()
-        for partition in partitions:
-            partition.add_waiter(waiter)
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter, remaining)
-        finally:
-            for partition in partitions:
-                partition.remove_waiter(waiter)
+        self.pending = waiting
+        if waiting:
+            return False
+        self._complete()
+        return True
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self.future.done() or self._check():
+            return
+        for result, *_ in self.pending:
+            _fail(result, ErrorCode.REQUEST_TIMED_OUT)
+        self.pending = []
+        self._complete()
+
+    def _complete(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for partition in self.partitions:
+            partition.remove_waiter(self)
+        if not self.future.done():
+            self.future.set_result(self.response)
+
+
+async def _await_replication(response: Any, pending: list[Any], timeout_ms: int) -> Any:
+    """:class:`DelayedProduce` as a coroutine."""
+    return await DelayedProduce(response, pending, timeout_ms).future
 
 
 def _fail(result: Any, code: ErrorCode) -> None:
@@ -200,4 +243,4 @@ async def produce_large(broker: Any, header: Any, request: Any) -> Any:
         )
         responses.append(_TopicResponse(name=name, partition_responses=partitions))
     finished = _finish(header, acks, responses, hints, pending, request.timeout_ms)
-    return await finished if asyncio.iscoroutine(finished) else finished
+    return await finished if isinstance(finished, asyncio.Future) else finished

@@ -1,10 +1,13 @@
-"""InitProducerId (key 22): producer ids and epochs for idempotent producers.
+"""InitProducerId (key 22): producer ids and epochs for idempotent and transactional
+producers.
 
 Idempotence is on by default in current clients (kafka-python 3, the Java client,
-librdkafka with enable.idempotence), so this answers every producer without a
-transactional id with a fresh id and epoch 0. Transactional ids need the transaction
-coordinator, which is not built yet: they are refused with a clear error rather than
-left to hang.
+librdkafka with enable.idempotence): a producer without a transactional id gets a
+fresh id and epoch 0. With a transactional id the transaction coordinator answers:
+the id's producer with its epoch bumped (fencing older incarnations), after the
+transaction a previous incarnation left open is aborted (CONCURRENT_TRANSACTIONS
+meanwhile), or KIP-360's bump when the request names the current id and epoch (v3+).
+v6 (KIP-939's two-phase commit) is not served.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from moldau.handlers.registry import codec_for, handles
-from moldau.protocol.errors import ErrorCode
+from moldau.handlers.transactions import fenced_for
 from moldau.protocol.messages import ALL_APIS
 
 INIT_PRODUCER_ID = ALL_APIS[22]
@@ -21,12 +24,19 @@ _codec = codec_for(INIT_PRODUCER_ID)
 
 @handles(INIT_PRODUCER_ID, 0, 5)
 async def init_producer_id(broker: Any, header: Any, request: Any) -> Any:
+    version = header.api_version
     if request.transactional_id is not None:
+        code, producer_id, epoch = await broker.transaction_coordinator.init_producer_id(
+            request.transactional_id,
+            request.transaction_timeout_ms,
+            request.producer_id if version >= 3 else -1,
+            request.producer_epoch if version >= 3 else -1,
+        )
         return _codec.Response(
             throttle_time_ms=0,
-            error_code=int(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
-            producer_id=-1,
-            producer_epoch=-1,
+            error_code=int(fenced_for(code, version, 4)),
+            producer_id=producer_id,
+            producer_epoch=epoch,
         )
     producer_id = await broker.producer_ids.generate()
     return _codec.Response(throttle_time_ms=0, error_code=0, producer_id=producer_id, producer_epoch=0)

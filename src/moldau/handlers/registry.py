@@ -43,6 +43,7 @@ from moldau.protocol.header import (
 )
 from moldau.protocol.peek import produce_entries
 from moldau.protocol.schema import Api
+from moldau.server.connection import LaterAnswer
 
 if TYPE_CHECKING:
     from moldau.broker.broker import Broker
@@ -162,15 +163,37 @@ class Dispatcher:
         response = _call_sync(handler, self.broker, header, request)
         if response is None:
             return None
+        if isinstance(response, asyncio.Future):
+            # a synchronous handler that must wait after all (an acks=all produce): it
+            # has done all it changes, so the connection may handle the next requests
+            # while it waits (their answers go out after its own)
+            return LaterAnswer(self._encode_when_done(handler, header, request, response, flexible))
         if inspect.iscoroutine(response):
-            # a synchronous handler that must wait after all (an acks=all produce)
-            return self._encode_later(handler, header, request, response, flexible)
+            return LaterAnswer(self._encode_later(handler, header, request, response, flexible))
         return self.encode(handler, header, response, flexible)
 
     async def _encode_later(
         self, handler: Handler, header: RequestHeader, request: Any, pending: Any, flexible: bool
     ) -> Any:
         return self.encode(handler, header, await _settle(handler, request, pending), flexible)
+
+    def _encode_when_done(
+        self, handler: Handler, header: RequestHeader, request: Any, pending: asyncio.Future[Any], flexible: bool
+    ) -> asyncio.Future[Any]:
+        """The encoded answer of a handler's future, as a future (no task)."""
+        out: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def done(fut: asyncio.Future[Any]) -> None:
+            if out.done():
+                return
+            try:
+                response = fut.result()
+            except BaseException:  # noqa: BLE001 - cancelled or failed: the request's error
+                response = _failed(handler, request)
+            out.set_result(self.encode(handler, header, response, flexible))
+
+        pending.add_done_callback(done)
+        return out
 
     @staticmethod
     def _offload(api_key: int, version: int, flexible: bool, frame: bytearray, body: int) -> bool:
@@ -197,7 +220,7 @@ class Dispatcher:
             response = await _call_async(handler, handler.fn, self.broker, header, request)
         else:
             response = _call_sync(handler, self.broker, header, request)
-            if inspect.iscoroutine(response):
+            if inspect.iscoroutine(response) or isinstance(response, asyncio.Future):
                 response = await _settle(handler, request, response)
         if response is None:
             return None

@@ -25,7 +25,6 @@ All methods run on the event loop thread.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -58,6 +57,12 @@ _monotonic = time.monotonic  # read on every leadership test
 
 def _now_ms() -> int:
     return int(time.monotonic() * 1000)
+
+
+def wake(waiter: asyncio.Future[None]) -> None:
+    """Complete a waiter future (a timer's callback; a no-op once it is done)."""
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 @dataclass(slots=True)
@@ -390,6 +395,23 @@ class Partition:
             self._wake_appenders()
         return info
 
+    def append_as_coordinator(self, records: memoryview, now_ms: int) -> AppendInfo:
+        """Append batches a coordinator wrote (Kafka's ``AppendOrigin.COORDINATOR``): the
+        group coordinator's transactional offsets, which carry a producer id but no
+        sequence numbers. Numbered here and stamped with the leader epoch; headers and
+        CRC are checked, not what a client's batches must satisfy. The log keeps the
+        producer's transaction open until its marker, as for any transactional batch.
+        """
+        if not self.is_leader:
+            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        if self.epochs.dirty:
+            self.epochs.flush()
+        info = self.log.append_as_leader(records, leader_epoch=self.leader_epoch, now_ms=now_ms, from_client=False)
+        self._maybe_advance_high_watermark()
+        if self._append_waiters:
+            self._wake_appenders()
+        return info
+
     def _check_producer_epoch(self, producer_id: int, epoch: int) -> None:
         """Kafka's checkProducerEpoch against the log's producer state (which every
         replica keeps, markers included): an older epoch is INVALID_PRODUCER_EPOCH,
@@ -533,10 +555,11 @@ class Partition:
                 return ErrorCode.REQUEST_TIMED_OUT
             waiter: asyncio.Future[None] = loop.create_future()
             self.add_waiter(waiter)
+            timer = loop.call_later(remaining, wake, waiter)
             try:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter, remaining)
+                await waiter
             finally:
+                timer.cancel()
                 self.remove_waiter(waiter)
 
     def _wake_appenders(self) -> None:
@@ -553,7 +576,9 @@ class Partition:
         self._append_waiters.discard(fut)
 
     def add_waiter(self, fut: asyncio.Future[None]) -> None:
-        """Wake ``fut`` when the high watermark moves (a delayed fetch waiting for data)."""
+        """Wake ``fut`` once, when the high watermark or this replica's role moves (a
+        delayed fetch waiting for data; a delayed produce, which is not a future but
+        answers the same ``done()`` and ``set_result()``)."""
         self._waiters.add(fut)
 
     def remove_waiter(self, fut: asyncio.Future[None]) -> None:

@@ -79,6 +79,9 @@ class GroupCoordinator:
         self._clock = clock
         self.groups: dict[str, ClassicGroup | ConsumerGroup] = {}
         self.offsets: dict[str, dict[TopicPartition, OffsetValue]] = {}
+        #: TxnOffsetCommit's offsets by producer id and group, written to the log but
+        #: visible only once the producer's commit marker lands (complete_transaction)
+        self.pending_txn_offsets: dict[int, dict[str, dict[TopicPartition, OffsetValue]]] = {}
         self.classic = ClassicGroupManager(self)
         self.consumer = ConsumerGroupManager(self)
         self._loading: set[int] = set()
@@ -174,6 +177,7 @@ class GroupCoordinator:
                 self.consumer.shutdown(group)
         self.groups.clear()
         self.offsets.clear()
+        self.pending_txn_offsets.clear()
         self._loading.clear()
 
     def leadership_changed(self, topic: str, index: int, is_leader: bool) -> None:
@@ -197,6 +201,11 @@ class GroupCoordinator:
                 self.consumer.shutdown(group)
         for group_id in [g for g in self.offsets if self.partition_of(g) == index]:
             del self.offsets[group_id]
+        for producer_id, groups in list(self.pending_txn_offsets.items()):
+            for group_id in [g for g in groups if self.partition_of(g) == index]:
+                del groups[group_id]
+            if not groups:
+                del self.pending_txn_offsets[producer_id]
 
     def check_coordinator(self, group_id: str) -> None:
         """Raise the error a client must see when we cannot serve ``group_id`` now."""
@@ -247,7 +256,7 @@ class GroupCoordinator:
                     _read_partition, partition.log, partition.log.log_end_offset, skipped
                 )
                 count += len(records)
-                self._replay(records, skipped)
+                self._replay(records, skipped, index)
             except Exception:
                 self.log.exception("could not load %s-%d", OFFSETS_TOPIC, index)
             finally:
@@ -264,13 +273,26 @@ class GroupCoordinator:
             len(self.groups), count, OFFSETS_TOPIC, (time.perf_counter() - started) * 1000,
         )
 
-    def _replay(self, records: list[tuple[bytes, bytes | None]], skipped: Unreadable | None = None) -> None:
+    def _replay(
+        self, records: list[LoggedRecord], skipped: Unreadable | None = None, index: int | None = None
+    ) -> None:
         """Rebuild groups and offsets from records; one that cannot be read is skipped
-        (counted in ``skipped``), never the records after it."""
+        (counted in ``skipped``), never the records after it. Transactional offsets
+        stay pending until their producer's marker (in partition ``index``) says."""
         skipped = Unreadable() if skipped is None else skipped
-        for key_bytes, value_bytes in records:
+        for key_bytes, value_bytes, producer_id, control in records:
             try:
+                if control != NOT_CONTROL:
+                    if index is not None:
+                        self.complete_transaction(index, producer_id, control == 1)
+                    continue
+                assert key_bytes is not None
                 key = decode_key(key_bytes)
+                if producer_id >= 0 and isinstance(key, OffsetKey):
+                    if value_bytes is not None:
+                        pending = self.pending_txn_offsets.setdefault(producer_id, {}).setdefault(key.group, {})
+                        pending[(key.topic, key.partition)] = decode_offset_value(value_bytes)
+                    continue
                 if isinstance(key, OffsetKey):
                     if value_bytes is None:
                         offsets = self.offsets.get(key.group)
@@ -407,6 +429,85 @@ class GroupCoordinator:
             for tp, value in accepted:
                 stored[tp] = value
         return errors
+
+    def txn_commit_offsets(
+        self,
+        group_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        generation: int,
+        member_id: str,
+        instance_id: str | None,
+        commits: list[OffsetCommit],
+    ) -> list[ErrorCode]:
+        """TxnOffsetCommit: validate as a commit, write the offsets to the group's
+        partition in a transactional batch of the producer (so a reload finds them
+        pending, as Kafka's coordinator does), keep them pending until the producer's
+        marker completes the transaction (:meth:`complete_transaction`)."""
+        try:
+            self._validate_commit(group_id, generation, member_id, instance_id)
+        except KafkaError as exc:
+            return [exc.code for _ in commits]
+        max_metadata = self.broker.config.int("offset.metadata.max.bytes")
+        now = self.now_ms()
+        errors: list[ErrorCode] = []
+        records: list[RecordInput] = []
+        accepted: list[tuple[TopicPartition, OffsetValue]] = []
+        for c in commits:
+            metadata = c.metadata or ""
+            if len(metadata.encode()) > max_metadata:
+                errors.append(ErrorCode.OFFSET_METADATA_TOO_LARGE)
+                continue
+            value = OffsetValue(c.offset, c.leader_epoch, metadata, now)
+            records.append(RecordInput(encode_offset_key(group_id, c.topic, c.partition), encode_offset_value(value), (), now))
+            accepted.append(((c.topic, c.partition), value))
+            errors.append(ErrorCode.NONE)
+        if records:
+            partition = self.broker.partition(OFFSETS_TOPIC, self.partition_of(group_id))
+            if partition is None:
+                return [ErrorCode.NOT_COORDINATOR if e is ErrorCode.NONE else e for e in errors]
+            batch = build_batch(records, producer_id=producer_id, producer_epoch=producer_epoch, is_transactional=True)
+            try:
+                partition.append_as_coordinator(memoryview(bytearray(batch)), now)
+            except KafkaError as exc:
+                self.log.warning("could not write transactional offsets of %s: %s", group_id, exc)
+                code = ErrorCode.NOT_COORDINATOR if exc.code is ErrorCode.NOT_LEADER_OR_FOLLOWER else ErrorCode.COORDINATOR_NOT_AVAILABLE
+                return [code if e is ErrorCode.NONE else e for e in errors]
+            pending = self.pending_txn_offsets.setdefault(producer_id, {}).setdefault(group_id, {})
+            for tp, value in accepted:
+                pending[tp] = value
+        return errors
+
+    def pending_txn_partitions(self, group_id: str) -> set[TopicPartition]:
+        """Partitions of ``group_id`` with transactional offsets awaiting their marker
+        (OffsetFetch with require_stable answers them UNSTABLE_OFFSET_COMMIT)."""
+        out: set[TopicPartition] = set()
+        for groups in self.pending_txn_offsets.values():
+            out.update(groups.get(group_id, ()))
+        return out
+
+    def complete_transaction(self, offsets_partition: int, producer_id: int, committed: bool) -> None:
+        """A commit or abort marker of ``producer_id`` landed on ``__consumer_offsets``
+        partition ``offsets_partition``: its pending offsets of the groups there become
+        the committed offsets, or are dropped (Kafka's onTransactionCompleted)."""
+        groups = self.pending_txn_offsets.get(producer_id)
+        if not groups:
+            return
+        for group_id in [g for g in groups if self.partition_of(g) == offsets_partition]:
+            pending = groups.pop(group_id)
+            if not committed or not pending:
+                continue
+            if group_id not in self.groups:
+                self.groups[group_id] = ClassicGroup(group_id, self.now_ms())
+            self.offsets.setdefault(group_id, {}).update(pending)
+        if not groups:
+            del self.pending_txn_offsets[producer_id]
+
+    def txn_marker_written(self, topic: str, index: int, producer_id: int, producer_epoch: int, commit: bool) -> None:
+        """The broker's marker listener (:class:`moldau.ports.TxnMarkerListener`):
+        a marker replicated on ``__consumer_offsets`` partition ``index``."""
+        if topic == OFFSETS_TOPIC:
+            self.complete_transaction(index, producer_id, commit)
 
     async def replicated(self, group_id: str) -> ErrorCode:
         """Wait until what this group wrote to its ``__consumer_offsets`` partition is
@@ -598,10 +699,18 @@ class Unreadable:
         return "; ".join(parts)
 
 
+#: A record as read back at load: key, value, the producer id of a transactional
+#: batch (-1 otherwise), and for a control batch's marker 1 (commit) or 0 (abort), with
+#: key and value None; -1 for every other record.
+LoggedRecord = tuple[bytes | None, bytes | None, int, int]
+NOT_CONTROL = -1
+
+
 def _read_partition(
     log: Any, high_watermark: int, skipped: Unreadable | None = None
-) -> list[tuple[bytes, bytes | None]]:
-    """Every readable (key, value) record of a ``__consumer_offsets`` partition, in order.
+) -> list[LoggedRecord]:
+    """Every readable record of a ``__consumer_offsets`` (or ``__transaction_state``)
+    partition, in order, with what a replay needs of transactions (:data:`LoggedRecord`).
 
     Runs in a worker thread at load time, when nothing appends to this partition.
     Never gives up on the rest of the partition because of one bad spot: a batch whose
@@ -610,7 +719,7 @@ def _read_partition(
     itself, or a failing read, ends the partition early, keeping what came before.
     """
     skipped = Unreadable() if skipped is None else skipped
-    out: list[tuple[bytes, bytes | None]] = []
+    out: list[LoggedRecord] = []
     offset = log.log_start_offset
     while offset < high_watermark:
         try:
@@ -625,8 +734,6 @@ def _read_partition(
         try:
             for batch in iter_batches(data, allow_partial_tail=True):
                 last = batch.last_offset
-                if batch.is_control:
-                    continue
                 try:
                     if not batch.crc_is_valid():
                         raise ValueError("CRC mismatch")
@@ -634,9 +741,16 @@ def _read_partition(
                 except Exception as exc:
                     skipped.batch(batch.base_offset, repr(exc))
                     continue
+                producer_id = batch.producer_id if batch.is_transactional else -1
                 for record in records:
-                    if record.offset >= offset and record.key is not None:
-                        out.append((record.key, record.value))
+                    if record.offset < offset or record.key is None:
+                        continue
+                    if batch.is_control:
+                        # ControlRecordType key: int16 version, int16 type (0 abort, 1 commit)
+                        if len(record.key) >= 4 and record.key[2:4] in (b"\x00\x00", b"\x00\x01"):
+                            out.append((None, None, producer_id, record.key[3]))
+                        continue
+                    out.append((record.key, record.value, producer_id, NOT_CONTROL))
         except Exception as exc:  # the framing itself is damaged: nothing to resync on
             skipped.batch(last + 1, f"{exc!r}; the rest of the partition is not loaded")
             break
