@@ -563,14 +563,38 @@ class ClassicGroupManager:
             "group %s: static member %s rejoined as %s (was %s)", group.group_id, instance_id, new_id, old_id
         )
         if group.state is GroupState.STABLE and unchanged:
-            self.coordinator.store_group(group)
-            return group.join_result(member, skip_assignment=member.member_id == group.leader_id)
+            # shielded: the revert below must happen even if the member hangs up
+            return await asyncio.shield(self._store_static_member(group, member, instance_id, old_id, new_id))
         waiter = self._wait_join(member)
         if group.state is GroupState.PREPARING_REBALANCE:
             self._try_complete_join(group)
         else:
             self.prepare_rebalance(group, f"static member {instance_id} rejoined with new metadata")
         return await waiter
+
+    async def _store_static_member(
+        self, group: ClassicGroup, member: ClassicMember, instance_id: str, old_id: str, new_id: str
+    ) -> JoinResult:
+        """Kafka's updateStaticMemberAndRebalance without a rebalance: the group record
+        with the new member id is written and, once the ISR has it, the member gets its
+        old assignment under its new id. If the write fails, the member id is reverted
+        and the JoinGroup answered with the (mapped) error, as Kafka does."""
+        code = self.coordinator.store_group(group)
+        if code is ErrorCode.NONE:
+            code = await self.coordinator.replicated(group.group_id)
+        if code is ErrorCode.NONE:
+            return group.join_result(member, skip_assignment=member.member_id == group.leader_id)
+        self.coordinator.log.warning("group %s: static member %s not stored (%s); reverted to %s",
+                                     group.group_id, instance_id, code.name, old_id)
+        if group.members.get(new_id) is member and group.static_members.get(instance_id) == new_id:
+            del group.members[new_id]
+            member.member_id = old_id
+            group.members[old_id] = member
+            group.static_members[instance_id] = old_id
+            if group.leader_id == new_id:
+                group.leader_id = old_id
+            self.schedule_expiry(group, member)
+        return JoinResult(code, "")
 
     async def _join_known(
         self,
