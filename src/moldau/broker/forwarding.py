@@ -97,9 +97,6 @@ class ControllerChannel:
         self._epoch = 0
         self._idle: list[BrokerClient] = []
         self._closed = False
-        #: requests forwarded, and those answered with a retriable error (for tests, logs)
-        self.forwarded = 0
-        self.failed = 0
 
     def controller(self) -> tuple[int, int] | None:
         """(controller id, epoch) as this broker may act on it now, or None."""
@@ -122,14 +119,6 @@ class ControllerChannel:
         Returns None when this broker has become the controller meanwhile: the caller
         then handles the request itself."""
         deadline = time.monotonic() + timeout_s
-        self.forwarded += 1
-        try:
-            return await self._forward(api, version, request, deadline)
-        except ForwardingError:
-            self.failed += 1
-            raise
-
-    async def _forward(self, api: Api, version: int, request: Any, deadline: float) -> Any:
         last_problem = "no controller is known"
         while True:
             current = self.controller()

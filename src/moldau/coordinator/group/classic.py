@@ -21,6 +21,11 @@ comes back with no member id while the group is Stable and its protocols have no
 changed, it takes over its old identity and assignment without a rebalance, and the
 old member id is fenced (FENCED_INSTANCE_ID).
 
+The leader's SyncGroup and a static member's takeover are answered only once the group
+record they write is in the ISR of ``__consumer_offsets`` (in a task of its own, so a
+client that hangs up cannot leave the group half-done); a failed write is answered with
+Kafka's mapping of its error and undone (a new rebalance, the old member id).
+
 Everything runs on the event loop; the state changes are synchronous, so a request
 sees a consistent group. Session timers are ``loop.call_later`` handles that check a
 deadline when they fire, so a heartbeat only moves the deadline.
