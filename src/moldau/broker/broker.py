@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moldau.broker.changes import StateChanges
+from moldau.broker.forwarding import ControllerChannel
 from moldau.broker.txn_markers import TxnMarkers
 from moldau.config.broker import BrokerConfig
 from moldau.controller.controller import Controller
@@ -27,6 +28,7 @@ from moldau.coordinator.producer_ids import ProducerIdManager
 from moldau.coordinator.transaction import TransactionCoordinator
 from moldau.metastore.store import BrokerInfo, ClusterImage, MetaStore, PartitionState, TopicRecord
 from moldau.ports import LeadershipListener, TxnMarkerListener
+from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.replication.hw_checkpoint import HighWatermarkCheckpoint
 from moldau.replication.manager import ReplicaManager
 from moldau.replication.partition import Partition
@@ -95,6 +97,8 @@ class Broker:
         self.authorizer = create_authorizer(
             config["authorizer.class.name"], config["super.users"], config.bool("allow.everyone.if.no.acl.found"))  # type: ignore[arg-type]
         self.quotas = ClientQuotas(config)
+        #: where metadata writes go when another broker is the controller
+        self.controller_channel = ControllerChannel(self.node_id, store, self._endpoint_of)
         #: told when this broker gains or loses a partition's leadership, in metadata
         #: order: the coordinators whose state lives in internal topics
         self.leadership_listeners: list[LeadershipListener] = [self.group_coordinator, self.transaction_coordinator]
@@ -133,6 +137,7 @@ class Broker:
         await self.transaction_coordinator.start()
 
     async def stop(self) -> None:
+        await self.controller_channel.close()
         await self.replica_manager.stop()
         await self.changes.drain()
         await self.transaction_coordinator.stop()
@@ -391,8 +396,36 @@ class Broker:
         return BrokerInfo(self.node_id, self.advertise.host, self.advertise.port, rack or None,  # type: ignore[arg-type]
                           endpoints=endpoints)
 
+    async def create_at_controller(self, topic: TopicRecord) -> TopicRecord | None:
+        """Have the elected controller create ``topic`` when this broker is not it; the
+        topic as applied here (through the watch), or None if this broker decides.
+        Raises KafkaError: the controller's refusal, or LEADER_NOT_AVAILABLE (Kafka's
+        answer for a topic being created) when it is not here yet."""
+        # bounded: the Metadata or group request that wants the topic is waiting (its
+        # client retries on LEADER_NOT_AVAILABLE / COORDINATOR_NOT_AVAILABLE)
+        timeout_s = min(self.config.int("request.timeout.ms") / 1000, 5.0)
+        if not await self.controller_channel.create_topic(topic, timeout_s):
+            return None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while topic.name not in self.topics and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        applied = self.topics.get(topic.name)
+        if applied is None:
+            raise KafkaError(ErrorCode.LEADER_NOT_AVAILABLE, f"Topic '{topic.name}' is being created.")
+        return applied
+
+    def _endpoint_of(self, broker_id: int) -> tuple[str, int] | None:
+        """A live broker's advertised endpoint (where forwarded requests go)."""
+        info = next((b for b in self.store.brokers() if b.broker_id == broker_id), None)
+        return None if info is None else (info.host, info.port)
+
     def controller_id(self) -> int:
-        """The elected controller's id; -1 (as Kafka answers) while a cluster has none."""
+        """The elected controller's id; -1 (as Kafka answers) while a cluster has none,
+        and while this broker's session has lapsed (fenced): its image of the controller
+        key may be stale, and a client sent there would only be told NOT_CONTROLLER."""
+        if not self.store.session.valid():
+            return -1
         controller = self.store.controller()
         if controller is not None:
             return controller.broker_id

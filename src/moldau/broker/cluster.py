@@ -22,8 +22,8 @@ a ``SessionChanged``, on which the follower resumes the session. :class:`DeathPr
 ends the session of a broker whose port refuses connections (its process is gone)
 without waiting for its lease to time out.
 
-Not here yet: forwarding topic changes to the elected controller (today any broker
-writes topic records with compare-and-swap).
+Topic and cluster-metadata writes received by another broker are forwarded to the
+elected controller (:mod:`moldau.broker.forwarding`).
 """
 
 from __future__ import annotations

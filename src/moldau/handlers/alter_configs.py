@@ -18,6 +18,7 @@ from moldau.config.broker import validate_topic_configs
 from moldau.config.definitions import BROKER_CONFIGS, TOPIC_CONFIGS, ConfigType
 from moldau.handlers import authorize as authz
 from moldau.handlers.configs import BROKER, BROKER_LOGGER, TOPIC
+from moldau.handlers.forwarding import forward_or_refuse
 from moldau.handlers.pacing import paced
 from moldau.handlers.registry import codec_for, handles, item_error
 from moldau.protocol.errors import ErrorCode, KafkaError
@@ -88,9 +89,12 @@ async def _alter_topic(broker: Any, name: str, overrides: dict[str, str], valida
 
 
 def _broker_scope(broker: Any, name: str) -> str:
-    if name not in ("", str(broker.node_id)):
-        raise KafkaError(ErrorCode.INVALID_REQUEST, f"Unexpected broker id, expected {broker.node_id} or empty")
-    return name
+    """The scope of a broker resource: "" (cluster-wide default) or a live broker's id.
+    The controller writes any broker's dynamic configs (requests are forwarded to it);
+    each broker applies its own and the defaults."""
+    if name in ("", str(broker.node_id)) or name in {str(b.broker_id) for b in broker.live_brokers()}:
+        return name
+    raise KafkaError(ErrorCode.INVALID_REQUEST, f"Unexpected broker id, expected {broker.node_id} or empty")
 
 
 async def _alter_broker(broker: Any, scope: str, values: dict[str, str], validate_only: bool) -> None:
@@ -143,6 +147,19 @@ async def _alter_resource(broker: Any, resource: Any, incremental: bool, validat
 
 async def _answer(broker: Any, header: Any, request: Any, codec: Any, incremental: bool) -> Any:
     Result = codec.Response.of("responses")
+
+    def refuse(code: ErrorCode, message: str) -> Any:
+        return codec.Response(throttle_time_ms=0, responses=[
+            Result(error_code=int(code), error_message=message,
+                   resource_type=r.resource_type, resource_name=r.resource_name)
+            for r in request.resources
+        ])
+
+    # log levels are this broker's own business; everything else is the controller's
+    if any(r.resource_type != BROKER_LOGGER for r in request.resources):
+        forwarded = await forward_or_refuse(broker, header, request, refuse)
+        if forwarded is not None:
+            return forwarded
     results = []
     async for resource in paced(request.resources):
         result = Result(

@@ -20,10 +20,13 @@ GROUP (GROUP_AUTHORIZATION_FAILED). :func:`transactional_id_error` and
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
+from moldau.broker.forwarding import forwarded_for, is_forwarded
 from moldau.protocol.errors import ErrorCode
 from moldau.security.acl import CLUSTER_NAME, SUPPORTED_OPERATIONS, AclOperation, ResourceType
+from moldau.security.principal import KafkaPrincipal
 
 READ = AclOperation.READ
 WRITE = AclOperation.WRITE
@@ -45,12 +48,25 @@ OPERATIONS_NOT_REQUESTED = -2147483648
 
 
 def allowed(broker: Any, header: Any, operation: AclOperation, resource_type: ResourceType, name: str) -> bool:
-    """Whether the request's principal may do ``operation`` on the resource."""
+    """Whether the request's principal may do ``operation`` on the resource.
+
+    A request another broker forwarded to this controller is judged as the client it
+    was forwarded for (its principal and address ride in the client id, as Kafka's
+    Envelope carries them), provided the forwarding connection may CLUSTER_ACTION, the
+    right Kafka asks of a broker sending an Envelope. A client merely naming itself
+    like a forwarding broker has no CLUSTER_ACTION and is judged as itself.
+    """
     authorizer = broker.authorizer
     if authorizer is None:
         return True
     connection = header.connection
-    return authorizer.authorize(connection.principal, connection.ip, operation, resource_type, name)  # type: ignore[no-any-return]
+    principal, address = connection.principal, connection.ip
+    if is_forwarded(header.client_id):
+        behalf = forwarded_for(header.client_id)
+        if behalf is not None and authorizer.authorize(principal, address, CLUSTER_ACTION, CLUSTER, CLUSTER_NAME):
+            with contextlib.suppress(ValueError):  # a broker sends TYPE:NAME; else: as itself
+                principal, address = KafkaPrincipal.parse(behalf[0]), behalf[1]
+    return authorizer.authorize(principal, address, operation, resource_type, name)  # type: ignore[no-any-return]
 
 
 def cluster_allowed(broker: Any, header: Any, operation: AclOperation) -> bool:

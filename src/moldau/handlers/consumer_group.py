@@ -58,6 +58,12 @@ async def consumer_group_heartbeat(broker: Any, header: Any, request: Any) -> An
         header.client_id or "",
         client_host(header),
     )
+    if result.error is ErrorCode.NONE:
+        # as Kafka's coordinator runtime: answered once what the group wrote (and any
+        # earlier write on its partition) is in the ISR of __consumer_offsets
+        replicated = await coordinator.replicated(request.group_id)
+        if replicated is not ErrorCode.NONE:
+            return _hb.Response(throttle_time_ms=0, error_code=int(replicated), member_epoch=-1, heartbeat_interval_ms=0)
     if result.error is not ErrorCode.NONE:
         return _hb.Response(
             throttle_time_ms=0, error_code=int(result.error), error_message=result.message,

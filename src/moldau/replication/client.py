@@ -117,6 +117,13 @@ class BrokerClient:
         self._protocol: _Responses | None = None
         self._correlation = 0
 
+    @property
+    def connected(self) -> bool:
+        """True while the connection is open (as far as this side knows)."""
+        protocol = self._protocol
+        return (protocol is not None and protocol.lost is None and protocol.transport is not None
+                and not protocol.transport.is_closing())
+
     async def connect(self, timeout: float = 5.0) -> None:
         loop = asyncio.get_running_loop()
         _, protocol = await asyncio.wait_for(
@@ -161,9 +168,10 @@ class BrokerClient:
         except ScramError as exc:
             raise OSError(str(exc)) from None
 
-    async def request(self, api: Api, version: int, body: Any, timeout: float) -> Any:
-        """Send ``body`` as ``api`` v``version``; the decoded response, or raises
-        (OSError, asyncio.TimeoutError, ProtocolDecodeError)."""
+    async def request(self, api: Api, version: int, body: Any, timeout: float, client_id: str | None = None) -> Any:
+        """Send ``body`` as ``api`` v``version`` (with this connection's client id, or
+        ``client_id``); the decoded response, or raises (OSError, asyncio.TimeoutError,
+        ProtocolDecodeError)."""
         if self._protocol is None:
             await self.connect()
         protocol = self._protocol
@@ -175,7 +183,7 @@ class BrokerClient:
         codec = codec_for(api)
         flexible = api.is_flexible(version)
         self._correlation = (self._correlation + 1) & 0x7FFFFFFF
-        frame = encode_request_header(api.key, version, self._correlation, self.client_id, flexible)
+        frame = encode_request_header(api.key, version, self._correlation, client_id or self.client_id, flexible)
         frame += codec.encode_request(version, body)
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[bytes | bytearray] = loop.create_future()
