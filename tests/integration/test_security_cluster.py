@@ -16,6 +16,8 @@ from confluent_kafka.admin import (
     ScramMechanism,
     UserScramCredentialUpsertion,
 )
+from kafka.admin import KafkaAdminClient
+from kafka.admin import NewTopic as KpNewTopic
 
 from .broker_process import free_port
 from .etcd_process import SESSION_MS, ClusterBroker
@@ -153,6 +155,15 @@ def test_replication_over_a_sasl_ssl_inter_broker_listener(etcd) -> None:
         for partition in (0, 1):  # acks=all: both replicas fetched, over SASL_SSL
             recs = sample_records(10, seed=partition)
             assert_delivered(confluent_produce(brokers[0].bootstrap, topic, recs, partition=partition, acks="all"))
+        for broker in brokers:  # one is not the controller: its create is forwarded over SASL_SSL
+            forwarded = unique_topic("fwd")
+            pinned = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=20000)
+            pinned._controller_id = broker.broker_id  # kafka-python sends it to this broker
+            try:
+                pinned.create_topics([KpNewTopic(forwarded, 1, 2)])
+            finally:
+                pinned.close()
+            wait_until(lambda name=forwarded: name in admin.list_topics(timeout=5).topics, 20, message="created")
         logs = brokers[0].log_text() + brokers[1].log_text()
         assert "SASL authentication failed" not in logs and "before SASL authentication" not in logs
     finally:

@@ -112,6 +112,9 @@ class ControllerChannel:
         self.node_id = node_id
         self.store = store
         self._endpoint_of = endpoint_of
+        #: the inter-broker listener's TLS context and SASL login (set by the runner)
+        self.client_ssl: Any = None
+        self.client_sasl: tuple[str, str, str] | None = None
         self._epoch = 0
         self._idle: list[BrokerClient] = []
         self._closed = False
@@ -241,7 +244,8 @@ class ControllerChannel:
             if (client.host, client.port) == endpoint and client.connected:
                 return client
             asyncio.ensure_future(client.close())
-        return BrokerClient(endpoint[0], endpoint[1], f"{FORWARDED_CLIENT_ID}-{self.node_id}")
+        return BrokerClient(endpoint[0], endpoint[1], f"{FORWARDED_CLIENT_ID}-{self.node_id}",
+                            ssl=self.client_ssl, sasl=self.client_sasl)
 
     def _give_back(self, epoch: int, client: BrokerClient) -> None:
         if self._closed or epoch != self._epoch or len(self._idle) >= 8:

@@ -87,8 +87,10 @@ async def serve(
         log.error("cannot load the cluster metadata from %s: %s", cluster, details)
         await broker.store.close()
         raise SystemExit(1) from None
-    broker.replica_manager.client_ssl = client_ssl
-    broker.replica_manager.client_sasl = client_sasl
+    # every broker-to-broker connection (replica fetches, forwarded metadata writes,
+    # transaction markers) speaks the inter-broker listener's TLS and SASL
+    broker.replica_manager.client_ssl = broker.controller_channel.client_ssl = client_ssl
+    broker.replica_manager.client_sasl = broker.controller_channel.client_sasl = client_sasl
     security.credentials.store = broker.store  # SCRAM credentials live in the metadata store
     loop = asyncio.get_running_loop()
     sendfile = hasattr(loop, "sendfile") and "uvloop" not in type(loop).__module__

@@ -114,7 +114,9 @@ class TxnMarkers:
             endpoint = next(((b.host, b.port) for b in self.broker.live_brokers() if b.broker_id == broker_id), None)
             if endpoint is None:
                 return out
-            client = BrokerClient(*endpoint, client_id=f"txn-coordinator-{self.broker.node_id}")
+            replicas = self.broker.replica_manager  # its inter-broker TLS and SASL settings
+            client = BrokerClient(*endpoint, client_id=f"txn-coordinator-{self.broker.node_id}",
+                                  ssl=replicas.client_ssl, sasl=replicas.client_sasl)
             await client.connect()
             self._clients[broker_id] = client
         entries = []
