@@ -25,6 +25,7 @@ from typing import Any
 from moldau.controller.controller import INTERNAL_TOPICS
 from moldau.handlers.pacing import Pacer, paced, paced_map
 from moldau.handlers.registry import codec_for, handles, item_error, large_variant
+from moldau.handlers.txn_verify import verify_first_append
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
 from moldau.records import BatchView
@@ -55,7 +56,7 @@ def leader_hint(broker: Any, topic: str, index: int) -> tuple[Any, Any] | None:
 
 def _append(
     broker: Any, topic: str, index: int, records: Any, acks: int, now_ms: int, version: int,
-    pending: list[Any] | None = None, hints: dict[int, Any] | None = None,
+    pending: list[Any] | None = None, hints: dict[int, Any] | None = None, transactional_id: str | None = None,
 ) -> Any:
     result = _PartitionResponse(index=index)
     try:
@@ -74,6 +75,8 @@ def _append(
                 ErrorCode.INVALID_RECORD,
                 "Produce requests with version 3 and above must contain exactly one record batch",
             )
+        if transactional_id is not None:
+            verify_first_append(broker, transactional_id, partition, BatchView(records, 0))
         info = partition.append_as_leader(records, acks, now_ms)
         if pending is not None and partition.high_watermark <= info.last_offset:
             pending.append((result, partition, info.last_offset + 1, partition.leader_epoch))
@@ -109,10 +112,11 @@ def produce(broker: Any, header: Any, request: Any) -> Any:
     responses = []
     pending: list[Any] | None = [] if acks == -1 else None
     hints: dict[int, Any] = {}
+    txn_id = request.transactional_id if version >= 3 else None
     for topic in request.topic_data:
         name = topic.name
         partitions = [
-            _append(broker, name, p.index, p.records, acks, now_ms, version, pending, hints)
+            _append(broker, name, p.index, p.records, acks, now_ms, version, pending, hints, txn_id)
             for p in topic.partition_data
         ]
         responses.append(_TopicResponse(name=name, partition_responses=partitions))
@@ -191,10 +195,11 @@ async def produce_large(broker: Any, header: Any, request: Any) -> Any:
     responses = []
     pending: list[Any] | None = [] if acks == -1 else None
     hints: dict[int, Any] = {}
+    txn_id = request.transactional_id if version >= 3 else None
     async for topic in paced(request.topic_data, pacer):
         name = topic.name
         partitions = await paced_map(
-            lambda p, name=name: _append(broker, name, p.index, p.records, acks, now_ms, version, pending, hints),
+            lambda p, name=name: _append(broker, name, p.index, p.records, acks, now_ms, version, pending, hints, txn_id),
             topic.partition_data,
             pacer,
         )
