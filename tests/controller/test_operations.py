@@ -18,13 +18,16 @@ from moldau.broker.broker import Broker, Endpoint
 from moldau.config.broker import BrokerConfig
 from moldau.controller.operations import PREFERRED, alter_reassignment, elect_leader
 from moldau.metastore.memory import MemoryMetaStore
-from moldau.metastore.store import BrokerInfo
+from moldau.metastore.store import BrokerInfo, ControllerInfo
 from moldau.protocol.errors import ErrorCode, KafkaError
 
 
 class ThreeBrokers(MemoryMetaStore):
     def brokers(self) -> list[BrokerInfo]:
         return [BrokerInfo(i, "127.0.0.1", 9000 + i) for i in range(3)]
+
+    def controller(self) -> ControllerInfo:
+        return ControllerInfo(0, 1)  # this broker (a non-controller would forward creations)
 
 
 async def _broker(path: Path) -> tuple[Broker, ThreeBrokers]:

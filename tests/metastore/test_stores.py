@@ -76,3 +76,19 @@ def test_single_node_membership_is_a_cluster_of_one() -> None:
         assert [c async for c in changes] == []
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("backend", ["memory", "local"])
+def test_security_entries_are_kept_and_survive_reopen(tmp_path: Path, backend: str) -> None:
+    async def scenario() -> None:
+        store = MemoryMetaStore() if backend == "memory" else LocalMetaStore(tmp_path)
+        await store.load()
+        await store.update_security("acls", {"a": "", "b/c": ""})
+        await store.update_security("acls", {"a": None})
+        await store.update_security("quotas", {"q": '{"producer_byte_rate": 5.0}'})
+        image = await store.load()
+        assert image.security == {"acls": {"b/c": ""}, "quotas": {"q": '{"producer_byte_rate": 5.0}'}}
+        if backend == "local":
+            assert (await LocalMetaStore(tmp_path).load()).security == image.security
+
+    asyncio.run(scenario())

@@ -11,7 +11,7 @@ from typing import Any
 
 from tests.storage.helpers import open_log
 
-from moldau.handlers.produce import _await_replication, _codec, _PartitionResponse
+from moldau.handlers.produce import DelayedProduce, _await_replication, _codec, _PartitionResponse
 from moldau.protocol.errors import ErrorCode
 from moldau.records import RecordInput, build_batch
 from moldau.replication.partition import Partition
@@ -79,3 +79,20 @@ def test_lost_leadership_and_shrunk_isr(tmp_path: Path) -> None:
 
     asyncio.run(shrink())
     assert result.error_code == ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
+
+
+def test_one_high_watermark_move_completes_every_produce_it_passes(tmp_path: Path) -> None:
+    partition = _leader(tmp_path)
+
+    async def run() -> None:
+        delayed = []
+        for _ in range(3):
+            _result, (response, pending) = _pending(partition)
+            delayed.append(DelayedProduce(response, pending, 5000))
+        partition.update_follower_fetch(2, 2)  # past the first two batches, not the third
+        assert [d.future.done() for d in delayed] == [True, True, False]  # at once, no task
+        partition.update_follower_fetch(2, 3)
+        assert delayed[2].future.done()
+        assert not partition._waiters  # nothing left registered
+
+    asyncio.run(run())

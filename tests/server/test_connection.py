@@ -7,6 +7,7 @@ connection holds, and when it stops reading.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import struct
 
@@ -191,3 +192,95 @@ def test_a_read_while_waiting_for_memory_still_gets_a_buffer() -> None:
     feed(conn, frame(bytes(3 * MiB)))
     assert transport.paused
     assert len(conn.get_buffer(-1)) > 0  # never empty: asyncio refuses an empty buffer
+
+
+def _pipelined_connection(pool: MemoryPool):
+    """A connection whose dispatcher answers by the frame's first byte: ``L`` a
+    LaterAnswer resolved by the test, ``R`` at once, ``W`` an awaitable that still works."""
+    from moldau.server.connection import LaterAnswer
+
+    loop = asyncio.get_running_loop()
+    log: list[str] = []
+    gates: dict[str, asyncio.Future[None]] = {}
+
+    async def later(name: str) -> list[bytes]:
+        await gates[name]
+        return [name.encode()]
+
+    async def working(name: str) -> list[bytes]:
+        log.append(f"start {name}")
+        await asyncio.sleep(0)
+        return [name.encode()]
+
+    def dispatch(data: bytearray, conn: Connection):
+        name = bytes(data).decode()
+        log.append(f"dispatch {name}")
+        if name[0] == "L":
+            gates[name] = loop.create_future()
+            return LaterAnswer(later(name))
+        if name[0] == "W":
+            return working(name)
+        return [name.encode()]
+
+    conn = Connection(dispatch, 200 * MiB, pool=pool)
+    transport = FakeTransport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    return conn, transport, log, gates
+
+
+async def _settle_loop() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def test_requests_behind_a_later_answer_are_handled_at_once_and_answered_in_order() -> None:
+    asyncio.run(_requests_behind_a_later_answer_are_handled_at_once_and_answered_in_order())
+
+
+async def _requests_behind_a_later_answer_are_handled_at_once_and_answered_in_order() -> None:
+    pool = MemoryPool(64 * MiB)
+    conn, transport, log, gates = _pipelined_connection(pool)
+    feed(conn, b"".join(frame(n) for n in (b"L1", b"R2", b"L3", b"R4")))
+    await _settle_loop()
+    # all four handled (appended) while the first still waits for its replication
+    assert log == ["dispatch L1", "dispatch R2", "dispatch L3", "dispatch R4"]
+    assert transport.written == []
+    gates["L3"].set_result(None)  # the later one is ready first: it still waits its turn
+    await _settle_loop()
+    assert transport.written == []
+    gates["L1"].set_result(None)
+    await _settle_loop()
+    assert transport.written == [b"L1", b"R2", b"L3", b"R4"]
+    assert not conn.busy and pool.reserved == 0
+
+
+def test_a_working_handler_behind_a_later_answer_waits_its_turn_and_holds_the_rest() -> None:
+    asyncio.run(_a_working_handler_behind_a_later_answer_waits_its_turn_and_holds_the_rest())
+
+
+async def _a_working_handler_behind_a_later_answer_waits_its_turn_and_holds_the_rest() -> None:
+    pool = MemoryPool(64 * MiB)
+    conn, transport, log, gates = _pipelined_connection(pool)
+    feed(conn, b"".join(frame(n) for n in (b"L1", b"W2", b"R3")))
+    await _settle_loop()
+    # W2 is dispatched but does not start before L1 is answered; R3 is not even dispatched
+    assert log == ["dispatch L1", "dispatch W2"]
+    gates["L1"].set_result(None)
+    await _settle_loop()
+    assert log == ["dispatch L1", "dispatch W2", "start W2", "dispatch R3"]
+    assert transport.written == [b"L1", b"W2", b"R3"]
+    assert not conn.busy and pool.reserved == 0
+
+
+def test_closing_with_later_answers_pending_releases_everything() -> None:
+    asyncio.run(_closing_with_later_answers_pending_releases_everything())
+
+
+async def _closing_with_later_answers_pending_releases_everything() -> None:
+    pool = MemoryPool(64 * MiB)
+    conn, transport, log, gates = _pipelined_connection(pool)
+    feed(conn, b"".join(frame(n) for n in (b"L1", b"L2", b"W3")))
+    await _settle_loop()
+    conn.connection_lost(None)
+    await _settle_loop()
+    assert pool.reserved == 0 and transport.written == []

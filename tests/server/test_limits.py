@@ -68,3 +68,16 @@ def test_unreadable_overrides_keep_the_previous_ones() -> None:
     current[0] = ConnectionSettings(max_per_ip=1, per_ip_overrides="garbage")
     assert registry.admit(Conn(0), "10.0.0.1") is None  # still 2 for 10.0.0.1
     assert registry.admit(Conn(0), "10.0.0.1") is not None
+
+
+def test_connection_creation_rate_admits_that_many_per_second() -> None:
+    now = [10.0]
+    registry = ConnectionRegistry(lambda: ConnectionSettings(max_creation_rate=2), clock=lambda: now[0])
+    conns = [Conn(0) for _ in range(4)]
+    assert registry.admit(conns[0], "a") is None
+    now[0] += 0.5
+    assert registry.admit(conns[1], "b") is None
+    assert "max.connection.creation.rate" in (registry.admit(conns[2], "c") or "")
+    now[0] += 0.6  # the first one is more than a second old
+    assert registry.admit(conns[3], "c") is None
+    assert registry.refused == 1

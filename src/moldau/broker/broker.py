@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moldau.broker.changes import StateChanges
+from moldau.broker.forwarding import ControllerChannel
 from moldau.broker.txn_markers import TxnMarkers
 from moldau.config.broker import BrokerConfig
 from moldau.controller.controller import Controller
@@ -26,9 +28,14 @@ from moldau.coordinator.producer_ids import ProducerIdManager
 from moldau.coordinator.transaction import TransactionCoordinator
 from moldau.metastore.store import BrokerInfo, ClusterImage, MetaStore, PartitionState, TopicRecord
 from moldau.ports import LeadershipListener, TxnMarkerListener
+from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.replication.hw_checkpoint import HighWatermarkCheckpoint
 from moldau.replication.manager import ReplicaManager
 from moldau.replication.partition import Partition
+from moldau.security.acl import ACL_KIND, AclBinding
+from moldau.security.authorizer import create_authorizer
+from moldau.security.quotas import QUOTA_KIND, ClientQuotas
+from moldau.server.listeners import Listener
 from moldau.storage.cleaner import CleanerConfig, LogCleaner
 from moldau.storage.config import LogConfig
 from moldau.storage.log_manager import LogManager
@@ -56,6 +63,8 @@ class Broker:
         self.store = store
         self.listen = listen
         self.advertise = advertise or listen
+        #: every listener (set by the runner once bound); empty in unit tests
+        self.listeners: list[Listener] = []
         self.node_id = config.int("node.id")
         self.cluster_id = ""
         self.topics: dict[str, TopicRecord] = {}
@@ -83,6 +92,13 @@ class Broker:
         self.txn_markers = TxnMarkers(self)
         self.transaction_coordinator = TransactionCoordinator(self)
         self.replica_manager = ReplicaManager(self)
+        #: ACLs (None unless authorizer.class.name is set: then nothing is checked) and
+        #: client quotas, both kept current from the metadata store
+        self.authorizer = create_authorizer(
+            config["authorizer.class.name"], config["super.users"], config.bool("allow.everyone.if.no.acl.found"))  # type: ignore[arg-type]
+        self.quotas = ClientQuotas(config)
+        #: where metadata writes go when another broker is the controller
+        self.controller_channel = ControllerChannel(self.node_id, store, self._endpoint_of)
         #: told when this broker gains or loses a partition's leadership, in metadata
         #: order: the coordinators whose state lives in internal topics
         self.leadership_listeners: list[LeadershipListener] = [self.group_coordinator, self.transaction_coordinator]
@@ -97,6 +113,9 @@ class Broker:
         image: ClusterImage = await self.store.load()
         self.cluster_id = image.cluster_id
         self.dynamic_configs = {k: dict(v) for k, v in image.broker_configs.items()}
+        for kind, entries in image.security.items():
+            for key, value in entries.items():
+                self.apply_security(kind, key, value)
         try:
             self._apply_dynamic_configs()
         except ValueError as exc:
@@ -118,6 +137,7 @@ class Broker:
         await self.transaction_coordinator.start()
 
     async def stop(self) -> None:
+        await self.controller_channel.close()
         await self.replica_manager.stop()
         await self.changes.drain()
         await self.transaction_coordinator.stop()
@@ -235,6 +255,19 @@ class Broker:
 
     # topics ---------------------------------------------------------------------------
 
+    def apply_security(self, kind: str, key: str, value: str | None) -> None:
+        """An ACL binding or a client quota was set (or removed, ``value`` None), here
+        or by another broker (the metadata watch)."""
+        if kind == ACL_KIND:
+            if self.authorizer is not None:
+                binding = AclBinding.from_key(key)
+                if value is None:
+                    self.authorizer.remove([binding])
+                else:
+                    self.authorizer.add([binding])
+        elif kind == QUOTA_KIND:
+            self.quotas.apply(key, value)
+
     def log_config_for(self, topic: TopicRecord) -> LogConfig:
         return LogConfig.from_properties(self.config.effective_topic_config(topic.configs))
 
@@ -334,17 +367,65 @@ class Broker:
 
     # cluster view ---------------------------------------------------------------------
 
-    def live_brokers(self) -> list[BrokerInfo]:
+    def live_brokers(self, listener: str | None = None) -> list[BrokerInfo]:
         """Every live broker (the store's registrations), or just this one when it is not
-        in a cluster."""
-        registered = self.store.brokers()
-        if registered:
+        in a cluster; with ``listener``, each with its endpoint on that listener."""
+        registered = self.store.brokers() or [self.registration()]
+        if listener is None:
             return registered
+        result = []
+        for info in registered:  # as Kafka: a broker without this listener is left out
+            endpoint = info.endpoint(listener)
+            if endpoint is not None:
+                result.append(info if endpoint == (info.host, info.port)
+                              else dataclasses.replace(info, host=endpoint[0], port=endpoint[1]))
+        return result
+
+    def endpoint_for(self, listener: str | None) -> tuple[str, int]:
+        """Where a client of ``listener`` reaches this broker."""
+        if listener is not None:
+            for li in self.listeners:
+                if li.name == listener:
+                    return li.advertised_host, li.advertised_port
+        return self.advertise.host, self.advertise.port
+
+    def registration(self) -> BrokerInfo:
+        """This broker as others see it: the inter-broker endpoint and one per listener."""
         rack = self.config["broker.rack"]
-        return [BrokerInfo(self.node_id, self.advertise.host, self.advertise.port, rack or None)]  # type: ignore[arg-type]
+        endpoints = tuple((li.name, li.advertised_host, li.advertised_port) for li in self.listeners)
+        return BrokerInfo(self.node_id, self.advertise.host, self.advertise.port, rack or None,  # type: ignore[arg-type]
+                          endpoints=endpoints)
+
+    async def create_at_controller(self, topic: TopicRecord) -> TopicRecord | None:
+        """Have the elected controller create ``topic`` when this broker is not it; the
+        topic as applied here (through the watch), or None if this broker decides.
+        Raises KafkaError: the controller's refusal, or LEADER_NOT_AVAILABLE (Kafka's
+        answer for a topic being created) when it is not here yet."""
+        # bounded: the Metadata or group request that wants the topic is waiting (its
+        # client retries on LEADER_NOT_AVAILABLE / COORDINATOR_NOT_AVAILABLE)
+        timeout_s = min(self.config.int("request.timeout.ms") / 1000, 5.0)
+        if not await self.controller_channel.create_topic(topic, timeout_s):
+            return None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while topic.name not in self.topics and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        applied = self.topics.get(topic.name)
+        if applied is None:
+            raise KafkaError(ErrorCode.LEADER_NOT_AVAILABLE, f"Topic '{topic.name}' is being created.")
+        return applied
+
+    def _endpoint_of(self, broker_id: int) -> tuple[str, int] | None:
+        """A live broker's advertised endpoint (where forwarded requests go)."""
+        info = next((b for b in self.store.brokers() if b.broker_id == broker_id), None)
+        return None if info is None else (info.host, info.port)
 
     def controller_id(self) -> int:
-        """The elected controller's id; -1 (as Kafka answers) while a cluster has none."""
+        """The elected controller's id; -1 (as Kafka answers) while a cluster has none,
+        and while this broker's session has lapsed (fenced): its image of the controller
+        key may be stale, and a client sent there would only be told NOT_CONTROLLER."""
+        if not self.store.session.valid():
+            return -1
         controller = self.store.controller()
         if controller is not None:
             return controller.broker_id

@@ -22,8 +22,8 @@ a ``SessionChanged``, on which the follower resumes the session. :class:`DeathPr
 ends the session of a broker whose port refuses connections (its process is gone)
 without waiting for its lease to time out.
 
-Not here yet: forwarding topic changes to the elected controller (today any broker
-writes topic records with compare-and-swap).
+Topic and cluster-metadata writes received by another broker are forwarded to the
+elected controller (:mod:`moldau.broker.forwarding`).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from moldau.metastore.store import (
     MetaChange,
     PartitionChanged,
     PartitionState,
+    SecurityChanged,
     SessionChanged,
     StaleEpochError,
     TopicChanged,
@@ -129,6 +130,8 @@ class MetadataFollower:
             who = "none" if change.controller is None else str(change.controller.broker_id)
             log.info("controller is now %s", who)
             self.elector.trigger()
+        elif isinstance(change, SecurityChanged):
+            broker.apply_security(change.kind, change.key, change.value)
         elif isinstance(change, SessionChanged):
             self._session_changed(change)
 
@@ -329,8 +332,7 @@ async def join_cluster(broker: Broker) -> MetadataFollower:
     """
     config = broker.config
     session_ms = config.int("broker.session.timeout.ms")
-    rack = config["broker.rack"]
-    info = BrokerInfo(broker.node_id, broker.advertise.host, broker.advertise.port, rack or None)  # type: ignore[arg-type]
+    info = broker.registration()
     follower = MetadataFollower(broker)
     follower.start()
     deadline = time.monotonic() + session_ms / 1000 + 1.0

@@ -84,6 +84,17 @@ class BrokerConfig:
             return None if default is None else int(default) * factor  # type: ignore[call-overload]
         return BROKER_CONFIGS[key].default
 
+    def for_listener(self, listener: str, key: str, mechanism: str | None = None) -> object:
+        """``key`` as it applies on ``listener``: Kafka's ``listener.name.<l>.<mech>.<key>``,
+        then ``listener.name.<l>.<key>``, then the key itself."""
+        prefix = f"listener.name.{listener.lower()}."
+        candidates = [f"{prefix}{mechanism.lower()}.{key}"] if mechanism else []
+        candidates.append(prefix + key)
+        for candidate in candidates:
+            if candidate in self._set:
+                return self._set[candidate]
+        return self[key]
+
     def int(self, key: str) -> int:
         value = self[key]
         assert isinstance(value, int)

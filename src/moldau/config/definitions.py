@@ -140,6 +140,46 @@ COMPRESSION_TYPES = ("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"
 TIMESTAMP_TYPES = ("CreateTime", "LogAppendTime")
 CLEANUP_POLICIES = ("delete", "compact")
 
+TLS_PROTOCOLS = ("TLSv1.2", "TLSv1.3")
+#: Listeners, TLS and SASL (docs/11-security.md). Any of the ssl.* and sasl.* keys may
+#: also be given per listener, ``listener.name.<listener>.<key>`` (lower-case name), and
+#: a JAAS config per mechanism, ``listener.name.<listener>.<mechanism>.sasl.jaas.config``.
+SECURITY_CONFIGS = [
+    ConfigDef("listener.security.protocol.map", _T.STRING,
+              "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL", read_only=True),
+    ConfigDef("inter.broker.listener.name", _T.STRING, None, read_only=True),
+    ConfigDef("security.inter.broker.protocol", _T.STRING, "PLAINTEXT",
+              choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"), read_only=True),
+    ConfigDef("ssl.keystore.type", _T.STRING, "PEM", choices=("PEM",), read_only=True),
+    ConfigDef("ssl.keystore.location", _T.STRING, None, read_only=True),
+    ConfigDef("ssl.keystore.password", _T.PASSWORD, None, read_only=True, sensitive=True),
+    ConfigDef("ssl.keystore.certificate.chain", _T.PASSWORD, None, read_only=True, sensitive=True),
+    ConfigDef("ssl.keystore.key", _T.PASSWORD, None, read_only=True, sensitive=True),
+    ConfigDef("ssl.key.password", _T.PASSWORD, None, read_only=True, sensitive=True),
+    ConfigDef("ssl.truststore.type", _T.STRING, "PEM", choices=("PEM",), read_only=True),
+    ConfigDef("ssl.truststore.location", _T.STRING, None, read_only=True),
+    ConfigDef("ssl.truststore.password", _T.PASSWORD, None, read_only=True, sensitive=True),
+    ConfigDef("ssl.truststore.certificates", _T.PASSWORD, None, read_only=True, sensitive=True),
+    ConfigDef("ssl.client.auth", _T.STRING, "none", choices=("none", "requested", "required"),
+              read_only=True),
+    ConfigDef("ssl.enabled.protocols", _T.LIST, list(TLS_PROTOCOLS), choices=TLS_PROTOCOLS, read_only=True),
+    ConfigDef("ssl.protocol", _T.STRING, "TLSv1.3", read_only=True),
+    ConfigDef("ssl.cipher.suites", _T.LIST, [], read_only=True),
+    ConfigDef("ssl.principal.mapping.rules", _T.STRING, "DEFAULT", read_only=True),
+    ConfigDef("ssl.endpoint.identification.algorithm", _T.STRING, "https", read_only=True),
+    ConfigDef("sasl.enabled.mechanisms", _T.LIST, ["GSSAPI"], read_only=True),
+    ConfigDef("sasl.mechanism.inter.broker.protocol", _T.STRING, "GSSAPI", read_only=True),
+    ConfigDef("sasl.jaas.config", _T.PASSWORD, None, read_only=True, sensitive=True),
+    ConfigDef("sasl.server.max.receive.size", _T.INT, 524288, min_value=1, read_only=True),
+    ConfigDef("connections.max.reauth.ms", _T.LONG, 0, min_value=0, read_only=True),
+    ConfigDef("sasl.oauthbearer.jwks.endpoint.url", _T.STRING, None, read_only=True),
+    ConfigDef("sasl.oauthbearer.expected.audience", _T.LIST, [], read_only=True),
+    ConfigDef("sasl.oauthbearer.expected.issuer", _T.STRING, None, read_only=True),
+    ConfigDef("sasl.oauthbearer.sub.claim.name", _T.STRING, "sub", read_only=True),
+    ConfigDef("sasl.oauthbearer.scope.claim.name", _T.STRING, "scope", read_only=True),
+    ConfigDef("sasl.oauthbearer.clock.skew.seconds", _T.INT, 30, min_value=0, read_only=True),
+]
+
 BROKER_CONFIGS: dict[str, ConfigDef] = {
     d.name: d
     for d in [
@@ -164,6 +204,7 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
         ConfigDef("log.dir", _T.STRING, "./moldau-data", "Where partition data lives.", read_only=True),
         ConfigDef("listeners", _T.STRING, "PLAINTEXT://127.0.0.1:9092", read_only=True),
         ConfigDef("advertised.listeners", _T.STRING, None, read_only=True),
+        *SECURITY_CONFIGS,
         ConfigDef("num.partitions", _T.INT, 1, "Partitions of auto-created topics.", min_value=1),
         ConfigDef("default.replication.factor", _T.INT, 1, min_value=1),
         ConfigDef("auto.create.topics.enable", _T.BOOLEAN, True, read_only=True),
@@ -258,6 +299,12 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
             "transaction.remove.expired.transaction.cleanup.interval.ms", _T.INT, 3600000, min_value=1, read_only=True
         ),
         ConfigDef("max.connections", _T.INT, INT_MAX, min_value=0),
+        ConfigDef("max.connection.creation.rate", _T.INT, INT_MAX, min_value=0),
+        ConfigDef("authorizer.class.name", _T.STRING, "", read_only=True),
+        ConfigDef("super.users", _T.STRING, "", read_only=True),
+        ConfigDef("allow.everyone.if.no.acl.found", _T.BOOLEAN, False, read_only=True),
+        ConfigDef("quota.window.num", _T.INT, 11, min_value=1, read_only=True),
+        ConfigDef("quota.window.size.seconds", _T.INT, 1, min_value=1, read_only=True),
         ConfigDef("max.connections.per.ip", _T.INT, INT_MAX, min_value=0),
         ConfigDef("max.connections.per.ip.overrides", _T.STRING, ""),
         ConfigDef("connections.max.idle.ms", _T.LONG, 600000, read_only=True),
@@ -315,8 +362,28 @@ def parse_settings(defs: dict[str, ConfigDef], raw: dict[str, str], what: str) -
     """Check and type a set of ``key=value`` settings; errors name the key."""
     parsed: dict[str, object] = {}
     for key, value in raw.items():
+        if key.startswith(LISTENER_PREFIX) and what == "broker":
+            parsed[key] = _listener_setting(defs, key, value)
+            continue
         definition = defs.get(key)
         if definition is None:
             raise ValueError(f"Unknown {what} configuration {key!r}")
         parsed[key] = definition.parse(value)
     return parsed
+
+
+LISTENER_PREFIX = "listener.name."
+
+
+def _listener_setting(defs: dict[str, ConfigDef], key: str, value: str) -> object:
+    """A per-listener override, ``listener.name.<l>.<key>`` or, for JAAS configs,
+    ``listener.name.<l>.<mechanism>.sasl.jaas.config``: checked as ``<key>`` is."""
+    name, _, rest = key[len(LISTENER_PREFIX) :].partition(".")
+    if not name or not rest:
+        raise ValueError(f"Unknown broker configuration {key!r}")
+    if rest not in defs:
+        _mechanism, _, rest = rest.partition(".")
+    definition = defs.get(rest)
+    if definition is None or not rest.startswith(("ssl.", "sasl.", "connections.max.reauth")):
+        raise ValueError(f"Unknown broker configuration {key!r}")
+    return definition.parse(value)

@@ -232,7 +232,15 @@ class Controller:
         # the thread, which a cancelled request does not stop.
         await asyncio.to_thread(create)
 
-    async def create_topic(self, topic: TopicRecord) -> TopicRecord:
+    async def create_topic(self, topic: TopicRecord, *, forward: bool = True) -> TopicRecord:
+        """Create a planned topic. In a cluster only the elected controller decides:
+        elsewhere (``forward``) the creation is sent to it, which places the replicas
+        anew. The CreateTopics handler, which forwards whole requests itself, passes
+        ``forward=False``, so a request is never forwarded twice."""
+        if forward:
+            created = await self.broker.create_at_controller(topic)
+            if created is not None:
+                return created
         return await self.broker.changes.run(lambda: self._create_topic(topic))
 
     async def _create_topic(self, topic: TopicRecord) -> TopicRecord:

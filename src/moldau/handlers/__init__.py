@@ -4,8 +4,10 @@ Importing this package registers every handler; ApiVersions advertises exactly t
 """
 
 from moldau.handlers import (  # noqa: F401 - imported for registration
+    acls,
     alter_configs,
     api_versions,
+    client_quotas,
     cluster,
     configs,
     consumer_group,
@@ -21,6 +23,8 @@ from moldau.handlers import (  # noqa: F401 - imported for registration
     produce,
     producer,
     reassignments,
+    sasl,
+    scram_credentials,
     topics,
     transactions,
     write_txn_markers,

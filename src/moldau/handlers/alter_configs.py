@@ -16,7 +16,9 @@ from typing import Any
 
 from moldau.config.broker import validate_topic_configs
 from moldau.config.definitions import BROKER_CONFIGS, TOPIC_CONFIGS, ConfigType
+from moldau.handlers import authorize as authz
 from moldau.handlers.configs import BROKER, BROKER_LOGGER, TOPIC
+from moldau.handlers.forwarding import forward_or_refuse
 from moldau.handlers.pacing import paced
 from moldau.handlers.registry import codec_for, handles, item_error
 from moldau.protocol.errors import ErrorCode, KafkaError
@@ -87,9 +89,12 @@ async def _alter_topic(broker: Any, name: str, overrides: dict[str, str], valida
 
 
 def _broker_scope(broker: Any, name: str) -> str:
-    if name not in ("", str(broker.node_id)):
-        raise KafkaError(ErrorCode.INVALID_REQUEST, f"Unexpected broker id, expected {broker.node_id} or empty")
-    return name
+    """The scope of a broker resource: "" (cluster-wide default) or a live broker's id.
+    The controller writes any broker's dynamic configs (requests are forwarded to it);
+    each broker applies its own and the defaults."""
+    if name in ("", str(broker.node_id)) or name in {str(b.broker_id) for b in broker.live_brokers()}:
+        return name
+    raise KafkaError(ErrorCode.INVALID_REQUEST, f"Unexpected broker id, expected {broker.node_id} or empty")
 
 
 async def _alter_broker(broker: Any, scope: str, values: dict[str, str], validate_only: bool) -> None:
@@ -140,8 +145,21 @@ async def _alter_resource(broker: Any, resource: Any, incremental: bool, validat
         await _alter_broker(broker, name, values, validate_only)
 
 
-async def _answer(broker: Any, request: Any, codec: Any, incremental: bool) -> Any:
+async def _answer(broker: Any, header: Any, request: Any, codec: Any, incremental: bool) -> Any:
     Result = codec.Response.of("responses")
+
+    def refuse(code: ErrorCode, message: str) -> Any:
+        return codec.Response(throttle_time_ms=0, responses=[
+            Result(error_code=int(code), error_message=message,
+                   resource_type=r.resource_type, resource_name=r.resource_name)
+            for r in request.resources
+        ])
+
+    # log levels are this broker's own business; everything else is the controller's
+    if any(r.resource_type != BROKER_LOGGER for r in request.resources):
+        forwarded = await forward_or_refuse(broker, header, request, refuse)
+        if forwarded is not None:
+            return forwarded
     results = []
     async for resource in paced(request.resources):
         result = Result(
@@ -149,6 +167,9 @@ async def _answer(broker: Any, request: Any, codec: Any, incremental: bool) -> A
             resource_type=resource.resource_type, resource_name=resource.resource_name,
         )
         try:
+            refused = authz.config_resource_error(broker, header, authz.ALTER_CONFIGS, resource.resource_type, resource.resource_name)
+            if refused is not None:
+                raise KafkaError(refused, "Authorization failed.")
             await _alter_resource(broker, resource, incremental, request.validate_only)
         except Exception as raised:
             exc = item_error(raised, log)
@@ -160,9 +181,9 @@ async def _answer(broker: Any, request: Any, codec: Any, incremental: bool) -> A
 
 @handles(ALTER_CONFIGS, 0, 2)
 async def alter_configs(broker: Any, header: Any, request: Any) -> Any:
-    return await _answer(broker, request, _alter, incremental=False)
+    return await _answer(broker, header, request, _alter, incremental=False)
 
 
 @handles(INCREMENTAL_ALTER_CONFIGS, 0, 1)
 async def incremental_alter_configs(broker: Any, header: Any, request: Any) -> Any:
-    return await _answer(broker, request, _incremental, incremental=True)
+    return await _answer(broker, header, request, _incremental, incremental=True)

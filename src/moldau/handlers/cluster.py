@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from moldau.handlers.registry import codec_for, handles
+from moldau.handlers import authorize as authz
+from moldau.handlers.registry import codec_for, handles, listener_of
 from moldau.protocol.errors import ErrorCode
 from moldau.protocol.messages import ALL_APIS
 
@@ -21,6 +22,9 @@ def describe_cluster(broker: Any, header: Any, request: Any) -> Any:
             error_message="Only brokers can be described",
             endpoint_type=request.endpoint_type,
         )
+    operations = authz.OPERATIONS_NOT_REQUESTED
+    if request.include_cluster_authorized_operations:  # as Kafka: 0 without DESCRIBE
+        operations = authz.cluster_operations(broker, header)
     return _codec.Response(
         throttle_time_ms=0,
         error_code=0,
@@ -28,6 +32,6 @@ def describe_cluster(broker: Any, header: Any, request: Any) -> Any:
         endpoint_type=1,
         cluster_id=broker.cluster_id,
         controller_id=broker.controller_id(),
-        brokers=[_Broker(broker_id=b.broker_id, host=b.host, port=b.port, rack=b.rack) for b in broker.live_brokers()],
-        cluster_authorized_operations=-2147483648,
+        brokers=[_Broker(broker_id=b.broker_id, host=b.host, port=b.port, rack=b.rack) for b in broker.live_brokers(listener_of(header))],
+        cluster_authorized_operations=operations,
     )

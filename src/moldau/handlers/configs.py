@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from moldau.config.definitions import BROKER_CONFIGS, CONFIG_TYPE_CODES, TOPIC_CONFIGS
+from moldau.handlers import authorize as authz
 from moldau.handlers.pacing import PACE, Pacer, paced
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode
@@ -73,9 +74,14 @@ def broker_config_entries(broker: Any, keys: list[str] | None, synonyms: bool, d
         if name == "log.dirs" and value is None:
             value = str(broker.data_dir)
         if name == "listeners":
-            value = f"PLAINTEXT://{broker.listen.host}:{broker.listen.port}"
+            listeners = getattr(broker, "listeners", None)
+            value = (",".join(li.url() for li in listeners) if listeners
+                     else f"PLAINTEXT://{broker.listen.host}:{broker.listen.port}")
         source = _LAYER_SOURCE[broker.config.source_of(name)]
         chain = _broker_synonyms(broker, name) or [(name, definition.render(value), DEFAULT_CONFIG)]
+        if definition.sensitive:  # passwords and keys: Kafka never tells them
+            value = None
+            chain = [(key, None, src) for key, _, src in chain]
         entries.append(
             ConfigEntry(
                 name=name,
@@ -158,6 +164,11 @@ async def describe_configs(broker: Any, header: Any, request: Any) -> Any:
             configs=[],
         )
         results.append(result)
+        refused = authz.config_resource_error(broker, header, authz.DESCRIBE_CONFIGS, resource.resource_type, resource.resource_name)
+        if refused is not None:
+            result.error_code = int(refused)
+            result.error_message = "Authorization failed."
+            continue
         keys = resource.configuration_keys
         if resource.resource_type == TOPIC:
             topic = broker.topics.get(resource.resource_name)

@@ -11,6 +11,7 @@ from typing import Any
 
 from moldau.coordinator.group.assignors import Assignment
 from moldau.coordinator.group.consumer import ConsumerGroup
+from moldau.handlers import authorize as authz
 from moldau.handlers.groups import client_host
 from moldau.handlers.pacing import paced_map
 from moldau.handlers.registry import codec_for, handles
@@ -37,6 +38,9 @@ def _owned(request: Any) -> Assignment | None:
 async def consumer_group_heartbeat(broker: Any, header: Any, request: Any) -> Any:
     coordinator = broker.group_coordinator
     try:
+        refused = authz.group_error(broker, header, authz.READ, request.group_id)  # Kafka: READ on the group
+        if refused is not None:
+            raise KafkaError(refused)
         await coordinator.ready(request.group_id)
     except KafkaError as exc:
         return _hb.Response(throttle_time_ms=0, error_code=int(exc.code), member_epoch=-1, heartbeat_interval_ms=0)
@@ -54,6 +58,12 @@ async def consumer_group_heartbeat(broker: Any, header: Any, request: Any) -> An
         header.client_id or "",
         client_host(header),
     )
+    if result.error is ErrorCode.NONE:
+        # as Kafka's coordinator runtime: answered once what the group wrote (and any
+        # earlier write on its partition) is in the ISR of __consumer_offsets
+        replicated = await coordinator.replicated(request.group_id)
+        if replicated is not ErrorCode.NONE:
+            return _hb.Response(throttle_time_ms=0, error_code=int(replicated), member_epoch=-1, heartbeat_interval_ms=0)
     if result.error is not ErrorCode.NONE:
         return _hb.Response(
             throttle_time_ms=0, error_code=int(result.error), error_message=result.message,
@@ -94,12 +104,19 @@ def _describe_assignment(broker: Any, assignment: Assignment) -> Any:
     )
 
 
-def _describe_one(broker: Any, group_id: str) -> Any:
+def _describe_one(broker: Any, group_id: str, header: Any = None, operations: bool = False) -> Any:
     coordinator = broker.group_coordinator
     answer = _Group(
         error_code=0, group_id=group_id, group_state="Dead", group_epoch=-1, assignment_epoch=-1,
         assignor_name="", members=[], authorized_operations=NO_AUTHORIZED_OPERATIONS,
     )
+    if header is not None:  # Kafka: DESCRIBE on the group
+        refused = authz.group_error(broker, header, authz.DESCRIBE, group_id)
+        if refused is not None:
+            answer.error_code = int(refused)
+            return answer
+        if operations:
+            answer.authorized_operations = authz.authorized_operations(broker, header, authz.GROUP, group_id)
     try:
         coordinator.check_coordinator(group_id)
     except KafkaError as exc:
@@ -138,5 +155,6 @@ def _describe_one(broker: Any, group_id: str) -> Any:
 @handles(CONSUMER_GROUP_DESCRIBE, 0, 1)
 async def consumer_group_describe(broker: Any, header: Any, request: Any) -> Any:
     await broker.group_coordinator.ensure_topic()
-    groups = await paced_map(lambda g: _describe_one(broker, g), request.group_ids)
+    operations = request.include_authorized_operations
+    groups = await paced_map(lambda g: _describe_one(broker, g, header, operations), request.group_ids)
     return _desc.Response(throttle_time_ms=0, groups=groups)

@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from moldau.controller.controller import INTERNAL_TOPICS
+from moldau.handlers import authorize as authz
 from moldau.handlers.pacing import Pacer, paced, paced_map
 from moldau.handlers.registry import codec_for, handles, item_error
 from moldau.protocol.errors import ErrorCode, KafkaError
@@ -27,10 +28,12 @@ _Partition = _Topic.of("partitions")
 HIGH_WATERMARK = -1
 
 
-def _delete(broker: Any, topic: str, index: int, offset: int) -> Any:
+def _delete(broker: Any, topic: str, index: int, offset: int, refused: bool = False) -> Any:
     answer = _Partition(partition_index=index, low_watermark=-1, error_code=0)
     partition = broker.partition(topic, index)
     try:
+        if refused:
+            raise KafkaError(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
         if topic in INTERNAL_TOPICS:
             raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"Cannot delete records of internal topic {topic}")
         if partition is None:
@@ -53,8 +56,10 @@ async def delete_records(broker: Any, header: Any, request: Any) -> Any:
     topics = []
     pacer = Pacer()
     async for topic in paced(request.topics, pacer):
+        refused = not authz.allowed(broker, header, authz.DELETE, authz.TOPIC, topic.name)  # Kafka: DELETE on the topic
         partitions = await paced_map(
-            lambda p, name=topic.name: _delete(broker, name, p.partition_index, p.offset), topic.partitions, pacer
+            lambda p, name=topic.name, refused=refused: _delete(broker, name, p.partition_index, p.offset, refused),
+            topic.partitions, pacer,
         )
         topics.append(_Topic(name=topic.name, partitions=partitions))
     # The start offsets moved above; the checkpoint that makes them durable finishes

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from moldau.handlers import authorize as authz
 from moldau.handlers.pacing import Pacer, paced, paced_map
 from moldau.handlers.registry import codec_for, handles, item_error
 from moldau.protocol.errors import ErrorCode, KafkaError
@@ -25,9 +26,11 @@ _Partition = _Topic.of("partitions")
 _Producer = _Partition.of("active_producers")
 
 
-def _describe(broker: Any, topic: str, index: int) -> Any:
+def _describe(broker: Any, topic: str, index: int, refused: bool = False) -> Any:
     answer = _Partition(partition_index=index, error_code=0, active_producers=[])
     try:
+        if refused:
+            raise KafkaError(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
         partition = broker.partition(topic, index)
         if partition is None:
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
@@ -56,8 +59,10 @@ async def describe_producers(broker: Any, header: Any, request: Any) -> Any:
     pacer = Pacer()
     topics = []
     async for topic in paced(request.topics, pacer):
+        refused = not authz.allowed(broker, header, authz.READ, authz.TOPIC, topic.name)  # Kafka: READ on the topic
         partitions = await paced_map(
-            lambda i, name=topic.name: _describe(broker, name, i), topic.partition_indexes, pacer
+            lambda i, name=topic.name, refused=refused: _describe(broker, name, i, refused), topic.partition_indexes,
+            pacer,
         )
         topics.append(_Topic(name=topic.name, partitions=partitions))
     return _codec.Response(throttle_time_ms=0, topics=topics)

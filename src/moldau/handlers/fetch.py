@@ -19,15 +19,17 @@ FETCH_SESSION_ID_NOT_FOUND.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from typing import Any
 
+from moldau.handlers.authorize import CLUSTER_ACTION, READ, TOPIC, allowed, cluster_allowed
 from moldau.handlers.pacing import PACE
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
 from moldau.protocol.messages import ALL_APIS
+from moldau.replication.partition import wake
+from moldau.security.quotas import CONSUMER_BYTE_RATE, throttle
 from moldau.storage.errors import OffsetOutOfRangeError
 
 FETCH = ALL_APIS[1]
@@ -58,7 +60,7 @@ def replica_id_of(request: Any, version: int) -> int:
 
 
 async def _read_all(
-    broker: Any, request: Any, version: int, replica_id: int = -1
+    broker: Any, request: Any, version: int, replica_id: int = -1, refused: set[str] | None = None
 ) -> tuple[list[Any], int, dict[int, Any]]:
     """One pass over the requested partitions; returns (topics, bytes, partitions read).
 
@@ -86,6 +88,10 @@ async def _read_all(
             data = _PartitionData(partition_index=p.partition, records=EMPTY)
             answers.append(data)
             partition = broker.partition(name, p.partition) if name is not None else None
+            if refused and name in refused:
+                data.error_code = int(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+                data.high_watermark = data.last_stable_offset = data.log_start_offset = -1
+                continue
             if partition is None:
                 unknown_id = version >= 13 and name is None
                 data.error_code = int(ErrorCode.UNKNOWN_TOPIC_ID if unknown_id else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
@@ -138,6 +144,15 @@ async def _read_all(
     return topics, total, hosted
 
 
+def _refusals(broker: Any, header: Any, request: Any, version: int, replica_id: int) -> set[str]:
+    """The topics this fetch may not read (Kafka: a follower needs CLUSTER_ACTION on the
+    cluster, a consumer READ on each topic; refused ones get TOPIC_AUTHORIZATION_FAILED)."""
+    names = {n for n in (_topic_name(broker, t, version) for t in request.topics) if n is not None}
+    if replica_id >= 0:
+        return set() if cluster_allowed(broker, header, CLUSTER_ACTION) else names
+    return {n for n in names if not allowed(broker, header, READ, TOPIC, n)}
+
+
 @handles(FETCH, 4, 16)
 async def fetch(broker: Any, header: Any, request: Any) -> Any:
     version = header.api_version
@@ -146,22 +161,32 @@ async def fetch(broker: Any, header: Any, request: Any) -> Any:
     deadline = time.monotonic() + max(0, request.max_wait_ms) / 1000
     loop = asyncio.get_running_loop()
     replica_id = replica_id_of(request, version)
+    refused = None if broker.authorizer is None else _refusals(broker, header, request, version, replica_id)
     while True:
-        topics, total, hosted = await _read_all(broker, request, version, replica_id)
+        topics, total, hosted = await _read_all(broker, request, version, replica_id, refused)
         remaining = deadline - time.monotonic()
         errors = any(p.error_code for t in topics for p in t.partitions)
         if total >= max(request.min_bytes, 1) or remaining <= 0 or errors or not hosted:
-            return _Response(throttle_time_ms=0, error_code=0, session_id=0, responses=topics)
+            throttle_ms = 0
+            if CONSUMER_BYTE_RATE in broker.quotas.active and replica_id < 0:
+                throttle_ms = broker.quotas.record(CONSUMER_BYTE_RATE, header.connection.principal, header.client_id, total)
+                throttle(header, throttle_ms)
+            return _Response(throttle_time_ms=throttle_ms, error_code=0, session_id=0, responses=topics)
+        # one future, woken by an append (followers) or a high watermark move (consumers)
+        # or by the timer: the long poll of every replica fetch, so no wait_for task
         waiter: asyncio.Future[None] = loop.create_future()
         for partition in hosted.values():
             if replica_id >= 0:
                 partition.add_append_waiter(waiter)
             else:
                 partition.add_waiter(waiter)
+        timer = loop.call_later(remaining, wake, waiter)
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter, remaining)
+            await waiter
         finally:
+            timer.cancel()
             for partition in hosted.values():
-                partition.remove_waiter(waiter)
-                partition.remove_append_waiter(waiter)
+                if replica_id >= 0:
+                    partition.remove_append_waiter(waiter)
+                else:
+                    partition.remove_waiter(waiter)

@@ -14,8 +14,9 @@ from typing import Any
 from moldau.coordinator.group.classic import ClassicGroup, GroupState
 from moldau.coordinator.group.coordinator import OFFSETS_TOPIC
 from moldau.coordinator.transaction import TXN_TOPIC
+from moldau.handlers import authorize as authz
 from moldau.handlers.pacing import paced, paced_map
-from moldau.handlers.registry import codec_for, handles
+from moldau.handlers.registry import codec_for, handles, listener_of
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
 
@@ -51,8 +52,25 @@ _find = codec_for(FIND_COORDINATOR)
 _Coordinator = _find.Response.of("coordinators")
 
 
-async def _locate(broker: Any, key: str, key_type: int) -> tuple[ErrorCode, int, str, int]:
-    """(error, node id, host, port) of the coordinator of ``key``."""
+def _own_endpoint(broker: Any, listener: str | None) -> tuple[str, int]:
+    endpoint_for = getattr(broker, "endpoint_for", None)
+    if endpoint_for is None:
+        return broker.advertise.host, broker.advertise.port
+    return endpoint_for(listener)  # type: ignore[no-any-return]
+
+
+async def _locate(broker: Any, key: str, key_type: int, header: Any = None) -> tuple[ErrorCode, int, str, int]:
+    """(error, node id, host, port) of the coordinator of ``key``, with the endpoints of
+    the listener the request came in on."""
+    listener = listener_of(header) if header is not None else None
+    if header is not None and broker.authorizer is not None:
+        # Kafka: DESCRIBE on the group, or on the transactional id
+        if key_type == GROUP_KEY_TYPE and not authz.allowed(broker, header, authz.DESCRIBE, authz.GROUP, key):
+            return ErrorCode.GROUP_AUTHORIZATION_FAILED, -1, "", -1
+        if key_type == TRANSACTION_KEY_TYPE and not authz.allowed(
+            broker, header, authz.DESCRIBE, authz.TRANSACTIONAL_ID, key
+        ):
+            return ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, -1, "", -1
     if key_type == TRANSACTION_KEY_TYPE:
         coordinator: Any = broker.transaction_coordinator
         internal = TXN_TOPIC
@@ -74,11 +92,11 @@ async def _locate(broker: Any, key: str, key_type: int) -> tuple[ErrorCode, int,
         # In a cluster the leader of the key's partition coordinates it (Kafka's rule).
         topic = broker.topics.get(internal)
         state = None if topic is None else topic.partitions.get(index)
-        leader = next((b for b in broker.live_brokers() if state and b.broker_id == state.leader), None)
+        leader = next((b for b in broker.live_brokers(listener) if state and b.broker_id == state.leader), None)
         if leader is None or leader.broker_id == broker.node_id:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE, -1, "", -1
         return ErrorCode.NONE, leader.broker_id, leader.host, leader.port
-    return ErrorCode.NONE, broker.node_id, broker.advertise.host, broker.advertise.port
+    return ErrorCode.NONE, broker.node_id, *_own_endpoint(broker, listener)
 
 
 @handles(FIND_COORDINATOR, 0, 6)
@@ -87,16 +105,23 @@ async def find_coordinator(broker: Any, header: Any, request: Any) -> Any:
     if version >= 4:
         coordinators = []
         async for key in paced(request.coordinator_keys):
-            code, node, host, port = await _locate(broker, key, request.key_type)
+            code, node, host, port = await _locate(broker, key, request.key_type, header)
             coordinators.append(
                 _Coordinator(key=key, node_id=node, host=host, port=port, error_code=int(code), error_message=_message(code))
             )
         return _find.Response(throttle_time_ms=0, coordinators=coordinators)
     key_type = request.key_type if version >= 1 else GROUP_KEY_TYPE
-    code, node, host, port = await _locate(broker, request.key, key_type)
+    code, node, host, port = await _locate(broker, request.key, key_type, header)
     return _find.Response(
         throttle_time_ms=0, error_code=int(code), error_message=_message(code), node_id=node, host=host, port=port
     )
+
+
+def _check_read(broker: Any, header: Any, group_id: str) -> None:
+    """Kafka's check for the group membership APIs: READ on the group."""
+    code = authz.group_error(broker, header, authz.READ, group_id)
+    if code is not None:
+        raise KafkaError(code)
 
 
 # -- JoinGroup ---------------------------------------------------------------------------
@@ -122,6 +147,7 @@ async def join_group(broker: Any, header: Any, request: Any) -> Any:
     version = header.api_version
     coordinator = broker.group_coordinator
     try:
+        _check_read(broker, header, request.group_id)
         await coordinator.ready(request.group_id)
     except KafkaError as exc:
         return _join_error(version, exc.code, request.member_id)
@@ -164,6 +190,7 @@ async def sync_group(broker: Any, header: Any, request: Any) -> Any:
     version = header.api_version
     coordinator = broker.group_coordinator
     try:
+        _check_read(broker, header, request.group_id)
         await coordinator.ready(request.group_id)
     except KafkaError as exc:
         return _sync.Response(throttle_time_ms=0, error_code=int(exc.code), assignment=b"")
@@ -194,6 +221,7 @@ _heartbeat = codec_for(HEARTBEAT)
 async def heartbeat(broker: Any, header: Any, request: Any) -> Any:
     coordinator = broker.group_coordinator
     try:
+        _check_read(broker, header, request.group_id)
         await coordinator.ready(request.group_id)
         code = coordinator.classic.heartbeat(
             request.group_id,
@@ -222,6 +250,7 @@ async def leave_group(broker: Any, header: Any, request: Any) -> Any:
         else [(request.member_id, None)]
     )
     try:
+        _check_read(broker, header, request.group_id)
         await coordinator.ready(request.group_id)
         code, errors = coordinator.classic.leave(request.group_id, leaving)
     except KafkaError as exc:
@@ -245,12 +274,19 @@ _Described = _describe.Response.of("groups")
 _DescribedMember = _Described.of("members")
 
 
-def _describe_one(broker: Any, group_id: str, version: int) -> Any:
+def _describe_one(broker: Any, group_id: str, version: int, header: Any = None, operations: bool = False) -> Any:
     coordinator = broker.group_coordinator
     answer = _Described(
         error_code=0, group_id=group_id, group_state="Dead", protocol_type="", protocol_data="", members=[],
         authorized_operations=NO_AUTHORIZED_OPERATIONS,
     )
+    if header is not None:
+        refused = authz.group_error(broker, header, authz.DESCRIBE, group_id)
+        if refused is not None:
+            answer.error_code = int(refused)
+            return answer
+        if operations:
+            answer.authorized_operations = authz.authorized_operations(broker, header, authz.GROUP, group_id)
     try:
         coordinator.check_coordinator(group_id)
     except KafkaError as exc:
@@ -288,7 +324,8 @@ def _describe_one(broker: Any, group_id: str, version: int) -> Any:
 @handles(DESCRIBE_GROUPS, 0, 6)
 async def describe_groups(broker: Any, header: Any, request: Any) -> Any:
     await broker.group_coordinator.ensure_topic()
-    groups = await paced_map(lambda g: _describe_one(broker, g, header.api_version), request.groups)
+    operations = header.api_version >= 3 and request.include_authorized_operations
+    groups = await paced_map(lambda g: _describe_one(broker, g, header.api_version, header, operations), request.groups)
     return _describe.Response(throttle_time_ms=0, groups=groups)
 
 
@@ -308,6 +345,9 @@ def list_groups(broker: Any, header: Any, request: Any) -> Any:
         for g, pt, state, gt in broker.group_coordinator.list_groups()
         if (not states or state.lower() in states) and (not types or gt in types)
     ]
+    if broker.authorizer is not None and not authz.cluster_allowed(broker, header, authz.DESCRIBE):
+        # Kafka: without DESCRIBE on the cluster, only the groups one may describe
+        groups = [g for g in groups if authz.allowed(broker, header, authz.DESCRIBE, authz.GROUP, g.group_id)]
     return _list.Response(throttle_time_ms=0, error_code=0, groups=groups)
 
 
@@ -323,6 +363,9 @@ async def delete_groups(broker: Any, header: Any, request: Any) -> Any:
     results = []
     async for group_id in paced(request.groups_names):
         try:
+            refused = authz.group_error(broker, header, authz.DELETE, group_id)
+            if refused is not None:
+                raise KafkaError(refused)
             await coordinator.ready(group_id)
             code = coordinator.delete_group(group_id)
         except KafkaError as exc:

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from moldau.handlers.authorize import DESCRIBE, TOPIC, allowed
 from moldau.handlers.pacing import paced
 from moldau.handlers.registry import codec_for, handles, item_error
 from moldau.protocol.errors import ErrorCode, KafkaError
@@ -87,11 +88,19 @@ async def list_offsets(broker: Any, header: Any, request: Any) -> Any:
         key = (name, p.partition_index)
         times[key] = times.get(key, 0) + 1
     answers: dict[str, dict[int, Any]] = {}
+    refused: set[str] = set()
+    if broker.authorizer is not None:  # Kafka: DESCRIBE on each topic
+        refused = {t.name for t in request.topics if not allowed(broker, header, DESCRIBE, TOPIC, t.name)}
     async for name, p in paced(asked()):
         by_index = answers.setdefault(name, {})
         if p.partition_index in by_index:
             continue
-        if times[(name, p.partition_index)] > 1:
+        if name in refused:
+            by_index[p.partition_index] = _Partition(
+                partition_index=p.partition_index, error_code=int(ErrorCode.TOPIC_AUTHORIZATION_FAILED),
+                timestamp=-1, offset=-1, leader_epoch=-1,
+            )
+        elif times[(name, p.partition_index)] > 1:
             by_index[p.partition_index] = _Partition(
                 partition_index=p.partition_index, error_code=int(ErrorCode.INVALID_REQUEST),
                 timestamp=-1, offset=-1, leader_epoch=-1,

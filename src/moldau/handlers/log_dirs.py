@@ -21,6 +21,7 @@ import os
 import shutil
 from typing import Any
 
+from moldau.handlers import authorize as authz
 from moldau.handlers.pacing import paced
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode
@@ -46,6 +47,8 @@ def log_dir(broker: Any) -> str:
 
 @handles(DESCRIBE_LOG_DIRS, 1, 4)
 async def describe_log_dirs(broker: Any, header: Any, request: Any) -> Any:
+    if authz.cluster_error(broker, header, authz.DESCRIBE) is not None:  # Kafka: no results, and v3+ the code
+        return _describe.Response(throttle_time_ms=0, error_code=int(ErrorCode.CLUSTER_AUTHORIZATION_FAILED), results=[])
     if request.topics is None:
         wanted: list[tuple[str, list[int]]] = []
         for topic, index in sorted(broker.partitions):
@@ -84,11 +87,14 @@ async def describe_log_dirs(broker: Any, header: Any, request: Any) -> Any:
 @handles(ALTER_REPLICA_LOG_DIRS, 1, 2)
 async def alter_replica_log_dirs(broker: Any, header: Any, request: Any) -> Any:
     ours = log_dir(broker)
+    refused = authz.cluster_error(broker, header, authz.ALTER)
     results: dict[str, list[Any]] = {}
     async for target in paced(request.dirs):
         for topic in target.topics:
             for index in topic.partitions:
-                if target.path != ours:
+                if refused is not None:
+                    code = refused
+                elif target.path != ours:
                     code = ErrorCode.LOG_DIR_NOT_FOUND
                 elif broker.partition(topic.name, index) is None:
                     code = ErrorCode.REPLICA_NOT_AVAILABLE

@@ -18,8 +18,18 @@ from typing import Any
 from moldau.controller.controller import INTERNAL_TOPICS, validate_topic_name
 from moldau.coordinator.group.coordinator import OFFSETS_TOPIC
 from moldau.coordinator.transaction import TXN_TOPIC
+from moldau.handlers.authorize import (
+    CREATE,
+    DESCRIBE,
+    OPERATIONS_NOT_REQUESTED,
+    TOPIC,
+    allowed,
+    authorized_operations,
+    cluster_allowed,
+)
+from moldau.handlers.authorize import cluster_operations as cluster_operations_of
 from moldau.handlers.pacing import paced
-from moldau.handlers.registry import codec_for, handles
+from moldau.handlers.registry import codec_for, handles, listener_of
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
 
@@ -89,8 +99,11 @@ async def metadata(broker: Any, header: Any, request: Any) -> Any:
     version = header.api_version
     requested = request.topics
     topics = []
+    checked = broker.authorizer is not None
     if requested is None or (version == 0 and not requested):
         names = sorted(broker.topics)
+        if checked:  # Kafka lists only the topics the principal may describe
+            names = [n for n in names if allowed(broker, header, DESCRIBE, TOPIC, n)]
         topics = [describe_topic(broker, n) async for n in paced(names)]
     else:
         allow_auto = broker.config.bool("auto.create.topics.enable") and (
@@ -106,11 +119,18 @@ async def metadata(broker: Any, header: Any, request: Any) -> Any:
                 if name is None:
                     topics.append(_Topic(error_code=int(ErrorCode.UNKNOWN_TOPIC_ID), name=None, topic_id=wanted.topic_id))
                     continue
+            if checked and not allowed(broker, header, DESCRIBE, TOPIC, name):
+                topics.append(_Topic(error_code=int(ErrorCode.TOPIC_AUTHORIZATION_FAILED), name=name, is_internal=False))
+                continue
             if name not in broker.topics:
                 try:
                     validate_topic_name(name)
                     if not allow_auto:
                         raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                    if checked and not (
+                        cluster_allowed(broker, header, CREATE) or allowed(broker, header, CREATE, TOPIC, name)
+                    ):
+                        raise KafkaError(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
                     await auto_create(broker, name)
                 except KafkaError as exc:
                     if exc.code == ErrorCode.TOPIC_ALREADY_EXISTS and name in broker.topics:
@@ -119,11 +139,18 @@ async def metadata(broker: Any, header: Any, request: Any) -> Any:
                         topics.append(_Topic(error_code=int(exc.code), name=name, is_internal=False))
                         continue
             topics.append(describe_topic(broker, name))
+    if version >= 8 and request.include_topic_authorized_operations:
+        for topic in topics:
+            if topic.error_code in (0, ErrorCode.LEADER_NOT_AVAILABLE) and topic.name is not None:
+                topic.topic_authorized_operations = authorized_operations(broker, header, TOPIC, topic.name)
+    cluster_operations = OPERATIONS_NOT_REQUESTED
+    if 8 <= version <= 10 and request.include_cluster_authorized_operations:
+        cluster_operations = cluster_operations_of(broker, header)
     return _Response(
         throttle_time_ms=0,
-        brokers=[_Broker(node_id=b.broker_id, host=b.host, port=b.port, rack=b.rack) for b in broker.live_brokers()],
+        brokers=[_Broker(node_id=b.broker_id, host=b.host, port=b.port, rack=b.rack) for b in broker.live_brokers(listener_of(header))],
         cluster_id=broker.cluster_id,
         controller_id=broker.controller_id(),
         topics=topics,
-        cluster_authorized_operations=-2147483648,
+        cluster_authorized_operations=cluster_operations,
     )

@@ -12,6 +12,7 @@ from typing import Any
 
 from moldau.coordinator.group import OffsetCommit
 from moldau.coordinator.group.coordinator import OFFSETS_TOPIC
+from moldau.handlers import authorize as authz
 from moldau.handlers.pacing import PACE, Pacer, paced, paced_map
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError
@@ -61,7 +62,17 @@ async def offset_commit(broker: Any, header: Any, request: Any) -> Any:
                     p.committed_leader_epoch if version >= 6 else -1, p.committed_metadata,
                 )
             )
+    group_refused = None
+    refused: list[OffsetCommit] = []
+    if broker.authorizer is not None:  # Kafka: READ on the group, then on each topic
+        group_refused = authz.group_error(broker, header, authz.READ, request.group_id)
+        if group_refused is None:
+            readable = {c.topic: authz.allowed(broker, header, authz.READ, authz.TOPIC, c.topic) for c in commits}
+            refused = [c for c in commits if not readable[c.topic]]
+            commits = [c for c in commits if readable[c.topic]]
     try:
+        if group_refused is not None:
+            raise KafkaError(group_refused)
         await coordinator.ready(request.group_id)
         if await _too_large(broker, request.group_id, commits, pacer):
             raise KafkaError(ErrorCode.UNKNOWN_SERVER_ERROR)
@@ -89,6 +100,8 @@ async def offset_commit(broker: Any, header: Any, request: Any) -> Any:
 
     async for c, code in paced(zip(commits, errors, strict=True), pacer):
         answer(c.topic, c.topic, ids.get(c.topic), c.partition, code)
+    for c in refused:
+        answer(c.topic, c.topic, ids.get(c.topic), c.partition, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
     async for topic_id, partition in paced(unknown, pacer):
         answer(topic_id, "", topic_id, partition, ErrorCode.UNKNOWN_TOPIC_ID)
     for topic in topics.values():
@@ -139,6 +152,36 @@ def _topic_id(broker: Any, name: str) -> uuid.UUID:
 
 
 Row = tuple[int, int, int, str | None, ErrorCode]
+
+
+async def _fetch_authorized(
+    broker: Any,
+    header: Any,
+    group_id: str,
+    topics: list[tuple[str, list[int]]] | None,
+    member: tuple[str, int] | None,
+    pacer: Pacer,
+    require_stable: bool = False,
+) -> tuple[ErrorCode, list[tuple[str, list[Row]]]]:
+    """:func:`_fetch_group` under Kafka's checks: READ on the group (else
+    GROUP_AUTHORIZATION_FAILED), and DESCRIBE on each topic: asked-for topics one may not
+    describe answer TOPIC_AUTHORIZATION_FAILED, and "all topics" leaves them out."""
+    if broker.authorizer is None:
+        return await _fetch_group(broker, group_id, topics, member, pacer, require_stable)
+    refused = authz.group_error(broker, header, authz.READ, group_id)
+    if refused is not None:
+        return refused, []
+    code, found = await _fetch_group(broker, group_id, topics, member, pacer, require_stable)
+
+    def visible(topic: str) -> bool:
+        return authz.allowed(broker, header, authz.DESCRIBE, authz.TOPIC, topic)
+
+    if topics is None:
+        return code, [(t, rows) for t, rows in found if visible(t)]
+    denied = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+    return code, [
+        (t, rows if visible(t) else [(r[0], NO_OFFSET, -1, NO_METADATA, denied) for r in rows]) for t, rows in found
+    ]
 
 
 async def _fetch_group(
@@ -232,7 +275,8 @@ async def offset_fetch(broker: Any, header: Any, request: Any) -> Any:
             else:
                 wanted = [(t.name, list(t.partition_indexes)) for t in g.topics]
             member = (g.member_id, g.member_epoch) if version >= 9 and g.member_id is not None else None
-            code, topics = await _fetch_group(broker, g.group_id, wanted, member, pacer, request.require_stable)
+            code, topics = await _fetch_authorized(
+                broker, header, g.group_id, wanted, member, pacer, request.require_stable)
             answers = [
                 _FetchGroupTopic(
                     name=t,
@@ -256,8 +300,8 @@ async def offset_fetch(broker: Any, header: Any, request: Any) -> Any:
             groups.append(_FetchGroup(group_id=g.group_id, error_code=int(code), topics=answers))
         return _fetch.Response(throttle_time_ms=0, groups=groups)
     wanted = None if request.topics is None else [(t.name, list(t.partition_indexes)) for t in request.topics]
-    code, topics = await _fetch_group(
-        broker, request.group_id, wanted, None, pacer, version >= 7 and request.require_stable
+    code, topics = await _fetch_authorized(
+        broker, header, request.group_id, wanted, None, pacer, version >= 7 and request.require_stable
     )
     response = _fetch.Response(
         throttle_time_ms=0,
@@ -285,6 +329,9 @@ async def offset_delete(broker: Any, header: Any, request: Any) -> Any:
     coordinator = broker.group_coordinator
     wanted = [(t.name, p.partition_index) for t in request.topics for p in t.partitions]
     try:
+        refused = authz.group_error(broker, header, authz.DELETE, request.group_id)
+        if refused is not None:
+            raise KafkaError(refused)
         await coordinator.ready(request.group_id)
         errors = coordinator.delete_offsets(request.group_id, wanted)
     except KafkaError as exc:

@@ -17,18 +17,19 @@ answer is immediate, as before.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
 
 from moldau.controller.controller import INTERNAL_TOPICS
+from moldau.handlers.authorize import WRITE, topic_error, transactional_id_error
 from moldau.handlers.pacing import Pacer, paced, paced_map
-from moldau.handlers.registry import codec_for, handles, item_error, large_variant
+from moldau.handlers.registry import codec_for, handles, item_error, large_variant, listener_of
 from moldau.handlers.txn_verify import verify_first_append
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
 from moldau.records import BatchView
+from moldau.security.quotas import PRODUCER_BYTE_RATE, throttle
 
 log = logging.getLogger(__name__)
 
@@ -112,43 +113,108 @@ def produce(broker: Any, header: Any, request: Any) -> Any:
     responses = []
     pending: list[Any] | None = [] if acks == -1 else None
     hints: dict[int, Any] = {}
+    refused = None if broker.authorizer is None else _refusals(broker, header, request)
     txn_id = request.transactional_id if version >= 3 else None
     for topic in request.topic_data:
         name = topic.name
-        partitions = [
-            _append(broker, name, p.index, p.records, acks, now_ms, version, pending, hints, txn_id)
-            for p in topic.partition_data
-        ]
+        if refused and name in refused:
+            partitions = [_refused(p.index, refused[name]) for p in topic.partition_data]
+        else:
+            partitions = [
+                _append(broker, name, p.index, p.records, acks, now_ms, version, pending, hints, txn_id)
+                for p in topic.partition_data
+            ]
         responses.append(_TopicResponse(name=name, partition_responses=partitions))
-    return _finish(header, acks, responses, hints, pending, request.timeout_ms)
+    return _finish(broker, header, acks, responses, hints, pending, request.timeout_ms, request)
+
+
+def _refusals(broker: Any, header: Any, request: Any) -> dict[str, ErrorCode]:
+    """The topics this producer may not write to, with Kafka's code: every topic
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED without WRITE on the transactional id, else
+    TOPIC_AUTHORIZATION_FAILED for each topic without WRITE."""
+    txn_code = transactional_id_error(broker, header, getattr(request, "transactional_id", None))
+    refused = {}
+    for topic in request.topic_data:
+        code = txn_code or topic_error(broker, header, WRITE, topic.name)
+        if code is not None:
+            refused[topic.name] = code
+    return refused
+
+
+def _refused(index: int, code: ErrorCode) -> Any:
+    return _PartitionResponse(index=index, error_code=int(code), base_offset=-1)
 
 
 def _finish(
-    header: Any, acks: int, responses: list[Any], hints: dict[int, Any], pending: list[Any] | None, timeout_ms: int
+    broker: Any, header: Any, acks: int, responses: list[Any], hints: dict[int, Any], pending: list[Any] | None,
+    timeout_ms: int, request: Any,
 ) -> Any:
     """The answer, with KIP-951's leader endpoints; for acks=all still to be replicated,
-    the awaitable that completes it; none for acks=0."""
+    the awaitable that completes it; none for acks=0. A producer over its
+    ``producer_byte_rate`` quota is told to wait and its connection muted meanwhile."""
+    throttle_ms = 0
+    if PRODUCER_BYTE_RATE in broker.quotas.active:
+        size = sum(len(p.records) for t in request.topic_data for p in t.partition_data if p.records is not None)
+        throttle_ms = broker.quotas.record(PRODUCER_BYTE_RATE, header.connection.principal, header.client_id, size)
+        throttle(header, throttle_ms)
     if acks == 0:
         if any(p.error_code for t in responses for p in t.partition_responses):
             header.connection.close()  # Kafka's way to tell an acks=0 producer
         return None
-    response = _codec.Response(responses=responses, throttle_time_ms=0)
+    response = _codec.Response(responses=responses, throttle_time_ms=throttle_ms)
     if hints:
-        response.node_endpoints = [
-            _NodeEndpoint(node_id=i.broker_id, host=i.host, port=i.port, rack=i.rack) for i in hints.values()
-        ]
+        listener = listener_of(header)
+        endpoints = []
+        for info in hints.values():  # on the listener the producer came in on
+            host, port = (info.endpoint(listener) if listener else None) or (info.host, info.port)
+            endpoints.append(_NodeEndpoint(node_id=info.broker_id, host=host, port=port, rack=info.rack))
+        response.node_endpoints = endpoints
     if pending:
-        return _await_replication(response, pending, timeout_ms)
+        delayed = DelayedProduce(response, pending, timeout_ms)
+        if not delayed.future.done():
+            return delayed.future
     return response
 
 
-async def _await_replication(response: Any, pending: list[Any], timeout_ms: int) -> Any:
-    """The delayed part of an acks=all produce (see the module docstring)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + max(0, timeout_ms) / 1000
-    while True:
+class DelayedProduce:
+    """The delayed part of an acks=all produce, Kafka's DelayedProduce (see the module
+    docstring): ``future`` gets the response once every partition's high watermark has
+    passed its batch, its leadership moved, or ``timeout_ms`` passed.
+
+    No task and no coroutine per request: it registers itself with its partitions as a
+    waiter (the ``done()``/``set_result()`` a partition calls when its high watermark or
+    its role moves), re-checks there, and has one timer. A high watermark move that
+    completes twenty produces is then twenty short calls, not twenty task steps.
+    """
+
+    __slots__ = ("response", "pending", "partitions", "future", "_timer")
+
+    def __init__(self, response: Any, pending: list[Any], timeout_ms: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.response = response
+        self.pending = pending
+        self.partitions = list({id(p): p for _, p, _, _ in pending}.values())
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self._timer: asyncio.TimerHandle | None = None
+        if not self._check():
+            self._timer = loop.call_later(max(0, timeout_ms) / 1000, self._expire)
+            for partition in self.partitions:
+                partition.add_waiter(self)
+
+    # the waiter protocol of Partition._wake (which forgets its waiters once woken)
+    def done(self) -> bool:
+        return self.future.done()
+
+    def set_result(self, _value: object) -> None:
+        if self.future.done() or self._check():
+            return
+        for partition in self.partitions:
+            partition.add_waiter(self)  # (a set: where still registered, a no-op)
+
+    def _check(self) -> bool:
+        """Settle the partitions that can be; True (and the answer given) when none waits."""
         waiting = []
-        for item in pending:
+        for item in self.pending:
             result, partition, required, epoch = item
             if partition.leader_epoch != epoch or not partition.is_leader:
                 _fail(result, ErrorCode.NOT_LEADER_OR_FOLLOWER)
@@ -157,24 +223,34 @@ async def _await_replication(response: Any, pending: list[Any], timeout_ms: int)
                     _fail(result, ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND)
             else:
                 waiting.append(item)
-        pending = waiting
-        remaining = deadline - loop.time()
-        if not pending:
-            return response
-        if remaining <= 0:
-            for result, *_ in pending:
-                _fail(result, ErrorCode.REQUEST_TIMED_OUT)
-            return response
-        waiter: asyncio.Future[None] = loop.create_future()
-        partitions = {id(p): p for _, p, _, _ in pending}.values()
-        for partition in partitions:
-            partition.add_waiter(waiter)
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter, remaining)
-        finally:
-            for partition in partitions:
-                partition.remove_waiter(waiter)
+        self.pending = waiting
+        if waiting:
+            return False
+        self._complete()
+        return True
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self.future.done() or self._check():
+            return
+        for result, *_ in self.pending:
+            _fail(result, ErrorCode.REQUEST_TIMED_OUT)
+        self.pending = []
+        self._complete()
+
+    def _complete(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for partition in self.partitions:
+            partition.remove_waiter(self)
+        if not self.future.done():
+            self.future.set_result(self.response)
+
+
+async def _await_replication(response: Any, pending: list[Any], timeout_ms: int) -> Any:
+    """:class:`DelayedProduce` as a coroutine."""
+    return await DelayedProduce(response, pending, timeout_ms).future
 
 
 def _fail(result: Any, code: ErrorCode) -> None:
@@ -195,14 +271,19 @@ async def produce_large(broker: Any, header: Any, request: Any) -> Any:
     responses = []
     pending: list[Any] | None = [] if acks == -1 else None
     hints: dict[int, Any] = {}
+    refused = None if broker.authorizer is None else _refusals(broker, header, request)
     txn_id = request.transactional_id if version >= 3 else None
     async for topic in paced(request.topic_data, pacer):
         name = topic.name
+        if refused and name in refused:
+            responses.append(_TopicResponse(name=name, partition_responses=[
+                _refused(p.index, refused[name]) for p in topic.partition_data]))
+            continue
         partitions = await paced_map(
             lambda p, name=name: _append(broker, name, p.index, p.records, acks, now_ms, version, pending, hints, txn_id),
             topic.partition_data,
             pacer,
         )
         responses.append(_TopicResponse(name=name, partition_responses=partitions))
-    finished = _finish(header, acks, responses, hints, pending, request.timeout_ms)
-    return await finished if asyncio.iscoroutine(finished) else finished
+    finished = _finish(broker, header, acks, responses, hints, pending, request.timeout_ms, request)
+    return await finished if isinstance(finished, asyncio.Future) else finished

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from moldau.handlers import authorize as authz
 from moldau.handlers.registry import codec_for, handles
 from moldau.handlers.transactions import fenced_for
+from moldau.protocol.errors import ErrorCode
 from moldau.protocol.messages import ALL_APIS
 
 INIT_PRODUCER_ID = ALL_APIS[22]
@@ -24,8 +26,17 @@ _codec = codec_for(INIT_PRODUCER_ID)
 
 @handles(INIT_PRODUCER_ID, 0, 5)
 async def init_producer_id(broker: Any, header: Any, request: Any) -> Any:
+    if request.transactional_id is None and broker.authorizer is not None and not (
+        authz.cluster_allowed(broker, header, authz.IDEMPOTENT_WRITE)
+        or authz.allowed_on_some(broker, header, authz.WRITE, authz.TOPIC)
+    ):  # Kafka (KIP-679): IDEMPOTENT_WRITE on the cluster, or WRITE on some topic
+        return _codec.Response(throttle_time_ms=0, error_code=int(ErrorCode.CLUSTER_AUTHORIZATION_FAILED),
+                               producer_id=-1, producer_epoch=-1)
     version = header.api_version
     if request.transactional_id is not None:
+        refused = authz.transactional_id_error(broker, header, request.transactional_id)
+        if refused is not None:  # Kafka: WRITE on the transactional id
+            return _codec.Response(throttle_time_ms=0, error_code=int(refused), producer_id=-1, producer_epoch=-1)
         code, producer_id, epoch = await broker.transaction_coordinator.init_producer_id(
             request.transactional_id,
             request.transaction_timeout_ms,

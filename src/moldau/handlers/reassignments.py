@@ -1,8 +1,10 @@
 """AlterPartitionReassignments (45), ListPartitionReassignments (46) and ElectLeaders (43).
 
-Kafka serves these on the controller; here any broker answers them, writing each
-partition's new state with compare-and-swap (:mod:`moldau.controller.operations`), and
-the elected controller drives a reassignment to its end. Each partition succeeds or
+Kafka serves these on the controller, and so does Moldau: a broker that is not the
+controller forwards AlterPartitionReassignments and ElectLeaders to it
+(:mod:`moldau.handlers.forwarding`), which writes each partition's new state with
+compare-and-swap (:mod:`moldau.controller.operations`) and drives a reassignment to its
+end. ListPartitionReassignments is a read, answered from the local image. Each partition succeeds or
 fails on its own with Kafka's error; a request naming more partitions than Kafka's
 ``MAX_RECORDS_PER_USER_OP`` is refused whole, as Kafka's bounded record list refuses it.
 """
@@ -14,6 +16,8 @@ from typing import Any
 
 from moldau.controller.controller import EXCESSIVE_BATCH_MESSAGE, MAX_RECORDS_PER_USER_OP
 from moldau.controller.operations import PREFERRED, alter_reassignment, elect_leader
+from moldau.handlers import authorize as authz
+from moldau.handlers.forwarding import forward_or_refuse
 from moldau.handlers.pacing import paced
 from moldau.handlers.registry import codec_for, handles, item_error
 from moldau.protocol.errors import ErrorCode
@@ -38,7 +42,20 @@ _ElectPartition = _ElectTopic.of("partition_result")
 @handles(ALTER_PARTITION_REASSIGNMENTS, 0, 1)
 async def alter_partition_reassignments(broker: Any, header: Any, request: Any) -> Any:
     allow_rf_change = header.api_version < 1 or request.allow_replication_factor_change
+
+    def refuse(code: ErrorCode, message: str) -> Any:
+        return _alter.Response(
+            throttle_time_ms=0, allow_replication_factor_change=allow_rf_change,
+            error_code=int(code), error_message=message, responses=[],
+        )
+
+    forwarded = await forward_or_refuse(broker, header, request, refuse, request.timeout_ms)
+    if forwarded is not None:
+        return forwarded
     entries = sum(len(t.partitions) for t in request.topics)
+    if authz.cluster_error(broker, header, authz.ALTER) is not None:
+        return _alter.Response(throttle_time_ms=0, allow_replication_factor_change=allow_rf_change,
+                               error_code=int(ErrorCode.CLUSTER_AUTHORIZATION_FAILED), responses=[])
     if entries > MAX_RECORDS_PER_USER_OP:
         return _alter.Response(
             throttle_time_ms=0, allow_replication_factor_change=allow_rf_change,
@@ -68,6 +85,8 @@ async def alter_partition_reassignments(broker: Any, header: Any, request: Any) 
 async def list_partition_reassignments(broker: Any, header: Any, request: Any) -> Any:
     """The partitions with a reassignment in progress, among those asked (all when null);
     unknown topics and partitions are left out, as Kafka does."""
+    if authz.cluster_error(broker, header, authz.DESCRIBE) is not None:
+        return _list.Response(throttle_time_ms=0, error_code=int(ErrorCode.CLUSTER_AUTHORIZATION_FAILED), topics=[])
     if request.topics is None:
         wanted = [(name, sorted(t.partitions)) for name, t in sorted(broker.topics.items())]
     else:
@@ -94,6 +113,23 @@ async def list_partition_reassignments(broker: Any, header: Any, request: Any) -
 async def elect_leaders(broker: Any, header: Any, request: Any) -> Any:
     """Kafka's rules: with null topic_partitions every partition is tried and those that
     needed no election are left out of the answer; named ones are all answered."""
+    if authz.cluster_error(broker, header, authz.ALTER) is not None:
+        return _elect.Response(throttle_time_ms=0, error_code=int(ErrorCode.CLUSTER_AUTHORIZATION_FAILED),
+                               replica_election_results=[])
+
+    def refuse(code: ErrorCode, message: str) -> Any:
+        if header.api_version >= 1 or request.topic_partitions is None:
+            return _elect.Response(throttle_time_ms=0, error_code=int(code), replica_election_results=[])
+        return _elect.Response(throttle_time_ms=0, error_code=int(code), replica_election_results=[
+            _ElectTopic(topic=t.topic, partition_result=[
+                _ElectPartition(partition_id=i, error_code=int(code), error_message=message) for i in t.partitions
+            ])
+            for t in request.topic_partitions
+        ])
+
+    forwarded = await forward_or_refuse(broker, header, request, refuse, request.timeout_ms)
+    if forwarded is not None:
+        return forwarded
     election_type = request.election_type if header.api_version >= 1 else PREFERRED
     everything = request.topic_partitions is None
     if everything:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,8 @@ from moldau.protocol.header import (
 )
 from moldau.protocol.peek import produce_entries
 from moldau.protocol.schema import Api
+from moldau.security.quotas import REQUEST_PERCENTAGE, throttle
+from moldau.server.connection import LaterAnswer
 
 if TYPE_CHECKING:
     from moldau.broker.broker import Broker
@@ -54,6 +57,8 @@ closing_log = ThrottledLog(log, "connections closed on unreadable requests")
 HandlerFn = Callable[["Broker", RequestHeader, Any], Any]
 
 PRODUCE_KEY = 0
+#: not counted against request_percentage (Kafka exempts what a client needs to connect)
+REQUEST_QUOTA_EXEMPT = frozenset({17, 18, 36})  # SaslHandshake, ApiVersions, SaslAuthenticate
 #: Frames from this size on are decoded and answered off the event loop (see above).
 OFFLOAD_FRAME_BYTES = 64 * 1024
 #: Produce frames are, only if they hold more topic and partition entries than this.
@@ -115,6 +120,27 @@ def _fill_errors(obj: Any, code: ErrorCode) -> None:
             obj.error_code = int(code)
 
 
+def listener_of(header: Any) -> str | None:
+    """The listener the request came in on (None for requests made in tests without one)."""
+    connection = getattr(header, "connection", None)
+    return getattr(connection, "listener_name", None)
+
+
+def raw_sasl_token(authenticator: Any, frame: bytearray, connection: Any) -> Any:
+    """After a v0 SaslHandshake the exchange is bare tokens, size-prefixed, no header;
+    a failure closes the connection (the v0 framing has no way to say why)."""
+    from moldau.security.authenticator import AuthenticationFailed
+
+    try:
+        answer = authenticator.authenticate(bytes(frame))
+    except AuthenticationFailed as exc:
+        closing_log("closing %s: SASL authentication failed: %s", connection.peer, exc)
+        connection.close()
+        return None
+    connection.principal = authenticator.principal or connection.principal
+    return [len(answer).to_bytes(4, "big") + answer]
+
+
 class Dispatcher:
     """Decodes a frame, calls the handler, encodes the answer (or its awaitable)."""
 
@@ -122,11 +148,25 @@ class Dispatcher:
         self.broker = broker
 
     def __call__(self, frame: bytearray, connection: Any) -> Any:
+        authenticator = getattr(connection, "authenticator", None)
+        if authenticator is not None and authenticator.raw_tokens:
+            return raw_sasl_token(authenticator, frame, connection)
         try:
             api_key, api_version, correlation_id = peek_api(frame)
         except ProtocolDecodeError:
             closing_log("closing %s: request too short for a header", connection.peer)
             connection.close()
+            return None
+        if authenticator is not None and not authenticator.allows(api_key):
+            # Kafka closes a SASL connection that sends anything else before (or, with
+            # KIP-368, after its session expired without) authenticating. Closed on the
+            # next turn of the loop, so the answers already due (a failed
+            # authentication's error) still go out; nothing after this is served.
+            if authenticator.state != "failed":
+                closing_log("closing %s: API key %d before SASL authentication completed (or after "
+                            "its session expired)", connection.peer, api_key)
+                authenticator.fail()
+                asyncio.get_running_loop().call_soon(connection.close)
             return None
         handler = HANDLERS.get(api_key)
         if handler is None:
@@ -157,20 +197,76 @@ class Dispatcher:
             connection.close()
             return None
         header.connection = connection
+        if REQUEST_PERCENTAGE in self.broker.quotas.active and api_key not in REQUEST_QUOTA_EXEMPT:
+            return self._answer_timed(handler, header, request, flexible)
         if handler.is_async:
             return self._answer_later(handler, header, request, flexible)
         response = _call_sync(handler, self.broker, header, request)
         if response is None:
             return None
+        if isinstance(response, asyncio.Future):
+            # a synchronous handler that must wait after all (an acks=all produce): it
+            # has done all it changes, so the connection may handle the next requests
+            # while it waits (their answers go out after its own)
+            return LaterAnswer(self._encode_when_done(handler, header, request, response, flexible))
         if inspect.iscoroutine(response):
-            # a synchronous handler that must wait after all (an acks=all produce)
-            return self._encode_later(handler, header, request, response, flexible)
+            return LaterAnswer(self._encode_later(handler, header, request, response, flexible))
         return self.encode(handler, header, response, flexible)
 
     async def _encode_later(
         self, handler: Handler, header: RequestHeader, request: Any, pending: Any, flexible: bool
     ) -> Any:
         return self.encode(handler, header, await _settle(handler, request, pending), flexible)
+
+    def _answer_timed(self, handler: Handler, header: RequestHeader, request: Any, flexible: bool) -> Any:
+        """Answer as usual, measuring the time the handler holds the event loop (every
+        step of an async handler, not its waits), for ``request_percentage`` quotas."""
+        spent = [0.0]
+        if handler.is_async:
+            pending = _Timed(_call_async(handler, handler.fn, self.broker, header, request), spent)
+            return self._finish_timed(handler, header, pending, spent, flexible)
+        start = time.perf_counter()
+        response = _call_sync(handler, self.broker, header, request)
+        spent[0] += time.perf_counter() - start
+        if inspect.iscoroutine(response) or isinstance(response, asyncio.Future):
+            return self._finish_timed(handler, header, _Timed(_settle(handler, request, response), spent), spent, flexible)
+        self._charge_request_time(header, response, spent[0])
+        return None if response is None else self.encode(handler, header, response, flexible)
+
+    async def _finish_timed(
+        self, handler: Handler, header: RequestHeader, pending: Any, spent: list[float], flexible: bool
+    ) -> Any:
+        response = await pending
+        self._charge_request_time(header, response, spent[0])
+        return None if response is None else self.encode(handler, header, response, flexible)
+
+    def _charge_request_time(self, header: RequestHeader, response: Any, seconds: float) -> None:
+        """Count handler time against ``request_percentage`` (percent of one thread);
+        over it, the answer carries the throttle time and the connection is muted."""
+        throttle_ms = self.broker.quotas.record(
+            REQUEST_PERCENTAGE, header.connection.principal, header.client_id, seconds * 100)
+        if throttle_ms <= 0:
+            return
+        throttle(header, throttle_ms)
+        if response is not None and any(f.name == "throttle_time_ms" for f in response._fields):
+            response.throttle_time_ms = max(response.throttle_time_ms or 0, throttle_ms)
+    def _encode_when_done(
+        self, handler: Handler, header: RequestHeader, request: Any, pending: asyncio.Future[Any], flexible: bool
+    ) -> asyncio.Future[Any]:
+        """The encoded answer of a handler's future, as a future (no task)."""
+        out: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def done(fut: asyncio.Future[Any]) -> None:
+            if out.done():
+                return
+            try:
+                response = fut.result()
+            except BaseException:  # noqa: BLE001 - cancelled or failed: the request's error
+                response = _failed(handler, request)
+            out.set_result(self.encode(handler, header, response, flexible))
+
+        pending.add_done_callback(done)
+        return out
 
     @staticmethod
     def _offload(api_key: int, version: int, flexible: bool, frame: bytearray, body: int) -> bool:
@@ -197,7 +293,7 @@ class Dispatcher:
             response = await _call_async(handler, handler.fn, self.broker, header, request)
         else:
             response = _call_sync(handler, self.broker, header, request)
-            if inspect.iscoroutine(response):
+            if inspect.iscoroutine(response) or isinstance(response, asyncio.Future):
                 response = await _settle(handler, request, response)
         if response is None:
             return None
@@ -229,6 +325,37 @@ class Dispatcher:
         chunks = handler.codec.encode_response_body(0, response, out)
         data = b"".join(chunks)
         return [(len(data) - 4).to_bytes(4, "big") + data[4:]]
+
+
+class _Timed:
+    """Awaits a coroutine, adding to ``spent[0]`` the time each of its steps runs (the
+    time it holds the event loop), not the time it waits."""
+
+    __slots__ = ("_coro", "_spent")
+
+    def __init__(self, coro: Any, spent: list[float]) -> None:
+        self._coro = coro
+        self._spent = spent
+
+    def __await__(self) -> Any:
+        coro, spent = self._coro, self._spent
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            start = time.perf_counter()
+            try:
+                yielded = coro.send(value) if error is None else coro.throw(error)
+            except StopIteration as done:
+                spent[0] += time.perf_counter() - start
+                return done.value
+            spent[0] += time.perf_counter() - start
+            try:
+                value, error = (yield yielded), None
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # cancellation and the like go to the coroutine
+                value, error = None, exc
 
 
 def item_error(raised: BaseException, logger: logging.Logger, what: str = "answering one item", *args: Any) -> KafkaError:

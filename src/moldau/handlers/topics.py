@@ -16,7 +16,9 @@ import logging
 from typing import Any
 
 from moldau.controller.controller import MAX_RECORDS_PER_USER_OP, excessive_batch
+from moldau.handlers.authorize import ALTER, CREATE, DELETE, TOPIC, allowed, cluster_allowed
 from moldau.handlers.configs import topic_config_entries
+from moldau.handlers.forwarding import forward_or_refuse
 from moldau.handlers.pacing import paced, paced_map
 from moldau.handlers.registry import codec_for, handles, item_error
 from moldau.protocol.errors import ErrorCode, KafkaError
@@ -38,6 +40,16 @@ _PartitionsResult = _partitions.Response.of("results")
 
 @handles(CREATE_TOPICS, 2, 7)
 async def create_topics(broker: Any, header: Any, request: Any) -> Any:
+    def refuse(code: ErrorCode, message: str) -> Any:
+        return _create.Response(throttle_time_ms=0, topics=[
+            _CreateResult(name=t.name, error_code=int(code), error_message=message,
+                          num_partitions=-1, replication_factor=-1, configs=None)
+            for t in request.topics
+        ])
+
+    forwarded = await forward_or_refuse(broker, header, request, refuse, request.timeout_ms)
+    if forwarded is not None:
+        return forwarded
     version = header.api_version
     validate_only = version >= 1 and request.validate_only
     results = []
@@ -62,10 +74,14 @@ async def create_topics(broker: Any, header: Any, request: Any) -> Any:
         )
         return _create.Response(throttle_time_ms=0, topics=topics)
     pending = 0  # partitions validate_only has granted without creating them
+    # Kafka: CREATE on the cluster, or else on each topic
+    create_all = broker.authorizer is None or cluster_allowed(broker, header, CREATE)
     async for t in paced(request.topics):
         result = _CreateResult(name=t.name, error_code=0, error_message=None)
         results.append(result)
         try:
+            if not create_all and not allowed(broker, header, CREATE, TOPIC, t.name):
+                raise KafkaError(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
             if seen[t.name] > 1:
                 raise KafkaError(ErrorCode.INVALID_REQUEST, f"Create topics request from client contains duplicate topic {t.name}")
             assignments = {a.partition_index: list(a.broker_ids) for a in t.assignments}
@@ -87,7 +103,7 @@ async def create_topics(broker: Any, header: Any, request: Any) -> Any:
             if validate_only:
                 pending += len(plan.partitions)
             else:
-                await controller.create_topic(plan)
+                await controller.create_topic(plan, forward=False)
             result.topic_id = plan.topic_id if not validate_only else result.topic_id
             result.num_partitions = len(plan.partitions)
             result.replication_factor = len(next(iter(plan.partitions.values())).replicas)
@@ -119,6 +135,17 @@ async def delete_topics(broker: Any, header: Any, request: Any) -> Any:
         wanted = [(t.name, t.topic_id) for t in request.topics]
     else:
         wanted = [(n, None) for n in request.topic_names]
+
+    def refuse(code: ErrorCode, message: str) -> Any:
+        results = [_DeleteResult(name=n, error_code=int(code), error_message=message) for n, _ in wanted]
+        for result, (_, topic_id) in zip(results, wanted, strict=True):
+            if topic_id is not None:
+                result.topic_id = topic_id
+        return _delete.Response(throttle_time_ms=0, responses=results)
+
+    forwarded = await forward_or_refuse(broker, header, request, refuse, request.timeout_ms)
+    if forwarded is not None:
+        return forwarded
     results = []
     async for name, topic_id in paced(wanted):
         result = _DeleteResult(name=name, error_code=0)
@@ -129,6 +156,8 @@ async def delete_topics(broker: Any, header: Any, request: Any) -> Any:
                 result.name = name
                 if name is None:
                     raise KafkaError(ErrorCode.UNKNOWN_TOPIC_ID)
+            if not allowed(broker, header, DELETE, TOPIC, name):
+                raise KafkaError(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
             topic = broker.topics.get(name)
             if topic is None:
                 raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
@@ -143,6 +172,14 @@ async def delete_topics(broker: Any, header: Any, request: Any) -> Any:
 
 @handles(CREATE_PARTITIONS, 0, 3)
 async def create_partitions(broker: Any, header: Any, request: Any) -> Any:
+    def refuse(code: ErrorCode, message: str) -> Any:
+        return _partitions.Response(throttle_time_ms=0, results=[
+            _PartitionsResult(name=t.name, error_code=int(code), error_message=message) for t in request.topics
+        ])
+
+    forwarded = await forward_or_refuse(broker, header, request, refuse, request.timeout_ms)
+    if forwarded is not None:
+        return forwarded
     controller = broker.controller
     asked: dict[str, int] = {}
     async for t in paced(request.topics):
@@ -163,6 +200,8 @@ async def create_partitions(broker: Any, header: Any, request: Any) -> Any:
         result = _PartitionsResult(name=t.name, error_code=0, error_message=None)
         results.append(result)
         try:
+            if not allowed(broker, header, ALTER, TOPIC, t.name):
+                raise KafkaError(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
             assignments = None if t.assignments is None else [list(a.broker_ids) for a in t.assignments]
             plan = controller.plan_partitions(t.name, t.count, assignments, pending)
             if request.validate_only:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from moldau.coordinator.group import OFFSETS_TOPIC, OffsetCommit
+from moldau.handlers import authorize as authz
 from moldau.handlers.offsets import _too_large as too_large
 from moldau.handlers.pacing import Pacer, paced
 from moldau.handlers.registry import codec_for, handles
@@ -46,7 +47,8 @@ _AddTxn = _add.Response.of("results_by_transaction")
 
 
 async def _add_one(
-    broker: Any, version: int, txn_id: str, producer_id: int, epoch: int, topics: Any, verify_only: bool, pacer: Pacer
+    broker: Any, version: int, txn_id: str, producer_id: int, epoch: int, topics: Any, verify_only: bool, pacer: Pacer,
+    header: Any = None,
 ) -> list[Any]:
     """One transaction's partitions added (or verified): per-topic results."""
     coordinator = broker.transaction_coordinator
@@ -56,7 +58,18 @@ async def _add_one(
             partitions.append((t.name, p))
     errors: dict[tuple[str, int], ErrorCode] = {}
     unknown = {tp for tp in partitions if tp[0] not in broker.topics or tp[1] not in broker.topics[tp[0]].partitions}
-    if verify_only:
+    refused: dict[str, ErrorCode] = {}
+    if header is not None and broker.authorizer is not None:
+        # Kafka: WRITE on the transactional id, then on each topic; refused topics get
+        # TOPIC_AUTHORIZATION_FAILED and the others OPERATION_NOT_ATTEMPTED
+        txn_refused = authz.transactional_id_error(broker, header, txn_id)
+        for topic, _ in partitions:
+            code = txn_refused or authz.topic_error(broker, header, authz.WRITE, topic)
+            if code is not None:
+                refused[topic] = code
+    if refused:
+        errors = {tp: refused.get(tp[0], ErrorCode.OPERATION_NOT_ATTEMPTED) for tp in partitions}
+    elif verify_only:
         errors = coordinator.verify_partitions(txn_id, producer_id, epoch, partitions)
     elif unknown:
         errors = {
@@ -86,9 +99,12 @@ async def add_partitions_to_txn(broker: Any, header: Any, request: Any) -> Any:
     if version <= 3:
         results = await _add_one(
             broker, version, request.v3_and_below_transactional_id, request.v3_and_below_producer_id,
-            request.v3_and_below_producer_epoch, request.v3_and_below_topics, False, pacer,
+            request.v3_and_below_producer_epoch, request.v3_and_below_topics, False, pacer, header,
         )
         return _add.Response(throttle_time_ms=0, results_by_topic_v3_and_below=results)
+    if authz.cluster_error(broker, header, authz.CLUSTER_ACTION) is not None:  # v4+: brokers only
+        return _add.Response(throttle_time_ms=0, error_code=int(ErrorCode.CLUSTER_AUTHORIZATION_FAILED),
+                             results_by_transaction=[])
     transactions = []
     async for txn in paced(request.transactions, pacer):
         results = await _add_one(
@@ -109,6 +125,10 @@ async def add_offsets_to_txn(broker: Any, header: Any, request: Any) -> Any:
     markers reach the group coordinator."""
     group_coordinator = broker.group_coordinator
     try:
+        refused = authz.transactional_id_error(broker, header, request.transactional_id) or authz.group_error(
+            broker, header, authz.READ, request.group_id)  # Kafka: WRITE on the id, READ on the group
+        if refused is not None:
+            raise KafkaError(refused)
         if not request.transactional_id:
             raise KafkaError(ErrorCode.INVALID_REQUEST)
         await group_coordinator.ensure_topic()
@@ -128,9 +148,11 @@ _end = codec_for(END_TXN)
 
 @handles(END_TXN, 0, 5)
 async def end_txn(broker: Any, header: Any, request: Any) -> Any:
-    code = await broker.transaction_coordinator.end_txn(
-        request.transactional_id, request.producer_id, request.producer_epoch, request.committed
-    )
+    code = authz.transactional_id_error(broker, header, request.transactional_id)  # Kafka: WRITE on the id
+    if code is None:
+        code = await broker.transaction_coordinator.end_txn(
+            request.transactional_id, request.producer_id, request.producer_epoch, request.committed
+        )
     return _end.Response(
         throttle_time_ms=0,
         error_code=int(fenced_for(code, header.api_version, 2)),
@@ -158,7 +180,17 @@ async def txn_offset_commit(broker: Any, header: Any, request: Any) -> Any:
                 OffsetCommit(t.name, p.partition_index, p.committed_offset,
                              p.committed_leader_epoch if version >= 2 else -1, p.committed_metadata)
             )
+    refused_topics: set[str] = set()
     try:
+        if broker.authorizer is not None:
+            # Kafka: WRITE on the transactional id, READ on the group, READ on each topic
+            refused = authz.transactional_id_error(broker, header, request.transactional_id) or authz.group_error(
+                broker, header, authz.READ, request.group_id)
+            if refused is not None:
+                raise KafkaError(refused)
+            refused_topics = {c.topic for c in commits if authz.topic_error(broker, header, authz.READ, c.topic)}
+            if refused_topics:
+                raise KafkaError(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
         await coordinator.ready(request.group_id)
         if await too_large(broker, request.group_id, commits, pacer):
             raise KafkaError(ErrorCode.UNKNOWN_SERVER_ERROR)  # as OffsetCommit answers it
@@ -178,6 +210,8 @@ async def txn_offset_commit(broker: Any, header: Any, request: Any) -> Any:
                 errors = [replicated if e is ErrorCode.NONE else e for e in errors]
     except KafkaError as exc:
         errors = [exc.code for _ in commits]
+        if refused_topics:  # the refused topics say so, the others were not attempted
+            errors = [exc.code if c.topic in refused_topics else ErrorCode.OPERATION_NOT_ATTEMPTED for c in commits]
     topics: dict[str, Any] = {}
     async for c, code in paced(zip(commits, errors, strict=True), pacer):
         topic = topics.get(c.topic)
@@ -218,7 +252,10 @@ async def describe_transactions(broker: Any, header: Any, request: Any) -> Any:
     coordinator = broker.transaction_coordinator
     states = []
     async for txn_id in paced(request.transactional_ids):
+        visible = authz.allowed(broker, header, authz.DESCRIBE, authz.TRANSACTIONAL_ID, txn_id)
         code, description = coordinator.describe(txn_id)
+        if not visible:  # Kafka: DESCRIBE on the transactional id
+            code, description = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, None
         if description is None:
             states.append(_DescribeState(
                 error_code=int(code), transactional_id=txn_id, transaction_state="", transaction_timeout_ms=0,
@@ -260,6 +297,7 @@ async def list_transactions(broker: Any, header: Any, request: Any) -> Any:
         unknown_state_filters=unknown,
         transaction_states=[
             _ListState(transactional_id=d.transactional_id, producer_id=d.producer_id, transaction_state=d.state)
-            for d in found
+            for d in found  # Kafka lists only the ids one may DESCRIBE
+            if authz.allowed(broker, header, authz.DESCRIBE, authz.TRANSACTIONAL_ID, d.transactional_id)
         ],
     )

@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from moldau.handlers import authorize as authz
 from moldau.handlers.registry import codec_for, handles
+from moldau.protocol.errors import ErrorCode
 from moldau.protocol.messages import ALL_APIS
 from moldau.replication.txn_markers import write_txn_markers as write_markers
 
@@ -26,6 +28,15 @@ _Partition = _Topic.of("partitions")
 @handles(WRITE_TXN_MARKERS, 1, 2)
 async def write_txn_markers(broker: Any, header: Any, request: Any) -> Any:
     version = header.api_version
+    if authz.cluster_error(broker, header, authz.CLUSTER_ACTION) is not None:
+        denied = int(ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
+        return _codec.Response(markers=[
+            _Marker(producer_id=m.producer_id, topics=[
+                _Topic(name=t.name, partitions=[_Partition(partition_index=i, error_code=denied) for i in t.partition_indexes])
+                for t in m.topics
+            ])
+            for m in request.markers
+        ])
     timeout_s = broker.config.int("request.timeout.ms") / 1000
     # the markers are appended one after the other (each call appends before its first
     # await, bar pacing) and then all wait for the ISR together, as Kafka appends a

@@ -61,6 +61,7 @@ from moldau.metastore.store import (
     MetaStore,
     PartitionChanged,
     PartitionState,
+    SecurityChanged,
     Session,
     SessionChanged,
     StaleEpochError,
@@ -68,6 +69,7 @@ from moldau.metastore.store import (
     TopicDeleted,
     TopicExistsError,
     TopicRecord,
+    apply_security,
     new_cluster_id,
 )
 
@@ -163,6 +165,8 @@ class EtcdMetaStore(MetaStore):
         self._partitions: dict[str, dict[int, PartitionState]] = {}
         self._brokers: dict[int, BrokerInfo] = {}
         self._broker_configs: dict[str, dict[str, str]] = {}
+        self._security: dict[str, dict[str, str]] = {}
+        self._scram: dict[str, dict[str, dict[str, Any]]] = {}  # kept current by the watch
         self._controller_vacant = asyncio.Event()
         self._lease: Any = None
         #: not held until registered and caught up with the metadata
@@ -186,6 +190,9 @@ class EtcdMetaStore(MetaStore):
 
     def _scope_key(self, scope: str) -> bytes:
         return self._key("configs", "brokers", scope or "_default")
+
+    def _security_key(self, kind: str, key: str) -> bytes:
+        return self._key("security", kind, key)
 
     # raw transactions -------------------------------------------------------------------
 
@@ -271,6 +278,7 @@ class EtcdMetaStore(MetaStore):
             topics={name: self._record(name) for name in self._topics},
             broker_configs=copy.deepcopy(self._broker_configs),
             next_producer_id=next_producer_id,
+            security=copy.deepcopy(self._security),
         )
 
     def _record(self, name: str) -> TopicRecord:
@@ -322,6 +330,12 @@ class EtcdMetaStore(MetaStore):
                 return ("controller", None)
             self._controller = ControllerInfo(int(json.loads(value)["broker_id"]), create_revision)
             return ("controller", self._controller)
+        if kind == "scram":
+            if value is None:
+                self._scram.pop(tail, None)
+            else:
+                self._scram[tail] = dict(json.loads(value))
+            return None
         if kind == "configs" and tail.startswith("brokers/"):
             scope = tail[len("brokers/"):]
             scope = "" if scope == "_default" else scope
@@ -330,6 +344,15 @@ class EtcdMetaStore(MetaStore):
                 return ("configs", scope, {})
             self._broker_configs[scope] = dict(json.loads(value))
             return ("configs", scope, dict(self._broker_configs[scope]))
+        if kind == "security":
+            sub, _, entry = tail.partition("/")
+            entries = self._security.setdefault(sub, {})
+            if value is None:
+                if entries.pop(entry, None) is None:
+                    return None
+                return ("security", sub, entry, None)
+            entries[entry] = value.decode()
+            return ("security", sub, entry, entries[entry])
         return None
 
     # the watch --------------------------------------------------------------------------
@@ -407,6 +430,7 @@ class EtcdMetaStore(MetaStore):
             keys.update(self._partition_key(topic_id, index) for index in states)
         keys.update(self._key("brokers", broker_id) for broker_id in self._brokers)
         keys.update(self._scope_key(scope) for scope in self._broker_configs)
+        keys.update(self._security_key(kind, key) for kind, entries in self._security.items() for key in entries)
         if self._controller is not None:
             keys.add(self._key("controller"))
         return keys
@@ -457,6 +481,8 @@ class EtcdMetaStore(MetaStore):
             return BrokerChanged(revision, change[1], change[2])
         if kind == "controller":
             return ControllerChanged(revision, change[1])
+        if kind == "security":
+            return SecurityChanged(revision, change[1], change[2], change[3])
         return BrokerConfigsChanged(revision, change[1], change[2])
 
     # topics -----------------------------------------------------------------------------
@@ -578,6 +604,32 @@ class EtcdMetaStore(MetaStore):
         response = await self._txn([], [self._put(key, value)], own={key: value})
         self._noted(response.header.revision, key)
         self._broker_configs[scope] = dict(configs)
+
+    async def update_security(self, kind: str, changes: dict[str, str | None]) -> None:
+        ops = []
+        own: dict[bytes, bytes | None] = {}
+        for entry, value in changes.items():
+            key = self._security_key(kind, entry)
+            if value is None:
+                ops.append(self._delete(key))
+                own[key] = None
+            else:
+                ops.append(self._put(key, value.encode()))
+                own[key] = value.encode()
+        if not ops:
+            return
+        await self._txn([], ops, own=own)
+        apply_security(self._security, kind, changes)
+    async def set_scram_credentials(self, user: str, mechanisms: dict[str, dict[str, Any]]) -> None:
+        key = self._key("scram", user)
+        if mechanisms:
+            value = _dumps(dict(mechanisms))
+            response = await self._txn([], [self._put(key, value)], own={key: value})
+            self._scram[user] = dict(mechanisms)
+        else:
+            response = await self._txn([], [self._delete(key)], own={key: None})
+            self._scram.pop(user, None)
+        self._noted(response.header.revision, key)
 
     async def allocate_producer_ids(self, count: int) -> int:
         """Compare-and-swap on the counter until this broker's increment wins."""

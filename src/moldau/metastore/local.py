@@ -2,7 +2,7 @@
 
 File format: ``cluster-metadata.json`` holds ``{"version": 1, "cluster_id": ...,
 "topics": {name: TopicRecord}, "broker_configs": {...},
-"next_producer_id": N}``. Every change rewrites it
+"next_producer_id": N, "security": {kind: {key: value}}}``. Every change rewrites it
 atomically (temporary file, fsync, rename, fsync of the directory) in a worker thread,
 so a crash leaves either the old or the new file, and the event loop never waits on
 the disk. Changes are serialised by one lock, which makes each a compare-and-swap.
@@ -19,13 +19,14 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from moldau.metastore.store import (
     ClusterImage,
     MetaStore,
     TopicExistsError,
     TopicRecord,
+    apply_security,
     new_cluster_id,
 )
 
@@ -52,6 +53,7 @@ class LocalMetaStore(MetaStore):
         self.path = Path(data_dir) / FILE_NAME
         self._image: ClusterImage | None = None
         self._lock = asyncio.Lock()
+        self._scram: dict[str, dict[str, dict[str, Any]]] = {}
 
     async def load(self) -> ClusterImage:
         if self.path.exists():
@@ -61,7 +63,9 @@ class LocalMetaStore(MetaStore):
                 topics={n: TopicRecord.from_json(t) for n, t in raw.get("topics", {}).items()},
                 broker_configs={k: dict(v) for k, v in raw.get("broker_configs", {}).items()},
                 next_producer_id=int(raw.get("next_producer_id", 0)),
+                security={k: dict(v) for k, v in raw.get("security", {}).items()},
             )
+            self._scram = {u: dict(m) for u, m in raw.get("scram_credentials", {}).items()}
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._image = ClusterImage(cluster_id=new_cluster_id())
@@ -76,6 +80,8 @@ class LocalMetaStore(MetaStore):
             "topics": {n: t.to_json() for n, t in self._image.topics.items()},
             "broker_configs": self._image.broker_configs,
             "next_producer_id": self._image.next_producer_id,
+            "security": self._image.security,
+            "scram_credentials": self._scram,
         }
         data = json.dumps(payload, indent=1, sort_keys=True).encode()
         await asyncio.to_thread(_write_atomically, self.path, data)
@@ -92,12 +98,12 @@ class LocalMetaStore(MetaStore):
             async with self._lock:
                 image = self._image
                 assert image is not None
-                saved = (dict(image.topics), dict(image.broker_configs), image.next_producer_id)
+                saved = (dict(image.topics), dict(image.broker_configs), image.next_producer_id, dict(image.security))
                 try:
                     result = step(image)
                     await self._save()
                 except BaseException:
-                    image.topics, image.broker_configs, image.next_producer_id = saved
+                    image.topics, image.broker_configs, image.next_producer_id, image.security = saved
                     raise
                 return result
 
@@ -133,8 +139,24 @@ class LocalMetaStore(MetaStore):
 
         return await self._change(step)
 
+    async def set_scram_credentials(self, user: str, mechanisms: dict[str, dict[str, Any]]) -> None:
+        async with self._lock:
+            saved = dict(self._scram)
+            if mechanisms:
+                self._scram[user] = dict(mechanisms)
+            else:
+                self._scram.pop(user, None)
+            try:
+                await self._save()
+            except BaseException:
+                self._scram = saved
+                raise
+
     async def set_broker_configs(self, scope: str, configs: dict[str, str]) -> None:
         def step(image: ClusterImage) -> None:
             image.broker_configs[scope] = dict(configs)
 
         await self._change(step)
+
+    async def update_security(self, kind: str, changes: dict[str, str | None]) -> None:
+        await self._change(lambda image: apply_security(image.security, kind, changes))

@@ -9,6 +9,7 @@ from moldau.metastore.store import (
     MetaStore,
     TopicExistsError,
     TopicRecord,
+    apply_security,
     new_cluster_id,
 )
 
@@ -42,3 +43,6 @@ class MemoryMetaStore(MetaStore):
 
     async def set_broker_configs(self, scope: str, configs: dict[str, str]) -> None:
         self.image.broker_configs[scope] = dict(configs)
+
+    async def update_security(self, kind: str, changes: dict[str, str | None]) -> None:
+        apply_security(self.image.security, kind, changes)

@@ -111,6 +111,9 @@ class ClusterImage:
     #: Dynamic broker configs by scope: "" for the cluster-wide default, else a broker id.
     broker_configs: dict[str, dict[str, str]] = field(default_factory=dict)
     next_producer_id: int = 0
+    #: Security entries by kind ("acls", "quotas"): key -> value, text (see
+    #: :meth:`MetaStore.update_security`).
+    security: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 class TopicExistsError(Exception):
@@ -135,7 +138,12 @@ class StaleEpochError(Exception):
 
 @dataclass(frozen=True)
 class BrokerInfo:
-    """A live broker as clients reach it (what Metadata and DescribeCluster list)."""
+    """A live broker as clients reach it (what Metadata and DescribeCluster list).
+
+    ``host``/``port`` are its inter-broker listener's endpoint (what replicas fetch
+    from); ``endpoints`` has one ``(host, port)`` per listener name, so Metadata can
+    answer each client with the endpoints of the listener it came in on, as Kafka does.
+    """
 
     broker_id: int
     host: str
@@ -144,17 +152,32 @@ class BrokerInfo:
     #: in controlled shutdown (KRaft's ``inControlledShutdown``): still serving, but the
     #: controller moves its leaderships away and takes it out of the ISRs
     shutting_down: bool = False
+    endpoints: tuple[tuple[str, str, int], ...] = ()  # (listener name, host, port)
+
+    def endpoint(self, listener: str) -> tuple[str, int] | None:
+        """Where a client of ``listener`` reaches this broker; None if it has no such
+        listener (Kafka then leaves the broker out). A broker that registered no
+        listeners (one from before they existed) answers with its single endpoint."""
+        if not self.endpoints:
+            return self.host, self.port
+        for name, host, port in self.endpoints:
+            if name == listener:
+                return host, port
+        return None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"broker_id": self.broker_id, "host": self.host, "port": self.port, "rack": self.rack}
         if self.shutting_down:
             data["shutting_down"] = True
+        if self.endpoints:
+            data["endpoints"] = [list(e) for e in self.endpoints]
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BrokerInfo:
+        endpoints = tuple((str(n), str(h), int(p)) for n, h, p in data.get("endpoints", ()))
         return cls(int(data["broker_id"]), str(data["host"]), int(data["port"]), data.get("rack"),
-                   bool(data.get("shutting_down", False)))
+                   bool(data.get("shutting_down", False)), endpoints)
 
 
 @dataclass(frozen=True)
@@ -269,6 +292,17 @@ class BrokerConfigsChanged:
 
 
 @dataclass(frozen=True)
+class SecurityChanged:
+    """One security entry (an ACL binding, a client quota) was set or, with ``value``
+    None, removed."""
+
+    revision: int
+    kind: str
+    key: str
+    value: str | None
+
+
+@dataclass(frozen=True)
 class SessionChanged:
     """This broker's session lapsed (``valid`` False: it may have been replaced, it
     stops acting as leader), or it was registered again and every change up to
@@ -286,6 +320,7 @@ MetaChange = (
     | BrokerChanged
     | ControllerChanged
     | BrokerConfigsChanged
+    | SecurityChanged
     | SessionChanged
 )
 
@@ -364,6 +399,26 @@ class MetaStore(abc.ABC):
     async def allocate_producer_ids(self, count: int) -> int:
         """Reserve ``count`` producer ids, unique in the cluster forever; returns the first."""
 
+    @abc.abstractmethod
+    async def update_security(self, kind: str, changes: dict[str, str | None]) -> None:
+        """Set (or, for None, remove) entries of a security kind in one atomic write:
+        ``"acls"`` (key: a binding, value: "") or ``"quotas"`` (key: an entity, value:
+        its quotas). One key per entry, so brokers that change different entries at
+        once never overwrite each other."""
+    def scram_credentials(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """SCRAM credentials as last seen, {user: {mechanism: credential as JSON}} (no
+        I/O: read at every authentication). Only salted, hashed keys (RFC 5802)."""
+        return getattr(self, "_scram", {})
+
+    async def set_scram_credentials(self, user: str, mechanisms: dict[str, dict[str, Any]]) -> None:
+        """Replace a user's SCRAM credentials (empty: the user has none). In memory here;
+        the file and etcd backends persist them."""
+        scram = self.__dict__.setdefault("_scram", {})
+        if mechanisms:
+            scram[user] = dict(mechanisms)
+        else:
+            scram.pop(user, None)
+
     async def alter_partition(
         self, topic: str, index: int, state: PartitionState, expected_epoch: int, *, controller_epoch: int = 0
     ) -> None:
@@ -439,6 +494,18 @@ class MetaStore(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections (and, in a cluster, leave it: the session ends)."""
+
+
+def apply_security(security: dict[str, dict[str, str]], kind: str, changes: dict[str, str | None]) -> None:
+    """Fold :meth:`MetaStore.update_security` changes into an image's ``security``,
+    replacing the kind's dictionary (never editing it: a saved copy stays intact)."""
+    entries = dict(security.get(kind, {}))
+    for key, value in changes.items():
+        if value is None:
+            entries.pop(key, None)
+        else:
+            entries[key] = value
+    security[kind] = entries
 
 
 def new_cluster_id() -> str:

@@ -70,6 +70,10 @@ class ReplicaManager:
         #: told the id of a leader broker whose endpoint refused a fetcher's connection
         #: (in a cluster: probe it and end its session if its process is gone)
         self.on_leader_refused: Callable[[int], None] | None = None
+        #: the TLS context fetchers connect with when the inter-broker listener is SSL
+        self.client_ssl: Any = None
+        #: (mechanism, username, password) when the inter-broker listener uses SASL
+        self.client_sasl: tuple[str, str, str] | None = None
 
     @property
     def lag_max_ms(self) -> int:
@@ -232,7 +236,8 @@ class ReplicaFetcher:
                     if endpoint is None:
                         await asyncio.sleep(0.1)
                         continue
-                    client = BrokerClient(*endpoint, client_id=f"replica-{self.broker.node_id}")
+                    client = BrokerClient(*endpoint, client_id=f"replica-{self.broker.node_id}",
+                                          ssl=self.manager.client_ssl, sasl=self.manager.client_sasl)
                     await client.connect()
                     self._client = client
                 if self.needs_truncation:

@@ -25,7 +25,6 @@ All methods run on the event loop thread.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -58,6 +57,12 @@ _monotonic = time.monotonic  # read on every leadership test
 
 def _now_ms() -> int:
     return int(time.monotonic() * 1000)
+
+
+def wake(waiter: asyncio.Future[None]) -> None:
+    """Complete a waiter future (a timer's callback; a no-op once it is done)."""
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 @dataclass(slots=True)
@@ -550,10 +555,11 @@ class Partition:
                 return ErrorCode.REQUEST_TIMED_OUT
             waiter: asyncio.Future[None] = loop.create_future()
             self.add_waiter(waiter)
+            timer = loop.call_later(remaining, wake, waiter)
             try:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter, remaining)
+                await waiter
             finally:
+                timer.cancel()
                 self.remove_waiter(waiter)
 
     def _wake_appenders(self) -> None:
@@ -570,7 +576,9 @@ class Partition:
         self._append_waiters.discard(fut)
 
     def add_waiter(self, fut: asyncio.Future[None]) -> None:
-        """Wake ``fut`` when the high watermark moves (a delayed fetch waiting for data)."""
+        """Wake ``fut`` once, when the high watermark or this replica's role moves (a
+        delayed fetch waiting for data; a delayed produce, which is not a future but
+        answers the same ``done()`` and ``set_result()``)."""
         self._waiters.add(fut)
 
     def remove_waiter(self, fut: asyncio.Future[None]) -> None:

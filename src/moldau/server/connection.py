@@ -5,13 +5,19 @@ frame goes to the dispatcher, which answers with a response (a list of chunks: b
 and file slices) or an awaitable of one. Kafka answers the requests of a connection in
 the order they came; so while an answer is pending, later frames wait in a queue, and
 reading pauses when that queue is long (back-pressure on a client that pipelines).
+One kind of pending answer lets the next requests through: a :class:`LaterAnswer`, the
+answer of a request that has already done all it changes and only waits (an acks=all
+produce waiting for its followers). Its later frames are handled at once, and their
+answers queue behind it and go out in order; without that, each acks=all produce of a
+pipelining producer would wait a whole replication round trip before the next one is
+even appended, and a standing queue of one-record requests would build up.
 Chunks that are file slices go out with ``loop.sendfile`` (zero-copy) when they are
-large, and are read with ``os.pread`` when small, which costs less than a sendfile
-round trip. Before either, a non-blocking probe (``preadv`` with ``RWF_NOWAIT``) asks
-the page cache whether the slice is there; a cold slice (old data a lagging consumer
-asks for) is read in a worker thread instead, so the event loop never waits on the
-disk. A frame larger than ``socket.request.max.bytes`` or a negative size
-closes the connection, as Kafka does; nothing one client sends can stop the others.
+large, after a non-blocking probe (``preadv`` with ``RWF_NOWAIT``) has found them in
+the page cache; small ones are read with one ``preadv(RWF_NOWAIT)``, which costs less
+than a sendfile round trip. A cold slice (old data a lagging consumer asks for) is read
+in a worker thread instead, so the event loop never waits on the disk. A frame larger
+than ``socket.request.max.bytes`` or a negative size closes the connection, as Kafka
+does; nothing one client sends can stop the others.
 
 Memory: what a connection holds is bounded by what its client has actually sent, and
 all of it is counted in the broker-wide :class:`MemoryPool`
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import logging
 import os
 import struct
@@ -40,6 +47,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from moldau.log_throttle import ThrottledLog
+from moldau.security.authenticator import SaslAuthenticator
+from moldau.security.listener_security import SecuredListener
 from moldau.security.principal import ANONYMOUS, KafkaPrincipal
 from moldau.server.limits import ConnectionRegistry
 from moldau.server.memory_pool import MemoryPool
@@ -57,6 +66,17 @@ ZEROS_SIZE = 1024 * 1024
 _ZEROS = memoryview(bytes(ZEROS_SIZE))
 
 Dispatch = Callable[[bytearray, "Connection"], Any]
+
+
+class LaterAnswer:
+    """An answer still to come for a request that has done all its work (it only waits,
+    e.g. for replication): the connection handles its next requests meanwhile and
+    sends their answers after this one. The dispatcher wraps ``awaitable`` in it."""
+
+    __slots__ = ("awaitable",)
+
+    def __init__(self, awaitable: Awaitable[Any]) -> None:
+        self.awaitable = awaitable
 
 
 def _is_slice(chunk: Any) -> bool:
@@ -83,11 +103,53 @@ def is_cached(fd: int, position: int, size: int) -> bool:
     return True
 
 
+def read_if_cached(fd: int, size: int, position: int) -> bytes | bytearray | None:
+    """The slice, read with one non-blocking ``preadv(RWF_NOWAIT)``; None when part of
+    it is not in the page cache (read it in a thread). One system call where a probe
+    and a read took two to four: small slices go out with every replica fetch."""
+    if not _NOWAIT:
+        return read_slice(fd, size, position)
+    buf = bytearray(size)
+    try:
+        got = os.preadv(fd, [buf], position, _NOWAIT)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return read_slice(fd, size, position)  # the flag is unsupported here: assume warm
+    return buf if got == size else None
+
+
 def read_slice(fd: int, size: int, position: int) -> bytes:
     data = os.pread(fd, size, position)
     if len(data) != size:
         raise ConnectionError("segment shorter than the slice being sent")
     return data
+
+
+TLS_RECORD = 16 * 1024
+
+
+def coalesce(chunks: list[Any]) -> list[Any]:
+    """Join runs of chunks smaller than a TLS record (16 KiB); larger ones pass as they are."""
+    out: list[Any] = []
+    run: list[Any] = []
+    size = 0
+    for chunk in chunks:
+        n = len(chunk)
+        if n >= TLS_RECORD:
+            if run:
+                out.append(b"".join(run) if len(run) > 1 else run[0])
+                run, size = [], 0
+            out.append(chunk)
+            continue
+        run.append(chunk)
+        size += n
+        if size >= TLS_RECORD:
+            out.append(b"".join(run))
+            run, size = [], 0
+    if run:
+        out.append(b"".join(run) if len(run) > 1 else run[0])
+    return out
 
 
 class StagingBuffer:
@@ -117,8 +179,12 @@ class Connection(asyncio.BufferedProtocol):
         pool: MemoryPool | None = None,
         staging: StagingBuffer | None = None,
         registry: ConnectionRegistry | None = None,
+        listener_name: str = "PLAINTEXT",
+        security: SecuredListener | None = None,
     ) -> None:
         self._dispatch = dispatch
+        self._security = security
+        self._tls = security is not None and security.ssl_context is not None
         self._max_request_size = max_request_size
         self._pool = pool if pool is not None else MemoryPool(-1)
         self._staging = staging if staging is not None else StagingBuffer()
@@ -130,13 +196,18 @@ class Connection(asyncio.BufferedProtocol):
         self._frame_filled = 0
         self._grow_to = 0  # the frame's next buffer size, reserved, applied in get_buffer
         self._held = 0  # bytes this connection has reserved in the pool
-        self._inflight = 0  # of which: the frame whose answer is pending
+        self._inflight = 0  # of which: the frames whose answers are pending
         self._queue: collections.deque[bytearray] = collections.deque()
+        # answers to send in order behind a LaterAnswer: (its task, ready chunks or a
+        # handler's awaitable still to run; the frame bytes it holds until answered)
+        self._later: collections.deque[tuple[Any, int]] = collections.deque()
+        self._overlap = True  # whether every answer in _later lets the next requests through
         self._busy = False
         self._closed = False
         self._paused = False
         self._queue_full = False
         self._memory_wait = False
+        self._muted_until = 0.0  # a quota's throttle: nothing is read before (monotonic)
         self._use_sendfile = use_sendfile
         self.transport: asyncio.Transport | None = None
         self.peer: str = "?"
@@ -144,7 +215,10 @@ class Connection(asyncio.BufferedProtocol):
         #: who this connection acts as (set once TLS or SASL established it) and the
         #: listener it came in on: what ACLs and quotas key on
         self.principal: KafkaPrincipal = ANONYMOUS
-        self.listener_name: str = "PLAINTEXT"
+        self.listener_name: str = listener_name
+        #: the SASL state on a SASL listener (None elsewhere): the dispatcher lets only
+        #: what it allows through (see moldau.security.authenticator)
+        self.authenticator: SaslAuthenticator | None = None
         self.last_active = time.monotonic()
         self._task: asyncio.Task[None] | None = None
 
@@ -167,6 +241,18 @@ class Connection(asyncio.BufferedProtocol):
                 closing_log("refused connection from %s: %s", self.peer, refused)
                 self._closed = True
                 transport.close()
+                return
+        security = self._security
+        if security is not None:
+            if security.principal_mapper is not None:
+                try:  # (TLS is established by now: the loop calls this after the handshake)
+                    self.principal = security.principal_mapper.principal(transport.get_extra_info("peercert"))
+                except ValueError as exc:
+                    closing_log("refused TLS connection from %s: %s", self.peer, exc)
+                    self.close()
+                    return
+            if security.sasl is not None:
+                self.authenticator = SaslAuthenticator(security.sasl)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -181,6 +267,12 @@ class Connection(asyncio.BufferedProtocol):
             self._registry.remove(self, self.ip)
         if self._task is not None and not self._task.done():
             self._task.cancel()
+        for entry, _ in self._later:
+            if isinstance(entry, asyncio.Future):
+                entry.cancel()
+            elif inspect.iscoroutine(entry):
+                entry.close()
+        self._later.clear()
 
     def get_buffer(self, sizehint: int) -> memoryview:
         frame = self._frame
@@ -231,14 +323,21 @@ class Connection(asyncio.BufferedProtocol):
         queue = self._queue
         pos = 0
         taken = 0
+        limit = self._max_request_size
+        authenticator = self.authenticator
+        if authenticator is not None and authenticator.principal is None:
+            # not authenticated yet: Kafka reads no more than sasl.server.max.receive.size
+            limit = min(limit, authenticator.settings.max_receive_size)
         while end - pos >= 4:
             (size,) = _SIZE.unpack_from(buf, pos)
-            if size < 0 or size > self._max_request_size:
+            if size < 0 or size > limit:
                 closing_log(
-                    "closing connection from %s: frame of %d bytes exceeds socket.request.max.bytes (%d)",
+                    "closing connection from %s: frame of %d bytes exceeds %s (%d)",
                     self.peer,
                     size,
-                    self._max_request_size,
+                    "socket.request.max.bytes" if limit == self._max_request_size else
+                    "sasl.server.max.receive.size before authentication",
+                    limit,
                 )
                 self.close()
                 return False
@@ -291,7 +390,7 @@ class Connection(asyncio.BufferedProtocol):
         self._update_reading()
 
     def _frames_ready(self) -> None:
-        if not self._busy:
+        if not self._busy or (self._later and self._overlap):
             self._drain_queue()
         if len(self._queue) > MAX_QUEUED and not self._queue_full:
             self._queue_full = True
@@ -314,13 +413,35 @@ class Connection(asyncio.BufferedProtocol):
         transport = self.transport
         if transport is None or self._closed:
             return
-        pause = self._queue_full or self._memory_wait
+        pause = self._queue_full or self._memory_wait or self._muted_until > 0
         if pause and not self._paused:
             self._paused = True
             transport.pause_reading()
         elif not pause and self._paused:
             self._paused = False
             transport.resume_reading()
+
+    def mute_for(self, seconds: float) -> None:
+        """Read nothing more from this client for ``seconds`` (a quota's throttle time,
+        as Kafka mutes a throttled channel): it cannot send its next request before."""
+        if self._closed or seconds <= 0:
+            return
+        until = time.monotonic() + seconds
+        if until <= self._muted_until:
+            return
+        first = self._muted_until == 0
+        self._muted_until = until
+        self._update_reading()
+        if first:
+            asyncio.get_running_loop().call_later(seconds, self._unmute)
+
+    def _unmute(self) -> None:
+        left = self._muted_until - time.monotonic()
+        if left > 0.001:  # extended meanwhile
+            asyncio.get_running_loop().call_later(left, self._unmute)
+            return
+        self._muted_until = 0.0
+        self._update_reading()
 
     # processing ------------------------------------------------------------------------
 
@@ -329,7 +450,10 @@ class Connection(asyncio.BufferedProtocol):
         and written together, one system call for a whole burst of pipelined requests."""
         ready: list[Any] = []
         freed = 0  # bytes of the frames handled, released in one call
+        later = self._later
         while self._queue and not self._closed:
+            if later and (not self._overlap or len(later) >= MAX_QUEUED):
+                break  # the rest waits until what is pending has been answered
             frame = self._queue.popleft()
             try:
                 result = self._dispatch(frame, self)
@@ -340,6 +464,17 @@ class Connection(asyncio.BufferedProtocol):
             if result is None:
                 freed += len(frame)
                 continue  # acks=0 produce, or a request that gets no answer
+            if later or isinstance(result, LaterAnswer):
+                if not later:
+                    self._release(freed)
+                    freed = 0
+                    if ready and not self._closed:
+                        self.transport.writelines(ready)  # type: ignore[union-attr]
+                        ready = []
+                    self._busy = True
+                    self._task = asyncio.ensure_future(self._send_later())
+                freed += self._queue_later(result, len(frame))
+                continue
             if isinstance(result, list):
                 freed += len(frame)
                 if not any(_is_slice(c) for c in result):
@@ -347,20 +482,86 @@ class Connection(asyncio.BufferedProtocol):
                     continue
                 result = self._send_chunks(result)
             else:
-                self._inflight = len(frame)  # the handler still reads the frame
+                self._inflight += len(frame)  # the handler still reads the frame
             self._release(freed)
             if ready and not self._closed:
-                self.transport.writelines(ready)  # type: ignore[union-attr]
+                self._write(ready)
             self._busy = True
             self._task = asyncio.ensure_future(self._finish(result))
             return
         self._release(freed)
         if ready and not self._closed:
-            self.transport.writelines(ready)  # type: ignore[union-attr]
+            self._write(ready)
             self.last_active = time.monotonic()
-        if self._queue_full and not self._closed:
+        if self._queue_full and not self._closed and len(self._queue) <= MAX_QUEUED:
             self._queue_full = False
             self._update_reading()
+
+    def _queue_later(self, result: Any, size: int) -> int:
+        """Queue an answer behind a LaterAnswer; the frame bytes releasable at once."""
+        if isinstance(result, LaterAnswer):
+            # its work is done; it waits (concurrently with the next requests)
+            self._later.append((asyncio.ensure_future(result.awaitable), size))
+            self._inflight += size
+            return 0
+        if isinstance(result, list):
+            if any(_is_slice(c) for c in result):
+                self._overlap = False  # file slices are read when sent: nothing may change first
+            self._later.append((result, 0))
+            return size
+        # a handler that still works: it runs in its turn, after the answers before it
+        # are sent, and nothing after it starts until it is done (as without LaterAnswer)
+        self._overlap = False
+        self._later.append((result, size))
+        self._inflight += size
+        return 0
+
+    async def _send_later(self) -> None:
+        """Send the queued answers in order, each once it is ready; the answers ready
+        behind it (a high watermark move completes many produces at once) go out with
+        it, in one write."""
+        later = self._later
+        try:
+            while later and not self._closed:
+                entry, size = later[0]
+                result = entry if isinstance(entry, list) else await entry
+                later.popleft()
+                released = size
+                out: list[Any] = [] if result is None else list(result)
+                while later:
+                    entry, size = later[0]
+                    if isinstance(entry, list):
+                        result = entry
+                    elif isinstance(entry, asyncio.Future) and entry.done():
+                        result = entry.result()
+                    else:
+                        break
+                    later.popleft()
+                    released += size
+                    if result is not None:
+                        out += result
+                if released:
+                    self._inflight -= released
+                    self._release(released)
+                if out and not self._closed:
+                    await self._send_chunks(out)
+                if not later:
+                    self._overlap = True
+                elif self._overlap and self._queue:
+                    self._drain_queue()  # room for more behind the pending answers
+        except asyncio.CancelledError:
+            return
+        except ConnectionError:
+            self.close()
+            return
+        except Exception:
+            log.exception("unexpected error answering %s; closing the connection", self.peer)
+            self.close()
+            return
+        self.last_active = time.monotonic()
+        self._overlap = True
+        self._busy = False
+        self._drain_queue()
 
     def _release(self, size: int) -> None:
         if size and not self._closed:  # (once closed, connection_lost releases all)
@@ -406,19 +607,33 @@ class Connection(asyncio.BufferedProtocol):
                 pending.append(chunk)
                 continue
             fd = chunk.file.fileno()
-            if not is_cached(fd, chunk.position, chunk.size):
-                pending.append(await asyncio.to_thread(read_slice, fd, chunk.size, chunk.position))
-            elif self._use_sendfile and chunk.size >= SENDFILE_MIN_BYTES:
-                if pending:
-                    transport.writelines(pending)
-                    pending = []
-                await loop.sendfile(transport, chunk.file, chunk.position, chunk.size)
+            if self._use_sendfile and chunk.size >= SENDFILE_MIN_BYTES:
+                if not is_cached(fd, chunk.position, chunk.size):
+                    pending.append(await asyncio.to_thread(read_slice, fd, chunk.size, chunk.position))
+                else:
+                    if pending:
+                        self._write(pending)
+                        pending = []
+                    await loop.sendfile(transport, chunk.file, chunk.position, chunk.size)
             else:
-                pending.append(read_slice(fd, chunk.size, chunk.position))
+                data = read_if_cached(fd, chunk.size, chunk.position)
+                if data is None:
+                    data = await asyncio.to_thread(read_slice, fd, chunk.size, chunk.position)
+                pending.append(data)
             if self._closed:
                 return
         if pending:
-            transport.writelines(pending)
+            self._write(pending)
+
+    def _write(self, chunks: list[Any]) -> None:
+        """Write byte chunks. On TLS each write is encrypted into records of its own, so
+        runs of small chunks (a fetch answer's headers between its slices, a burst of
+        small answers) are joined first: fewer records, fewer encryptions, fewer bytes."""
+        transport = self.transport
+        assert transport is not None
+        if self._tls and len(chunks) > 1:
+            chunks = coalesce(chunks)
+        transport.writelines(chunks)
 
     def close(self) -> None:
         self._closed = True

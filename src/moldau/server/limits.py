@@ -1,5 +1,11 @@
 """Which connections the broker keeps: ``max.connections``, ``max.connections.per.ip``
-(with ``max.connections.per.ip.overrides``) and ``connections.max.idle.ms``.
+(with ``max.connections.per.ip.overrides``), ``max.connection.creation.rate`` and
+``connections.max.idle.ms``.
+
+``max.connection.creation.rate`` counts the connections accepted in the last second,
+broker-wide; one past the rate is closed at once like one past a limit (Kafka's
+Acceptor delays accepting it instead; the client reconnects after its backoff either
+way).
 
 As Kafka's Acceptor and ConnectionQuotas do, a connection over a limit is closed as
 soon as it is accepted, before it can send anything, and the ones already open keep
@@ -15,6 +21,7 @@ effect for the next connection.
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 import logging
 import socket
@@ -41,6 +48,7 @@ class ConnectionSettings:
     max_per_ip: int = 2**31 - 1
     per_ip_overrides: str = ""
     max_idle_ms: int = 600_000
+    max_creation_rate: int = 2**31 - 1
 
 
 def parse_overrides(text: str) -> dict[str, int]:
@@ -84,6 +92,8 @@ class ConnectionRegistry:
     expired: int = 0
     _overrides_text: str = ""
     _overrides: dict[str, int] = field(default_factory=dict)
+    #: when the connections of the last second were accepted (max.connection.creation.rate)
+    _created: collections.deque[float] = field(default_factory=collections.deque)
 
     def admit(self, connection: Tracked, ip: str) -> str | None:
         """Register ``connection``; or the reason to refuse it (it is then not registered)."""
@@ -102,6 +112,15 @@ class ConnectionRegistry:
         if len(self.connections) >= limits.max_connections:
             self.refused += 1
             return f"the broker already has the configured maximum of {limits.max_connections} connections"
+        if limits.max_creation_rate < 2**31 - 1:
+            now = self.clock()
+            created = self._created
+            while created and created[0] <= now - 1.0:
+                created.popleft()
+            if len(created) >= limits.max_creation_rate:
+                self.refused += 1
+                return f"more than max.connection.creation.rate={limits.max_creation_rate} connections in the last second"
+            created.append(now)
         self.connections[id(connection)] = connection
         self.per_ip[ip] = count + 1
         return None

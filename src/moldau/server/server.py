@@ -14,14 +14,20 @@ import logging
 import socket
 from typing import Any
 
+from moldau.security.listener_security import SecuredListener
 from moldau.server.connection import Connection, StagingBuffer
 from moldau.server.limits import ConnectionRegistry
+from moldau.server.listeners import Listener
 from moldau.server.memory_pool import MemoryPool
 
 log = logging.getLogger(__name__)
+TLS_HANDSHAKE_TIMEOUT = 10.0  # seconds
 
 
 class KafkaServer:
+    """One listener: plaintext, or TLS through the loop's own TLS transport (then the
+    connections see decrypted bytes, and fetches are read and written, never sendfile)."""
+
     def __init__(
         self,
         dispatch: Any,
@@ -32,8 +38,12 @@ class KafkaServer:
         *,
         pool: MemoryPool | None = None,
         registry: ConnectionRegistry | None = None,
+        listener: Listener | None = None,
+        security: SecuredListener | None = None,
     ) -> None:
         self.dispatch = dispatch
+        self.listener_name = listener.name if listener is not None else "PLAINTEXT"
+        self.security = security if security is not None else SecuredListener()
         self.host = host
         self.port = port
         self.max_request_size = max_request_size
@@ -52,12 +62,19 @@ class KafkaServer:
             pool=self.pool,
             staging=self.staging,
             registry=self.registry,
+            listener_name=self.listener_name,
+            security=self.security,
         )
 
     async def start(self) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
+        tls: dict[str, Any] = {}
+        if self.security.ssl_context is not None:
+            # a connection is admitted (max.connections) once its handshake is done: do
+            # not let half-open handshakes linger for asyncio's default minute
+            tls = {"ssl": self.security.ssl_context, "ssl_handshake_timeout": TLS_HANDSHAKE_TIMEOUT}
         self._server = await loop.create_server(
-            self._make_connection, self.host, self.port, reuse_address=True, backlog=1024
+            self._make_connection, self.host, self.port, reuse_address=True, backlog=1024, **tls
         )
         sock = self._server.sockets[0]
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

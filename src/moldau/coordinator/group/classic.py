@@ -21,6 +21,11 @@ comes back with no member id while the group is Stable and its protocols have no
 changed, it takes over its old identity and assignment without a rebalance, and the
 old member id is fenced (FENCED_INSTANCE_ID).
 
+The leader's SyncGroup and a static member's takeover are answered only once the group
+record they write is in the ISR of ``__consumer_offsets`` (in a task of its own, so a
+client that hangs up cannot leave the group half-done); a failed write is answered with
+Kafka's mapping of its error and undone (a new rebalance, the old member id).
+
 Everything runs on the event loop; the state changes are synchronous, so a request
 sees a consistent group. Session timers are ``loop.call_later`` handles that check a
 deadline when they fire, so a heartbeat only moves the deadline.
@@ -238,6 +243,9 @@ class ClassicGroupManager:
 
     def __init__(self, coordinator: GroupCoordinator) -> None:
         self.coordinator = coordinator
+        #: (group, generation) whose assignment is being written (a retried leader's
+        #: SyncGroup waits for that write instead of starting another)
+        self._storing: set[tuple[str, int]] = set()
 
     # -- helpers --------------------------------------------------------------------
 
@@ -560,14 +568,38 @@ class ClassicGroupManager:
             "group %s: static member %s rejoined as %s (was %s)", group.group_id, instance_id, new_id, old_id
         )
         if group.state is GroupState.STABLE and unchanged:
-            self.coordinator.store_group(group)
-            return group.join_result(member, skip_assignment=member.member_id == group.leader_id)
+            # shielded: the revert below must happen even if the member hangs up
+            return await asyncio.shield(self._store_static_member(group, member, instance_id, old_id, new_id))
         waiter = self._wait_join(member)
         if group.state is GroupState.PREPARING_REBALANCE:
             self._try_complete_join(group)
         else:
             self.prepare_rebalance(group, f"static member {instance_id} rejoined with new metadata")
         return await waiter
+
+    async def _store_static_member(
+        self, group: ClassicGroup, member: ClassicMember, instance_id: str, old_id: str, new_id: str
+    ) -> JoinResult:
+        """Kafka's updateStaticMemberAndRebalance without a rebalance: the group record
+        with the new member id is written and, once the ISR has it, the member gets its
+        old assignment under its new id. If the write fails, the member id is reverted
+        and the JoinGroup answered with the (mapped) error, as Kafka does."""
+        code = self.coordinator.store_group(group)
+        if code is ErrorCode.NONE:
+            code = await self.coordinator.replicated(group.group_id)
+        if code is ErrorCode.NONE:
+            return group.join_result(member, skip_assignment=member.member_id == group.leader_id)
+        self.coordinator.log.warning("group %s: static member %s not stored (%s); reverted to %s",
+                                     group.group_id, instance_id, code.name, old_id)
+        if group.members.get(new_id) is member and group.static_members.get(instance_id) == new_id:
+            del group.members[new_id]
+            member.member_id = old_id
+            group.members[old_id] = member
+            group.static_members[instance_id] = old_id
+            if group.leader_id == new_id:
+                group.leader_id = old_id
+            self.schedule_expiry(group, member)
+        return JoinResult(code, "")
 
     async def _join_known(
         self,
@@ -664,18 +696,47 @@ class ClassicGroupManager:
         fut: asyncio.Future[SyncResult] = self._loop.create_future()
         member.sync_waiters.append(fut)
         self.schedule_expiry(group, member)
-        if member_id == group.leader_id:
+        if member_id == group.leader_id and (group.group_id, group.generation_id) not in self._storing:
             for m in group.members.values():
                 m.assignment = assignments.get(m.member_id, b"")
             if group.sync_timer is not None:
                 group.sync_timer.cancel()
                 group.sync_timer = None
-            group.transition(GroupState.STABLE, self._now_ms())
-            self.coordinator.store_group(group)
-            for m in group.members.values():
-                m.complete_sync(SyncResult(ErrorCode.NONE, m.assignment, group.protocol_type, group.protocol_name))
-                self.schedule_expiry(group, m)
+            # a task of its own: the group completes even if the leader hangs up
+            key = (group.group_id, group.generation_id)
+            self._storing.add(key)
+            stored = self._loop.create_task(self._store_assignment(group, group.generation_id))
+            stored.add_done_callback(lambda _: self._storing.discard(key))
         return await fut
+
+    async def _store_assignment(self, group: ClassicGroup, generation: int) -> None:
+        """Kafka's SyncGroup completion: the group record with the leader's assignment
+        is written to ``__consumer_offsets`` and, once the partition's ISR has it, every
+        member gets its assignment and the group is Stable. If the write fails, every
+        waiting member gets the error as Kafka maps it (COORDINATOR_NOT_AVAILABLE after
+        ``offsets.commit.timeout.ms``, NOT_COORDINATOR when the leadership moved) and
+        the group rebalances again."""
+        code = self.coordinator.store_group(group)
+        if code is ErrorCode.NONE:
+            try:
+                code = await self.coordinator.replicated(group.group_id)
+            except Exception:
+                self.coordinator.log.exception("group %s: waiting for the group record failed", group.group_id)
+                code = ErrorCode.COORDINATOR_NOT_AVAILABLE
+        current = self.coordinator.groups.get(group.group_id)
+        if current is not group or group.state is not GroupState.COMPLETING_REBALANCE or group.generation_id != generation:
+            return  # unloaded (members told NOT_COORDINATOR) or moved on meanwhile
+        if code is not ErrorCode.NONE:
+            self.coordinator.log.warning("group %s: generation %d not stored (%s)", group.group_id, generation, code.name)
+            for m in group.members.values():
+                m.assignment = b""
+                m.complete_sync(SyncResult(code))
+            self.prepare_rebalance(group, f"error when storing the group assignment ({code.name})")
+            return
+        group.transition(GroupState.STABLE, self._now_ms())
+        for m in group.members.values():
+            m.complete_sync(SyncResult(ErrorCode.NONE, m.assignment, group.protocol_type, group.protocol_name))
+            self.schedule_expiry(group, m)
 
     # -- Heartbeat and LeaveGroup ------------------------------------------------------
 

@@ -153,6 +153,9 @@ class GroupCoordinator:
         try:
             await self.broker.controller.create_topic(plan)
         except KafkaError as exc:
+            if exc.code is ErrorCode.LEADER_NOT_AVAILABLE:
+                # sent to the elected controller, not through yet: clients retry
+                raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, exc.message) from None
             # Already there: the controller has applied what the store holds.
             if exc.code is not ErrorCode.TOPIC_ALREADY_EXISTS:
                 raise
@@ -328,12 +331,16 @@ class GroupCoordinator:
             self.log.warning("could not write group %s to %s: %s", group_id, OFFSETS_TOPIC, exc)
             raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE) from None
 
-    def store_group(self, group: ClassicGroup) -> None:
-        """Write a classic group's metadata (Kafka does so at each generation)."""
+    def store_group(self, group: ClassicGroup) -> ErrorCode:
+        """Write a classic group's metadata (Kafka does so at each generation); the
+        append's error (NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE) or NONE. The caller
+        that answers on it waits for :meth:`replicated`."""
         try:
             self._append(group.group_id, [(encode_group_key(group.group_id), encode_group_value(group.to_record(self.now_ms())))])
-        except KafkaError:
+        except KafkaError as exc:
             self.log.warning("group %s: metadata not persisted", group.group_id)
+            return exc.code
+        return ErrorCode.NONE
 
     def _delete_group(self, group_id: str) -> None:
         """Tombstones for the group and its offsets, then forget it."""

@@ -226,6 +226,9 @@ class TransactionCoordinator:
         try:
             await creator.create_topic(plan)
         except KafkaError as exc:
+            if exc.code is ErrorCode.LEADER_NOT_AVAILABLE:
+                # sent to the elected controller, not through yet: clients retry
+                raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, exc.message) from None
             if exc.code is not ErrorCode.TOPIC_ALREADY_EXISTS:
                 raise
             return

@@ -6,6 +6,7 @@ Each module transcribes one family of Kafka's message specs
 
 from moldau.protocol.messages.acls import CREATE_ACLS, DELETE_ACLS, DESCRIBE_ACLS
 from moldau.protocol.messages.api_versions import API_VERSIONS
+from moldau.protocol.messages.client_quotas import ALTER_CLIENT_QUOTAS, DESCRIBE_CLIENT_QUOTAS
 from moldau.protocol.messages.configs import ALTER_CONFIGS, INCREMENTAL_ALTER_CONFIGS
 from moldau.protocol.messages.consumer_group import (
     CONSUMER_GROUP_DESCRIBE,
@@ -44,6 +45,10 @@ from moldau.protocol.messages.records_admin import (
     ELECT_LEADERS,
 )
 from moldau.protocol.messages.sasl import SASL_AUTHENTICATE, SASL_HANDSHAKE
+from moldau.protocol.messages.scram_credentials import (
+    ALTER_USER_SCRAM_CREDENTIALS,
+    DESCRIBE_USER_SCRAM_CREDENTIALS,
+)
 from moldau.protocol.messages.transactions import (
     ADD_OFFSETS_TO_TXN,
     ADD_PARTITIONS_TO_TXN,
@@ -57,6 +62,8 @@ from moldau.protocol.messages.transactions import (
 from moldau.protocol.schema import Api
 
 _APIS: tuple[Api, ...] = (
+    DESCRIBE_CLIENT_QUOTAS,
+    ALTER_CLIENT_QUOTAS,
     PRODUCE,
     FETCH,
     LIST_OFFSETS,
@@ -97,6 +104,8 @@ _APIS: tuple[Api, ...] = (
     ALTER_PARTITION_REASSIGNMENTS,
     LIST_PARTITION_REASSIGNMENTS,
     OFFSET_DELETE,
+    DESCRIBE_USER_SCRAM_CREDENTIALS,
+    ALTER_USER_SCRAM_CREDENTIALS,
     DESCRIBE_CLUSTER,
     DESCRIBE_PRODUCERS,
     DESCRIBE_TRANSACTIONS,
