@@ -253,3 +253,24 @@ def test_offsets_expire_for_empty_groups_only(tmp_path):
             await b.stop()
 
     run(reloaded())
+
+
+def test_txn_offset_commit_without_member_is_accepted_from_a_stable_group(tmp_path):
+    """TxnOffsetCommit below v3 names no member nor generation (aiokafka, faust): Kafka
+    accepts it whatever the group's state; a plain OffsetCommit without them is not."""
+    async def scenario():
+        b = await start_broker(tmp_path / "d")
+        try:
+            await b.group_coordinator.ensure_topic()
+            r = await join(b, "g")
+            await b.group_coordinator.classic.sync("g", r.member_id, None, 1, None, None, {r.member_id: b"x"})
+            assert b.group_coordinator.groups["g"].state is GroupState.STABLE
+            commit = [OffsetCommit("t", 0, 5, -1, "")]
+            assert b.group_coordinator.txn_commit_offsets("g", 1000, 0, -1, "", None, commit) == [ErrorCode.NONE]
+            assert b.group_coordinator.txn_commit_offsets("g", 1000, 0, -1, "nobody", None, commit) == [
+                ErrorCode.UNKNOWN_MEMBER_ID]
+            assert b.group_coordinator.commit_offsets("g", -1, "", None, commit) != [ErrorCode.NONE]
+        finally:
+            await b.stop()
+
+    run(scenario())

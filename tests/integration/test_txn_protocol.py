@@ -17,6 +17,7 @@ pytestmark = pytest.mark.timeout(60)
 
 NONE = 0
 UNKNOWN_TOPIC_OR_PARTITION = 3
+NOT_ENOUGH_REPLICAS = 19
 INVALID_REQUEST = 42
 INVALID_PRODUCER_EPOCH = 47
 INVALID_TXN_STATE = 48
@@ -169,3 +170,32 @@ def test_txn_offset_commit_is_verified_against_the_transaction(client):
     assert init(client, "raw-offsets")[2] == 2  # a new incarnation aborts it and fences this one
     assert commit(2, 0) == INVALID_PRODUCER_EPOCH
     assert commit(3, 0) == PRODUCER_FENCED
+
+
+def test_first_transactional_append_is_verified_by_the_leader(client):
+    """KIP-890 part 1: a transactional batch that would open a transaction at a partition
+    the coordinator has not added is refused (INVALID_TXN_STATE), and not appended."""
+    import time
+
+    from .raw_kafka import record_batch
+
+    _, pid, epoch = init(client, "raw-verify")
+    Request = client_codec(0).Request
+    TopicData = Request.of("topic_data")
+
+    def produce(seq: int) -> int:
+        batch = record_batch([b"v%d" % seq], int(time.time() * 1000), producer_id=pid, producer_epoch=epoch,
+                             base_sequence=seq, transactional=True)
+        r = client.call(0, 3, transactional_id="raw-verify", acks=-1, timeout_ms=5000, topic_data=[
+            TopicData(name=TOPIC, partition_data=[TopicData.of("partition_data")(index=1, records=batch)])])
+        return r.responses[0].partition_responses[0].error_code
+
+    assert produce(0) == INVALID_TXN_STATE  # never added to a transaction
+    assert add(client, 3, "raw-verify", pid, epoch, [(TOPIC, 1)]) == {(TOPIC, 1): NONE}
+    assert produce(0) == NONE  # sequence 0 again: the refused batch was not appended
+    assert produce(1) == NONE
+    assert end(client, 3, "raw-verify", pid, epoch, False) == NONE
+    deadline = time.monotonic() + 10
+    while (code := produce(2)) == NOT_ENOUGH_REPLICAS and time.monotonic() < deadline:
+        time.sleep(0.05)  # the abort still being completed: retriable
+    assert code == INVALID_TXN_STATE  # the transaction is over: a late batch opens none

@@ -25,6 +25,7 @@ from moldau.controller.controller import INTERNAL_TOPICS
 from moldau.handlers.authorize import WRITE, topic_error, transactional_id_error
 from moldau.handlers.pacing import Pacer, paced, paced_map
 from moldau.handlers.registry import codec_for, handles, item_error, large_variant, listener_of
+from moldau.handlers.txn_verify import verify_first_append
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
 from moldau.records import BatchView
@@ -56,7 +57,7 @@ def leader_hint(broker: Any, topic: str, index: int) -> tuple[Any, Any] | None:
 
 def _append(
     broker: Any, topic: str, index: int, records: Any, acks: int, now_ms: int, version: int,
-    pending: list[Any] | None = None, hints: dict[int, Any] | None = None,
+    pending: list[Any] | None = None, hints: dict[int, Any] | None = None, transactional_id: str | None = None,
 ) -> Any:
     result = _PartitionResponse(index=index)
     try:
@@ -75,6 +76,8 @@ def _append(
                 ErrorCode.INVALID_RECORD,
                 "Produce requests with version 3 and above must contain exactly one record batch",
             )
+        if transactional_id is not None:
+            verify_first_append(broker, transactional_id, partition, BatchView(records, 0))
         info = partition.append_as_leader(records, acks, now_ms)
         if pending is not None and partition.high_watermark <= info.last_offset:
             pending.append((result, partition, info.last_offset + 1, partition.leader_epoch))
@@ -111,13 +114,14 @@ def produce(broker: Any, header: Any, request: Any) -> Any:
     pending: list[Any] | None = [] if acks == -1 else None
     hints: dict[int, Any] = {}
     refused = None if broker.authorizer is None else _refusals(broker, header, request)
+    txn_id = request.transactional_id if version >= 3 else None
     for topic in request.topic_data:
         name = topic.name
         if refused and name in refused:
             partitions = [_refused(p.index, refused[name]) for p in topic.partition_data]
         else:
             partitions = [
-                _append(broker, name, p.index, p.records, acks, now_ms, version, pending, hints)
+                _append(broker, name, p.index, p.records, acks, now_ms, version, pending, hints, txn_id)
                 for p in topic.partition_data
             ]
         responses.append(_TopicResponse(name=name, partition_responses=partitions))
@@ -268,6 +272,7 @@ async def produce_large(broker: Any, header: Any, request: Any) -> Any:
     pending: list[Any] | None = [] if acks == -1 else None
     hints: dict[int, Any] = {}
     refused = None if broker.authorizer is None else _refusals(broker, header, request)
+    txn_id = request.transactional_id if version >= 3 else None
     async for topic in paced(request.topic_data, pacer):
         name = topic.name
         if refused and name in refused:
@@ -275,7 +280,7 @@ async def produce_large(broker: Any, header: Any, request: Any) -> Any:
                 _refused(p.index, refused[name]) for p in topic.partition_data]))
             continue
         partitions = await paced_map(
-            lambda p, name=name: _append(broker, name, p.index, p.records, acks, now_ms, version, pending, hints),
+            lambda p, name=name: _append(broker, name, p.index, p.records, acks, now_ms, version, pending, hints, txn_id),
             topic.partition_data,
             pacer,
         )

@@ -609,8 +609,10 @@ class Partition:
                 size = info.slice.size
                 records = RecordsSlice(info.slice, size)
                 # Kafka's bound: what was read, not the LSO, so a fetch is told only of
-                # the aborted transactions its batches can hold
-                aborted = log.collect_aborted(fetch_offset, min(log.fetch_upper_bound(info), lso))
+                # the aborted transactions its batches can hold (no bound to look up in
+                # the common case of a log without aborted transactions)
+                if len(log.aborted):
+                    aborted = log.collect_aborted(fetch_offset, min(log.fetch_upper_bound(info), lso))
         return PartitionRead(records, size, hw, lso, log.log_start_offset, aborted)
 
     def read_for_follower(self, fetch_offset: int, max_bytes: int, *, min_one_message: bool) -> PartitionRead:

@@ -370,11 +370,19 @@ class GroupCoordinator:
 
     # -- offsets --------------------------------------------------------------------
 
-    def _validate_commit(self, group_id: str, generation: int, member_id: str, instance_id: str | None) -> None:
+    def _validate_commit(
+        self, group_id: str, generation: int, member_id: str, instance_id: str | None, transactional: bool = False
+    ) -> None:
         group = self.groups.get(group_id)
         if group is None:
             if generation >= 0 or member_id:
                 raise KafkaError(ErrorCode.ILLEGAL_GENERATION)
+            return
+        if transactional and generation < 0 and not member_id and instance_id is None:
+            # TxnOffsetCommit below v3 names no member (aiokafka, so faust, sends v0):
+            # Kafka accepts it whatever the group's state, for backward compatibility
+            if isinstance(group, ClassicGroup) and group.state is GroupState.DEAD:
+                raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
             return
         if not isinstance(group, ClassicGroup):
             self.consumer.validate_commit(group, member_id, generation)
@@ -445,7 +453,7 @@ class GroupCoordinator:
         pending, as Kafka's coordinator does), keep them pending until the producer's
         marker completes the transaction (:meth:`complete_transaction`)."""
         try:
-            self._validate_commit(group_id, generation, member_id, instance_id)
+            self._validate_commit(group_id, generation, member_id, instance_id, transactional=True)
         except KafkaError as exc:
             return [exc.code for _ in commits]
         max_metadata = self.broker.config.int("offset.metadata.max.bytes")
