@@ -46,11 +46,13 @@ from moldau.coordinator.group.records import (
     encode_offset_key,
     encode_offset_value,
 )
+from moldau.coordinator.internal_topic import InternalTopicCreator
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.records import RecordInput, build_batch, decode_records, iter_batches
 
 if TYPE_CHECKING:
     from moldau.coordinator.group.consumer import ConsumerGroup
+    from moldau.metastore.store import TopicRecord
     from moldau.ports import GroupCoordinatorHost
 
 OFFSETS_TOPIC = "__consumer_offsets"
@@ -85,7 +87,9 @@ class GroupCoordinator:
         self.classic = ClassicGroupManager(self)
         self.consumer = ConsumerGroupManager(self)
         self._loading: set[int] = set()
-        self._creating: asyncio.Future[None] | None = None
+        self._creator = InternalTopicCreator(
+            OFFSETS_TOPIC, lambda: self.broker.topics, lambda: self.broker.controller, self._plan_topic, self.log
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
 
@@ -123,24 +127,13 @@ class GroupCoordinator:
                 self.consumer.shutdown(group)
 
     async def ensure_topic(self) -> None:
-        """Create ``__consumer_offsets`` on first use, with Kafka's settings for it.
+        """Create ``__consumer_offsets`` on first use, with Kafka's settings for it
+        (see :mod:`moldau.coordinator.internal_topic`)."""
+        await self._creator.ensure()
 
-        The creation runs in a task of its own, shielded from the request that
-        started it: librdkafka drops its bootstrap connection as soon as it knows the
-        broker's name, which cancels that connection's requests, and a creation cut
-        between the metadata store and the broker would leave the topic half made.
-        """
-        if OFFSETS_TOPIC in self.broker.topics:
-            return
-        if self._creating is None or self._creating.done():
-            self._creating = asyncio.ensure_future(self._create_topic())
-        await asyncio.shield(self._creating)
-
-    async def _create_topic(self) -> None:
-        if OFFSETS_TOPIC in self.broker.topics:
-            return
+    def _plan_topic(self) -> TopicRecord:
         config = self.broker.config
-        plan = self.broker.controller.plan_topic(
+        return self.broker.controller.plan_topic(
             OFFSETS_TOPIC,
             config.int("offsets.topic.num.partitions"),
             min(config.int("offsets.topic.replication.factor"), len(self.broker.controller.live_brokers())),
@@ -150,17 +143,6 @@ class GroupCoordinator:
                 "segment.bytes": str(config.int("offsets.topic.segment.bytes")),
             },
         )
-        try:
-            await self.broker.controller.create_topic(plan)
-        except KafkaError as exc:
-            if exc.code is ErrorCode.LEADER_NOT_AVAILABLE:
-                # sent to the elected controller, not through yet: clients retry
-                raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, exc.message) from None
-            # Already there: the controller has applied what the store holds.
-            if exc.code is not ErrorCode.TOPIC_ALREADY_EXISTS:
-                raise
-            return
-        self.log.info("created %s with %d partitions", OFFSETS_TOPIC, len(plan.partitions))
 
     def topic_removed(self, name: str) -> None:
         """``__consumer_offsets`` was deleted (Kafka lets an admin do it): forget its groups.
