@@ -386,20 +386,9 @@ class GroupCoordinator:
             self._validate_commit(group_id, generation, member_id, instance_id)
         except KafkaError as exc:
             return [exc.code for _ in commits]
-        max_metadata = self.broker.config.int("offset.metadata.max.bytes")
         now = self.now_ms()
-        errors: list[ErrorCode] = []
-        records: list[tuple[bytes, bytes | None]] = []
-        accepted: list[tuple[TopicPartition, OffsetValue]] = []
-        for c in commits:
-            metadata = c.metadata or ""
-            if len(metadata.encode()) > max_metadata:
-                errors.append(ErrorCode.OFFSET_METADATA_TOO_LARGE)
-                continue
-            value = OffsetValue(c.offset, c.leader_epoch, metadata, now)
-            records.append((encode_offset_key(group_id, c.topic, c.partition), encode_offset_value(value)))
-            accepted.append(((c.topic, c.partition), value))
-            errors.append(ErrorCode.NONE)
+        errors, accepted = self._offset_values(commits, now)
+        records = [(encode_offset_key(group_id, *tp), encode_offset_value(value)) for tp, value in accepted]
         try:
             self._append(group_id, records)
         except KafkaError as exc:
@@ -411,6 +400,24 @@ class GroupCoordinator:
             for tp, value in accepted:
                 stored[tp] = value
         return errors
+
+    def _offset_values(
+        self, commits: list[OffsetCommit], now: int
+    ) -> tuple[list[ErrorCode], list[tuple[TopicPartition, OffsetValue]]]:
+        """What OffsetCommit and TxnOffsetCommit both check per partition: one error
+        per commit in request order (OFFSET_METADATA_TOO_LARGE past
+        ``offset.metadata.max.bytes``, else NONE) and the offsets accepted."""
+        max_metadata = self.broker.config.int("offset.metadata.max.bytes")
+        errors: list[ErrorCode] = []
+        accepted: list[tuple[TopicPartition, OffsetValue]] = []
+        for c in commits:
+            metadata = c.metadata or ""
+            if len(metadata.encode()) > max_metadata:
+                errors.append(ErrorCode.OFFSET_METADATA_TOO_LARGE)
+                continue
+            accepted.append(((c.topic, c.partition), OffsetValue(c.offset, c.leader_epoch, metadata, now)))
+            errors.append(ErrorCode.NONE)
+        return errors, accepted
 
     def txn_commit_offsets(
         self,
@@ -430,20 +437,11 @@ class GroupCoordinator:
             self._validate_commit(group_id, generation, member_id, instance_id)
         except KafkaError as exc:
             return [exc.code for _ in commits]
-        max_metadata = self.broker.config.int("offset.metadata.max.bytes")
         now = self.now_ms()
-        errors: list[ErrorCode] = []
-        records: list[RecordInput] = []
-        accepted: list[tuple[TopicPartition, OffsetValue]] = []
-        for c in commits:
-            metadata = c.metadata or ""
-            if len(metadata.encode()) > max_metadata:
-                errors.append(ErrorCode.OFFSET_METADATA_TOO_LARGE)
-                continue
-            value = OffsetValue(c.offset, c.leader_epoch, metadata, now)
-            records.append(RecordInput(encode_offset_key(group_id, c.topic, c.partition), encode_offset_value(value), (), now))
-            accepted.append(((c.topic, c.partition), value))
-            errors.append(ErrorCode.NONE)
+        errors, accepted = self._offset_values(commits, now)
+        records = [
+            RecordInput(encode_offset_key(group_id, *tp), encode_offset_value(value), (), now) for tp, value in accepted
+        ]
         if records:
             partition = self.broker.partition(OFFSETS_TOPIC, self.partition_of(group_id))
             if partition is None:
@@ -506,6 +504,15 @@ class GroupCoordinator:
         if code is ErrorCode.REQUEST_TIMED_OUT:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE
         return code
+
+    async def replicated_errors(self, group_id: str, errors: list[ErrorCode]) -> list[ErrorCode]:
+        """A commit's per-partition errors once it is replicated (:meth:`replicated`):
+        the partitions it wrote take the replication's failure, if it failed."""
+        if ErrorCode.NONE in errors:
+            replicated = await self.replicated(group_id)
+            if replicated is not ErrorCode.NONE:
+                return [replicated if e is ErrorCode.NONE else e for e in errors]
+        return errors
 
     def fetch_offsets(
         self, group_id: str, topics: list[tuple[str, list[int]]] | None
