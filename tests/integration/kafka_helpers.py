@@ -269,6 +269,35 @@ def _got(msg) -> Got:
                names.get(ts_type, str(ts_type)))
 
 
+def read_to_end(bootstrap: str, topic: str, partitions: int = 1, isolation: str = "read_committed",
+                timeout: float = 30.0, must_reach_end: bool = True) -> list[bytes]:
+    """Every value of partitions ``0..partitions-1`` from offset 0 up to the end a
+    consumer sees (with read_committed, the last stable offset), by assignment under a
+    fresh group. With ``must_reach_end`` it fails if some partition's end was not
+    reached in ``timeout``; without, it returns what it read (for polling loops)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{time.monotonic_ns()}",
+                  "isolation.level": isolation, "enable.partition.eof": True,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    out: list[bytes] = []
+    eof: set[int] = set()
+    deadline = time.monotonic() + timeout
+    try:
+        while len(eof) < partitions and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                eof.add(m.partition())
+            else:
+                out.append(m.value())
+    finally:
+        c.close()
+    if must_reach_end:
+        assert len(eof) == partitions, f"{isolation} never reached the end of {topic} (LSO stuck?)"
+    return out
+
+
 def watermarks(bootstrap: str, topic: str, partition: int = 0, timeout: float = 10.0) -> tuple[int, int]:
     c = Consumer(consumer_conf(bootstrap))
     try:

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import time
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
 from kafka.admin import KafkaAdminClient
 
-from .kafka_helpers import admin_client, wait_until
+from .kafka_helpers import admin_client, read_to_end, wait_until
 
 TXN_STATE = "__transaction_state"
 SETTINGS = {
@@ -76,29 +76,6 @@ def _leaders(bootstrap: str, topic: str) -> dict[int, int]:
     return {i: p.leader for i, p in meta.partitions.items()}
 
 
-def _read_committed(bootstrap: str, topic: str, partitions: int) -> list[bytes]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"rc-{time.monotonic_ns()}",
-                  "isolation.level": "read_committed", "enable.partition.eof": True,
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    out: list[bytes] = []
-    eof: set[int] = set()
-    deadline = time.monotonic() + 30
-    try:
-        while len(eof) < partitions and time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                eof.add(m.partition())
-            else:
-                out.append(m.value())
-    finally:
-        c.close()
-    assert len(eof) == partitions, "read_committed never reached the end (LSO stuck?)"
-    return out
-
-
 def test_markers_cross_brokers_and_a_killed_coordinator_leaves_no_open_transaction(cluster) -> None:
     brokers = {i: cluster(i, **SETTINGS) for i in (1, 2)}
     wait_until(lambda: all(len(admin_client(b.bootstrap).list_topics(timeout=10).brokers) == 2
@@ -130,4 +107,4 @@ def test_markers_cross_brokers_and_a_killed_coordinator_leaves_no_open_transacti
                timeout=30, interval=0.2, message="the survivor leads everything")
     again = Producer({**conf, "bootstrap.servers": survivor.bootstrap})
     again.init_transactions(60)  # aborts the open transaction first
-    assert sorted(_read_committed(survivor.bootstrap, topic, 2)) == sorted(b"committed-%d" % i for i in range(6))
+    assert sorted(read_to_end(survivor.bootstrap, topic, 2)) == sorted(b"committed-%d" % i for i in range(6))

@@ -24,7 +24,7 @@ from kafka import TopicPartition as KpTopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError as KafkaPythonError
 
-from .kafka_helpers import create_topic, wait_until, watermarks
+from .kafka_helpers import create_topic, read_to_end, wait_until, watermarks
 
 CLEANUP_MS = 300
 
@@ -87,29 +87,6 @@ def end_offsets(bootstrap: str, topic: str, expected: list[int]) -> None:
     wait_until(check, timeout=10, interval=0.05)
 
 
-def read_all(bootstrap: str, topic: str, partitions: int, isolation: str) -> list[bytes]:
-    c = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"read-{time.monotonic_ns()}", "enable.auto.commit": False,
-        "auto.offset.reset": "earliest", "isolation.level": isolation, "enable.partition.eof": True,
-    })
-    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    out: list[bytes] = []
-    eof: set[int] = set()
-    deadline = time.monotonic() + 15
-    try:
-        while len(eof) < partitions and time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                eof.add(m.partition())
-                continue
-            out.append(m.value())
-    finally:
-        c.close()
-    return out
-
-
 def test_confluent_commit_abort_markers_and_offsets(make_broker, topic):
     broker = make_broker()
     bootstrap = broker.bootstrap
@@ -156,7 +133,7 @@ def test_confluent_commit_abort_markers_and_offsets(make_broker, topic):
     finally:
         c.close()
     # librdkafka skips control records: a read_uncommitted reader sees every data record
-    seen = read_all(bootstrap, topic, 2, "read_uncommitted")
+    seen = read_to_end(bootstrap, topic, 2, "read_uncommitted", timeout=15, must_reach_end=False)
     assert sorted(seen) == sorted(
         [b"commit-%d" % i for i in range(10)] + [b"abort-%d" % i for i in range(4)] + [b"out-1", b"out-2"]
     )
@@ -172,7 +149,7 @@ def test_read_committed_sees_exactly_the_committed_records(make_broker, topic):
         for i in range(6):
             p.produce(topic, value=b"%d-%d" % (n, i), partition=i % 2)
         (p.commit_transaction if commit else p.abort_transaction)(30)
-    seen = read_all(broker.bootstrap, topic, 2, "read_committed")
+    seen = read_to_end(broker.bootstrap, topic, 2, "read_committed", timeout=15, must_reach_end=False)
     assert sorted(seen) == sorted(b"%d-%d" % (n, i) for n in (0, 2) for i in range(6))
 
 
