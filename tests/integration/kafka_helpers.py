@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from kafka.admin import KafkaAdminClient
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 
@@ -296,6 +297,16 @@ def read_to_end(bootstrap: str, topic: str, partitions: int = 1, isolation: str 
     if must_reach_end:
         assert len(eof) == partitions, f"{isolation} never reached the end of {topic} (LSO stuck?)"
     return out
+
+
+def describe_transaction(bootstrap: str, txn_id: str, request_timeout_ms: int = 10000):
+    """DescribeTransactions of one id through kafka-python's admin client (confluent-kafka
+    has no such call): its state, producer id and epoch, coordinator, partitions."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms)
+    try:
+        return admin.describe_transactions([txn_id])[txn_id]
+    finally:
+        admin.close()
 
 
 def watermarks(bootstrap: str, topic: str, partition: int = 0, timeout: float = 10.0) -> tuple[int, int]:

@@ -17,9 +17,8 @@ import time
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
-from kafka.admin import KafkaAdminClient
 
-from .kafka_helpers import admin_client, read_to_end, wait_until
+from .kafka_helpers import admin_client, describe_transaction, read_to_end, wait_until
 
 TXN_STATE = "__transaction_state"
 SETTINGS = {
@@ -28,14 +27,6 @@ SETTINGS = {
     "transaction.state.log.min.isr": 1,
     "replica.lag.time.max.ms": 10000,
 }
-
-
-def _describe(bootstrap: str, txn_id: str):
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    try:
-        return admin.describe_transactions([txn_id])[txn_id]
-    finally:
-        admin.close()
 
 
 def _txn_state_leader(bootstrap: str) -> tuple[int, list[int]] | None:
@@ -55,7 +46,7 @@ def test_the_coordinator_moves_with_its_partition_and_keeps_the_state(cluster) -
     first.init_transactions(30)
     state = wait_until(lambda: _txn_state_leader(brokers[1].bootstrap), timeout=20, message="txn state partition")
     assert state[1] == [1, 2]
-    described = wait_until(lambda: _describe(bootstrap, "moving"), timeout=20, message="described")
+    described = wait_until(lambda: describe_transaction(bootstrap, "moving", 5000), timeout=20, message="described")
     coordinator = described.coordinator_id
     assert coordinator == state[0] and described.producer_epoch == 0
 
@@ -66,7 +57,7 @@ def test_the_coordinator_moves_with_its_partition_and_keeps_the_state(cluster) -
     second = Producer({"bootstrap.servers": survivor.bootstrap, "transactional.id": "moving",
                        "socket.timeout.ms": 5000})
     second.init_transactions(30)
-    after = _describe(survivor.bootstrap, "moving")
+    after = describe_transaction(survivor.bootstrap, "moving", 5000)
     assert after.coordinator_id == survivor.broker_id
     assert (after.producer_id, after.producer_epoch) == (described.producer_id, 1)
 
@@ -98,7 +89,7 @@ def test_markers_cross_brokers_and_a_killed_coordinator_leaves_no_open_transacti
     for i in range(6):
         p.produce(topic, value=b"open-%d" % i, partition=i % 2)
     p.flush(10)
-    coordinator = _describe(bootstrap, "spread").coordinator_id
+    coordinator = describe_transaction(bootstrap, "spread", 5000).coordinator_id
     assert coordinator in leaders.values()
     brokers[coordinator].kill9()
     survivor = brokers[3 - coordinator]
