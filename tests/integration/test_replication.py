@@ -215,11 +215,7 @@ def test_leader_kill9_loop_loses_and_duplicates_nothing(cluster) -> None:
 
 
 def test_a_consumer_group_keeps_consuming_when_its_coordinator_dies(cluster) -> None:
-    settings = {"offsets.topic.replication.factor": 3, "offsets.topic.num.partitions": 3,
-                "replica.lag.time.max.ms": 10000}
-    brokers = {i: cluster(i, **settings) for i in (1, 2, 3)}
-    wait_until(lambda: all(len(admin_client(b.bootstrap).list_topics(timeout=10).brokers) == 3
-                           for b in brokers.values()), timeout=20, message="three brokers listed")
+    brokers = _start_three(cluster, **{"offsets.topic.replication.factor": 3, "offsets.topic.num.partitions": 3})
     topic = _create_replicated(brokers[1].bootstrap, unique_topic("grouped"))
     wait_until(lambda: _fully_replicated(brokers, topic, [1, 2, 3]), timeout=20, message="ISR 1,2,3")
     bootstrap = ",".join(b.bootstrap for b in brokers.values())
