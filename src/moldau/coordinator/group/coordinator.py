@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from moldau.coordinator.group.classic import ClassicGroup, ClassicGroupManager, GroupState
 from moldau.coordinator.group.hashing import partition_for
@@ -46,9 +46,15 @@ from moldau.coordinator.group.records import (
     encode_offset_key,
     encode_offset_value,
 )
-from moldau.coordinator.internal_topic import InternalTopicCreator
+from moldau.coordinator.internal_topic import (
+    NOT_CONTROL,
+    InternalTopicCreator,
+    LoggedRecord,
+    Unreadable,
+    read_partition,
+)
 from moldau.protocol.errors import ErrorCode, KafkaError
-from moldau.records import RecordInput, build_batch, decode_records, iter_batches
+from moldau.records import RecordInput, build_batch
 
 if TYPE_CHECKING:
     from moldau.coordinator.group.consumer import ConsumerGroup
@@ -56,7 +62,6 @@ if TYPE_CHECKING:
     from moldau.ports import GroupCoordinatorHost
 
 OFFSETS_TOPIC = "__consumer_offsets"
-READ_CHUNK = 1 << 20
 
 TopicPartition = tuple[str, int]
 
@@ -235,7 +240,7 @@ class GroupCoordinator:
                 # up to the log end, as Kafka's coordinator loads: a new leader's high
                 # watermark may lag until its followers fetch
                 records = await asyncio.to_thread(
-                    _read_partition, partition.log, partition.log.log_end_offset, skipped
+                    read_partition, partition.log, partition.log.log_end_offset, skipped
                 )
                 count += len(records)
                 self._replay(records, skipped, index)
@@ -652,98 +657,3 @@ class GroupCoordinator:
                 with contextlib.suppress(KafkaError):
                     self._delete_group(group_id)
         return dropped
-
-
-class Unreadable:
-    """What a load had to skip in one partition: counts, and the first cause of each kind.
-
-    Bounded on purpose: one warning per partition per load, however much is damaged.
-    """
-
-    def __init__(self) -> None:
-        self.batches = 0
-        self.records = 0
-        self.first_batch: str | None = None
-        self.first_record: str | None = None
-
-    def batch(self, offset: int, cause: object) -> None:
-        self.batches += 1
-        if self.first_batch is None:
-            self.first_batch = f"batch at offset {offset}: {cause}"
-
-    def record(self, cause: object) -> None:
-        self.records += 1
-        if self.first_record is None:
-            self.first_record = str(cause) or type(cause).__name__
-
-    def __bool__(self) -> bool:
-        return bool(self.batches or self.records)
-
-    def __str__(self) -> str:
-        parts = []
-        if self.batches:
-            parts.append(f"{self.batches} batch(es), first {self.first_batch}")
-        if self.records:
-            parts.append(f"{self.records} record(s), first: {self.first_record}")
-        return "; ".join(parts)
-
-
-#: A record as read back at load: key, value, the producer id of a transactional
-#: batch (-1 otherwise), and for a control batch's marker 1 (commit) or 0 (abort), with
-#: key and value None; -1 for every other record.
-LoggedRecord = tuple[bytes | None, bytes | None, int, int]
-NOT_CONTROL = -1
-
-
-def _read_partition(
-    log: Any, high_watermark: int, skipped: Unreadable | None = None
-) -> list[LoggedRecord]:
-    """Every readable record of a ``__consumer_offsets`` (or ``__transaction_state``)
-    partition, in order, with what a replay needs of transactions (:data:`LoggedRecord`).
-
-    Runs in a worker thread at load time, when nothing appends to this partition.
-    Never gives up on the rest of the partition because of one bad spot: a batch whose
-    CRC is wrong or whose records do not parse is skipped whole (its header still says
-    where the next batch starts) and counted in ``skipped``. Only damage to the framing
-    itself, or a failing read, ends the partition early, keeping what came before.
-    """
-    skipped = Unreadable() if skipped is None else skipped
-    out: list[LoggedRecord] = []
-    offset = log.log_start_offset
-    while offset < high_watermark:
-        try:
-            info = log.read(offset, READ_CHUNK, max_offset=high_watermark)
-            if info is None or info.slice is None or info.slice.size == 0:
-                break
-            data = info.slice.read()
-        except Exception as exc:
-            skipped.batch(offset, f"unreadable log: {exc!r}; the rest of the partition is not loaded")
-            break
-        last = offset
-        try:
-            for batch in iter_batches(data, allow_partial_tail=True):
-                last = batch.last_offset
-                try:
-                    if not batch.crc_is_valid():
-                        raise ValueError("CRC mismatch")
-                    records = decode_records(batch)
-                except Exception as exc:
-                    skipped.batch(batch.base_offset, repr(exc))
-                    continue
-                producer_id = batch.producer_id if batch.is_transactional else -1
-                for record in records:
-                    if record.offset < offset or record.key is None:
-                        continue
-                    if batch.is_control:
-                        # ControlRecordType key: int16 version, int16 type (0 abort, 1 commit)
-                        if len(record.key) >= 4 and record.key[2:4] in (b"\x00\x00", b"\x00\x01"):
-                            out.append((None, None, producer_id, record.key[3]))
-                        continue
-                    out.append((record.key, record.value, producer_id, NOT_CONTROL))
-        except Exception as exc:  # the framing itself is damaged: nothing to resync on
-            skipped.batch(last + 1, f"{exc!r}; the rest of the partition is not loaded")
-            break
-        if last + 1 <= offset:
-            break
-        offset = last + 1
-    return out

@@ -44,9 +44,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from moldau.coordinator.group.coordinator import Unreadable, _read_partition
 from moldau.coordinator.group.hashing import partition_for
-from moldau.coordinator.internal_topic import InternalTopicCreator
+from moldau.coordinator.internal_topic import InternalTopicCreator, Unreadable, read_partition
 from moldau.coordinator.transaction.records import (
     STATE_BY_NAME,
     TxnLogValue,
@@ -280,7 +279,7 @@ class TransactionCoordinator:
         skipped = Unreadable()
         loaded: dict[str, TxnMetadata | None] = {}
         try:
-            records = await asyncio.to_thread(_read_partition, partition.log, partition.log.log_end_offset, skipped)
+            records = await asyncio.to_thread(read_partition, partition.log, partition.log.log_end_offset, skipped)
             for key, value, _, _ in records:
                 if key is None:
                     continue
