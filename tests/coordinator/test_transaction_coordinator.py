@@ -13,9 +13,11 @@ pending transactional offsets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import struct
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from moldau.config.broker import BrokerConfig
@@ -112,6 +114,18 @@ def coordinator_on(host: TxnHost) -> TransactionCoordinator:
     return coordinator
 
 
+@contextlib.asynccontextmanager
+async def started(host: TxnHost) -> AsyncIterator[TransactionCoordinator]:
+    """A coordinator started on ``host``; stopped, and the host's logs shut down, on the way out."""
+    coordinator = coordinator_on(host)
+    await coordinator.start()
+    try:
+        yield coordinator
+    finally:
+        await coordinator.stop()
+        host.logs.shutdown()
+
+
 async def settle(coordinator: TransactionCoordinator, txn_id: str, state: TxnState) -> None:
     for _ in range(500):
         meta = coordinator.txns.get(txn_id)
@@ -161,9 +175,7 @@ def test_the_transaction_log_records_round_trip_and_read_kafkas_flexible_version
 def test_commit_abort_fencing_and_kafkas_answers(tmp_path):
     async def scenario() -> None:
         host = TxnHost(tmp_path)
-        c = coordinator_on(host)
-        await c.start()
-        try:
+        async with started(host) as c:
             assert (await c.init_producer_id("tx", 0))[0] is ErrorCode.INVALID_TRANSACTION_TIMEOUT
             assert (await c.init_producer_id("tx", 60001))[0] is ErrorCode.INVALID_TRANSACTION_TIMEOUT
             code, pid, epoch = await c.init_producer_id("tx", 10000)
@@ -192,9 +204,6 @@ def test_commit_abort_fencing_and_kafkas_answers(tmp_path):
             assert (code, pid2, epoch2) == (ErrorCode.NONE, pid, 1)
             assert await c.add_partitions("tx", pid, 0, ORDERS) is ErrorCode.PRODUCER_FENCED
             assert await c.end_txn("tx", pid, 0, True) is ErrorCode.PRODUCER_FENCED
-        finally:
-            await c.stop()
-            host.logs.shutdown()
 
     run(scenario())
 
@@ -202,9 +211,7 @@ def test_commit_abort_fencing_and_kafkas_answers(tmp_path):
 def test_a_restarted_producer_aborts_the_open_transaction_first(tmp_path):
     async def scenario() -> None:
         host = TxnHost(tmp_path)
-        c = coordinator_on(host)
-        await c.start()
-        try:
+        async with started(host) as c:
             _, pid, _ = await c.init_producer_id("tx", 10000)
             assert await c.add_partitions("tx", pid, 0, ORDERS) is ErrorCode.NONE
             host.txn_markers.failing = True  # the leaders cannot be reached for a while
@@ -218,9 +225,6 @@ def test_a_restarted_producer_aborts_the_open_transaction_first(tmp_path):
             await settle(c, "tx", TxnState.COMPLETE_ABORT)
             assert markers_in(host.partition("orders", 0)) == [(pid, 1)]  # the abort carries the new epoch
             assert await c.init_producer_id("tx", 10000) == (ErrorCode.NONE, pid, 2)
-        finally:
-            await c.stop()
-            host.logs.shutdown()
 
     run(scenario())
 
@@ -228,9 +232,7 @@ def test_a_restarted_producer_aborts_the_open_transaction_first(tmp_path):
 def test_kip_360_epoch_bump_and_its_retry(tmp_path):
     async def scenario() -> None:
         host = TxnHost(tmp_path)
-        c = coordinator_on(host)
-        await c.start()
-        try:
+        async with started(host) as c:
             _, pid, _ = await c.init_producer_id("tx", 10000)
             assert await c.init_producer_id("tx", 10000, pid, 0) == (ErrorCode.NONE, pid, 1)
             assert await c.init_producer_id("tx", 10000, pid, 0) == (ErrorCode.NONE, pid, 1)  # retried
@@ -253,9 +255,6 @@ def test_kip_360_epoch_bump_and_its_retry(tmp_path):
             await settle(c, "tx", TxnState.COMPLETE_ABORT)
             assert (await c.init_producer_id("tx", 10000, new_pid, 1))[0] is ErrorCode.PRODUCER_FENCED
             assert await c.init_producer_id("tx", 10000, new_pid, 2) == (ErrorCode.NONE, new_pid, 3)
-        finally:
-            await c.stop()
-            host.logs.shutdown()
 
     run(scenario())
 
@@ -263,9 +262,7 @@ def test_kip_360_epoch_bump_and_its_retry(tmp_path):
 def test_a_decided_transaction_is_finished_by_the_next_life(tmp_path):
     async def first_life() -> tuple[dict[str, TopicRecord], int]:
         host = TxnHost(tmp_path)
-        c = coordinator_on(host)
-        await c.start()
-        try:
+        async with started(host) as c:
             _, pid, _ = await c.init_producer_id("tx", 10000)
             _, other, _ = await c.init_producer_id("other", 20000)
             assert await c.add_partitions("tx", pid, 0, ORDERS) is ErrorCode.NONE
@@ -275,9 +272,6 @@ def test_a_decided_transaction_is_finished_by_the_next_life(tmp_path):
             assert await c.end_txn("tx", pid, 0, True) is ErrorCode.CONCURRENT_TRANSACTIONS
             assert c.txns["tx"].state is TxnState.PREPARE_COMMIT
             return dict(host.topics), pid
-        finally:
-            await c.stop()
-            host.logs.shutdown()
 
     topics, pid = run(first_life())
 
@@ -285,17 +279,12 @@ def test_a_decided_transaction_is_finished_by_the_next_life(tmp_path):
         host = TxnHost(tmp_path)
         for name in (TXN_TOPIC,):
             host.apply(topics[name])
-        c = coordinator_on(host)
-        await c.start()
-        try:
+        async with started(host) as c:
             await loaded(c)
             await settle(c, "tx", TxnState.COMPLETE_COMMIT)
             assert host.txn_markers.sent[0].committed and host.txn_markers.sent[0].producer_id == pid
             other = c.txns["other"]
             assert (other.state, other.partitions, other.timeout_ms) == (TxnState.ONGOING, {("orders", 0)}, 20000)
-        finally:
-            await c.stop()
-            host.logs.shutdown()
 
     run(second_life())
 
@@ -303,9 +292,7 @@ def test_a_decided_transaction_is_finished_by_the_next_life(tmp_path):
 def test_leadership_timeouts_expiration_and_listing(tmp_path):
     async def scenario() -> None:
         host = TxnHost(tmp_path)
-        c = coordinator_on(host)
-        await c.start()
-        try:
+        async with started(host) as c:
             _, pid, _ = await c.init_producer_id("tx", 10000)
             _, idle, _ = await c.init_producer_id("idle", 10000)
             assert await c.add_partitions("tx", pid, 0, ORDERS) is ErrorCode.NONE
@@ -336,9 +323,6 @@ def test_leadership_timeouts_expiration_and_listing(tmp_path):
             host.clock += 3600  # transactional.id.expiration.ms
             assert c.expire_transactional_ids() == 2
             assert c.describe("tx")[0] is ErrorCode.TRANSACTIONAL_ID_NOT_FOUND
-        finally:
-            await c.stop()
-            host.logs.shutdown()
 
     run(scenario())
 

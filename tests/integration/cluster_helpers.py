@@ -8,6 +8,7 @@ import asyncio
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
@@ -16,6 +17,7 @@ from moldau.protocol.messages import ALL_APIS
 from moldau.records import RecordInput, build_batch, decode_records, iter_batches
 from moldau.replication.client import BrokerClient, codec_for
 
+from .broker_process import Broker
 from .etcd_process import ClusterBroker
 from .kafka_helpers import admin_client, consumer_conf, wait_until
 
@@ -88,13 +90,20 @@ def raw_produce(broker: ClusterBroker, topic: str, acks: int, value: bytes = b"r
         )],
     )
 
-    async def send() -> int:
+    response = raw_request(broker, api, 9, request)
+    return response.responses[0].partition_responses[0].error_code
+
+
+def raw_request(broker: ClusterBroker | Broker, api: Any, version: int, request: Any, timeout: float = 20.0) -> Any:
+    """One request on a connection of its own, for fields the client libraries do not
+    expose; its decoded response."""
+
+    async def send() -> Any:
         client = BrokerClient(broker.host, broker.port, "it-raw")
         try:
-            response = await client.request(api, 9, request, timeout=20)
+            return await client.request(api, version, request, timeout=timeout)
         finally:
             await client.close()
-        return response.responses[0].partition_responses[0].error_code
 
     return asyncio.run(send())
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from kafka.admin import KafkaAdminClient
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 
@@ -267,6 +268,45 @@ def _got(msg) -> Got:
     names = {0: None, 1: "create", 2: "log_append"}
     return Got(msg.offset(), msg.key(), msg.value(), _headers(msg.headers()), ts,
                names.get(ts_type, str(ts_type)))
+
+
+def read_to_end(bootstrap: str, topic: str, partitions: int = 1, isolation: str = "read_committed",
+                timeout: float = 30.0, must_reach_end: bool = True) -> list[bytes]:
+    """Every value of partitions ``0..partitions-1`` from offset 0 up to the end a
+    consumer sees (with read_committed, the last stable offset), by assignment under a
+    fresh group. With ``must_reach_end`` it fails if some partition's end was not
+    reached in ``timeout``; without, it returns what it read (for polling loops)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{time.monotonic_ns()}",
+                  "isolation.level": isolation, "enable.partition.eof": True,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    out: list[bytes] = []
+    eof: set[int] = set()
+    deadline = time.monotonic() + timeout
+    try:
+        while len(eof) < partitions and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                eof.add(m.partition())
+            else:
+                out.append(m.value())
+    finally:
+        c.close()
+    if must_reach_end:
+        assert len(eof) == partitions, f"{isolation} never reached the end of {topic} (LSO stuck?)"
+    return out
+
+
+def describe_transaction(bootstrap: str, txn_id: str, request_timeout_ms: int = 10000):
+    """DescribeTransactions of one id through kafka-python's admin client (confluent-kafka
+    has no such call): its state, producer id and epoch, coordinator, partitions."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms)
+    try:
+        return admin.describe_transactions([txn_id])[txn_id]
+    finally:
+        admin.close()
 
 
 def watermarks(bootstrap: str, topic: str, partition: int = 0, timeout: float = 10.0) -> tuple[int, int]:

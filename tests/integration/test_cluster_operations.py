@@ -18,7 +18,6 @@ broker stops and restarts with a 2 s session).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
@@ -37,9 +36,11 @@ from kafka.errors import (
 )
 
 from moldau.protocol.messages import ALL_APIS
-from moldau.replication.client import BrokerClient, codec_for
+from moldau.replication.client import codec_for
 
 from .broker_process import Broker
+from .cluster_helpers import AckedWriter as _Writer
+from .cluster_helpers import raw_request
 from .etcd_process import ClusterBroker
 from .kafka_helpers import (
     admin_client,
@@ -51,7 +52,6 @@ from .kafka_helpers import (
     unique_topic,
     wait_until,
 )
-from .test_replication import _Writer
 
 INVALID_REPLICATION_FACTOR = 38
 INVALID_REPLICA_ASSIGNMENT = 39
@@ -362,16 +362,9 @@ def _raw_reassign_v1(b: Broker, topic: str, replicas: list[int], allow_rf_change
         topics(name=topic, partitions=[topics.of("partitions")(partition_index=0, replicas=replicas)]),
     ])
 
-    async def send() -> int:
-        client = BrokerClient(b.host, b.port, "it-raw")
-        try:
-            response = await client.request(api, 1, request, timeout=20)
-        finally:
-            await client.close()
-        assert response.allow_replication_factor_change is allow_rf_change
-        return response.responses[0].partitions[0].error_code
-
-    return asyncio.run(send())
+    response = raw_request(b, api, 1, request)
+    assert response.allow_replication_factor_change is allow_rf_change
+    return response.responses[0].partitions[0].error_code
 
 
 def test_single_broker_answers_the_operator_apis(broker, topic) -> None:

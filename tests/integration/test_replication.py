@@ -34,6 +34,7 @@ from .cluster_helpers import election_delay as _election_delay
 from .cluster_helpers import fully_replicated as _fully_replicated
 from .cluster_helpers import log_values as _log_values
 from .cluster_helpers import raw_produce as _raw_produce
+from .cluster_helpers import read_all as _read_all
 from .cluster_helpers import records_on_disk as _records_on_disk
 from .cluster_helpers import start_three as _start_three
 from .cluster_helpers import state as _state
@@ -193,22 +194,7 @@ def test_leader_kill9_loop_loses_and_duplicates_nothing(cluster) -> None:
     assert not writer.is_alive()
     acked = {value: offset for value, offset, _ in writer.acked}
     # read everything back through a broker that was killed and restarted
-    consumer = Consumer(consumer_conf(brokers[1].bootstrap))
-    values: list[int] = []
-    try:
-        from confluent_kafka import TopicPartition
-
-        consumer.assign([TopicPartition(topic, 0, 0)])
-        _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=20)
-        deadline = time.monotonic() + 60
-        last = -1
-        while last < high - 1 and time.monotonic() < deadline:
-            msg = consumer.poll(0.2)
-            if msg is not None and not msg.error():
-                values.append(int(msg.value()))
-                last = msg.offset()
-    finally:
-        consumer.close()
+    values = _read_all(brokers[1].bootstrap, topic)
     seen: dict[int, int] = {}
     for v in values:
         seen[v] = seen.get(v, 0) + 1
@@ -229,11 +215,7 @@ def test_leader_kill9_loop_loses_and_duplicates_nothing(cluster) -> None:
 
 
 def test_a_consumer_group_keeps_consuming_when_its_coordinator_dies(cluster) -> None:
-    settings = {"offsets.topic.replication.factor": 3, "offsets.topic.num.partitions": 3,
-                "replica.lag.time.max.ms": 10000}
-    brokers = {i: cluster(i, **settings) for i in (1, 2, 3)}
-    wait_until(lambda: all(len(admin_client(b.bootstrap).list_topics(timeout=10).brokers) == 3
-                           for b in brokers.values()), timeout=20, message="three brokers listed")
+    brokers = _start_three(cluster, **{"offsets.topic.replication.factor": 3, "offsets.topic.num.partitions": 3})
     topic = _create_replicated(brokers[1].bootstrap, unique_topic("grouped"))
     wait_until(lambda: _fully_replicated(brokers, topic, [1, 2, 3]), timeout=20, message="ISR 1,2,3")
     bootstrap = ",".join(b.bootstrap for b in brokers.values())

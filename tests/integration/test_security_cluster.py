@@ -5,9 +5,11 @@ the inter-broker listener, PLAINTEXT or mutual TLS. Two brokers and etcd per tes
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from confluent_kafka.admin import (
@@ -84,26 +86,39 @@ def test_metadata_per_listener_and_replication_over_the_inter_broker_listener(et
             broker.dispose()
 
 
-def test_replication_over_a_mutual_tls_inter_broker_listener(etcd) -> None:
-    """Replica fetchers connect to the leader's SSL listener (ssl.client.auth=required)
-    and present the broker's own certificate."""
+@contextlib.contextmanager
+def _two_brokers_over_internal_listener(etcd, protocol: str, settings: dict[str, str]) -> Iterator[list[ClusterBroker]]:
+    """Brokers 1 and 2, each with a PLAINTEXT listener for clients and an INTERNAL one
+    of ``protocol`` for replication, holding the broker certificate of a fresh PKI
+    (plus ``settings``); both disposed and the PKI removed after."""
     url = f"{etcd.url}/it-{uuid.uuid4().hex[:8]}"
     folder = Path(tempfile.mkdtemp(prefix="moldau-it-pki-"))
     pki = make_pki(folder)
-    brokers = []
+    brokers: list[ClusterBroker] = []
     try:
         for broker_id in (1, 2):
             broker = ClusterBroker(broker_id, url, {"broker.session.timeout.ms": SESSION_MS})
             broker.settings.update({
                 "listeners": f"PLAINTEXT://127.0.0.1:{broker.port},INTERNAL://127.0.0.1:{free_port()}",
-                "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,INTERNAL:SSL",
+                "listener.security.protocol.map": f"PLAINTEXT:PLAINTEXT,INTERNAL:{protocol}",
                 "inter.broker.listener.name": "INTERNAL",
                 "ssl.keystore.location": str(pki.broker_keystore),
                 "ssl.truststore.location": str(pki.ca),
-                "listener.name.internal.ssl.client.auth": "required",
+                **settings,
             })
             brokers.append(broker)
             broker.start()
+        yield brokers
+    finally:
+        for broker in brokers:
+            broker.dispose()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_replication_over_a_mutual_tls_inter_broker_listener(etcd) -> None:
+    """Replica fetchers connect to the leader's SSL listener (ssl.client.auth=required)
+    and present the broker's own certificate."""
+    with _two_brokers_over_internal_listener(etcd, "SSL", {"listener.name.internal.ssl.client.auth": "required"}) as brokers:
         admin = admin_client(brokers[0].bootstrap)
         wait_until(lambda: len(admin.list_topics(timeout=10).brokers) == 2, 20, message="both brokers listed")
         topic = unique_topic("mtls")
@@ -115,36 +130,18 @@ def test_replication_over_a_mutual_tls_inter_broker_listener(etcd) -> None:
             recs = sample_records(10, seed=partition)
             assert_delivered(confluent_produce(brokers[0].bootstrap, topic, recs, partition=partition, acks="all"))
             assert_records(confluent_consume(brokers[1].bootstrap, topic, len(recs), partition=partition), recs)
-    finally:
-        for broker in brokers:
-            broker.dispose()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_replication_over_a_sasl_ssl_inter_broker_listener(etcd) -> None:
     """Replica fetchers authenticate with sasl.mechanism.inter.broker.protocol=PLAIN and the
     listener's JAAS username/password, over TLS."""
-    url = f"{etcd.url}/it-{uuid.uuid4().hex[:8]}"
-    folder = Path(tempfile.mkdtemp(prefix="moldau-it-pki-"))
-    pki = make_pki(folder)
     jaas = ('org.apache.kafka.common.security.plain.PlainLoginModule required username="broker" '
             'password="broker-secret" user_broker="broker-secret";')
-    brokers = []
-    try:
-        for broker_id in (1, 2):
-            broker = ClusterBroker(broker_id, url, {"broker.session.timeout.ms": SESSION_MS})
-            broker.settings.update({
-                "listeners": f"PLAINTEXT://127.0.0.1:{broker.port},INTERNAL://127.0.0.1:{free_port()}",
-                "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,INTERNAL:SASL_SSL",
-                "inter.broker.listener.name": "INTERNAL",
-                "ssl.keystore.location": str(pki.broker_keystore),
-                "ssl.truststore.location": str(pki.ca),
-                "sasl.enabled.mechanisms": "PLAIN",
-                "sasl.mechanism.inter.broker.protocol": "PLAIN",
-                "listener.name.internal.plain.sasl.jaas.config": jaas,
-            })
-            brokers.append(broker)
-            broker.start()
+    with _two_brokers_over_internal_listener(etcd, "SASL_SSL", {
+        "sasl.enabled.mechanisms": "PLAIN",
+        "sasl.mechanism.inter.broker.protocol": "PLAIN",
+        "listener.name.internal.plain.sasl.jaas.config": jaas,
+    }) as brokers:
         admin = admin_client(brokers[0].bootstrap)
         wait_until(lambda: len(admin.list_topics(timeout=10).brokers) == 2, 20, message="both brokers listed")
         topic = unique_topic("sasl")
@@ -166,7 +163,3 @@ def test_replication_over_a_sasl_ssl_inter_broker_listener(etcd) -> None:
             wait_until(lambda name=forwarded: name in admin.list_topics(timeout=5).topics, 20, message="created")
         logs = brokers[0].log_text() + brokers[1].log_text()
         assert "SASL authentication failed" not in logs and "before SASL authentication" not in logs
-    finally:
-        for broker in brokers:
-            broker.dispose()
-        shutil.rmtree(folder, ignore_errors=True)

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import time
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
-from kafka.admin import KafkaAdminClient
 
-from .kafka_helpers import admin_client, wait_until
+from .kafka_helpers import admin_client, describe_transaction, read_to_end, wait_until
 
 TXN_STATE = "__transaction_state"
 SETTINGS = {
@@ -28,14 +27,6 @@ SETTINGS = {
     "transaction.state.log.min.isr": 1,
     "replica.lag.time.max.ms": 10000,
 }
-
-
-def _describe(bootstrap: str, txn_id: str):
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    try:
-        return admin.describe_transactions([txn_id])[txn_id]
-    finally:
-        admin.close()
 
 
 def _txn_state_leader(bootstrap: str) -> tuple[int, list[int]] | None:
@@ -55,7 +46,7 @@ def test_the_coordinator_moves_with_its_partition_and_keeps_the_state(cluster) -
     first.init_transactions(30)
     state = wait_until(lambda: _txn_state_leader(brokers[1].bootstrap), timeout=20, message="txn state partition")
     assert state[1] == [1, 2]
-    described = wait_until(lambda: _describe(bootstrap, "moving"), timeout=20, message="described")
+    described = wait_until(lambda: describe_transaction(bootstrap, "moving", 5000), timeout=20, message="described")
     coordinator = described.coordinator_id
     assert coordinator == state[0] and described.producer_epoch == 0
 
@@ -66,7 +57,7 @@ def test_the_coordinator_moves_with_its_partition_and_keeps_the_state(cluster) -
     second = Producer({"bootstrap.servers": survivor.bootstrap, "transactional.id": "moving",
                        "socket.timeout.ms": 5000})
     second.init_transactions(30)
-    after = _describe(survivor.bootstrap, "moving")
+    after = describe_transaction(survivor.bootstrap, "moving", 5000)
     assert after.coordinator_id == survivor.broker_id
     assert (after.producer_id, after.producer_epoch) == (described.producer_id, 1)
 
@@ -74,29 +65,6 @@ def test_the_coordinator_moves_with_its_partition_and_keeps_the_state(cluster) -
 def _leaders(bootstrap: str, topic: str) -> dict[int, int]:
     meta = admin_client(bootstrap).list_topics(topic=topic, timeout=10).topics[topic]
     return {i: p.leader for i, p in meta.partitions.items()}
-
-
-def _read_committed(bootstrap: str, topic: str, partitions: int) -> list[bytes]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"rc-{time.monotonic_ns()}",
-                  "isolation.level": "read_committed", "enable.partition.eof": True,
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    out: list[bytes] = []
-    eof: set[int] = set()
-    deadline = time.monotonic() + 30
-    try:
-        while len(eof) < partitions and time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                eof.add(m.partition())
-            else:
-                out.append(m.value())
-    finally:
-        c.close()
-    assert len(eof) == partitions, "read_committed never reached the end (LSO stuck?)"
-    return out
 
 
 def test_markers_cross_brokers_and_a_killed_coordinator_leaves_no_open_transaction(cluster) -> None:
@@ -121,7 +89,7 @@ def test_markers_cross_brokers_and_a_killed_coordinator_leaves_no_open_transacti
     for i in range(6):
         p.produce(topic, value=b"open-%d" % i, partition=i % 2)
     p.flush(10)
-    coordinator = _describe(bootstrap, "spread").coordinator_id
+    coordinator = describe_transaction(bootstrap, "spread", 5000).coordinator_id
     assert coordinator in leaders.values()
     brokers[coordinator].kill9()
     survivor = brokers[3 - coordinator]
@@ -130,4 +98,4 @@ def test_markers_cross_brokers_and_a_killed_coordinator_leaves_no_open_transacti
                timeout=30, interval=0.2, message="the survivor leads everything")
     again = Producer({**conf, "bootstrap.servers": survivor.bootstrap})
     again.init_transactions(60)  # aborts the open transaction first
-    assert sorted(_read_committed(survivor.bootstrap, topic, 2)) == sorted(b"committed-%d" % i for i in range(6))
+    assert sorted(read_to_end(survivor.bootstrap, topic, 2)) == sorted(b"committed-%d" % i for i in range(6))

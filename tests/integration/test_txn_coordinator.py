@@ -24,7 +24,7 @@ from kafka import TopicPartition as KpTopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError as KafkaPythonError
 
-from .kafka_helpers import create_topic, wait_until, watermarks
+from .kafka_helpers import create_topic, describe_transaction, read_to_end, wait_until, watermarks
 
 CLEANUP_MS = 300
 
@@ -40,16 +40,8 @@ def txn_producer(bootstrap: str, txn_id: str, **conf: object) -> Producer:
     return Producer(base)
 
 
-def describe(bootstrap: str, txn_id: str):
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
-    try:
-        return admin.describe_transactions([txn_id])[txn_id]
-    finally:
-        admin.close()
-
-
 def state_of(bootstrap: str, txn_id: str) -> str:
-    state = describe(bootstrap, txn_id).state
+    state = describe_transaction(bootstrap, txn_id).state
     return getattr(state, "value", str(state))
 
 
@@ -85,29 +77,6 @@ def end_offsets(bootstrap: str, topic: str, expected: list[int]) -> None:
         return [watermarks(bootstrap, topic, i)[1] for i in range(len(expected))] == expected
 
     wait_until(check, timeout=10, interval=0.05)
-
-
-def read_all(bootstrap: str, topic: str, partitions: int, isolation: str) -> list[bytes]:
-    c = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"read-{time.monotonic_ns()}", "enable.auto.commit": False,
-        "auto.offset.reset": "earliest", "isolation.level": isolation, "enable.partition.eof": True,
-    })
-    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    out: list[bytes] = []
-    eof: set[int] = set()
-    deadline = time.monotonic() + 15
-    try:
-        while len(eof) < partitions and time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                eof.add(m.partition())
-                continue
-            out.append(m.value())
-    finally:
-        c.close()
-    return out
 
 
 def test_confluent_commit_abort_markers_and_offsets(make_broker, topic):
@@ -156,7 +125,7 @@ def test_confluent_commit_abort_markers_and_offsets(make_broker, topic):
     finally:
         c.close()
     # librdkafka skips control records: a read_uncommitted reader sees every data record
-    seen = read_all(bootstrap, topic, 2, "read_uncommitted")
+    seen = read_to_end(bootstrap, topic, 2, "read_uncommitted", timeout=15, must_reach_end=False)
     assert sorted(seen) == sorted(
         [b"commit-%d" % i for i in range(10)] + [b"abort-%d" % i for i in range(4)] + [b"out-1", b"out-2"]
     )
@@ -172,7 +141,7 @@ def test_read_committed_sees_exactly_the_committed_records(make_broker, topic):
         for i in range(6):
             p.produce(topic, value=b"%d-%d" % (n, i), partition=i % 2)
         (p.commit_transaction if commit else p.abort_transaction)(30)
-    seen = read_all(broker.bootstrap, topic, 2, "read_committed")
+    seen = read_to_end(broker.bootstrap, topic, 2, "read_committed", timeout=15, must_reach_end=False)
     assert sorted(seen) == sorted(b"%d-%d" % (n, i) for n in (0, 2) for i in range(6))
 
 
@@ -184,12 +153,12 @@ def test_a_second_producer_fences_the_first(make_broker, topic):
     old.begin_transaction()
     old.produce(topic, value=b"from-the-old-one", partition=0)
     old.flush(10)
-    first = describe(broker.bootstrap, "fence-me")
+    first = describe_transaction(broker.bootstrap, "fence-me")
     assert getattr(first.state, "value", first.state) == "Ongoing" and first.producer_epoch == 0
 
     new = txn_producer(broker.bootstrap, "fence-me")
     new.init_transactions(30)  # aborts the old one's transaction, then bumps the epoch again
-    after = describe(broker.bootstrap, "fence-me")
+    after = describe_transaction(broker.bootstrap, "fence-me")
     assert after.producer_id == first.producer_id and after.producer_epoch == 2
     assert getattr(after.state, "value", after.state) == "Empty"
     end_offsets(broker.bootstrap, topic, [2])  # the record and an abort marker
@@ -215,7 +184,7 @@ def test_an_abandoned_transaction_is_aborted_at_its_timeout(make_broker, topic):
     wait_until(lambda: state_of(broker.bootstrap, "abandoned") == "CompleteAbort", timeout=15, interval=0.2)
     assert time.monotonic() - started < 2.0 + CLEANUP_MS / 1000 + 5
     end_offsets(broker.bootstrap, topic, [2])  # the abort marker
-    assert describe(broker.bootstrap, "abandoned").producer_epoch == 1  # the producer was fenced
+    assert describe_transaction(broker.bootstrap, "abandoned").producer_epoch == 1  # the producer was fenced
 
 
 def test_state_survives_a_kill_and_restart(make_broker, topic):
@@ -229,15 +198,15 @@ def test_state_survives_a_kill_and_restart(make_broker, topic):
     p.begin_transaction()
     p.produce(topic, value=b"open", partition=0)
     p.flush(10)
-    before = describe(broker.bootstrap, "durable")
+    before = describe_transaction(broker.bootstrap, "durable")
     broker.kill9()
     broker.start()
-    after = describe(broker.bootstrap, "durable")
+    after = describe_transaction(broker.bootstrap, "durable")
     assert (after.producer_id, after.producer_epoch) == (before.producer_id, before.producer_epoch)
     assert getattr(after.state, "value", after.state) == "Ongoing"
     again = txn_producer(broker.bootstrap, "durable")
     again.init_transactions(30)  # the open transaction is aborted first
-    final = describe(broker.bootstrap, "durable")
+    final = describe_transaction(broker.bootstrap, "durable")
     assert final.producer_epoch == before.producer_epoch + 2
     end_offsets(broker.bootstrap, topic, [4])  # kept, commit marker, open, abort marker
 

@@ -20,32 +20,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
-from .kafka_helpers import create_topic, wait_until, watermarks
+from .kafka_helpers import create_topic, read_to_end, wait_until, watermarks
 
 KILL_CYCLES = int(os.environ.get("MOLDAU_TXN_KILL_CYCLES", "8"))
 WORKER = Path(__file__).with_name("txn_worker.py")
-
-
-def _read_committed(bootstrap: str, topic: str) -> list[bytes]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{time.monotonic_ns()}",
-                  "isolation.level": "read_committed", "enable.partition.eof": True,
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    c.assign([TopicPartition(topic, 0, 0)])
-    out: list[bytes] = []
-    deadline = time.monotonic() + 30
-    try:
-        while time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                break  # end of partition: the LSO
-            out.append(m.value())
-    finally:
-        c.close()
-    return out
 
 
 def _start(bootstrap: str, source: str, sink: str) -> subprocess.Popen:
@@ -103,12 +83,12 @@ def test_consume_transform_produce_killed_again_and_again_yields_each_result_onc
         feeder.join(60)
         inputs = fed[0]
         # the last incarnation runs to the end of the input
-        wait_until(lambda: len(_read_committed(broker.bootstrap, sink)) >= inputs, timeout=90, interval=1.0,
+        wait_until(lambda: len(read_to_end(broker.bootstrap, sink, must_reach_end=False)) >= inputs, timeout=90, interval=1.0,
                    message="every input processed")
     finally:
         stop.set()
         _kill9(worker)
-    out = _read_committed(broker.bootstrap, sink)
+    out = read_to_end(broker.bootstrap, sink, must_reach_end=False)
     counts = Counter(out)
     expected = {b"%06d-out" % i for i in range(inputs)}
     duplicates = sum(n - 1 for n in counts.values() if n > 1)
@@ -137,29 +117,6 @@ def _transactions_until_stopped(bootstrap: str, topic: str, txn_id: str, first: 
         pass
 
 
-def _read_all_committed(bootstrap: str, topic: str) -> list[bytes]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{time.monotonic_ns()}",
-                  "isolation.level": "read_committed", "enable.partition.eof": True,
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    c.assign([TopicPartition(topic, p, 0) for p in (0, 1)])
-    out: list[bytes] = []
-    eof: set[int] = set()
-    deadline = time.monotonic() + 30
-    try:
-        while len(eof) < 2 and time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                eof.add(m.partition())
-            else:
-                out.append(m.value())
-    finally:
-        c.close()
-    assert len(eof) == 2, "read_committed never reached the end of both partitions (LSO stuck?)"
-    return out
-
-
 def test_a_broker_killed_mid_transactions_shows_each_wholly_or_not_at_all(make_broker, topic):
     import threading
 
@@ -180,7 +137,7 @@ def test_a_broker_killed_mid_transactions_shows_each_wholly_or_not_at_all(make_b
     # a new incarnation finishes or aborts whatever the last crash left open
     p = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "killed-under"})
     p.init_transactions(60)
-    by_txn = Counter(v.split(b"-")[0] for v in _read_all_committed(broker.bootstrap, topic))
+    by_txn = Counter(v.split(b"-")[0] for v in read_to_end(broker.bootstrap, topic, 2))
     partial = {n: c for n, c in by_txn.items() if c != 5}
     lost = [n for n in acknowledged if by_txn.get(b"%d" % n) != 5]
     print(f"{len(acknowledged)} commits acknowledged over 3 broker kills; {len(by_txn)} transactions visible, "

@@ -122,6 +122,16 @@ def authorized_operations(broker: Any, header: Any, resource_type: ResourceType,
     return authorizer.authorized_operations(connection.principal, connection.ip, resource_type, name)  # type: ignore[no-any-return]
 
 
+def group_describe_access(broker: Any, header: Any, group_id: str, operations: bool) -> tuple[ErrorCode | None, int]:
+    """DescribeGroups' and ConsumerGroupDescribe's check of one group, as Kafka's: the
+    error if DESCRIBE on it is refused (else None), and its authorized operations when
+    the client asked for them (else :data:`OPERATIONS_NOT_REQUESTED`)."""
+    refused = group_error(broker, header, DESCRIBE, group_id)
+    if refused is not None or not operations:
+        return refused, OPERATIONS_NOT_REQUESTED
+    return None, authorized_operations(broker, header, GROUP, group_id)
+
+
 #: config resource types (DescribeConfigs, AlterConfigs): topic, broker, broker logger
 _CONFIG_TOPIC = 2
 

@@ -111,12 +111,10 @@ def _describe_one(broker: Any, group_id: str, header: Any = None, operations: bo
         assignor_name="", members=[], authorized_operations=NO_AUTHORIZED_OPERATIONS,
     )
     if header is not None:  # Kafka: DESCRIBE on the group
-        refused = authz.group_error(broker, header, authz.DESCRIBE, group_id)
+        refused, answer.authorized_operations = authz.group_describe_access(broker, header, group_id, operations)
         if refused is not None:
             answer.error_code = int(refused)
             return answer
-        if operations:
-            answer.authorized_operations = authz.authorized_operations(broker, header, authz.GROUP, group_id)
     try:
         coordinator.check_coordinator(group_id)
     except KafkaError as exc:

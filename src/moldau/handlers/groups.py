@@ -280,13 +280,11 @@ def _describe_one(broker: Any, group_id: str, version: int, header: Any = None, 
         error_code=0, group_id=group_id, group_state="Dead", protocol_type="", protocol_data="", members=[],
         authorized_operations=NO_AUTHORIZED_OPERATIONS,
     )
-    if header is not None:
-        refused = authz.group_error(broker, header, authz.DESCRIBE, group_id)
+    if header is not None:  # Kafka: DESCRIBE on the group
+        refused, answer.authorized_operations = authz.group_describe_access(broker, header, group_id, operations)
         if refused is not None:
             answer.error_code = int(refused)
             return answer
-        if operations:
-            answer.authorized_operations = authz.authorized_operations(broker, header, authz.GROUP, group_id)
     try:
         coordinator.check_coordinator(group_id)
     except KafkaError as exc:

@@ -74,7 +74,7 @@ async def offset_commit(broker: Any, header: Any, request: Any) -> Any:
         if group_refused is not None:
             raise KafkaError(group_refused)
         await coordinator.ready(request.group_id)
-        if await _too_large(broker, request.group_id, commits, pacer):
+        if await commit_too_large(broker, request.group_id, commits, pacer):
             raise KafkaError(ErrorCode.UNKNOWN_SERVER_ERROR)
         errors = coordinator.commit_offsets(
             request.group_id,
@@ -83,10 +83,7 @@ async def offset_commit(broker: Any, header: Any, request: Any) -> Any:
             request.group_instance_id if version >= 7 else None,
             commits,
         )
-        if ErrorCode.NONE in errors:
-            replicated = await coordinator.replicated(request.group_id)
-            if replicated is not ErrorCode.NONE:
-                errors = [replicated if e is ErrorCode.NONE else e for e in errors]
+        errors = await coordinator.replicated_errors(request.group_id, errors)
     except KafkaError as exc:
         errors = [exc.code for _ in commits]
     ids = {name: topic_id for topic_id, name in names.items() if name is not None}
@@ -110,7 +107,7 @@ async def offset_commit(broker: Any, header: Any, request: Any) -> Any:
     return _commit.Response(throttle_time_ms=0, topics=list(topics.values()))
 
 
-async def _too_large(broker: Any, group_id: str, commits: list[OffsetCommit], pacer: Pacer) -> bool:
+async def commit_too_large(broker: Any, group_id: str, commits: list[OffsetCommit], pacer: Pacer) -> bool:
     """Whether the commit's records cannot fit in one batch of ``__consumer_offsets``.
 
     Kafka writes a commit as one atomic batch and refuses one larger than the offsets

@@ -17,7 +17,7 @@ from typing import Any
 
 from moldau.coordinator.group import OFFSETS_TOPIC, OffsetCommit
 from moldau.handlers import authorize as authz
-from moldau.handlers.offsets import _too_large as too_large
+from moldau.handlers.offsets import commit_too_large
 from moldau.handlers.pacing import Pacer, paced
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError
@@ -192,7 +192,7 @@ async def txn_offset_commit(broker: Any, header: Any, request: Any) -> Any:
             if refused_topics:
                 raise KafkaError(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
         await coordinator.ready(request.group_id)
-        if await too_large(broker, request.group_id, commits, pacer):
+        if await commit_too_large(broker, request.group_id, commits, pacer):
             raise KafkaError(ErrorCode.UNKNOWN_SERVER_ERROR)  # as OffsetCommit answers it
         _verify(broker, request, coordinator.partition_of(request.group_id))
         errors = coordinator.txn_commit_offsets(
@@ -204,10 +204,7 @@ async def txn_offset_commit(broker: Any, header: Any, request: Any) -> Any:
             request.group_instance_id if version >= 3 else None,
             commits,
         )
-        if ErrorCode.NONE in errors:
-            replicated = await coordinator.replicated(request.group_id)
-            if replicated is not ErrorCode.NONE:
-                errors = [replicated if e is ErrorCode.NONE else e for e in errors]
+        errors = await coordinator.replicated_errors(request.group_id, errors)
     except KafkaError as exc:
         errors = [exc.code for _ in commits]
         if refused_topics:  # the refused topics say so, the others were not attempted

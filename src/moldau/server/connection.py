@@ -551,17 +551,20 @@ class Connection(asyncio.BufferedProtocol):
                     self._drain_queue()  # room for more behind the pending answers
         except asyncio.CancelledError:
             return
-        except ConnectionError:
-            self.close()
-            return
-        except Exception:
-            log.exception("unexpected error answering %s; closing the connection", self.peer)
-            self.close()
+        except Exception as exc:
+            self._close_after_failed_answer(exc)
             return
         self.last_active = time.monotonic()
         self._overlap = True
         self._busy = False
         self._drain_queue()
+
+    def _close_after_failed_answer(self, exc: Exception) -> None:
+        """An answer could not be made or sent: close the connection, logging the
+        failure unless it is the peer going away (a ConnectionError)."""
+        if not isinstance(exc, ConnectionError):
+            log.error("unexpected error answering %s; closing the connection", self.peer, exc_info=exc)
+        self.close()
 
     def _release(self, size: int) -> None:
         if size and not self._closed:  # (once closed, connection_lost releases all)
@@ -580,12 +583,8 @@ class Connection(asyncio.BufferedProtocol):
                 await self._send_chunks(result)
         except asyncio.CancelledError:
             return
-        except ConnectionError:
-            self.close()
-            return
-        except Exception:
-            log.exception("unexpected error answering %s; closing the connection", self.peer)
-            self.close()
+        except Exception as exc:
+            self._close_after_failed_answer(exc)
             return
         finally:
             self._release_inflight()

@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from moldau.coordinator.group.classic import ClassicGroup, ClassicGroupManager, GroupState
 from moldau.coordinator.group.hashing import partition_for
@@ -46,15 +46,22 @@ from moldau.coordinator.group.records import (
     encode_offset_key,
     encode_offset_value,
 )
+from moldau.coordinator.internal_topic import (
+    NOT_CONTROL,
+    InternalTopicCreator,
+    LoggedRecord,
+    Unreadable,
+    read_partition,
+)
 from moldau.protocol.errors import ErrorCode, KafkaError
-from moldau.records import RecordInput, build_batch, decode_records, iter_batches
+from moldau.records import RecordInput, build_batch
 
 if TYPE_CHECKING:
     from moldau.coordinator.group.consumer import ConsumerGroup
+    from moldau.metastore.store import TopicRecord
     from moldau.ports import GroupCoordinatorHost
 
 OFFSETS_TOPIC = "__consumer_offsets"
-READ_CHUNK = 1 << 20
 
 TopicPartition = tuple[str, int]
 
@@ -85,7 +92,9 @@ class GroupCoordinator:
         self.classic = ClassicGroupManager(self)
         self.consumer = ConsumerGroupManager(self)
         self._loading: set[int] = set()
-        self._creating: asyncio.Future[None] | None = None
+        self._creator = InternalTopicCreator(
+            OFFSETS_TOPIC, lambda: self.broker.topics, lambda: self.broker.controller, self._plan_topic, self.log
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
 
@@ -123,24 +132,13 @@ class GroupCoordinator:
                 self.consumer.shutdown(group)
 
     async def ensure_topic(self) -> None:
-        """Create ``__consumer_offsets`` on first use, with Kafka's settings for it.
+        """Create ``__consumer_offsets`` on first use, with Kafka's settings for it
+        (see :mod:`moldau.coordinator.internal_topic`)."""
+        await self._creator.ensure()
 
-        The creation runs in a task of its own, shielded from the request that
-        started it: librdkafka drops its bootstrap connection as soon as it knows the
-        broker's name, which cancels that connection's requests, and a creation cut
-        between the metadata store and the broker would leave the topic half made.
-        """
-        if OFFSETS_TOPIC in self.broker.topics:
-            return
-        if self._creating is None or self._creating.done():
-            self._creating = asyncio.ensure_future(self._create_topic())
-        await asyncio.shield(self._creating)
-
-    async def _create_topic(self) -> None:
-        if OFFSETS_TOPIC in self.broker.topics:
-            return
+    def _plan_topic(self) -> TopicRecord:
         config = self.broker.config
-        plan = self.broker.controller.plan_topic(
+        return self.broker.controller.plan_topic(
             OFFSETS_TOPIC,
             config.int("offsets.topic.num.partitions"),
             min(config.int("offsets.topic.replication.factor"), len(self.broker.controller.live_brokers())),
@@ -150,17 +148,6 @@ class GroupCoordinator:
                 "segment.bytes": str(config.int("offsets.topic.segment.bytes")),
             },
         )
-        try:
-            await self.broker.controller.create_topic(plan)
-        except KafkaError as exc:
-            if exc.code is ErrorCode.LEADER_NOT_AVAILABLE:
-                # sent to the elected controller, not through yet: clients retry
-                raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, exc.message) from None
-            # Already there: the controller has applied what the store holds.
-            if exc.code is not ErrorCode.TOPIC_ALREADY_EXISTS:
-                raise
-            return
-        self.log.info("created %s with %d partitions", OFFSETS_TOPIC, len(plan.partitions))
 
     def topic_removed(self, name: str) -> None:
         """``__consumer_offsets`` was deleted (Kafka lets an admin do it): forget its groups.
@@ -253,7 +240,7 @@ class GroupCoordinator:
                 # up to the log end, as Kafka's coordinator loads: a new leader's high
                 # watermark may lag until its followers fetch
                 records = await asyncio.to_thread(
-                    _read_partition, partition.log, partition.log.log_end_offset, skipped
+                    read_partition, partition.log, partition.log.log_end_offset, skipped
                 )
                 count += len(records)
                 self._replay(records, skipped, index)
@@ -412,20 +399,9 @@ class GroupCoordinator:
             self._validate_commit(group_id, generation, member_id, instance_id)
         except KafkaError as exc:
             return [exc.code for _ in commits]
-        max_metadata = self.broker.config.int("offset.metadata.max.bytes")
         now = self.now_ms()
-        errors: list[ErrorCode] = []
-        records: list[tuple[bytes, bytes | None]] = []
-        accepted: list[tuple[TopicPartition, OffsetValue]] = []
-        for c in commits:
-            metadata = c.metadata or ""
-            if len(metadata.encode()) > max_metadata:
-                errors.append(ErrorCode.OFFSET_METADATA_TOO_LARGE)
-                continue
-            value = OffsetValue(c.offset, c.leader_epoch, metadata, now)
-            records.append((encode_offset_key(group_id, c.topic, c.partition), encode_offset_value(value)))
-            accepted.append(((c.topic, c.partition), value))
-            errors.append(ErrorCode.NONE)
+        errors, accepted = self._offset_values(commits, now)
+        records = [(encode_offset_key(group_id, *tp), encode_offset_value(value)) for tp, value in accepted]
         try:
             self._append(group_id, records)
         except KafkaError as exc:
@@ -437,6 +413,24 @@ class GroupCoordinator:
             for tp, value in accepted:
                 stored[tp] = value
         return errors
+
+    def _offset_values(
+        self, commits: list[OffsetCommit], now: int
+    ) -> tuple[list[ErrorCode], list[tuple[TopicPartition, OffsetValue]]]:
+        """What OffsetCommit and TxnOffsetCommit both check per partition: one error
+        per commit in request order (OFFSET_METADATA_TOO_LARGE past
+        ``offset.metadata.max.bytes``, else NONE) and the offsets accepted."""
+        max_metadata = self.broker.config.int("offset.metadata.max.bytes")
+        errors: list[ErrorCode] = []
+        accepted: list[tuple[TopicPartition, OffsetValue]] = []
+        for c in commits:
+            metadata = c.metadata or ""
+            if len(metadata.encode()) > max_metadata:
+                errors.append(ErrorCode.OFFSET_METADATA_TOO_LARGE)
+                continue
+            accepted.append(((c.topic, c.partition), OffsetValue(c.offset, c.leader_epoch, metadata, now)))
+            errors.append(ErrorCode.NONE)
+        return errors, accepted
 
     def txn_commit_offsets(
         self,
@@ -456,20 +450,11 @@ class GroupCoordinator:
             self._validate_commit(group_id, generation, member_id, instance_id, transactional=True)
         except KafkaError as exc:
             return [exc.code for _ in commits]
-        max_metadata = self.broker.config.int("offset.metadata.max.bytes")
         now = self.now_ms()
-        errors: list[ErrorCode] = []
-        records: list[RecordInput] = []
-        accepted: list[tuple[TopicPartition, OffsetValue]] = []
-        for c in commits:
-            metadata = c.metadata or ""
-            if len(metadata.encode()) > max_metadata:
-                errors.append(ErrorCode.OFFSET_METADATA_TOO_LARGE)
-                continue
-            value = OffsetValue(c.offset, c.leader_epoch, metadata, now)
-            records.append(RecordInput(encode_offset_key(group_id, c.topic, c.partition), encode_offset_value(value), (), now))
-            accepted.append(((c.topic, c.partition), value))
-            errors.append(ErrorCode.NONE)
+        errors, accepted = self._offset_values(commits, now)
+        records = [
+            RecordInput(encode_offset_key(group_id, *tp), encode_offset_value(value), (), now) for tp, value in accepted
+        ]
         if records:
             partition = self.broker.partition(OFFSETS_TOPIC, self.partition_of(group_id))
             if partition is None:
@@ -532,6 +517,15 @@ class GroupCoordinator:
         if code is ErrorCode.REQUEST_TIMED_OUT:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE
         return code
+
+    async def replicated_errors(self, group_id: str, errors: list[ErrorCode]) -> list[ErrorCode]:
+        """A commit's per-partition errors once it is replicated (:meth:`replicated`):
+        the partitions it wrote take the replication's failure, if it failed."""
+        if ErrorCode.NONE in errors:
+            replicated = await self.replicated(group_id)
+            if replicated is not ErrorCode.NONE:
+                return [replicated if e is ErrorCode.NONE else e for e in errors]
+        return errors
 
     def fetch_offsets(
         self, group_id: str, topics: list[tuple[str, list[int]]] | None
@@ -671,98 +665,3 @@ class GroupCoordinator:
                 with contextlib.suppress(KafkaError):
                     self._delete_group(group_id)
         return dropped
-
-
-class Unreadable:
-    """What a load had to skip in one partition: counts, and the first cause of each kind.
-
-    Bounded on purpose: one warning per partition per load, however much is damaged.
-    """
-
-    def __init__(self) -> None:
-        self.batches = 0
-        self.records = 0
-        self.first_batch: str | None = None
-        self.first_record: str | None = None
-
-    def batch(self, offset: int, cause: object) -> None:
-        self.batches += 1
-        if self.first_batch is None:
-            self.first_batch = f"batch at offset {offset}: {cause}"
-
-    def record(self, cause: object) -> None:
-        self.records += 1
-        if self.first_record is None:
-            self.first_record = str(cause) or type(cause).__name__
-
-    def __bool__(self) -> bool:
-        return bool(self.batches or self.records)
-
-    def __str__(self) -> str:
-        parts = []
-        if self.batches:
-            parts.append(f"{self.batches} batch(es), first {self.first_batch}")
-        if self.records:
-            parts.append(f"{self.records} record(s), first: {self.first_record}")
-        return "; ".join(parts)
-
-
-#: A record as read back at load: key, value, the producer id of a transactional
-#: batch (-1 otherwise), and for a control batch's marker 1 (commit) or 0 (abort), with
-#: key and value None; -1 for every other record.
-LoggedRecord = tuple[bytes | None, bytes | None, int, int]
-NOT_CONTROL = -1
-
-
-def _read_partition(
-    log: Any, high_watermark: int, skipped: Unreadable | None = None
-) -> list[LoggedRecord]:
-    """Every readable record of a ``__consumer_offsets`` (or ``__transaction_state``)
-    partition, in order, with what a replay needs of transactions (:data:`LoggedRecord`).
-
-    Runs in a worker thread at load time, when nothing appends to this partition.
-    Never gives up on the rest of the partition because of one bad spot: a batch whose
-    CRC is wrong or whose records do not parse is skipped whole (its header still says
-    where the next batch starts) and counted in ``skipped``. Only damage to the framing
-    itself, or a failing read, ends the partition early, keeping what came before.
-    """
-    skipped = Unreadable() if skipped is None else skipped
-    out: list[LoggedRecord] = []
-    offset = log.log_start_offset
-    while offset < high_watermark:
-        try:
-            info = log.read(offset, READ_CHUNK, max_offset=high_watermark)
-            if info is None or info.slice is None or info.slice.size == 0:
-                break
-            data = info.slice.read()
-        except Exception as exc:
-            skipped.batch(offset, f"unreadable log: {exc!r}; the rest of the partition is not loaded")
-            break
-        last = offset
-        try:
-            for batch in iter_batches(data, allow_partial_tail=True):
-                last = batch.last_offset
-                try:
-                    if not batch.crc_is_valid():
-                        raise ValueError("CRC mismatch")
-                    records = decode_records(batch)
-                except Exception as exc:
-                    skipped.batch(batch.base_offset, repr(exc))
-                    continue
-                producer_id = batch.producer_id if batch.is_transactional else -1
-                for record in records:
-                    if record.offset < offset or record.key is None:
-                        continue
-                    if batch.is_control:
-                        # ControlRecordType key: int16 version, int16 type (0 abort, 1 commit)
-                        if len(record.key) >= 4 and record.key[2:4] in (b"\x00\x00", b"\x00\x01"):
-                            out.append((None, None, producer_id, record.key[3]))
-                        continue
-                    out.append((record.key, record.value, producer_id, NOT_CONTROL))
-        except Exception as exc:  # the framing itself is damaged: nothing to resync on
-            skipped.batch(last + 1, f"{exc!r}; the rest of the partition is not loaded")
-            break
-        if last + 1 <= offset:
-            break
-        offset = last + 1
-    return out

@@ -44,8 +44,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from moldau.coordinator.group.coordinator import Unreadable, _read_partition
 from moldau.coordinator.group.hashing import partition_for
+from moldau.coordinator.internal_topic import InternalTopicCreator, Unreadable, read_partition
 from moldau.coordinator.transaction.records import (
     STATE_BY_NAME,
     TxnLogValue,
@@ -60,6 +60,7 @@ from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.records import RecordInput, build_batch
 
 if TYPE_CHECKING:
+    from moldau.metastore.store import TopicRecord
     from moldau.ports import TransactionCoordinatorHost
 
 TXN_TOPIC = "__transaction_state"
@@ -138,7 +139,9 @@ class TransactionCoordinator:
         self._loading: set[int] = set()
         #: the leader epoch of each loaded partition: the coordinator epoch of its markers
         self._epochs: dict[int, int] = {}
-        self._creating: asyncio.Future[None] | None = None
+        self._creator = InternalTopicCreator(
+            TXN_TOPIC, lambda: self.host.topics, lambda: self.host.controller, self._plan_topic, self.log
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
 
@@ -195,20 +198,14 @@ class TransactionCoordinator:
 
     async def ensure_topic(self) -> None:
         """Create ``__transaction_state`` on first use, shielded from the request that
-        asked (see GroupCoordinator.ensure_topic)."""
-        if TXN_TOPIC in self.host.topics:
-            return
-        if self._creating is None or self._creating.done():
-            self._creating = asyncio.ensure_future(self._create_topic())
-        await asyncio.shield(self._creating)
+        asked (see :mod:`moldau.coordinator.internal_topic`)."""
+        await self._creator.ensure()
 
-    async def _create_topic(self) -> None:
-        if TXN_TOPIC in self.host.topics:
-            return
+    def _plan_topic(self) -> TopicRecord:
         config = self.host.config
         creator = self.host.controller
         replication = min(config.int("transaction.state.log.replication.factor"), len(creator.live_brokers()))
-        plan = creator.plan_topic(
+        return creator.plan_topic(
             TXN_TOPIC,
             config.int("transaction.state.log.num.partitions"),
             replication,
@@ -223,16 +220,6 @@ class TransactionCoordinator:
                 "min.insync.replicas": str(max(1, min(config.int("transaction.state.log.min.isr"), replication))),
             },
         )
-        try:
-            await creator.create_topic(plan)
-        except KafkaError as exc:
-            if exc.code is ErrorCode.LEADER_NOT_AVAILABLE:
-                # sent to the elected controller, not through yet: clients retry
-                raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, exc.message) from None
-            if exc.code is not ErrorCode.TOPIC_ALREADY_EXISTS:
-                raise
-            return
-        self.log.info("created %s with %d partitions", TXN_TOPIC, len(plan.partitions))
 
     def topic_removed(self, name: str) -> None:
         if name != TXN_TOPIC:
@@ -292,7 +279,7 @@ class TransactionCoordinator:
         skipped = Unreadable()
         loaded: dict[str, TxnMetadata | None] = {}
         try:
-            records = await asyncio.to_thread(_read_partition, partition.log, partition.log.log_end_offset, skipped)
+            records = await asyncio.to_thread(read_partition, partition.log, partition.log.log_end_offset, skipped)
             for key, value, _, _ in records:
                 if key is None:
                     continue
