@@ -338,6 +338,10 @@ def test_requests_before_authentication_close_the_connection(secure: SecureBroke
     with raw.connect(secure.broker.bootstrap) as sock:
         sock.sendall(metadata_v1)
         assert raw.read_response(sock) is not None
+        # SASL on a listener without it: Kafka's ILLEGAL_SASL_STATE, and the connection stays
+        assert _sasl_handshake(sock, "PLAIN") == 34
+        sock.sendall(metadata_v1)
+        assert raw.read_response(sock) is not None
 
 
 def test_large_frame_before_authentication_closes(secure: SecureBroker) -> None:

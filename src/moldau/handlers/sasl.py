@@ -1,10 +1,11 @@
 """SaslHandshake (17) and SaslAuthenticate (36): the SASL exchange on a SASL listener.
 
 The state machine is :class:`moldau.security.authenticator.SaslAuthenticator`, kept on
-the connection; these handlers only move its messages. On a listener without SASL,
-Kafka answers SaslHandshake with ILLEGAL_SASL_STATE... in fact it refuses to parse it
-(the channel has no SASL authenticator) and closes; so do we. An unsupported mechanism
-and a failed exchange answer their error and close the connection, as Kafka does.
+the connection; these handlers only move its messages. On a listener without SASL both
+reach Kafka's request handler, which answers ILLEGAL_SASL_STATE (the handshake with no
+mechanisms; SaslAuthenticate with "SaslAuthenticate request received after successful
+authentication") and keeps the connection; so do we. An unsupported mechanism and a
+failed exchange answer their error and close the connection, as Kafka does.
 """
 
 from __future__ import annotations
@@ -38,9 +39,8 @@ def _close_after_answer(connection: Any) -> None:
 def sasl_handshake(broker: Any, header: Any, request: Any) -> Any:
     connection = header.connection
     authenticator = connection.authenticator
-    if authenticator is None:
-        connection.close()  # not a SASL listener (Kafka closes such a connection too)
-        return None
+    if authenticator is None:  # not a SASL listener
+        return _handshake.Response(error_code=int(ErrorCode.ILLEGAL_SASL_STATE), mechanisms=[])
     if authenticator.handshake(request.mechanism, header.api_version):
         return _handshake.Response(error_code=0, mechanisms=list(authenticator.settings.mechanisms))
     failures_log("%s asked for SASL mechanism %r, not enabled", connection.peer, request.mechanism)
@@ -54,9 +54,12 @@ def sasl_handshake(broker: Any, header: Any, request: Any) -> Any:
 def sasl_authenticate(broker: Any, header: Any, request: Any) -> Any:
     connection = header.connection
     authenticator = connection.authenticator
-    if authenticator is None:
-        connection.close()
-        return None
+    if authenticator is None:  # not a SASL listener
+        return _authenticate.Response(
+            error_code=int(ErrorCode.ILLEGAL_SASL_STATE),
+            error_message="SaslAuthenticate request received after successful authentication",
+            auth_bytes=b"", session_lifetime_ms=0,
+        )
     try:
         answer = authenticator.authenticate(bytes(request.auth_bytes))
     except AuthenticationFailed as exc:
