@@ -164,11 +164,13 @@ def test_metadata_answers_with_the_listener_connected_to(secure: SecureBroker) -
         assert [(b.host, b.port) for b in brokers.values()] == [("127.0.0.1", secure.ports[listener])]
 
 
-def test_kafka_python_over_ssl_and_sasl_ssl_scram(secure: SecureBroker) -> None:
+def test_kafka_python_over_ssl_mtls_and_sasl(secure: SecureBroker) -> None:
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
     for listener, extra in (
         ("SSL", {"security_protocol": "SSL"}),
+        ("MTLS", {"security_protocol": "SSL", "ssl_certfile": str(secure.pki.client_cert),
+                  "ssl_keyfile": str(secure.pki.client_key)}),
         ("SASL_SSL", {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
                       "sasl_plain_username": SCRAM_USER, "sasl_plain_password": SCRAM_PASSWORD}),
         ("SASL_PLAINTEXT", {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
@@ -234,9 +236,12 @@ def test_aiokafka_over_ssl_mtls_and_sasl(secure: SecureBroker) -> None:
 
 
 @pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat not installed")
-def test_kcat_over_ssl_and_sasl_ssl(secure: SecureBroker) -> None:
+def test_kcat_over_ssl_mtls_and_sasl(secure: SecureBroker) -> None:
     for listener, args in (
         ("SSL", ["-X", "security.protocol=SSL", "-X", f"ssl.ca.location={secure.pki.ca}"]),
+        ("MTLS", ["-X", "security.protocol=SSL", "-X", f"ssl.ca.location={secure.pki.ca}",
+                  "-X", f"ssl.certificate.location={secure.pki.client_cert}",
+                  "-X", f"ssl.key.location={secure.pki.client_key}"]),
         ("SASL_SSL", ["-X", "security.protocol=SASL_SSL", "-X", f"ssl.ca.location={secure.pki.ca}",
                       "-X", "sasl.mechanisms=SCRAM-SHA-512", "-X", f"sasl.username={SCRAM_USER}",
                       "-X", f"sasl.password={SCRAM_PASSWORD}"]),
