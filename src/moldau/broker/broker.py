@@ -25,6 +25,7 @@ from moldau.config.broker import BrokerConfig
 from moldau.controller.controller import Controller
 from moldau.coordinator.group import GroupCoordinator
 from moldau.coordinator.producer_ids import ProducerIdManager
+from moldau.coordinator.share.manager import ShareManager
 from moldau.coordinator.transaction import TransactionCoordinator
 from moldau.metastore.store import BrokerInfo, ClusterImage, MetaStore, PartitionState, TopicRecord
 from moldau.ports import LeadershipListener, TxnMarkerListener
@@ -88,6 +89,9 @@ class Broker:
         self.controller = Controller(self)
         self.producer_ids = ProducerIdManager(store)
         self.group_coordinator = GroupCoordinator(self)
+        #: KIP-932 share-partitions of the partitions this broker leads
+        self.share_manager = ShareManager(self)
+        self.group_coordinator.share.member_gone_listeners.append(self.share_manager.member_gone)
         #: markers to partition leaders: in-process for ours, WriteTxnMarkers for others'
         self.txn_markers = TxnMarkers(self)
         self.transaction_coordinator = TransactionCoordinator(self)
@@ -143,6 +147,7 @@ class Broker:
         await self.transaction_coordinator.stop()
         await self.txn_markers.close()
         await self.group_coordinator.stop()
+        self.share_manager.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -25,6 +25,8 @@ from moldau.handlers import (  # noqa: F401 - imported for registration
     reassignments,
     sasl,
     scram_credentials,
+    share_fetch,
+    share_group,
     topics,
     transactions,
     write_txn_markers,
