@@ -193,6 +193,33 @@ def test_killed_consumer_records_go_to_the_others_after_the_lock(sb, workers):
     assert first_redelivery >= LOCK_MS / 1000 - 1.0
 
 
+def test_state_survives_kill9_of_the_broker(make_broker, workers):
+    b = make_broker(**{"group.share.record.lock.duration.ms": LOCK_MS})
+    topic, group = unique_topic("kill9"), "g-kill9"
+    create_topic(b.bootstrap, topic, 1)
+    first = Worker(b.bootstrap, group, topic, "--idle", "3")
+    workers.append(first)
+    start = _synced(b.bootstrap, topic, workers)
+    _produce(b.bootstrap, topic, 20)
+    first.wait(60)
+    assert set(first.accepted()) >= set(range(start, start + 20))
+    holder = Worker(b.bootstrap, group, topic, "--hold", "--idle", "60")
+    workers.append(holder)
+    _produce(b.bootstrap, topic, 10)
+    wait_until(lambda: any(r["o"] >= start + 20 for r in holder.records), timeout=30)
+    held = {r["o"] for r in holder.records}
+    b.kill9()
+    holder.kill()
+    b.restart()
+    after = Worker(b.bootstrap, group, topic, "--idle", "4")
+    workers.append(after)
+    after.wait(60)
+    got = {r["o"]: r["d"] for r in after.records}
+    assert not [o for o in got if o < start + 20], "accepted records delivered again after kill -9"
+    assert set(after.accepted()) == set(range(start + 20, start + 30))
+    assert all(got[o] == 2 for o in held), "the delivery count survives too"
+
+
 def _share_group_describe(bootstrap: str, group: str) -> tuple[int, str, list[str]]:
     """ShareGroupDescribe v1 by hand: (error, state, member ids)."""
     body = raw.uvarint(2) + raw.compact_string(group) + b"\x00" + raw.uvarint(0)

@@ -26,6 +26,7 @@ from moldau.controller.controller import Controller
 from moldau.coordinator.group import GroupCoordinator
 from moldau.coordinator.producer_ids import ProducerIdManager
 from moldau.coordinator.share.manager import ShareManager
+from moldau.coordinator.share.state import ShareStatePersister
 from moldau.coordinator.transaction import TransactionCoordinator
 from moldau.metastore.store import BrokerInfo, ClusterImage, MetaStore, PartitionState, TopicRecord
 from moldau.ports import LeadershipListener, TxnMarkerListener
@@ -92,6 +93,10 @@ class Broker:
         #: KIP-932 share-partitions of the partitions this broker leads
         self.share_manager = ShareManager(self)
         self.group_coordinator.share.member_gone_listeners.append(self.share_manager.member_gone)
+        #: their durable state, in __share_group_state
+        self.share_state = ShareStatePersister(self)
+        self.share_manager.load_state = lambda key: self.share_state.stored(*key)
+        self.share_manager.change_listeners.append(self.share_state.changed)
         #: markers to partition leaders: in-process for ours, WriteTxnMarkers for others'
         self.txn_markers = TxnMarkers(self)
         self.transaction_coordinator = TransactionCoordinator(self)
@@ -105,7 +110,8 @@ class Broker:
         self.controller_channel = ControllerChannel(self.node_id, store, self._endpoint_of)
         #: told when this broker gains or loses a partition's leadership, in metadata
         #: order: the coordinators whose state lives in internal topics
-        self.leadership_listeners: list[LeadershipListener] = [self.group_coordinator, self.transaction_coordinator]
+        self.leadership_listeners: list[LeadershipListener] = [
+            self.group_coordinator, self.transaction_coordinator, self.share_state]
         #: told when a transaction marker is written and replicated on a partition of
         #: __consumer_offsets (moldau.replication.txn_markers): the group coordinator,
         #: which makes the producer's transactional offset commits visible or drops them
@@ -139,6 +145,7 @@ class Broker:
         self.replica_manager.start()
         await self.group_coordinator.start()
         await self.transaction_coordinator.start()
+        self.share_state.start()
 
     async def stop(self) -> None:
         await self.controller_channel.close()

@@ -90,6 +90,7 @@ async def share_fetch(broker: Any, header: Any, request: Any) -> Any:
     manager = broker.share_manager
     try:
         _check_request(broker, header, request)
+        await broker.share_state.ready()
         session = manager.open_session(request.group_id, request.member_id, request.share_session_epoch)
     except KafkaError as exc:
         return _fetch.Response(throttle_time_ms=0, error_code=int(exc.code), error_message=exc.message,
@@ -98,6 +99,8 @@ async def share_fetch(broker: Any, header: Any, request: Any) -> Any:
     names: dict[uuid.UUID, str] = broker.topic_names_by_id
     ids = {v: k for k, v in names.items()}
     ack_results = _apply_acks(broker, header, request, request.topics)
+    if ack_results:
+        broker.share_state.flush()
     final = request.share_session_epoch == -1
     errors: dict[tuple[uuid.UUID, int], ErrorCode] = {}
     for topic in request.topics:
@@ -161,6 +164,7 @@ async def share_fetch(broker: Any, header: Any, request: Any) -> Any:
                     manager.remove_waiter(key, waiter)
             if (group_id, member_id) not in manager.sessions:
                 break
+    broker.share_state.flush()  # before answering: what was acknowledged is in the log
     by_topic: dict[uuid.UUID, list[Any]] = {}
     for key in sorted(set(ack_results) | set(errors) | set(acquired), key=lambda k: (str(k[0]), k[1])):
         tid, index = key
@@ -195,12 +199,14 @@ async def share_acknowledge(broker: Any, header: Any, request: Any) -> Any:
         _check_request(broker, header, request)
         if request.share_session_epoch == 0:
             raise KafkaError(ErrorCode.INVALID_SHARE_SESSION_EPOCH)
+        await broker.share_state.ready()
         manager.open_session(request.group_id, request.member_id, request.share_session_epoch)
     except KafkaError as exc:
         return _ack.Response(throttle_time_ms=0, error_code=int(exc.code), error_message=exc.message, responses=[])
     results = _apply_acks(broker, header, request, request.topics)
     if request.share_session_epoch == -1:
         manager.close_session(request.group_id, request.member_id)
+    broker.share_state.flush()
     by_topic: dict[uuid.UUID, list[Any]] = {}
     for (tid, index), error in results.items():
         by_topic.setdefault(tid, []).append(
