@@ -220,6 +220,44 @@ def test_state_survives_kill9_of_the_broker(make_broker, workers):
     assert all(got[o] == 2 for o in held), "the delivery count survives too"
 
 
+def _set_group_configs(bootstrap: str, group: str, **values: str) -> None:
+    from confluent_kafka.admin import (
+        AdminClient,
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        ResourceType,
+    )
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    entries = [ConfigEntry(k.replace("_", "."), v, incremental_operation=AlterConfigOpType.SET) for k, v in values.items()]
+    futures = admin.incremental_alter_configs([ConfigResource(ResourceType.GROUP, group, incremental_configs=entries)])
+    for f in futures.values():
+        f.result(15)
+
+
+def test_group_configs_earliest_reset_and_lock_duration(sb, workers):
+    from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, ResourceType
+
+    topic, group = unique_topic("earliest"), "g-earliest"
+    create_topic(sb.bootstrap, topic, 1)
+    _produce(sb.bootstrap, topic, 5)  # before the group exists
+    _set_group_configs(sb.bootstrap, group, share_auto_offset_reset="earliest", share_record_lock_duration_ms="5000")
+    admin = AdminClient({"bootstrap.servers": sb.bootstrap})
+    resource = ConfigResource(ResourceType.GROUP, group)
+    described = admin.describe_configs([resource])[resource].result(15)
+    assert described["share.auto.offset.reset"].value == "earliest"
+    assert described["share.auto.offset.reset"].source == ConfigSource.GROUP_CONFIG.value
+    assert described["share.record.lock.duration.ms"].value == "5000"
+    assert described["share.delivery.count.limit"].source == ConfigSource.DEFAULT_CONFIG.value
+    with pytest.raises(Exception, match="share.delivery.count.limit"):
+        _set_group_configs(sb.bootstrap, group, share_delivery_count_limit="1")
+    w = Worker(sb.bootstrap, group, topic, "--idle", "3")
+    workers.append(w)
+    w.wait(60)
+    assert sorted(w.accepted()) == [0, 1, 2, 3, 4]
+
+
 def _share_group_describe(bootstrap: str, group: str) -> tuple[int, str, list[str]]:
     """ShareGroupDescribe v1 by hand: (error, state, member ids)."""
     body = raw.uvarint(2) + raw.compact_string(group) + b"\x00" + raw.uvarint(0)

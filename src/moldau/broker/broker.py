@@ -22,6 +22,8 @@ from moldau.broker.changes import StateChanges
 from moldau.broker.forwarding import ControllerChannel
 from moldau.broker.txn_markers import TxnMarkers
 from moldau.config.broker import BrokerConfig
+from moldau.config.group import GROUP_CONFIG_KIND
+from moldau.config.group import decode as decode_group_configs
 from moldau.controller.controller import Controller
 from moldau.coordinator.group import GroupCoordinator
 from moldau.coordinator.producer_ids import ProducerIdManager
@@ -92,6 +94,8 @@ class Broker:
         self.group_coordinator = GroupCoordinator(self)
         #: KIP-932 share-partitions of the partitions this broker leads
         self.share_manager = ShareManager(self)
+        #: dynamic group configs (IncrementalAlterConfigs on GROUP), by group id
+        self.group_configs: dict[str, dict[str, str]] = {}
         self.group_coordinator.share.member_gone_listeners.append(self.share_manager.member_gone)
         #: their durable state, in __share_group_state
         self.share_state = ShareStatePersister(self)
@@ -279,6 +283,11 @@ class Broker:
                     self.authorizer.add([binding])
         elif kind == QUOTA_KIND:
             self.quotas.apply(key, value)
+        elif kind == GROUP_CONFIG_KIND:  # not security, but the same replicated key/value kind
+            if value is None:
+                self.group_configs.pop(key, None)
+            else:
+                self.group_configs[key] = decode_group_configs(value)
 
     def log_config_for(self, topic: TopicRecord) -> LogConfig:
         return LogConfig.from_properties(self.config.effective_topic_config(topic.configs))

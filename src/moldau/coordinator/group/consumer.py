@@ -415,7 +415,7 @@ class ConsumerGroupManager:
     # -- timers ---------------------------------------------------------------------
 
     def _touch(self, group: ConsumerGroup, member: ConsumerMember) -> None:
-        member.session_deadline = time.monotonic() + self._config("group.consumer.session.timeout.ms") / 1000
+        member.session_deadline = time.monotonic() + self.coordinator.group_config(group.group_id, "consumer.session.timeout.ms") / 1000
         self._arm(group, member)
 
     def _arm(self, group: ConsumerGroup, member: ConsumerMember) -> None:
@@ -475,7 +475,7 @@ class ConsumerGroupManager:
         client_id: str,
         client_host: str,
     ) -> HeartbeatResult:
-        interval = int(self._config("group.consumer.heartbeat.interval.ms"))
+        interval = int(self.coordinator.group_config(group_id, "consumer.heartbeat.interval.ms"))
         if not group_id:
             return HeartbeatResult(ErrorCode.INVALID_REQUEST, "GroupId can't be empty.")
         if server_assignor is not None and server_assignor not in self._assignors():

@@ -29,8 +29,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from moldau.config.group import group_config_value
 from moldau.coordinator.group.classic import ClassicGroup, ClassicGroupManager, GroupState
 from moldau.coordinator.group.hashing import partition_for
 from moldau.coordinator.group.records import (
@@ -109,6 +110,12 @@ class GroupCoordinator:
         if topic is not None:
             return len(topic.partitions)
         return self.broker.config.int("offsets.topic.num.partitions")
+
+    def group_config(self, group_id: str, key: str) -> Any:
+        """A dynamic group config (Kafka's GroupConfig): the group's override set with
+        IncrementalAlterConfigs, else the broker default it stands for."""
+        overrides = getattr(self.broker, "group_configs", {}).get(group_id, {})
+        return group_config_value(self.broker.config, overrides, key)
 
     def partition_of(self, group_id: str) -> int:
         return partition_for(group_id, self.num_partitions)

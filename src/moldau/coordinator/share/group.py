@@ -131,7 +131,7 @@ class ShareGroupManager:
         client_id: str,
         client_host: str,
     ) -> ShareHeartbeatResult:
-        interval = int(self._config("group.share.heartbeat.interval.ms"))
+        interval = int(self.coordinator.group_config(group_id, "share.heartbeat.interval.ms"))
         try:
             if not group_id:
                 raise KafkaError(ErrorCode.INVALID_REQUEST, "GroupId can't be empty.")
@@ -221,7 +221,7 @@ class ShareGroupManager:
 
     def _touch(self, group: ShareGroup, member: ShareMember) -> None:
         member.cancel_timer()
-        timeout = int(self._config("group.share.session.timeout.ms")) / 1000
+        timeout = int(self.coordinator.group_config(group.group_id, "share.session.timeout.ms")) / 1000
         member.timer = asyncio.get_running_loop().call_later(timeout, self._expire, group, member)
 
     def _expire(self, group: ShareGroup, member: ShareMember) -> None:

@@ -21,11 +21,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from moldau.config.group import group_config_value
 from moldau.coordinator.share.partition import Acquired, SharePartition
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.replication.partition import wake
@@ -58,6 +60,18 @@ def batch_bounds(file_slice: Any) -> list[tuple[int, int, int]]:
         out.append((base, base + delta, batch_end - file_slice.position))
         pos = batch_end
     return out
+
+
+_DURATION = re.compile(r"^p(?:(\d+)d)?(?:t(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?)?$")
+
+
+def iso_duration_seconds(text: str) -> float | None:
+    """``PnDTnHnMnS`` (Java's Duration.parse, days and below) in seconds, or None."""
+    m = _DURATION.match(text.strip().lower())
+    if m is None or not any(m.groups()):
+        return None
+    days, hours, minutes, seconds = (float(g) if g else 0.0 for g in m.groups())
+    return days * 86400 + hours * 3600 + minutes * 60 + seconds
 
 
 @dataclass
@@ -94,21 +108,9 @@ class ShareManager:
     # -- configuration ------------------------------------------------------------------
 
     def group_config(self, group_id: str, key: str) -> Any:
-        """A group config (``share.*``), falling back to the broker's ``group.share.*``."""
-        configs = getattr(self.broker, "group_configs", None)
-        if configs is not None:
-            value = configs.get(group_id, {}).get(key)
-            if value is not None:
-                return value
-        broker_key = {
-            "share.record.lock.duration.ms": "group.share.record.lock.duration.ms",
-            "share.delivery.count.limit": "group.share.delivery.count.limit",
-            "share.partition.max.record.locks": "group.share.partition.max.record.locks",
-            "share.auto.offset.reset": None,
-        }[key]
-        if broker_key is None:
-            return "latest"
-        return self.broker.config[broker_key]
+        """A group config (``share.*``): the group's override, else the broker's default."""
+        overrides = getattr(self.broker, "group_configs", {}).get(group_id, {})
+        return group_config_value(self.broker.config, overrides, key)
 
     def lock_duration_ms(self, group_id: str) -> int:
         return int(self.group_config(group_id, "share.record.lock.duration.ms"))
@@ -167,8 +169,7 @@ class ShareManager:
                     start, batches, state_epoch=state_epoch, delivery_limit=limit, max_locks=locks
                 )
             else:
-                reset = str(self.group_config(group_id, "share.auto.offset.reset"))
-                start = partition.log.log_start_offset if reset == "earliest" else partition.high_watermark
+                start = self._reset_offset(str(self.group_config(group_id, "share.auto.offset.reset")), partition)
                 sp = SharePartition(start, delivery_limit=limit, max_locks=locks)
                 sp.version += 1  # a new share-partition is written once, as Kafka initializes it
             self.partitions[key] = sp
@@ -176,6 +177,20 @@ class ShareManager:
                 self._changed(key, sp)
         sp.advance_to(partition.log.log_start_offset)
         return sp
+
+    @staticmethod
+    def _reset_offset(reset: str, partition: Any) -> int:
+        """Where a new share-partition starts (``share.auto.offset.reset``): the log start,
+        the high watermark, or the first record at or after now minus a duration."""
+        if reset == "earliest":
+            return int(partition.log.log_start_offset)
+        if reset.startswith("by_duration:"):
+            seconds = iso_duration_seconds(reset[len("by_duration:"):])
+            if seconds is not None:
+                found = partition.log.offset_for_timestamp(int((time.time() - seconds) * 1000))
+                if found is not None:
+                    return max(int(found[0]), int(partition.log.log_start_offset))
+        return int(partition.high_watermark)
 
     def acquire(
         self, group_id: str, member_id: str, topic: str, index: int, partition: Any, max_records: int, max_bytes: int
