@@ -42,9 +42,12 @@ BATCH_OVERHEAD = 12
 HEADER_BYTES = 27
 
 
-def batch_bounds(file_slice: Any) -> list[tuple[int, int, int]]:
-    """``(base offset, last offset, end position in the slice)`` of each whole batch of
-    a file slice, read from the headers alone (27 bytes per batch)."""
+def batch_bounds(file_slice: Any, enough: int) -> list[tuple[int, int, int]]:
+    """``(base offset, last offset, end position in the slice)`` of the whole batches at
+    the front of a file slice, read from their headers alone (27 bytes per batch, no
+    record decoded), stopping at the first batch whose last offset reaches ``enough``:
+    a read may hold far more (up to the client's fetch.max.bytes) than one acquisition
+    takes."""
     fd = file_slice.file.fileno()
     pos, end = file_slice.position, file_slice.position + file_slice.size
     out = []
@@ -58,6 +61,8 @@ def batch_bounds(file_slice: Any) -> list[tuple[int, int, int]]:
             break
         (delta,) = _LAST_DELTA.unpack_from(head, 23)
         out.append((base, base + delta, batch_end - file_slice.position))
+        if base + delta >= enough:
+            break
         pos = batch_end
     return out
 
@@ -212,7 +217,10 @@ class ShareManager:
         if read.records is None:
             return FetchResult(None, 0, [])
         file_slice = read.records.chunks[0]
-        bounds = batch_bounds(file_slice)
+        # enough batches for max_records from the read's start, or for the in-flight limit
+        enough = max(start + max_records - 1, sp.start_offset + sp.max_locks - 1) if start < sp.end_offset \
+            else start + min(max_records, max(sp.max_locks - sp.in_flight, 1)) - 1
+        bounds = batch_bounds(file_slice, enough)
         if not bounds:
             return FetchResult(None, 0, [])
         lock_until = now + self.lock_duration_ms(group_id) / 1000
@@ -267,7 +275,9 @@ class ShareManager:
     def _changed(self, key: ShareKey, sp: SharePartition) -> None:
         """After a change: wake fetches if something became available, re-arm the
         lock timer, tell the persister."""
-        if sp.first_available() is not None:
+        # an acknowledgement, release or expiry may let a waiting fetch acquire (records
+        # became AVAILABLE, or the in-flight count fell below the lock limit)
+        if sp.has_available(0x7FFFFFFFFFFFFFFF):
             for fut in self._waiters.get(key, ()):
                 wake(fut)
         deadline = sp.next_deadline()
