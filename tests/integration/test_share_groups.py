@@ -4,7 +4,7 @@ One broker per module with a short acquisition lock (3 s) and a delivery-count l
 of 3; each test has its own topic and group. Share consumers run as subprocesses
 (tests/integration/share_worker.py) under an interpreter with confluent-kafka >= 2.16
 (``.venv-share``, made by scripts/test; quixstreams pins the test venv's below 2.13).
-Cost: about 40 s on 2 busy cores.
+Cost: about 65 s on 2 busy cores (one kill -9 test has its own broker).
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def _synced(bootstrap: str, topic: str, workers: list[Worker]) -> int:
 def test_three_share_consumers_split_records_each_accepted_once(sb, workers):
     topic, group = unique_topic("split"), "g-split"
     create_topic(sb.bootstrap, topic, 1)
-    workers += [Worker(sb.bootstrap, group, topic, "--idle", "5") for _ in range(3)]
+    workers += [Worker(sb.bootstrap, group, topic, "--idle", "3") for _ in range(3)]
     start = _synced(sb.bootstrap, topic, workers)
     _produce(sb.bootstrap, topic, 10_000)
     for w in workers:
@@ -158,7 +158,7 @@ def test_rejected_and_poison_records_are_not_delivered_again(sb, workers):
     start = _synced(sb.bootstrap, topic, workers)
     w.kill()
     rejected, poison = start + 1, start + 2
-    w = Worker(sb.bootstrap, group, topic, "--idle", "5", "--reject", str(rejected), "--release-always", str(poison))
+    w = Worker(sb.bootstrap, group, topic, "--idle", "3", "--reject", str(rejected), "--release-always", str(poison))
     workers.append(w)
     _produce(sb.bootstrap, topic, 10)
     w.wait(60)
@@ -306,3 +306,83 @@ def test_share_group_is_described_and_listed(sb, workers):
     error, state, members = _share_group_describe(sb.bootstrap, group)
     assert (error, state) == (0, "Stable")
     assert _share_group_describe(sb.bootstrap, "no-such-group")[0] == 69
+
+
+# -- share-group offsets by hand (confluent-kafka 2.16's AdminClient has no such calls) --
+
+def _call(bootstrap: str, api: int, body: bytes) -> raw.Reader:
+    with raw.connect(bootstrap) as s:
+        s.sendall(raw.request(api, 0, 9, body, flexible=True))
+        answer = raw.read_response(s)
+    assert answer is not None
+    r = raw.Reader(answer[1])
+    r.skip_tagged_fields()  # response header v1
+    r.i32()  # throttle
+    return r
+
+
+def _cstr(r: raw.Reader) -> str | None:
+    n = r.uvarint()
+    return None if n == 0 else r.take(n - 1).decode()
+
+
+def _describe_offsets(bootstrap: str, group: str, topic: str) -> tuple[int, dict[int, tuple[int, int]]]:
+    body = (raw.uvarint(2) + raw.compact_string(group) + raw.uvarint(2) + raw.compact_string(topic)
+            + raw.uvarint(2) + raw.i32(0) + raw.uvarint(0) + raw.uvarint(0) + raw.uvarint(0))
+    r = _call(bootstrap, 90, body)
+    assert r.uvarint() == 2
+    assert _cstr(r) == group
+    result = {}
+    for _ in range(r.uvarint() - 1):
+        _cstr(r)
+        r.take(16)
+        for _ in range(r.uvarint() - 1):
+            index, start, _epoch, error = r.i32(), r.i64(), r.i32(), r.i16()
+            _cstr(r)
+            r.skip_tagged_fields()
+            result[index] = (start, error)
+        r.skip_tagged_fields()
+    return r.i16(), result
+
+
+def _alter_offsets(bootstrap: str, group: str, topic: str, offset: int) -> int:
+    body = (raw.compact_string(group) + raw.uvarint(2) + raw.compact_string(topic) + raw.uvarint(2)
+            + raw.i32(0) + raw.i64(offset) + raw.uvarint(0) + raw.uvarint(0) + raw.uvarint(0))
+    r = _call(bootstrap, 91, body)
+    assert r.uvarint() == 2
+    _cstr(r)
+    r.take(16)
+    assert r.uvarint() == 2
+    r.i32()
+    return r.i16()
+
+
+def _delete_offsets(bootstrap: str, group: str, topic: str) -> int:
+    body = raw.compact_string(group) + raw.uvarint(2) + raw.compact_string(topic) + raw.uvarint(0) + raw.uvarint(0)
+    return _call(bootstrap, 92, body).i16()
+
+
+def test_share_group_offsets_alter_delete_and_delete_group(sb, workers):
+    from confluent_kafka.admin import AdminClient
+
+    topic, group = unique_topic("offsets"), "g-offsets"
+    create_topic(sb.bootstrap, topic, 1)
+    _produce(sb.bootstrap, topic, 10)
+    _set_group_configs(sb.bootstrap, group, share_auto_offset_reset="earliest")
+    w = Worker(sb.bootstrap, group, topic, "--idle", "3")
+    workers.append(w)
+    w.wait(60)
+    assert sorted(w.accepted()) == list(range(10))
+    assert _describe_offsets(sb.bootstrap, group, topic) == (0, {0: (10, 0)})
+    # the worker closed (left the group): the group is empty, its offsets can move
+    assert wait_until(lambda: _alter_offsets(sb.bootstrap, group, topic, 6) == 0, timeout=20)
+    assert _describe_offsets(sb.bootstrap, group, topic) == (0, {0: (6, 0)})
+    again = Worker(sb.bootstrap, group, topic, "--idle", "3")
+    workers.append(again)
+    again.wait(60)
+    assert sorted(again.accepted()) == [6, 7, 8, 9]
+    assert wait_until(lambda: _delete_offsets(sb.bootstrap, group, topic) == 0, timeout=20)
+    assert _describe_offsets(sb.bootstrap, group, topic) == (0, {0: (-1, 0)})
+    admin = AdminClient({"bootstrap.servers": sb.bootstrap})
+    admin.delete_consumer_groups([group], request_timeout=10)[group].result(15)
+    assert _share_group_describe(sb.bootstrap, group)[0] == 69  # GROUP_ID_NOT_FOUND

@@ -101,6 +101,7 @@ class Broker:
         self.share_state = ShareStatePersister(self)
         self.share_manager.load_state = lambda key: self.share_state.stored(*key)
         self.share_manager.change_listeners.append(self.share_state.changed)
+        self.group_coordinator.share.deleted_listeners.append(self._share_group_deleted)
         #: markers to partition leaders: in-process for ours, WriteTxnMarkers for others'
         self.txn_markers = TxnMarkers(self)
         self.transaction_coordinator = TransactionCoordinator(self)
@@ -120,6 +121,13 @@ class Broker:
         #: __consumer_offsets (moldau.replication.txn_markers): the group coordinator,
         #: which makes the producer's transactional offset commits visible or drops them
         self.txn_marker_listeners: list[TxnMarkerListener] = [self.group_coordinator]
+
+    def _share_group_deleted(self, group_id: str) -> None:
+        """DeleteGroups removed a share group: its share-partition state goes too."""
+        keys = set(self.share_state.keys_of(group_id))
+        keys.update((t, p) for g, t, p in self.share_manager.partitions if g == group_id)
+        self.share_manager.drop(lambda k: k[0] == group_id)
+        self.share_state.delete(group_id, sorted(keys))
 
     # lifecycle ------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from moldau.handlers import (  # noqa: F401 - imported for registration
     scram_credentials,
     share_fetch,
     share_group,
+    share_offsets,
     topics,
     transactions,
     write_txn_markers,

@@ -345,8 +345,8 @@ class GroupCoordinator:
         ]
         records.append((encode_group_key(group_id), None))
         current = self.groups.get(group_id)
-        if current is not None and not isinstance(current, ClassicGroup):
-            records += self.consumer.tombstones(current)
+        if current is not None and current.group_type == "consumer":
+            records += self.consumer.tombstones(current)  # type: ignore[arg-type]
         self._append(group_id, records)
         group = self.groups.pop(group_id, None)
         if isinstance(group, ClassicGroup):
@@ -590,10 +590,12 @@ class GroupCoordinator:
             return ErrorCode.NON_EMPTY_GROUP
         try:
             if not isinstance(group, ClassicGroup):
-                self.consumer.shutdown(group)
+                self.consumer.shutdown(group)  # type: ignore[arg-type]
             self._delete_group(group_id)
         except KafkaError as exc:
             return exc.code
+        if group.group_type == "share":
+            self.share.deleted(group_id)
         self.log.info("group %s deleted", group_id)
         return ErrorCode.NONE
 

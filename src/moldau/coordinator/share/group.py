@@ -104,6 +104,8 @@ class ShareGroupManager:
         self.coordinator = coordinator
         #: called with (group id, member id) when a member leaves or is fenced
         self.member_gone_listeners: list[Callable[[str, str], None]] = []
+        #: called with the group id when DeleteGroups deleted a share group
+        self.deleted_listeners: list[Callable[[str], None]] = []
 
     def _config(self, key: str) -> Any:
         return self.coordinator.broker.config[key]
@@ -238,6 +240,10 @@ class ShareGroupManager:
         self._maybe_new_target(group)
         for listener in self.member_gone_listeners:
             listener(group.group_id, member.member_id)
+
+    def deleted(self, group_id: str) -> None:
+        for listener in self.deleted_listeners:
+            listener(group_id)
 
     def shutdown(self, group: ShareGroup) -> None:
         for m in group.members.values():

@@ -272,6 +272,10 @@ class ShareManager:
             if not waiters:
                 del self._waiters[key]
 
+    def changed(self, key: ShareKey, sp: SharePartition) -> None:
+        """Tell the waiters, the lock timer and the persister that ``sp`` changed."""
+        self._changed(key, sp)
+
     def _changed(self, key: ShareKey, sp: SharePartition) -> None:
         """After a change: wake fetches if something became available, re-arm the
         lock timer, tell the persister."""

@@ -50,6 +50,9 @@ from moldau.protocol.messages.scram_credentials import (
     DESCRIBE_USER_SCRAM_CREDENTIALS,
 )
 from moldau.protocol.messages.share import (
+    ALTER_SHARE_GROUP_OFFSETS,
+    DELETE_SHARE_GROUP_OFFSETS,
+    DESCRIBE_SHARE_GROUP_OFFSETS,
     SHARE_ACKNOWLEDGE,
     SHARE_FETCH,
     SHARE_GROUP_DESCRIBE,
@@ -122,6 +125,9 @@ _APIS: tuple[Api, ...] = (
     SHARE_GROUP_DESCRIBE,
     SHARE_FETCH,
     SHARE_ACKNOWLEDGE,
+    DESCRIBE_SHARE_GROUP_OFFSETS,
+    ALTER_SHARE_GROUP_OFFSETS,
+    DELETE_SHARE_GROUP_OFFSETS,
 )
 
 ALL_APIS: dict[int, Api] = {api.key: api for api in _APIS}

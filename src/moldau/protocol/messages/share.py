@@ -166,3 +166,86 @@ SHARE_ACKNOWLEDGE = Api(
             rack: string? default=null
     """,
 )
+
+# -- share-group offsets (admin) ----------------------------------------------------------
+# As stored in Kafka's specs at version 0 (the admin APIs of KIP-932; confluent-kafka
+# 2.16's AdminClient does not call them yet).
+
+DESCRIBE_SHARE_GROUP_OFFSETS = Api(
+    key=90,
+    name="DescribeShareGroupOffsets",
+    versions="0",
+    flexible="0+",
+    request="""
+        groups: []DescribeShareGroupOffsetsRequestGroup
+            group_id: string
+            topics: []DescribeShareGroupOffsetsRequestTopic?
+                topic_name: string
+                partitions: []int32
+    """,
+    response="""
+        throttle_time_ms: int32
+        groups: []DescribeShareGroupOffsetsResponseGroup
+            group_id: string
+            topics: []DescribeShareGroupOffsetsResponseTopic
+                topic_name: string
+                topic_id: uuid
+                partitions: []DescribeShareGroupOffsetsResponsePartition
+                    partition_index: int32
+                    start_offset: int64
+                    leader_epoch: int32
+                    error_code: int16
+                    error_message: string? default=null
+            error_code: int16
+            error_message: string? default=null
+    """,
+)
+
+ALTER_SHARE_GROUP_OFFSETS = Api(
+    key=91,
+    name="AlterShareGroupOffsets",
+    versions="0",
+    flexible="0+",
+    request="""
+        group_id: string
+        topics: []AlterShareGroupOffsetsRequestTopic
+            topic_name: string
+            partitions: []AlterShareGroupOffsetsRequestPartition
+                partition_index: int32
+                start_offset: int64
+    """,
+    response="""
+        throttle_time_ms: int32
+        responses: []AlterShareGroupOffsetsResponseTopic
+            topic_name: string
+            topic_id: uuid
+            partitions: []AlterShareGroupOffsetsResponsePartition
+                partition_index: int32
+                error_code: int16
+                error_message: string? default=null
+    """,
+)
+
+DELETE_SHARE_GROUP_OFFSETS = Api(
+    key=92,
+    name="DeleteShareGroupOffsets",
+    versions="0",
+    flexible="0+",
+    request="""
+        group_id: string
+        topics: []DeleteShareGroupOffsetsRequestTopic
+            topic_name: string
+    """,
+    response="""
+        throttle_time_ms: int32
+        error_code: int16
+        error_message: string? default=null
+        responses: []DeleteShareGroupOffsetsResponseTopic
+            topic_name: string
+            topic_id: uuid
+            partitions: []DeleteShareGroupOffsetsResponsePartition
+                partition_index: int32
+                error_code: int16
+                error_message: string? default=null
+    """,
+)
