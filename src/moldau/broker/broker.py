@@ -116,7 +116,7 @@ class Broker:
         #: told when this broker gains or loses a partition's leadership, in metadata
         #: order: the coordinators whose state lives in internal topics
         self.leadership_listeners: list[LeadershipListener] = [
-            self.group_coordinator, self.transaction_coordinator, self.share_state]
+            self.group_coordinator, self.transaction_coordinator, self.share_state, self.share_manager]
         #: told when a transaction marker is written and replicated on a partition of
         #: __consumer_offsets (moldau.replication.txn_markers): the group coordinator,
         #: which makes the producer's transactional offset commits visible or drops them

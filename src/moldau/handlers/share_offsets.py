@@ -46,6 +46,8 @@ def start_offset(broker: Any, group_id: str, topic: str, index: int) -> int:
 
 
 async def _check_group(broker: Any, header: Any, group_id: str, operation: Any) -> ShareGroup | None:
+    if not broker.config.bool("group.share.enable"):
+        raise KafkaError(ErrorCode.UNSUPPORTED_VERSION, "Share groups are not enabled.")
     refused = authz.group_error(broker, header, operation, group_id)
     if refused is not None:
         raise KafkaError(refused)

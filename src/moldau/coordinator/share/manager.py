@@ -313,6 +313,17 @@ class ShareManager:
             if timer is not None:
                 timer.cancel()
 
+    def leadership_changed(self, topic: str, index: int, is_leader: bool) -> None:
+        """Share-partitions live with the partition's leadership: one this broker stops
+        leading is dropped (the new leader starts from the persisted state)."""
+        if not is_leader:
+            self.drop(lambda k: k[1] == topic and k[2] == index)
+
+    def topic_removed(self, name: str) -> None:
+        self.drop(lambda k: k[1] == name)
+        for session in self.sessions.values():
+            session.partitions = {tp for tp in session.partitions if tp[0] != name}
+
     def stop(self) -> None:
         for timer in self._timers.values():
             timer.cancel()

@@ -185,6 +185,13 @@ class ShareStatePersister:
         if is_leader:
             self._load(index)
 
+    def topic_removed(self, name: str) -> None:
+        """A user topic's share-partition states are dropped from memory (the records
+        stay in the log until a tombstone or compaction); nothing else to do here."""
+        record_ids = {k for k in self.states if self.broker.topic_names_by_id.get(k[1]) == name}
+        for key in record_ids:
+            self.states.pop(key, None)
+
     def _load(self, index: int) -> None:
         self._loading[index] = asyncio.ensure_future(self._load_partition(index))
 
