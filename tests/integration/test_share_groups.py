@@ -349,6 +349,10 @@ def _alter_offsets(bootstrap: str, group: str, topic: str, offset: int) -> int:
     body = (raw.compact_string(group) + raw.uvarint(2) + raw.compact_string(topic) + raw.uvarint(2)
             + raw.i32(0) + raw.i64(offset) + raw.uvarint(0) + raw.uvarint(0) + raw.uvarint(0))
     r = _call(bootstrap, 91, body)
+    top = r.i16()
+    _cstr(r)
+    if top:
+        return top
     assert r.uvarint() == 2
     _cstr(r)
     r.take(16)

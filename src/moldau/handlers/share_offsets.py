@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 from moldau.coordinator.share.group import ShareGroup
+from moldau.coordinator.share.partition import ACKNOWLEDGED, ARCHIVED
 from moldau.handlers import authorize as authz
 from moldau.handlers.registry import codec_for, handles
 from moldau.protocol.errors import ErrorCode, KafkaError
@@ -34,15 +35,21 @@ _APartition = _ATopic.of("partitions")
 
 _delete = codec_for(ALL_APIS[92])
 _XTopic = _delete.Response.of("responses")
-_XPartition = _XTopic.of("partitions")
 
 
-def start_offset(broker: Any, group_id: str, topic: str, index: int) -> int:
+def start_and_lag(broker: Any, group_id: str, topic: str, index: int, high_watermark: int) -> tuple[int, int]:
+    """The share-partition start offset and lag (KIP-1226: records from the SPSO to the
+    high watermark not yet acknowledged or archived), -1 and -1 if never initialized."""
     live = broker.share_manager.partitions.get((group_id, topic, index))
     if live is not None:
-        return int(live.start_offset)
-    stored = broker.share_state.stored(group_id, topic, index)
-    return int(stored[0]) if stored is not None else -1
+        start, batches = int(live.start_offset), live.state_batches()
+    else:
+        stored = broker.share_state.stored(group_id, topic, index)
+        if stored is None:
+            return -1, -1
+        start, batches = int(stored[0]), stored[2]
+    finished = sum(last - first + 1 for first, last, state, _count in batches if state in (ACKNOWLEDGED, ARCHIVED))
+    return start, max(high_watermark - start - finished, 0)
 
 
 async def _check_group(broker: Any, header: Any, group_id: str, operation: Any) -> ShareGroup | None:
@@ -59,7 +66,7 @@ async def _check_group(broker: Any, header: Any, group_id: str, operation: Any) 
     return group
 
 
-@handles(ALL_APIS[90], 0, 0)
+@handles(ALL_APIS[90], 0, 1)
 async def describe_share_group_offsets(broker: Any, header: Any, request: Any) -> Any:
     groups = []
     for g in request.groups:
@@ -94,7 +101,9 @@ async def describe_share_group_offsets(broker: Any, header: Any, request: Any) -
                 elif record is None or index not in record.partitions:
                     p.error_code = int(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
                 else:
-                    p.start_offset = start_offset(broker, g.group_id, name, index)
+                    partition = broker.partition(name, index)
+                    hw = partition.high_watermark if partition is not None else -1
+                    p.start_offset, p.lag = start_and_lag(broker, g.group_id, name, index, hw)
                     p.leader_epoch = record.partitions[index].leader_epoch
                 topic.partitions.append(p)
             answer.topics.append(topic)
@@ -102,7 +111,7 @@ async def describe_share_group_offsets(broker: Any, header: Any, request: Any) -
 
 
 def _refuse_alter(request: Any, code: ErrorCode, message: str | None) -> Any:
-    return _alter.Response(throttle_time_ms=0, responses=[
+    return _alter.Response(throttle_time_ms=0, error_code=int(code), error_message=message, responses=[
         _ATopic(topic_name=t.topic_name, topic_id=ZERO_UUID, partitions=[
             _APartition(partition_index=p.partition_index, error_code=int(code), error_message=message)
             for p in t.partitions
@@ -147,7 +156,7 @@ async def alter_share_group_offsets(broker: Any, header: Any, request: Any) -> A
                 sp.reset(offset)
                 manager.changed((request.group_id, t.topic_name, p.partition_index), sp)
     broker.share_state.flush()
-    return _alter.Response(throttle_time_ms=0, responses=responses)
+    return _alter.Response(throttle_time_ms=0, error_code=0, responses=responses)
 
 
 @handles(ALL_APIS[92], 0, 0)
@@ -164,12 +173,12 @@ async def delete_share_group_offsets(broker: Any, header: Any, request: Any) -> 
     for t in request.topics:
         record = broker.topics.get(t.topic_name)
         topic = _XTopic(topic_name=t.topic_name, topic_id=record.topic_id if record is not None else ZERO_UUID,
-                        partitions=[])
+                        error_code=0)
         responses.append(topic)
         if record is None:
+            topic.error_code = int(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
             continue
         keys = [(t.topic_name, i) for i in sorted(record.partitions)]
         broker.share_manager.drop(lambda k, name=t.topic_name: k[0] == request.group_id and k[1] == name)
         broker.share_state.delete(request.group_id, keys)
-        topic.partitions = [_XPartition(partition_index=i, error_code=0) for _, i in keys]
     return _delete.Response(throttle_time_ms=0, error_code=0, responses=responses)

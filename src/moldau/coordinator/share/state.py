@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from moldau.coordinator.group.hashing import partition_for
 from moldau.coordinator.internal_topic import InternalTopicCreator, Unreadable, read_partition
+from moldau.log_throttle import ThrottledLog
 from moldau.protocol.errors import KafkaError
 from moldau.records import RecordInput, build_batch
 
@@ -43,6 +44,8 @@ SNAPSHOT_KEY = 0
 UPDATE_KEY = 1
 
 log = logging.getLogger("moldau.coordinator.share")
+#: every request may hit it in a cluster (see the module docstring): at most 10 lines a minute
+unpersisted_log = ThrottledLog(log, "share-partition states not persisted")
 
 #: (start offset, state epoch, batches) as stored
 StoredState = tuple[int, int, list[tuple[int, int, int, int]]]
@@ -286,7 +289,7 @@ class ShareStatePersister:
     def _append(self, index: int, records: list[tuple[bytes, bytes | None]]) -> None:
         partition = self.broker.partition(STATE_TOPIC, index)
         if partition is None or not partition.is_leader:
-            log.warning("%s-%d is not led here: share-partition state not persisted", STATE_TOPIC, index)
+            unpersisted_log("%s-%d is not led here: share-partition state not persisted", STATE_TOPIC, index)
             return
         now = int(time.time() * 1000)
         batch = build_batch([RecordInput(k, v, (), now) for k, v in records])

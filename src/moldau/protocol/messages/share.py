@@ -85,6 +85,7 @@ SHARE_FETCH = Api(
         max_records: int32
         batch_size: int32
         share_acquire_mode: int8 2+
+        is_renew_ack: bool 2+ default=false
         topics: []FetchTopic
             topic_id: uuid
             partitions: []FetchPartition
@@ -168,13 +169,13 @@ SHARE_ACKNOWLEDGE = Api(
 )
 
 # -- share-group offsets (admin) ----------------------------------------------------------
-# As stored in Kafka's specs at version 0 (the admin APIs of KIP-932; confluent-kafka
-# 2.16's AdminClient does not call them yet).
+# Kafka 4.2's versions (DescribeShareGroupOffsets v1 adds the lag, KIP-1226); confluent-kafka
+# 2.16's AdminClient does not call them yet.
 
 DESCRIBE_SHARE_GROUP_OFFSETS = Api(
     key=90,
     name="DescribeShareGroupOffsets",
-    versions="0",
+    versions="0-1",
     flexible="0+",
     request="""
         groups: []DescribeShareGroupOffsetsRequestGroup
@@ -194,6 +195,7 @@ DESCRIBE_SHARE_GROUP_OFFSETS = Api(
                     partition_index: int32
                     start_offset: int64
                     leader_epoch: int32
+                    lag: int64 1+ default=-1
                     error_code: int16
                     error_message: string? default=null
             error_code: int16
@@ -216,6 +218,8 @@ ALTER_SHARE_GROUP_OFFSETS = Api(
     """,
     response="""
         throttle_time_ms: int32
+        error_code: int16
+        error_message: string? default=null
         responses: []AlterShareGroupOffsetsResponseTopic
             topic_name: string
             topic_id: uuid
@@ -243,9 +247,7 @@ DELETE_SHARE_GROUP_OFFSETS = Api(
         responses: []DeleteShareGroupOffsetsResponseTopic
             topic_name: string
             topic_id: uuid
-            partitions: []DeleteShareGroupOffsetsResponsePartition
-                partition_index: int32
-                error_code: int16
-                error_message: string? default=null
+            error_code: int16
+            error_message: string? default=null
     """,
 )
