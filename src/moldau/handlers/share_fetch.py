@@ -17,9 +17,10 @@ from typing import Any
 
 from moldau.handlers.authorize import GROUP, READ, TOPIC, allowed
 from moldau.handlers.registry import codec_for, handles
-from moldau.protocol.errors import ErrorCode, KafkaError
+from moldau.protocol.errors import ErrorCode, KafkaError, to_kafka_error
 from moldau.protocol.messages import ALL_APIS
 from moldau.replication.partition import wake
+from moldau.storage.errors import OffsetOutOfRangeError
 
 SHARE_FETCH = ALL_APIS[78]
 SHARE_ACKNOWLEDGE = ALL_APIS[79]
@@ -138,8 +139,8 @@ async def share_fetch(broker: Any, header: Any, request: Any) -> Any:
                     continue
                 try:
                     got = manager.acquire(group_id, member_id, name, index, partition, records_left, remaining_bytes)
-                except KafkaError as exc:
-                    errors[(tid, index)] = exc.code
+                except (KafkaError, OffsetOutOfRangeError) as exc:
+                    errors[(tid, index)] = to_kafka_error(exc).code
                     continue
                 if got.acquired:
                     acquired[(tid, index)] = got
