@@ -106,6 +106,11 @@ class Broker:
         #: __consumer_offsets (moldau.replication.txn_markers): the group coordinator,
         #: which makes the producer's transactional offset commits visible or drops them
         self.txn_marker_listeners: list[TxnMarkerListener] = [self.group_coordinator]
+        #: start-up progress, for /readyz: the metadata image applied, every log recovered
+        self.metadata_loaded = False
+        self.storage_recovered = False
+        #: how long loading (and recovering) the local logs took, for /metrics
+        self.log_recovery_seconds = 0.0
 
     # lifecycle ------------------------------------------------------------------------
 
@@ -120,12 +125,16 @@ class Broker:
             self._apply_dynamic_configs()
         except ValueError as exc:
             log.error("ignoring stored dynamic broker configs: %s", exc)
+        self.metadata_loaded = True
         configs = {t.name: self.log_config_for(t) for t in image.topics.values()}
+        recovery_started = time.perf_counter()
         await asyncio.to_thread(self.log_manager.load, configs)
+        self.log_recovery_seconds = time.perf_counter() - recovery_started
         self._checkpointed_hw = self.hw_checkpoint.read()
         for topic in image.topics.values():
             self.apply_topic(topic)
         self._checkpointed_hw.clear()  # topics not applied now are deleted or not ours
+        self.storage_recovered = True
         self._tasks.append(asyncio.ensure_future(self._background_flusher()))
         self._tasks.append(asyncio.ensure_future(self._retention_loop()))
         self._tasks.append(asyncio.ensure_future(self._producer_expiration_loop()))
