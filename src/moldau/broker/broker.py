@@ -17,6 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from moldau.broker.changes import StateChanges
 from moldau.broker.forwarding import ControllerChannel
@@ -36,6 +37,7 @@ from moldau.security.acl import ACL_KIND, AclBinding
 from moldau.security.authorizer import create_authorizer
 from moldau.security.quotas import QUOTA_KIND, ClientQuotas
 from moldau.server.listeners import Listener
+from moldau.stats import BrokerStats
 from moldau.storage.cleaner import CleanerConfig, LogCleaner
 from moldau.storage.config import LogConfig
 from moldau.storage.log_manager import LogManager
@@ -106,6 +108,10 @@ class Broker:
         #: __consumer_offsets (moldau.replication.txn_markers): the group coordinator,
         #: which makes the producer's transactional offset commits visible or drops them
         self.txn_marker_listeners: list[TxnMarkerListener] = [self.group_coordinator]
+        #: counters for /metrics, updated on the hot paths (moldau.stats)
+        self.stats = BrokerStats(config.bool("moldau.metrics.enable"))
+        #: the Kafka listeners' open connections (set by the runner), for /metrics
+        self.connection_registry: Any = None
         #: start-up progress, for /readyz: the metadata image applied, every log recovered
         self.metadata_loaded = False
         self.storage_recovered = False

@@ -118,9 +118,10 @@ async def serve(
     pool = MemoryPool(config.int("queued.max.request.bytes"))
     registry = ConnectionRegistry(lambda: connection_settings(config))
     dispatcher = Dispatcher(broker)
+    broker.connection_registry = registry
     for listener in listeners:
         server = KafkaServer(
-            dispatcher,
+            dispatcher.measured if dispatcher.stats is not None else dispatcher,
             listener.host,
             listener.port,
             config.int("socket.request.max.bytes"),
