@@ -99,7 +99,9 @@ class HttpServer:
             self.app,
             access_log=None,
             shutdown_timeout=2.0,
-            keepalive_timeout=settings.idle_timeout_s,
+            # the guard closes idle connections; aiohttp's own timer (armed at accept only
+            # in its recent versions) stays as a backstop
+            keepalive_timeout=settings.idle_timeout_s * 3,
             max_line_size=MAX_LINE_BYTES,
             max_field_size=MAX_LINE_BYTES,
             max_headers=MAX_HEADERS,
