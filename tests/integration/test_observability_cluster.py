@@ -12,7 +12,14 @@ import json
 from confluent_kafka.admin import NewTopic
 
 from .broker_process import free_port
-from .kafka_helpers import Rec, admin_client, assert_delivered, confluent_produce, unique_topic, wait_until
+from .kafka_helpers import (
+    Rec,
+    admin_client,
+    assert_delivered,
+    confluent_produce,
+    unique_topic,
+    wait_until,
+)
 from .test_observability import get, scrape, value
 
 
