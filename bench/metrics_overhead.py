@@ -14,7 +14,8 @@ Each run does both workloads on both brokers, in alternating order:
 Reported: msgs/s and the broker's CPU seconds per million messages (from /proc: user +
 system of the broker process), medians over ``--runs``, and on/off ratios. The machine
 is shared: compare only within one run; CPU per message is the steadier number.
-Run: ``.venv/bin/python bench/metrics_overhead.py [--seconds 8] [--runs 3]``.
+Run: ``.venv/bin/python bench/metrics_overhead.py [--seconds 8] [--runs 3]``;
+``--scrape-topics 1000`` instead times ``/metrics`` on a broker with that many topics.
 """
 
 from __future__ import annotations
@@ -133,11 +134,87 @@ def produce(broker: Moldau, topic: str, seconds: float, small: bool) -> tuple[fl
     return count / elapsed, cpu / count * 1e6
 
 
+def _probe_while(broker: Moldau, work: object) -> float:
+    """The worst ApiVersions (v0) round trip on the Kafka listener while ``work()`` runs."""
+    frame = (2 + 2 + 4 + 2 + 5).to_bytes(4, "big") + bytes([0, 18, 0, 0, 0, 0, 0, 1, 0, 5]) + b"probe"
+    stop = threading.Event()
+    worst = [0.0]
+
+    def probe() -> None:
+        with socket.create_connection(("127.0.0.1", broker.port)) as s:
+            while not stop.is_set():
+                started = time.perf_counter()
+                s.sendall(frame)
+                size = int.from_bytes(s.recv(4, socket.MSG_WAITALL), "big")
+                s.recv(size, socket.MSG_WAITALL)
+                worst[0] = max(worst[0], time.perf_counter() - started)
+                time.sleep(0.002)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    try:
+        work()  # type: ignore[operator]
+    finally:
+        stop.set()
+        thread.join(10)
+    return worst[0]
+
+
+def scrape_cost(topics: int) -> None:
+    """Create ``topics`` topics of one partition with a committed offset each, then time
+    ``/metrics`` (the scrape runs on the broker's event loop, so this is also how long it
+    holds the loop)."""
+    broker = Moldau(True)
+    try:
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        names = [f"scrape-{i:05d}" for i in range(topics)]
+        for start in range(0, topics, 100):
+            batch = [NewTopic(n, 1, 1) for n in names[start:start + 100]]
+            for future in admin.create_topics(batch, request_timeout=60).values():
+                future.result(timeout=60)
+        p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
+        for name in names:
+            p.produce(name, b"x" * 100)
+        p.flush(60)
+        from confluent_kafka import Consumer, TopicPartition
+
+        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "scrape-group"})
+        c.commit(offsets=[TopicPartition(n, 0, 1) for n in names], asynchronous=False)
+        c.close()
+        quiet = _probe_while(broker, lambda: time.sleep(3))
+        times: list[float] = []
+        timings: list[str] = []
+        size = [0]
+
+        def scrape_ten() -> None:
+            for _ in range(10):
+                started = time.perf_counter()
+                with urllib.request.urlopen(broker.http + "/metrics", timeout=30) as answer:
+                    size[0] = len(answer.read())
+                    timings.append(answer.headers.get("Server-Timing", ""))
+                times.append(time.perf_counter() - started)
+
+        busy = _probe_while(broker, scrape_ten)
+        print(f"/metrics with {topics} topics (+50 __consumer_offsets partitions), one group on all: "
+              f"median {statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms, "
+              f"{size[0] / 1e6:.1f} MB")
+        print("broker's Server-Timing (ms):", "; ".join(timings[:5]))
+        print(f"ApiVersions round trip meanwhile (every 2 ms): max {busy * 1000:.1f} ms; "
+              f"without scrapes: max {quiet * 1000:.1f} ms")
+    finally:
+        broker.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--scrape-topics", type=int, default=0,
+                        help="only time /metrics on a broker with this many topics")
     args = parser.parse_args()
+    if args.scrape_topics:
+        scrape_cost(args.scrape_topics)
+        return
     names = ("produce 1KiB p6 acks=1", "small requests 100B acks=1")
     results: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for run in range(args.runs):

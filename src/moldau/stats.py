@@ -51,6 +51,12 @@ class Histogram:
     def count(self) -> int:
         return sum(self.counts)
 
+    def copy(self) -> Histogram:
+        twin = Histogram(self.bounds)
+        twin.counts = list(self.counts)
+        twin.total = self.total
+        return twin
+
 
 class LockedHistogram(Histogram):
     """A :class:`Histogram` observed from several threads."""

@@ -7,11 +7,13 @@ import asyncio
 import json
 
 import aiohttp
+from prometheus_client import generate_latest
 
 from moldau.broker.broker import Broker, Endpoint
 from moldau.config.broker import BrokerConfig
 from moldau.handlers.registry import Dispatcher
 from moldau.http.health import Readiness
+from moldau.http.metrics import make_registry
 from moldau.http.server import HttpServer, HttpSettings, parse_address
 from moldau.metastore.memory import MemoryMetaStore
 
@@ -62,9 +64,12 @@ def test_each_broker_has_its_own_metrics(tmp_path):
         finally:
             for s in servers:
                 await s.stop()
-        assert 'kafka_server_brokertopicmetrics_messagesin_total{topic="only-in-one"} 7.0' in first
+        assert 'kafka_server_brokertopicmetrics_messagesin_total{topic="only-in-one"} 7\n' in first
         assert "only-in-one" not in second
         assert "process_cpu_seconds_total" in first
+        # the same through prometheus-client's own path: a registry per broker
+        assert b'messagesin_total{topic="only-in-one"} 7.0' in generate_latest(make_registry(one))
+        assert b"only-in-one" not in generate_latest(make_registry(two))
 
     asyncio.run(scenario())
 
