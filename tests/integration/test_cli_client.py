@@ -147,6 +147,9 @@ def test_produce_json_records_and_consume_json(cli_broker: Broker, tmp_path: Pat
     assert sorted((g["partition"], g["offset"], g["key"], g["value"], g["headers"], g["timestamp"]) for g in got) \
         == sorted((i % 3, i // 3, f"k{i}", json.dumps({"n": i}), [["h", str(i)]], 1_700_000_000_000 + i)
                   for i in range(6))
+    paced = as_json(moldau("produce", topic, "--rate", "40", "--format", "json", broker=cli_broker,
+                           input="".join(json.dumps({"value": str(i)}) + "\n" for i in range(21))))
+    assert paced["records"] == 21 and paced["seconds"] >= 0.48  # the 21st record waits 20/40 s
     bad = moldau("produce", topic, "--format", "json", input="{not json\n", broker=cli_broker, rc=1)
     assert "line 1 is not JSON" in bad.stderr
 

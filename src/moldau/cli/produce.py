@@ -138,9 +138,8 @@ def produce(topic: str, path: Path | None, key_separator: str | None, headers: t
                 args = {"key": key, "value": value, "headers": list(common_headers)}
             if partition is not None and "partition" not in args:
                 args["partition"] = partition
-            if rate is not None:
-                wait = started + sent / rate - time.monotonic()
-                if wait > 0:
+            if rate is not None:  # poll returns early when it serves a delivery: wait in a loop
+                while (wait := started + sent / rate - time.monotonic()) > 0:
                     producer.poll(wait)
             while True:
                 try:
