@@ -99,3 +99,13 @@ def test_help_lists_the_client_commands() -> None:
     done = subprocess.run([sys.executable, "-m", "moldau", "--help"], capture_output=True, text=True, timeout=30)
     for name in ("serve", "cluster", "topic", "produce", "consume", "group"):
         assert f"  {name} " in done.stdout
+
+
+def test_every_connection_option_is_documented() -> None:
+    from pathlib import Path
+
+    from moldau.cli.topics import list_
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "13-cli.md").read_text()
+    options = [opt for param in list_.params for opt in param.opts if param.name not in ("fmt", "internal")]
+    assert options and all(f"`{opt}" in doc or f", {opt}" in doc for opt in options), options
