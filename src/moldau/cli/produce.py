@@ -110,11 +110,12 @@ def produce(topic: str, path: Path | None, key_separator: str | None, headers: t
         s[2] = max(s[2], msg.offset())
 
     source: IO[bytes] = open(path, "rb") if path is not None else sys.stdin.buffer  # noqa: SIM115
-    show = progress if progress is not None else (path is not None and sys.stderr.isatty())
     total = path.stat().st_size if path is not None else 0
+    # a bar needs a length: a file's size (stdin's is unknown, so never there)
+    show = bool(total) and (progress if progress is not None else sys.stderr.isatty())
     sent = 0
     started = time.monotonic()
-    bar = click.progressbar(length=total or None, label=f"producing to {topic}", file=sys.stderr) if show else None
+    bar = click.progressbar(length=total, label=f"producing to {topic}", file=sys.stderr) if show else None
     try:
         if bar is not None:
             bar.__enter__()

@@ -126,8 +126,13 @@ def _offsets(client: Any, conn: Conn, tps: list[Any], spec: Any) -> dict[int, in
     if not tps:
         return {}
     futures = client.list_offsets({tp: spec for tp in tps}, request_timeout=conn.timeout)
-    return {tp.partition: result(f, conn, f"offsets of {tp.topic}[{tp.partition}]").offset
-            for tp, f in futures.items()}
+    found = {}
+    for tp, f in futures.items():
+        try:  # a partition without a leader has no offsets to tell: "-", not a failed describe
+            found[tp.partition] = result(f, conn, f"offsets of {tp.topic}[{tp.partition}]").offset
+        except CliError:
+            continue
+    return found
 
 
 @topic.command("describe")
