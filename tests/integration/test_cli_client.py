@@ -169,11 +169,12 @@ def test_consume_start_positions_count_and_follow(cli_broker: Broker) -> None:
     assert read("-o", "@1970-01-01T00:16:48Z") == ["8:v8", "9:v9"]  # 1 008 000 ms
     assert read("-o", "3", "-n", "2") == ["3:v3", "4:v4"]
     # --follow waits at the end for new records; -n ends it
-    follower = subprocess.Popen([*broker_command(), "consume", topic, "-o", "latest", "--follow", "-n", "2",
+    # (from offset 10, the end: no race with the produce below however slow the start)
+    follower = subprocess.Popen([*broker_command(), "consume", topic, "-o", "10", "--follow", "-n", "2",
                                  "-f", "%v\\n", "-b", cli_broker.bootstrap],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(2.0)  # the follower has reached the end and waits
+        time.sleep(1.0)  # long enough to have reached the end, where it waits
         assert follower.poll() is None
         moldau("produce", topic, input="new1\nnew2\n", broker=cli_broker)
         out, err = follower.communicate(timeout=30)
