@@ -207,7 +207,9 @@ def metadata(client: Any, conn: Conn, watch: ErrorWatch, topic: str | None = Non
     deadline = time.monotonic() + conn.timeout
     while True:
         try:
-            return client.list_topics(topic=topic, timeout=min(0.25, max(0.05, deadline - time.monotonic())))
+            found = client.list_topics(topic=topic, timeout=min(0.25, max(0.05, deadline - time.monotonic())))
+            watch.errors.clear()  # what went wrong before the cluster answered is history now
+            return found
         except ck.KafkaException as exc:
             client.poll(0)
             bad = watch.fatal()

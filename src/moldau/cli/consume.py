@@ -227,7 +227,9 @@ def consume(ctx: click.Context, topics: tuple[str, ...], group: str | None, part
         while count is None or seen < count:
             msg = consumer.poll(0.2)
             if msg is None:
-                bad = watch.fatal()
+                # before the first answer a lost cluster ends the command; once reading, a
+                # broker that restarts is librdkafka's to reconnect to (as kcat keeps going)
+                bad = watch.fatal() if not seen and not at_end else None
                 if bad is not None:
                     raise unreachable(conn, bad)
                 if group and not assigned and not follow and time.monotonic() > deadline:

@@ -29,7 +29,6 @@ from moldau.cli.client import (
     kafka,
     metadata,
     table,
-    unreachable,
 )
 
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
@@ -150,11 +149,8 @@ def produce(topic: str, path: Path | None, key_separator: str | None, headers: t
                     producer.poll(0.1)
             sent += 1
             producer.poll(0)
-            if errors:
+            if errors:  # a broker lost on the way: librdkafka retries until message.timeout.ms
                 break
-            bad = watch.fatal()
-            if bad is not None:
-                raise unreachable(conn, bad)
         remaining = producer.flush(conn.timeout + 5)
     except ck.KafkaException as exc:
         raise CliError(error_sentence(exc, f"producing to {topic!r}")) from None
