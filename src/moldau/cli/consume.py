@@ -167,11 +167,14 @@ def start_offsets(consumer: Any, tps: list[Any], start: tuple[str, int], timeout
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="text: -f's format; json: one JSON object per record.")
 @click.option("--read-committed", is_flag=True, help="Skip records of aborted transactions.")
+@click.option("--progress/--no-progress", default=None,
+              help="With -n, a progress bar on stderr (default: when stdout is redirected and "
+                   "stderr is a terminal).")
 @connection_options
 @click.pass_context
 def consume(ctx: click.Context, topics: tuple[str, ...], group: str | None, partitions: tuple[int, ...],
             start: str, count: int | None, follow: bool, template: str, fmt: str, read_committed: bool,
-            conn: Conn) -> None:
+            progress: bool | None, conn: Conn) -> None:
     """Print records of TOPICS: assigned partitions, or as a member of a group (-g)."""
     ck = kafka()
     parts = compile_format(template)
@@ -193,6 +196,9 @@ def consume(ctx: click.Context, topics: tuple[str, ...], group: str | None, part
     assigned: set[tuple[str, int]] = set()
     at_end: set[tuple[str, int]] = set()
     seen = 0
+    show = count is not None and (progress if progress is not None
+                                  else sys.stderr.isatty() and not sys.stdout.isatty())
+    bar = click.progressbar(length=count, label="consuming", file=sys.stderr) if show and count else None
     try:
         known = {}
         for t in topics:
@@ -251,6 +257,8 @@ def consume(ctx: click.Context, topics: tuple[str, ...], group: str | None, part
             else:
                 out.write(render(parts, msg))
             out.flush()
+            if bar is not None:
+                bar.update(1)
     except KeyboardInterrupt:
         pass
     except BrokenPipeError:
@@ -258,4 +266,6 @@ def consume(ctx: click.Context, topics: tuple[str, ...], group: str | None, part
     except ck.KafkaException as exc:
         raise CliError(error_sentence(exc, "consuming")) from None
     finally:
+        if bar is not None:
+            bar.render_finish()
         consumer.close()
