@@ -102,17 +102,8 @@ class Conn:
         conf.update(self.extra)
         return conf
 
-    @property
-    def bootstrap_list(self) -> list[tuple[str, int]]:
-        out = []
-        for item in self.brokers.split(","):
-            item = item.strip().split("://")[-1]
-            host, _, port = item.rpartition(":")
-            out.append((host or "127.0.0.1", int(port) if port.isdigit() else 9092))
-        return out
 
-
-def _key_values(items: Iterable[str], hint: str) -> dict[str, str]:
+def key_values(items: Iterable[str], hint: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -153,7 +144,7 @@ def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
                 **kwargs: Any) -> Any:
         conn = Conn(brokers, security_protocol.upper() if security_protocol else None,
                     sasl_mechanism.upper() if sasl_mechanism else None, sasl_username, sasl_password,
-                    tls_ca, tls_cert, tls_key, _key_values(extra, "-X"), timeout)
+                    tls_ca, tls_cert, tls_key, key_values(extra, "-X"), timeout)
         return func(*args, conn=conn, **kwargs)
 
     for option in reversed(options):

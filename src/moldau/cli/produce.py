@@ -22,11 +22,11 @@ from moldau.cli.client import (
     CliError,
     Conn,
     ErrorWatch,
-    _key_values,
     connection_options,
     emit_json,
     error_sentence,
     kafka,
+    key_values,
     metadata,
     table,
 )
@@ -80,7 +80,8 @@ def produce(topic: str, path: Path | None, key_separator: str | None, headers: t
             progress: bool | None, conn: Conn) -> None:
     """Write records to TOPIC, one per line of stdin or --file."""
     ck = kafka()
-    common_headers = [(k, v.encode()) for k, v in _key_values(headers, "-H").items()]
+    key_values(headers, "-H")  # checks the KEY=VALUE form; a header key may repeat, so:
+    common_headers = [(k.strip(), v.encode()) for k, _, v in (h.partition("=") for h in headers)]
     sep = key_separator.encode() if key_separator else None
     watch = ErrorWatch()
     producer = ck.Producer(conn.config(**{

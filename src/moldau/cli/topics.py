@@ -16,12 +16,12 @@ import click
 from moldau.cli.client import (
     CliError,
     Conn,
-    _key_values,
     admin,
     connection_options,
     emit_json,
     format_option,
     kafka,
+    key_values,
     pairs,
     result,
     table,
@@ -48,7 +48,7 @@ def create(names: tuple[str, ...], partitions: int | None, replicas: int | None,
            configs: tuple[str, ...], dry_run: bool, conn: Conn, fmt: str) -> None:
     """Create topics."""
     ck = kafka()
-    settings = _key_values(configs, "-c")
+    settings = key_values(configs, "-c")
     client = admin(conn)
     new = [ck.admin.NewTopic(name, num_partitions=partitions or -1, replication_factor=replicas or -1,
                              config=settings) for name in names]
@@ -175,7 +175,7 @@ def alter_config(name: str, sets: tuple[str, ...], deletes: tuple[str, ...], con
     ck = kafka()
     a = ck.admin
     entries = [a.ConfigEntry(k, v, incremental_operation=a.AlterConfigOpType.SET)
-               for k, v in _key_values(sets, "--set").items()]
+               for k, v in key_values(sets, "--set").items()]
     entries += [a.ConfigEntry(k, None, incremental_operation=a.AlterConfigOpType.DELETE) for k in deletes]
     client = admin(conn)
     resource = a.ConfigResource(a.ResourceType.TOPIC, name, incremental_configs=entries)
