@@ -109,3 +109,19 @@ def test_every_connection_option_is_documented() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "13-cli.md").read_text()
     options = [opt for param in list_.params for opt in param.opts if param.name not in ("fmt", "internal")]
     assert options and all(f"`{opt}" in doc or f", {opt}" in doc for opt in options), options
+
+
+def test_the_client_commands_import_nothing_of_the_broker() -> None:
+    """ARCHITECTURE.md: the command line is a client like any other; the client
+    subcommands reach the cluster only through confluent-kafka (and one socket)."""
+    import ast
+    from pathlib import Path
+
+    import moldau.cli
+
+    folder = Path(moldau.cli.__file__).parent
+    for name in ("client", "topics", "produce", "consume", "groups", "info"):
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+        assert {m for m in imported if m.startswith("moldau")} <= {"moldau.cli.client"}, name

@@ -234,6 +234,9 @@ def test_group_describe_seek_and_a_consumer_starting_from_the_new_offsets(cli_br
     # a consumer of the group starts where the reset put it
     after = moldau("consume", topic, "-g", group, "-f", "%p:%o:%v\\n", broker=cli_broker)
     assert lines(after) == ["1:4:v9"]
+    # an explicit -o wins over the committed offsets, in a group too
+    override = moldau("consume", topic, "-g", group, "-o", "4", "-f", "%p:%o:%v\\n", broker=cli_broker)
+    assert sorted(lines(override)) == ["0:4:v8", "1:4:v9"]
 
     # while the group has a member, --execute refuses (a dry run only warns)
     member = Consumer(consumer_conf(cli_broker.bootstrap, **{"group.id": group, "session.timeout.ms": 6000}))
