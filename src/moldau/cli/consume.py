@@ -158,11 +158,11 @@ def start_offsets(consumer: Any, tps: list[Any], start: tuple[str, int], timeout
 @click.option("-g", "--group", default=None, help="Consume as a member of this group (offsets committed).")
 @click.option("-p", "--partition", "partitions", type=click.IntRange(min=0), multiple=True,
               help="Only this partition (assigned mode); repeatable.")
-@click.option("-o", "--offset", "start", default="earliest", show_default=True,
+@click.option("-o", "--offset", "start", default="earliest", show_default=True, metavar="WHERE",
               help="earliest, latest, N, -N (N before the end) or @TIME (epoch ms or ISO 8601).")
 @click.option("-n", "--count", type=click.IntRange(min=1), default=None, help="Stop after N records.")
 @click.option("--follow", is_flag=True, help="Wait for new records at the end instead of stopping.")
-@click.option("-f", "template", default="%v\\n", show_default=True,
+@click.option("-f", "template", default="%v\\n", show_default=True, metavar="FORMAT",
               help="Output format, as kcat's -f (%k %v %o %p %t %T %h %K %S).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="text: -f's format; json: one JSON object per record.")

@@ -134,7 +134,10 @@ def serve(data_dir: Path, listen: str, advertise: str | None, config_file: Path 
 @click.pass_context
 def cluster(ctx: click.Context, brokers: int, data_dir: Path, port: int, etcd_port: int,
             settings: tuple[str, ...], log_level: str) -> None:
-    """Run a local cluster: etcd plus N brokers, until Ctrl-C (``cluster info``: describe one)."""
+    """Run a local cluster: etcd plus N brokers, until Ctrl-C.
+
+    `moldau cluster info -b HOST:PORT` describes any cluster instead.
+    """
     if ctx.invoked_subcommand is not None:
         return  # `moldau cluster info ...` asks any cluster; its options are its own
     from moldau.cli.local_cluster import ClusterError, LocalCluster, run_local_cluster
