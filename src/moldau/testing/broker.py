@@ -41,6 +41,17 @@ STOP_TIMEOUT_S = 30.0
 log = logging.getLogger(__name__)
 
 
+#: What a test broker changes from Kafka's defaults, as Confluent's and testcontainers'
+#: single-node set-ups do: internal topics of one partition (a fresh broker's first
+#: group commit creates ``__consumer_offsets``: 50 partitions cost ~0.2 s, one ~5 ms) and
+#: no 3 s wait before a new group's first rebalance. A test's own settings win.
+TEST_DEFAULTS: dict[str, str] = {
+    "offsets.topic.num.partitions": "1",
+    "transaction.state.log.num.partitions": "1",
+    "group.initial.rebalance.delay.ms": "0",
+}
+
+
 class BrokerError(RuntimeError):
     """The broker did not start or stop as expected (the message has its log's end)."""
 
@@ -80,7 +91,7 @@ class Broker:
         broker_id: int | None = None,
         log_level: str = "WARNING",
     ) -> None:
-        self.settings = _settings(settings)
+        self.settings = {**TEST_DEFAULTS, **_settings(settings)}
         if broker_id is not None:
             self.settings["node.id"] = self.settings["broker.id"] = str(broker_id)
         self.broker_id = int(self.settings.get("node.id", self.settings.get("broker.id", 1)))
