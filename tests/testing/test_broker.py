@@ -228,3 +228,31 @@ def test_plain_with_broker_start_time() -> None:
         assert second.started_in_s < 0.3, second.started_in_s
         wait_until(lambda: second.is_running(), 1)
     assert first.port and not second.is_running()
+
+
+def test_confluent_kip848_group_takes_a_new_epoch(moldau_broker: Broker) -> None:
+    topic = _topic()
+    create_topic(moldau_broker.bootstrap, topic, partitions=2)
+    _produce(moldau_broker.bootstrap, topic, [b"a"])
+    group = "g-" + topic
+    assigned: list[int] = []
+    c = Consumer({"bootstrap.servers": moldau_broker.bootstrap, "group.id": group, "group.protocol": "consumer",
+                  "auto.offset.reset": "earliest"})
+    c.subscribe([topic], on_assign=lambda consumer, parts: assigned.append(len(parts)))
+    try:
+        msg = None
+        deadline = time.monotonic() + 30
+        while (msg is None or msg.error()) and time.monotonic() < deadline:
+            msg = c.poll(0.2)
+        assert msg is not None and msg.value() == b"a"
+        answer = moldau_broker.rebalance(group)
+        assert answer["protocol"] == "consumer" and answer["epoch"] >= 2
+        _produce(moldau_broker.bootstrap, topic, [b"b"])
+        msg = None
+        deadline = time.monotonic() + 30
+        while (msg is None or msg.error()) and time.monotonic() < deadline:
+            msg = c.poll(0.2)
+        assert msg is not None and msg.value() == b"b"  # still consuming under the new epoch
+        assert sum(assigned) == 2
+    finally:
+        c.close()

@@ -56,3 +56,29 @@ def test_errors_injected_on_one_broker_of_the_cluster(moldau_cluster: Cluster) -
     producer = Producer(producer_conf(moldau_cluster.bootstrap, acks="all"))
     assert _deliver(producer, topic, [b"x"]) == [(None, 0)]
     assert leader.counts()["injected"] == {"0": 2}
+
+
+def test_rebalance_on_the_coordinator(moldau_cluster: Cluster) -> None:
+    import time
+
+    from confluent_kafka import Consumer
+
+    topic = f"t-{uuid.uuid4().hex[:8]}"
+    create_replicated(moldau_cluster.bootstrap, topic)
+    group = "g-" + topic
+    assigned: list[int] = []
+    c = Consumer({"bootstrap.servers": moldau_cluster.bootstrap, "group.id": group,
+                  "auto.offset.reset": "earliest", "heartbeat.interval.ms": 200})
+    c.subscribe([topic], on_assign=lambda consumer, parts: assigned.append(len(parts)))
+    try:
+        deadline = time.monotonic() + 30
+        while not assigned and time.monotonic() < deadline:
+            c.poll(0.1)
+        assert assigned == [1]
+        assert moldau_cluster.rebalance(group)["protocol"] == "classic"
+        deadline = time.monotonic() + 30
+        while len(assigned) < 2 and time.monotonic() < deadline:
+            c.poll(0.1)
+        assert assigned == [1, 1]  # revoked, joined again, assigned again
+    finally:
+        c.close()

@@ -89,7 +89,7 @@ class Broker:
         port: int = 0,
         cluster: str | None = None,
         broker_id: int | None = None,
-        log_level: str = "WARNING",
+        log_level: str = "INFO",
     ) -> None:
         self.settings = {**TEST_DEFAULTS, **_settings(settings)}
         if broker_id is not None:
@@ -282,9 +282,11 @@ class Broker:
         finally:
             self.resume()
 
-    def rebalance(self, group_id: str) -> None:
-        """Force ``group_id`` (coordinated by this broker) to rebalance now."""
-        self.call("rebalance", group_id=group_id)
+    def rebalance(self, group_id: str) -> dict[str, Any]:
+        """Force ``group_id`` (coordinated by this broker) to rebalance now; says which
+        protocol the group speaks and its generation (classic, before the rebalance)
+        or new epoch (KIP-848)."""
+        return dict(self.call("rebalance", group_id=group_id))
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Requests seen and errors injected, per API key."""

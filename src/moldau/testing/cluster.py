@@ -19,6 +19,7 @@ from pathlib import Path
 
 from moldau.metastore.etcd_server import MISSING_ETCD, EtcdProcess, find_etcd
 from moldau.testing.broker import Broker, BrokerError
+from moldau.testing.control import ControlError
 
 SESSION_MS = 2000
 
@@ -32,7 +33,7 @@ class Cluster:
     """``with Cluster(3) as c: ... c.bootstrap ... c.broker(2).kill() ...``"""
 
     def __init__(self, size: int = 3, settings: dict[str, object] | None = None,
-                 log_level: str = "WARNING") -> None:
+                 log_level: str = "INFO") -> None:
         binary = find_etcd()
         if binary is None:
             raise BrokerError(MISSING_ETCD)
@@ -78,6 +79,16 @@ class Cluster:
         """Make ``broker_id`` (an in-sync replica) the leader
         (``rd_kafka_mock_partition_set_leader``); the new leader epoch."""
         return int(self._any_live().call("move_leader", topic=topic, partition=partition, broker_id=broker_id))
+
+    def rebalance(self, group_id: str) -> dict[str, object]:
+        """Force ``group_id`` to rebalance, on whichever broker coordinates it."""
+        for broker in self.brokers:
+            if broker.is_running() and not broker.paused:
+                try:
+                    return broker.rebalance(group_id)
+                except ControlError:
+                    continue
+        raise BrokerError(f"no running broker coordinates group {group_id!r}")
 
     def set_down(self, broker_id: int) -> None:
         """Take a broker down as a crash does (``rd_kafka_mock_broker_set_down``):

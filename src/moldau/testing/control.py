@@ -92,10 +92,11 @@ class Controls:
         return {"seen": {str(k): v for k, v in self.faults.seen.items()},
                 "injected": {str(k): v for k, v in self.faults.injected.items()}}
 
-    def op_rebalance(self, group_id: str) -> str:
+    def op_rebalance(self, group_id: str) -> dict[str, Any]:
         """Make a consumer group rebalance now, as a new member joining would: a classic
         group goes to PreparingRebalance (members see REBALANCE_IN_PROGRESS on their next
-        heartbeat), a KIP-848 group gets a new epoch."""
+        heartbeat and join again); a KIP-848 group gets a new group epoch and target
+        assignment, which members take up on their next heartbeat."""
         coordinator = self.broker.group_coordinator
         group = coordinator.groups.get(group_id)
         if group is None:
@@ -103,9 +104,10 @@ class Controls:
         if hasattr(group, "group_epoch"):
             coordinator.consumer._bump(group)
             coordinator.consumer._maybe_new_target(group)
-            return "bumped"
+            coordinator.consumer._flush()
+            return {"protocol": "consumer", "epoch": int(group.group_epoch)}
         coordinator.classic.prepare_rebalance(group, "forced by moldau.testing")
-        return str(group.state.name)
+        return {"protocol": "classic", "generation": int(group.generation_id)}
 
     async def op_move_leader(self, topic: str, partition: int, broker_id: int) -> int:
         """Make ``broker_id`` (an in-sync replica) the partition's leader; its new epoch."""
