@@ -19,6 +19,7 @@ process broker is SIGKILLed and SIGSTOPped for real.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import shutil
@@ -50,6 +51,20 @@ TEST_DEFAULTS: dict[str, str] = {
     "transaction.state.log.num.partitions": "1",
     "group.initial.rebalance.delay.ms": "0",
 }
+
+
+#: brokers not closed yet: at exit a process is killed (it runs in a session of its own,
+#: so nothing else would end it) and the temp folder removed
+_UNCLOSED: set[Broker] = set()
+
+
+@atexit.register
+def _clean_up_leftovers() -> None:
+    for broker in list(_UNCLOSED):
+        with contextlib.suppress(Exception):
+            if broker.process:
+                broker.kill()
+            shutil.rmtree(broker.work_dir, ignore_errors=True)
 
 
 class BrokerError(RuntimeError):
@@ -107,6 +122,7 @@ class Broker:
         self.control_path = self.work_dir / "control.sock"
         self.started_in_s = 0.0
         self.paused = False
+        _UNCLOSED.add(self)
         # a thread broker
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -196,6 +212,7 @@ class Broker:
             if self._client is not None:
                 self._client.close()
             shutil.rmtree(self.work_dir, ignore_errors=True)
+            _UNCLOSED.discard(self)
 
     def __enter__(self) -> Broker:
         if not self.is_running():
