@@ -86,3 +86,16 @@ def test_metadata_error_per_topic() -> None:
 def test_join_group_top_level() -> None:
     got = _roundtrip(11, 5, error_answer(HANDLERS[11], _request(11, group_id="g"), ErrorCode.REBALANCE_IN_PROGRESS))
     assert got.error_code == 27
+
+
+@pytest.mark.parametrize(("key", "version", "fields", "array", "key_field"), [
+    (15, 5, {"groups": ["g", "h"]}, "groups", "group_id"),            # DescribeGroups
+    (42, 2, {"groups_names": ["g"]}, "results", "group_id"),          # DeleteGroups
+    (20, 5, {"topic_names": ["a", "b"]}, "responses", "name"),        # DeleteTopics before v6
+    (65, 0, {"transactional_ids": ["x"]}, "transaction_states", "transactional_id"),
+])
+def test_entries_named_by_strings(key: int, version: int, fields: dict, array: str, key_field: str) -> None:
+    got = _roundtrip(key, version, error_answer(HANDLERS[key], _request(key, **fields),
+                                                ErrorCode.COORDINATOR_NOT_AVAILABLE))
+    names = next(iter(fields.values()))
+    assert [(getattr(e, key_field), e.error_code) for e in getattr(got, array)] == [(n, 15) for n in names]

@@ -42,6 +42,7 @@ _KEYS: tuple[frozenset[str], ...] = (
     frozenset({"resource_type"}),
     frozenset({"member_id"}),
     frozenset({"group_instance_id"}),
+    frozenset({"key"}),
 )
 #: APIs whose top-level error_code means something else than the request's failure
 #: (Fetch's is about fetch sessions): the error goes to their entries only, unless the
@@ -106,11 +107,35 @@ def _mirror(request: Any, cls: type[Struct], code: int, top: bool, entries_only:
                     entries.append(entry)
                 setattr(out, f.name, entries)
                 named_entries = named_entries or bool(entries)
-                break
+                if entries:
+                    break
+            if not getattr(out, f.name) and keys:
+                entries = _from_names(request, sub, keys, code)
+                setattr(out, f.name, entries)
+                named_entries = named_entries or bool(entries)
     if top and entries_only and not named_entries and "error_code" in {f.name for f in cls._fields}:
         out.error_code = code
     _fill_string_keys(request, out, code)
     return out
+
+
+def _from_names(request: Any, cls: type[Struct], keys: dict[frozenset[str], str], code: int) -> list[Any]:
+    """Entries for a request that names them in an array of strings (DescribeGroups'
+    ``groups``, DeleteTopics' ``topic_names``, DescribeTransactions'
+    ``transactional_ids``): one per name, in the entry's first key field."""
+    lists = [getattr(request, f.name) for f in type(request)._fields
+             if f.is_array and f.type == "string" and getattr(request, f.name)]
+    if len(lists) != 1:
+        return []
+    key_field = next(f.name for f in cls._fields if any(f.name in g for g in keys))
+    entries = []
+    for name in lists[0]:
+        entry = cls()
+        setattr(entry, key_field, name)
+        if "error_code" in {f.name for f in cls._fields}:
+            entry.error_code = code
+        entries.append(entry)
+    return entries
 
 
 def _fill_string_keys(request: Any, out: Any, code: int) -> None:
