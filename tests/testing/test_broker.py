@@ -198,9 +198,25 @@ def test_kill_and_restart_keeps_acknowledged_records(moldau_broker_factory, proc
     assert all(e is None for e, _ in _produce(broker.bootstrap, topic, values, acks="all"))
     broker.kill()
     assert not broker.is_running()
+    assert not (broker.data_dir / ".kafka_cleanshutdown").exists()  # an unclean stop: logs recovered
     broker.start()
     got = confluent_consume(broker.bootstrap, topic, len(values))
     assert [g.value for g in got] == values
+
+    # paused (SIGSTOP for a process): nothing answered until resumed, then delivered
+    p = Producer(producer_conf(broker.bootstrap))
+    done: list[tuple[object, int]] = []
+    p.produce(topic, b"before", partition=0, on_delivery=lambda e, m: done.append((e, m.offset())))
+    assert p.flush(20) == 0
+    with broker.paused_for():
+        p.produce(topic, b"paused", partition=0, on_delivery=lambda e, m: done.append((e, m.offset())))
+        p.poll(1.0)
+        assert len(done) == 1
+    assert p.flush(20) == 0
+    assert done == [(None, 200), (None, 201)]
+    assert broker.drop_connections() >= 1
+    broker.stop()
+    assert (broker.data_dir / ".kafka_cleanshutdown").exists()
 
 
 def test_async_with_broker() -> None:
