@@ -197,9 +197,10 @@ class ServeHooks:
 
 
 async def _crash(broker: Broker, servers: list[KafkaServer], follower: object) -> None:
-    """Stop like a killed process: connections cut, no controlled shutdown, no final
-    flush, checkpoint or clean-shutdown marker; only the data directory's lock is let go
-    (the kernel would release it) so that a restart can take it."""
+    """Stop like a killed process: connections cut, no controlled shutdown, no fsync,
+    checkpoint or clean-shutdown marker. What the kernel would release is let go (the
+    data directory's lock, the files, the metadata store's connection), and the log
+    cleaner's thread ends, so that the test process can start the broker again."""
     for server in servers:
         if server._server is not None:
             server._server.close()
@@ -209,6 +210,11 @@ async def _crash(broker: Broker, servers: list[KafkaServer], follower: object) -
                 transport.abort()
     with contextlib.suppress(Exception):
         await broker.store.close()
+    if broker.log_cleaner is not None:
+        await asyncio.to_thread(broker.log_cleaner.shutdown)
+    for _, _, partition_log in list(broker.log_manager.logs()):
+        with contextlib.suppress(Exception):
+            partition_log.close()  # handles dropped, nothing fsynced
     lock_fd = broker.log_manager._lock_fd
     if lock_fd is not None:
         os.close(lock_fd)

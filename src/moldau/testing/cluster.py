@@ -122,11 +122,11 @@ class Cluster:
 
     def close(self) -> None:
         try:
-            for broker in self.brokers:
+            for broker in self.brokers:  # killed: everything is removed right after
                 try:
-                    broker.close()
-                except BrokerError:
                     broker.kill()
+                finally:
+                    broker.close()
         finally:
             self.etcd.stop()
             shutil.rmtree(self.work_dir, ignore_errors=True)
