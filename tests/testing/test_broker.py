@@ -42,6 +42,12 @@ def test_confluent_producer_retries_not_leader(moldau_broker: Broker) -> None:
     moldau_broker.fail("Produce", "NOT_LEADER_OR_FOLLOWER", count=3)
     assert _produce(moldau_broker.bootstrap, topic, [b"a", b"b"]) == [(None, 0), (None, 1)]
     assert moldau_broker.counts()["injected"] == {"0": 3}
+    # each error after a delay (rd_kafka_mock_broker_push_request_error_rtts)
+    moldau_broker.push_errors("Produce", "NOT_LEADER_OR_FOLLOWER", "REQUEST_TIMED_OUT", delay_ms=400)
+    began = time.monotonic()
+    assert _produce(moldau_broker.bootstrap, topic, [b"c"]) == [(None, 2)]
+    assert time.monotonic() - began >= 0.8
+    assert moldau_broker.counts()["injected"] == {"0": 5}
 
 
 def test_confluent_producer_gives_up_on_non_retriable(moldau_broker: Broker) -> None:
