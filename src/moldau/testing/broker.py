@@ -109,7 +109,7 @@ class Broker:
         self.settings = {**TEST_DEFAULTS, **_settings(settings)}
         if broker_id is not None:
             self.settings["node.id"] = self.settings["broker.id"] = str(broker_id)
-        self.broker_id = int(self.settings.get("node.id", self.settings.get("broker.id", 1)))
+        self.broker_id = int(self.settings.get("node.id", self.settings.get("broker.id", 0)))
         self.process = process or cluster is not None
         self.cluster_url = cluster
         self.log_level = log_level
