@@ -6,6 +6,7 @@ test's process. Cost: ~25 s on 2 busy cores."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
 
@@ -278,3 +279,22 @@ def test_confluent_kip848_group_takes_a_new_epoch(moldau_broker: Broker) -> None
         assert sum(assigned) == 2
     finally:
         c.close()
+
+
+def test_kafka_python_producer_waits_out_a_broker_set_down(moldau_broker: Broker) -> None:
+    topic = _topic()
+    create_topic(moldau_broker.bootstrap, topic)
+    producer = KafkaProducer(bootstrap_servers=moldau_broker.bootstrap, retries=20, retry_backoff_ms=100,
+                             reconnect_backoff_ms=50, reconnect_backoff_max_ms=200, request_timeout_ms=5000)
+    try:
+        assert producer.send(topic, b"up", partition=0).get(timeout=10).offset == 0
+        assert moldau_broker.set_down() >= 1
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((moldau_broker.host, moldau_broker.port), timeout=2).close()
+        pending = producer.send(topic, b"while down", partition=0)
+        time.sleep(0.5)
+        assert not pending.is_done
+        moldau_broker.set_up()
+        assert pending.get(timeout=20).offset == 1  # reconnected and delivered; nothing was lost
+    finally:
+        producer.close(timeout=5)

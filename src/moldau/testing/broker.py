@@ -270,6 +270,7 @@ class Broker:
         if self.paused:
             self.resume()
         self.call("reset")
+        self.call("set_up")
 
     def set_latency(self, ms: float, api: str | int | None = None) -> None:
         """Answer ``api`` (every API: None) ``ms`` later (``rd_kafka_mock_broker_set_rtt``); 0 ends it."""
@@ -278,6 +279,15 @@ class Broker:
     def drop_connections(self) -> int:
         """Reset every client connection; how many there were."""
         return int(self.call("drop_connections"))
+
+    def set_down(self) -> int:
+        """Refuse connections and reset the open ones until :meth:`set_up`, keeping all
+        state (``rd_kafka_mock_broker_set_down``); how many connections were reset."""
+        return int(self.call("set_down"))
+
+    def set_up(self) -> None:
+        """Accept connections again on the same port (``rd_kafka_mock_broker_set_up``)."""
+        self.call("set_up")
 
     def pause(self) -> None:
         """Stop answering (SIGSTOP for a process, requests held for a thread)."""

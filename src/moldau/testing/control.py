@@ -88,6 +88,21 @@ class Controls:
                     dropped += 1
         return dropped
 
+    async def op_set_down(self) -> int:
+        """Stop listening and reset every connection (``rd_kafka_mock_broker_set_down``):
+        clients see connections refused until :meth:`op_set_up`; the broker keeps its
+        state, as a host cut off the network would. How many connections were reset."""
+        dropped = self.op_drop_connections()
+        for server in self.servers:
+            await server.stop()
+        return dropped + self.op_drop_connections()  # any accepted meanwhile
+
+    async def op_set_up(self) -> None:
+        """Listen again on the same ports (``rd_kafka_mock_broker_set_up``)."""
+        for server in self.servers:
+            if server._server is None or not server._server.is_serving():
+                await server.start()
+
     def op_counts(self) -> dict[str, dict[str, int]]:
         return {"seen": {str(k): v for k, v in self.faults.seen.items()},
                 "injected": {str(k): v for k, v in self.faults.injected.items()}}
