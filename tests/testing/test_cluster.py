@@ -1,7 +1,7 @@
 """A 3-broker ``moldau.testing.Cluster`` (the plugin's module-scoped ``moldau_cluster``):
 moving a partition's leader and taking its broker down reach a producer as Kafka's
 leadership errors, and it keeps delivering, in order, nothing lost. Skipped without
-etcd. Cost: ~15 s (three broker processes, one session timeout)."""
+etcd. Cost: 11-19 s (three broker processes, one session timeout)."""
 
 from __future__ import annotations
 

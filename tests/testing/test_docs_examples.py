@@ -1,7 +1,6 @@
 """The examples of docs/14-testing-plugin.md run as written: every ``python`` block
 that defines tests (and has no ``...`` placeholder) is executed, and each of its
-``test_*`` functions is called with the plugin's fixtures it names. Cost: ~6 s (one
-broker process for the restart example)."""
+``test_*`` functions is called with the plugin's fixtures it names. Cost: 8-14 s."""
 
 from __future__ import annotations
 
