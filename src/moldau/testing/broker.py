@@ -82,7 +82,7 @@ def _settings(settings: dict[str, object] | None) -> dict[str, str]:
     out = {}
     for key, value in (settings or {}).items():
         text = ("true" if value else "false") if isinstance(value, bool) else str(value)
-        out[key.replace("_", ".")] = text
+        out[key if "." in key else key.replace("_", ".")] = text  # listener.name.sasl_ssl... stays
     return out
 
 
