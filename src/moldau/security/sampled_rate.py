@@ -124,6 +124,8 @@ class SampledRate:
         rate = self._total / size
         if rate <= quota:
             return 0.0
+        if quota <= 0:  # a zero quota: Kafka's infinite throttle, bounded by the cap
+            return float("inf") if cap is None else cap
         delay = (rate - quota) / quota * size
         return delay if cap is None else min(delay, cap)
 
