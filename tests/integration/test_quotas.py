@@ -98,9 +98,12 @@ def describe_filter(
     return code, entries
 
 
-def _produce_for(bootstrap: str, topic: str, client_id: str, seconds: float) -> tuple[list[float], list[int]]:
-    """Produce 1 kB records as fast as the client goes for ``seconds``; (the delivery
-    times since the start, the throttle times librdkafka reported)."""
+def _produce_for(
+    bootstrap: str, topic: str, client_id: str, seconds: float, limit: int | None = None
+) -> tuple[list[float], list[int]]:
+    """Produce 1 kB records as fast as the client goes for ``seconds`` (or until
+    ``limit`` records are delivered); (the delivery times since the start, the
+    throttle times librdkafka reported)."""
     throttles: list[int] = []
     p = Producer(producer_conf(bootstrap, **{
         "client.id": client_id, "linger.ms": 5, "batch.size": 16384,
@@ -115,7 +118,7 @@ def _produce_for(bootstrap: str, topic: str, client_id: str, seconds: float) -> 
         if err is None:
             delivered.append(time.monotonic() - start)
 
-    while time.monotonic() - start < seconds:
+    while time.monotonic() - start < seconds and (limit is None or len(delivered) < limit):
         try:
             p.produce(topic, payload, on_delivery=done)
         except BufferError:
@@ -189,23 +192,24 @@ def test_a_producer_converges_to_its_quota_and_others_are_not_slowed(qbroker, to
     assert total <= PRODUCE_RATE * (RUN_S + SAMPLES) * 1.25, total
     assert 0.5 * PRODUCE_RATE <= tail <= 1.35 * PRODUCE_RATE, f"steady rate {tail:.0f} B/s, quota {PRODUCE_RATE}"
 
-    fast_times, fast_throttles = _produce_for(b, topic, "fast", 1.5)
-    print(f"another client id: {len(fast_times) * RECORD} B in 1.5 s")
-    assert len(fast_times) * RECORD > 3 * PRODUCE_RATE * 1.5 and not fast_throttles
+    # 2 MB take ~9 s under the quota
+    fast_times, fast_throttles = _produce_for(b, topic, "fast", 10, limit=2000)
+    print(f"another client id: 2 MB in {fast_times[-1]:.2f} s")
+    assert len(fast_times) >= 2000 and fast_times[-1] < 3.0 and not fast_throttles
 
     # removing the quota lifts it (and it is gone from DescribeClientQuotas)
     assert alter_quotas(b, [("client-id", "slow")], {"producer_byte_rate": None}) == [0]
     assert describe_quotas(b) == (0, [])
-    lifted, lifted_throttles = _produce_for(b, topic, "slow", 1.5)
-    assert len(lifted) * RECORD > 3 * PRODUCE_RATE * 1.5 and not lifted_throttles
+    lifted, lifted_throttles = _produce_for(b, topic, "slow", 10, limit=2000)
+    assert len(lifted) >= 2000 and lifted[-1] < 3.0 and not lifted_throttles
 
 
 def test_a_consumer_converges_to_its_quota_and_sees_the_throttle(qbroker, topic) -> None:
     b = qbroker.bootstrap
     create_topic(b, topic)
     # 4 MB to read, more than 6 s at the quota allow
-    times, _ = _produce_for(b, topic, "filler", 1.5)
-    assert len(times) * RECORD >= 2 * CONSUME_RATE * RUN_S / 3, len(times)
+    times, _ = _produce_for(b, topic, "filler", 20, limit=4000)
+    assert len(times) >= 4000, len(times)
     assert alter_quotas(b, [("client-id", "reader")], {"consumer_byte_rate": CONSUME_RATE}) == [0]
     consumer = KafkaConsumer(topic, bootstrap_servers=b, client_id="reader", group_id=None,
                              auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=100,
