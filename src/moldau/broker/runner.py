@@ -103,7 +103,9 @@ async def serve(
     servers = []
     bound = []
     pool = MemoryPool(config.int("queued.max.request.bytes"))
-    registry = ConnectionRegistry(lambda: connection_settings(config))
+    names = tuple(li.name for li in listeners)
+    registry = ConnectionRegistry(lambda: connection_settings(config, names, inter_name))
+    registry.quotas = broker.quotas  # the ip entities' connection_creation_rate
     dispatcher = Dispatcher(broker)
     for listener in listeners:
         server = KafkaServer(
@@ -300,14 +302,25 @@ def check_connection_configs(config: BrokerConfig) -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def connection_settings(config: BrokerConfig) -> ConnectionSettings:
-    """The connection limits as they stand (dynamic broker configs included)."""
+def connection_settings(
+    config: BrokerConfig, listener_names: tuple[str, ...] = (), inter_broker: str | None = None
+) -> ConnectionSettings:
+    """The connection limits as they stand (dynamic broker configs included); each
+    listener's creation rate is its ``listener.name.<l>.`` value, else the broker's."""
     return ConnectionSettings(
         max_connections=config.int("max.connections"),
         max_per_ip=config.int("max.connections.per.ip"),
         per_ip_overrides=str(config["max.connections.per.ip.overrides"] or ""),
         max_idle_ms=config.int("connections.max.idle.ms"),
         max_creation_rate=config.int("max.connection.creation.rate"),
+        listener_creation_rates={
+            name: int(config.for_listener(name, "max.connection.creation.rate"))  # type: ignore[call-overload]
+            for name in listener_names
+        },
+        protected_listener=inter_broker,
+        listener_count=max(1, len(listener_names)),
+        quota_samples=config.int("quota.window.num"),
+        quota_window_s=float(config.int("quota.window.size.seconds")),
     )
 
 

@@ -60,7 +60,8 @@ def replica_id_of(request: Any, version: int) -> int:
 
 
 async def _read_all(
-    broker: Any, request: Any, version: int, replica_id: int = -1, refused: set[str] | None = None
+    broker: Any, request: Any, version: int, replica_id: int = -1, refused: set[str] | None = None,
+    quota_bytes: float | None = None,
 ) -> tuple[list[Any], int, dict[int, Any]]:
     """One pass over the requested partitions; returns (topics, bytes, partitions read).
 
@@ -70,6 +71,8 @@ async def _read_all(
     watermark, and tells the leader how far that follower is (its fetch offset).
     """
     remaining = request.max_bytes if version >= 3 else 0x7FFFFFFF
+    if quota_bytes is not None:  # Kafka: no more than a consumer quota's window allows
+        remaining = min(remaining, max(1, int(quota_bytes)))
     total = 0
     min_one = True
     topics = []
@@ -162,15 +165,24 @@ async def fetch(broker: Any, header: Any, request: Any) -> Any:
     loop = asyncio.get_running_loop()
     replica_id = replica_id_of(request, version)
     refused = None if broker.authorizer is None else _refusals(broker, header, request, version, replica_id)
+    quota_bytes = None
+    if CONSUMER_BYTE_RATE in broker.quotas.active and replica_id < 0:
+        quota_bytes = broker.quotas.max_value_in_window(CONSUMER_BYTE_RATE, header.connection.principal, header.client_id)
     while True:
-        topics, total, hosted = await _read_all(broker, request, version, replica_id, refused)
+        topics, total, hosted = await _read_all(broker, request, version, replica_id, refused, quota_bytes)
         remaining = deadline - time.monotonic()
         errors = any(p.error_code for t in topics for p in t.partitions)
         if total >= max(request.min_bytes, 1) or remaining <= 0 or errors or not hosted:
             throttle_ms = 0
-            if CONSUMER_BYTE_RATE in broker.quotas.active and replica_id < 0:
-                throttle_ms = broker.quotas.record(CONSUMER_BYTE_RATE, header.connection.principal, header.client_id, total)
-                throttle(header, throttle_ms)
+            if quota_bytes is not None:
+                principal, client_id = header.connection.principal, header.client_id
+                throttle_ms = broker.quotas.record(CONSUMER_BYTE_RATE, principal, client_id, total)
+                if throttle_ms > 0:
+                    # as Kafka: a throttled fetch answers nothing (its bytes are taken back)
+                    # and the consumer asks again once the throttle time has passed
+                    broker.quotas.unrecord(CONSUMER_BYTE_RATE, principal, client_id, total)
+                    throttle(header, throttle_ms)
+                    topics = []
             return _Response(throttle_time_ms=throttle_ms, error_code=0, session_id=0, responses=topics)
         # one future, woken by an append (followers) or a high watermark move (consumers)
         # or by the timer: the long poll of every replica fetch, so no wait_for task
