@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -115,3 +116,51 @@ def test_ip_rate_closes_after_the_throttle_and_uncounts_the_connection() -> None
     now[0] += 0.5  # the throttled one was not counted: 1 in the window, 2 now is 2/s
     assert registry.ip_close_delay("PLAINTEXT", "10.0.0.1") > 0
     assert registry.ip_throttled == 2
+
+
+class ListenerConn(Conn):
+    def __init__(self, now: float, listener: str) -> None:
+        super().__init__(now)
+        self.listener_name = listener
+
+
+def test_slots_broker_wide_per_listener_and_the_protected_listener() -> None:
+    settings = ConnectionSettings(max_connections=3, listener_max_connections={"EXTERNAL": 1},
+                                  protected_listener="BROKER", listener_count=3)
+    registry = ConnectionRegistry(lambda: settings)
+    assert registry.slot_available("EXTERNAL") and registry.slot_available("CLIENT")
+    external = ListenerConn(5.0, "EXTERNAL")
+    assert registry.admit(external, "10.0.0.1") is None
+    assert not registry.slot_available("EXTERNAL")  # its own limit of 1
+    assert registry.slot_available("CLIENT")
+    clients = [ListenerConn(float(i), "CLIENT") for i in range(2)]
+    for c in clients:
+        assert registry.admit(c, "10.0.0.2") is None
+    assert not registry.slot_available("CLIENT")  # broker-wide 3 reached
+    assert not registry.slot_available("CLIENT", pending=0)
+    assert registry.slot_available("BROKER")  # never waits for a broker-wide slot
+    clients[1].busy = True
+    assert registry.admit(ListenerConn(9.0, "BROKER"), "10.0.0.3") is None
+    assert clients[0].closed and not clients[1].closed and not external.closed  # the LRU idle one
+    assert registry.evicted == 1
+    registry.remove(clients[0], "10.0.0.2")
+    registry.remove(external, "10.0.0.1")
+    assert registry.per_listener == {"CLIENT": 1, "BROKER": 1}
+    assert registry.slot_available("EXTERNAL", pending=0)
+    assert not registry.slot_available("EXTERNAL", pending=1)
+
+
+def test_wait_for_slot_returns_when_a_connection_closes() -> None:
+    asyncio.run(_wait_for_slot_returns_when_a_connection_closes())
+
+
+async def _wait_for_slot_returns_when_a_connection_closes() -> None:
+    registry = ConnectionRegistry(lambda: ConnectionSettings(max_connections=1))
+    held = ListenerConn(0.0, "PLAINTEXT")
+    assert registry.admit(held, "10.0.0.1") is None
+    waiter = asyncio.ensure_future(registry.wait_for_slot("PLAINTEXT"))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    registry.remove(held, "10.0.0.1")
+    await asyncio.wait_for(waiter, 0.5)
+    assert registry.blocked == 1

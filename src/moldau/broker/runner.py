@@ -317,6 +317,11 @@ def connection_settings(
             name: int(config.for_listener(name, "max.connection.creation.rate"))  # type: ignore[call-overload]
             for name in listener_names
         },
+        listener_max_connections={
+            name: int(config.for_listener(name, "max.connections"))  # type: ignore[call-overload]
+            for name in listener_names
+            if config.is_set(f"listener.name.{name.lower()}.max.connections")
+        },
         protected_listener=inter_broker,
         listener_count=max(1, len(listener_names)),
         quota_samples=config.int("quota.window.num"),

@@ -16,11 +16,15 @@ Connection creation rates, as Kafka's ConnectionQuotas keeps them, each measured
   address or the default): a connection over it is not counted and is closed after
   the throttle time, without a byte read.
 
-As Kafka's Acceptor and ConnectionQuotas do, a connection over a limit is closed as
-soon as it is accepted, before it can send anything, and the ones already open keep
-working. (Kafka's Acceptor waits for a free slot under the broker-wide limit instead
-of closing; closing at once frees the client's socket sooner and keeps the accept loop
-simple.) Idle connections -- nothing received or sent for ``connections.max.idle.ms``,
+``max.connections`` (broker-wide) and ``listener.name.<l>.max.connections`` are slots,
+as Kafka's ConnectionQuotas keeps them: when a listener has none free, its acceptor
+waits until a connection closes before it takes the next one in (the client waits in
+the kernel's backlog, nothing is refused). The inter-broker listener, when there are
+several, never waits for a broker-wide slot: a connection on it past the limit closes
+the least recently active idle client connection of another listener instead, so
+replication cannot be starved by clients. A connection over ``max.connections.per.ip``
+(or its override) is closed as soon as it is accepted, before it can send anything,
+and the ones already open keep working. Idle connections -- nothing received or sent for ``connections.max.idle.ms``,
 no request in progress -- are closed by a sweep, as Kafka's Selector expires them;
 a negative value disables the sweep.
 
@@ -30,6 +34,8 @@ effect for the next connection.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import logging
 import socket
@@ -61,6 +67,8 @@ class ConnectionSettings:
     max_creation_rate: int = 2**31 - 1
     #: ``listener.name.<l>.max.connection.creation.rate`` as it applies, by listener name
     listener_creation_rates: dict[str, int] = field(default_factory=dict)
+    #: ``listener.name.<l>.max.connections``, for the listeners that set it
+    listener_max_connections: dict[str, int] = field(default_factory=dict)
     #: the inter-broker listener, exempt from the broker-wide rate when there are several
     protected_listener: str | None = None
     listener_count: int = 1
@@ -114,8 +122,54 @@ class ConnectionRegistry:
     #: connections accepted late for a creation rate, and closed for an IP's rate
     throttled: int = 0
     ip_throttled: int = 0
+    #: times an acceptor waited for a free slot (``max.connections``)
+    blocked: int = 0
     _broker_rate: SampledRate | None = None
     _listener_rates: dict[str, SampledRate] = field(default_factory=dict)
+    #: open connections by listener name (``listener.name.<l>.max.connections``)
+    per_listener: dict[str, int] = field(default_factory=dict)
+    #: set when a connection closes: acceptors waiting for a slot look again
+    _freed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: client connections closed to make room for an inter-broker one
+    evicted: int = 0
+
+    def slot_available(self, listener: str, pending: int = 0) -> bool:
+        """Whether ``listener`` may take one more connection in (Kafka's
+        ConnectionQuotas.connectionSlotAvailable); ``pending``: connections this listener
+        accepted that are not registered yet (TLS handshakes under way)."""
+        limits = self.settings()
+        listener_max = limits.listener_max_connections.get(listener)
+        if listener_max is not None and self.per_listener.get(listener, 0) + pending >= listener_max:
+            return False
+        if listener == limits.protected_listener and limits.listener_count > 1:
+            return True
+        return len(self.connections) + pending < limits.max_connections
+
+    async def wait_for_slot(self, listener: str, pending: Callable[[], int] = lambda: 0) -> float:
+        """Wait until ``listener`` has a free connection slot; the seconds waited. The
+        limits are read again at least every second (a dynamic change applies)."""
+        if self.slot_available(listener, pending()):
+            return 0.0
+        started = self.clock()
+        self.blocked += 1
+        while not self.slot_available(listener, pending()):
+            self._freed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._freed.wait(), 1.0)
+        return self.clock() - started
+
+    def wake(self) -> None:
+        """Let waiting acceptors look again (a connection closed, a handshake ended)."""
+        self._freed.set()
+
+    def _evict_for(self, listener: str) -> None:
+        """Close the least recently active idle connection of another listener, to make
+        room for one on the protected (inter-broker) listener."""
+        candidates = [c for c in self.connections.values()
+                      if getattr(c, "listener_name", None) != listener and not c.busy]
+        if candidates:
+            min(candidates, key=lambda c: c.last_active).close()
+            self.evicted += 1
 
     def admit(self, connection: Tracked, ip: str) -> str | None:
         """Register ``connection``; or the reason to refuse it (it is then not registered)."""
@@ -131,11 +185,17 @@ class ConnectionRegistry:
         if count >= per_ip:
             self.refused += 1
             return f"{ip} already has the configured maximum of {per_ip} connections"
+        listener = getattr(connection, "listener_name", "")
+        protected = listener == limits.protected_listener and limits.listener_count > 1
         if len(self.connections) >= limits.max_connections:
-            self.refused += 1
-            return f"the broker already has the configured maximum of {limits.max_connections} connections"
+            if protected:
+                self._evict_for(listener)
+            else:  # only when handshakes outran the acceptor's wait for a slot
+                self.refused += 1
+                return f"the broker already has the configured maximum of {limits.max_connections} connections"
         self.connections[id(connection)] = connection
         self.per_ip[ip] = count + 1
+        self.per_listener[listener] = self.per_listener.get(listener, 0) + 1
         return None
 
     def creation_delay(self, listener: str) -> float:
@@ -187,6 +247,13 @@ class ConnectionRegistry:
     def remove(self, connection: Tracked, ip: str) -> None:
         if self.connections.pop(id(connection), None) is None:
             return
+        listener = getattr(connection, "listener_name", "")
+        on_listener = self.per_listener.get(listener, 0) - 1
+        if on_listener > 0:
+            self.per_listener[listener] = on_listener
+        else:
+            self.per_listener.pop(listener, None)
+        self.wake()
         left = self.per_ip[ip] - 1
         if left:
             self.per_ip[ip] = left

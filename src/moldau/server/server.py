@@ -9,8 +9,9 @@ Each listening socket has its own accept loop (Kafka's Acceptor) rather than the
 loop's built-in one, because connection creation rates are enforced there: over
 ``max.connection.creation.rate`` (broker-wide or the listener's) the loop waits the
 throttle time before it accepts again, so connections are taken in late instead of
-refused; over an IP's ``connection_creation_rate`` the connection is closed after the
-throttle time, unread (see :mod:`moldau.server.limits`).
+refused; with no free slot under ``max.connections`` (broker-wide or the listener's)
+it waits until a connection closes; over an IP's ``connection_creation_rate`` the
+connection is closed after the throttle time, unread (see :mod:`moldau.server.limits`).
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ class KafkaServer:
                 delay = registry.creation_delay(self.listener_name)
                 if delay > 0:
                     await asyncio.sleep(delay)
+                await registry.wait_for_slot(self.listener_name, self._handshakes.__len__)
                 ip = address[0] if isinstance(address, tuple) else "?"
                 close_in = registry.ip_close_delay(self.listener_name, ip)
             except asyncio.CancelledError:
@@ -147,6 +149,7 @@ class KafkaServer:
 
     def _handshake_done(self, task: asyncio.Future[Any]) -> None:
         self._handshakes.discard(task)  # type: ignore[arg-type]
+        self.registry.wake()
         if not task.cancelled() and task.exception() is not None:
             closing_log("connection setup failed on %s: %s", self.listener_name, task.exception())
 
