@@ -6,7 +6,7 @@ implementation independent of Moldau's codec; the rest use real clients
 (confluent-kafka's telemetry, kafka-python's fetch sessions, librdkafka and aiokafka
 consumers of many partitions).
 
-Cost: one module-scoped broker and one short-lived broker; about 20 s.
+Cost: one module-scoped broker, one short-lived broker and a cluster of three; about 30 s.
 """
 
 from __future__ import annotations
@@ -328,3 +328,51 @@ def test_consumers_of_many_partitions_read_everything(shared_broker, topic):
     assert asyncio.run(aiokafka_read()) == everything
 
 
+
+
+# ------------------------------------------------------------ in a cluster
+def test_cluster_pages_and_sessions_on_every_broker(cluster, topic):
+    """Each broker answers DescribeTopicPartitions from the cluster's metadata, and a
+    kafka-python consumer keeps one incremental fetch session with each leader."""
+    from confluent_kafka.admin import NewTopic
+
+    from .cluster_helpers import start_three
+    from .kafka_helpers import admin_client
+
+    brokers = start_three(cluster)
+    bs = brokers[1].bootstrap
+    admin = admin_client(bs)
+    admin.create_topics([NewTopic(topic, num_partitions=6, replication_factor=2)], request_timeout=15)[topic].result(20)
+    meta = {}
+
+    def described() -> bool:
+        md = admin_client(bs).list_topics(topic=topic, timeout=10).topics[topic]
+        meta.update({i: (p.leader, tuple(p.replicas)) for i, p in md.partitions.items()})
+        return len(md.partitions) == 6 and all(p.leader >= 0 for p in md.partitions.values())
+
+    assert wait_until(described, timeout=20)
+    for b in brokers.values():
+        page = kio_wire.call(b.bootstrap, DescribeTopicPartitionsRequest(topics=(TopicRequest(name=topic),),
+                                                                         response_partition_limit=4))
+        got = {p.partition_index: (p.leader_id, p.replica_nodes) for t in page.topics for p in t.partitions}
+        assert got == {i: meta[i] for i in range(4)}
+        assert (page.next_cursor.topic_name, page.next_cursor.partition_index) == (topic, 4)
+    assert len({leader for leader, _ in meta.values()}) > 1  # the consumer fetches from several brokers
+
+    values = {b"%d" % i for i in range(60)}
+    for p in range(6):
+        confluent_produce(bs, topic, [Rec(None, b"%d" % i) for i in range(p, 60, 6)], partition=p, acks="all")
+    consumer = KafkaConsumer(bootstrap_servers=bs, auto_offset_reset="earliest", enable_auto_commit=False,
+                             fetch_max_wait_ms=100)
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(6)])
+        got: set[bytes] = set()
+        deadline = time.monotonic() + 30
+        while got != values and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200).values():
+                got.update(r.value for r in records)
+        assert got == values
+        sessions = [h.next_metadata.session_id for h in consumer._fetcher._session_handlers.values()]  # noqa: SLF001
+        assert len(sessions) > 1 and all(sessions)
+    finally:
+        consumer.close()
