@@ -223,6 +223,25 @@ def test_list_offsets_v11_tiered_timestamps(shared_broker, topic):
     assert ask(list8, -5).error_code == UNSUPPORTED_VERSION  # -5 needs v9
 
 
+def test_describe_cluster_v2_and_describe_log_dirs_v5(shared_broker, topic):
+    from kio.schema.describe_cluster.v2.request import DescribeClusterRequest
+    from kio.schema.describe_log_dirs.v5.request import (
+        DescribableLogDirTopic,
+        DescribeLogDirsRequest,
+    )
+
+    bs = shared_broker.bootstrap
+    create_topic(bs, topic, partitions=1)
+    cluster = kio_wire.call(bs, DescribeClusterRequest(
+        include_cluster_authorized_operations=False, endpoint_type=1, include_fenced_brokers=True))
+    assert cluster.error_code == NONE
+    assert [(b.broker_id, b.is_fenced) for b in cluster.brokers] == [(0, False)]
+    dirs = kio_wire.call(bs, DescribeLogDirsRequest(topics=(DescribableLogDirTopic(topic=topic, partitions=(0,)),)))
+    (result,) = dirs.results
+    assert result.error_code == NONE and result.is_cordoned is False
+    assert [(t.name, [p.partition_index for p in t.partitions]) for t in result.topics] == [(topic, [0])]
+
+
 # ------------------------------------------------------------ fetch sessions (KIP-227)
 def test_incremental_fetch_sessions(shared_broker, topic):
     bs = shared_broker.bootstrap
