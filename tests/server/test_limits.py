@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from moldau.security.quotas import IP, ClientQuotas, entity_key
 from moldau.server.limits import ConnectionRegistry, ConnectionSettings, parse_overrides
 
 
@@ -70,14 +73,45 @@ def test_unreadable_overrides_keep_the_previous_ones() -> None:
     assert registry.admit(Conn(0), "10.0.0.1") is not None
 
 
-def test_connection_creation_rate_admits_that_many_per_second() -> None:
+def test_creation_rate_delays_connections_and_never_refuses_them() -> None:
     now = [10.0]
-    registry = ConnectionRegistry(lambda: ConnectionSettings(max_creation_rate=2), clock=lambda: now[0])
-    conns = [Conn(0) for _ in range(4)]
-    assert registry.admit(conns[0], "a") is None
+    settings = ConnectionSettings(max_creation_rate=2, quota_samples=2)
+    registry = ConnectionRegistry(lambda: settings, clock=lambda: now[0])
+    # a young sensor counts one whole window: two at once are within 2 per second
+    assert registry.creation_delay("PLAINTEXT") == 0
+    assert registry.creation_delay("PLAINTEXT") == 0
+    assert registry.creation_delay("PLAINTEXT") == pytest.approx(0.5)  # (3 - 2) / 2 * 1 s
     now[0] += 0.5
-    assert registry.admit(conns[1], "b") is None
-    assert "max.connection.creation.rate" in (registry.admit(conns[2], "c") or "")
-    now[0] += 0.6  # the first one is more than a second old
-    assert registry.admit(conns[3], "c") is None
-    assert registry.refused == 1
+    assert registry.creation_delay("PLAINTEXT") == pytest.approx(0.5)  # 4 in 1 s: (4-2)/2 * 1
+    assert registry.creation_delay("PLAINTEXT") == pytest.approx(1.0)  # capped at one window
+    assert registry.refused == 0 and registry.throttled == 3
+
+
+def test_listener_rates_and_the_protected_inter_broker_listener() -> None:
+    now = [0.0]
+    settings = ConnectionSettings(
+        max_creation_rate=1, listener_creation_rates={"CLIENTS": 1, "REPLICATION": 100},
+        protected_listener="REPLICATION", listener_count=2, quota_samples=2,
+    )
+    registry = ConnectionRegistry(lambda: settings, clock=lambda: now[0])
+    assert registry.creation_delay("CLIENTS") == 0
+    assert registry.creation_delay("CLIENTS") > 0
+    # the inter-broker listener is not held back by the broker-wide rate
+    assert [registry.creation_delay("REPLICATION") for _ in range(5)] == [0] * 5
+
+
+def test_ip_rate_closes_after_the_throttle_and_uncounts_the_connection() -> None:
+    now = [0.0]
+    quotas = ClientQuotas(clock=lambda: now[0])
+    quotas.samples = 2  # quota.window.num
+    quotas.apply(entity_key(((IP, None),)), json.dumps({"connection_creation_rate": 1}))
+    quotas.apply(entity_key(((IP, "10.0.0.9"),)), json.dumps({"connection_creation_rate": 100}))
+    settings = ConnectionSettings(quota_samples=2)
+    registry = ConnectionRegistry(lambda: settings, clock=lambda: now[0], quotas=quotas)
+    assert registry.ip_close_delay("PLAINTEXT", "10.0.0.1") == 0
+    assert registry.ip_close_delay("PLAINTEXT", "10.0.0.1") == pytest.approx(1.0)  # (2-1)/1 * 1 s
+    assert registry.ip_close_delay("PLAINTEXT", "10.0.0.2") == 0  # each IP its own
+    assert [registry.ip_close_delay("PLAINTEXT", "10.0.0.9") for _ in range(5)] == [0] * 5
+    now[0] += 0.5  # the throttled one was not counted: 1 in the window, 2 now is 2/s
+    assert registry.ip_close_delay("PLAINTEXT", "10.0.0.1") > 0
+    assert registry.ip_throttled == 2

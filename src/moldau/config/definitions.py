@@ -386,6 +386,7 @@ def _listener_setting(defs: dict[str, ConfigDef], key: str, value: str) -> objec
     if rest not in defs:
         _mechanism, _, rest = rest.partition(".")
     definition = defs.get(rest)
-    if definition is None or not rest.startswith(("ssl.", "sasl.", "connections.max.reauth")):
+    if definition is None or not rest.startswith(("ssl.", "sasl.", "connections.max.reauth",
+                                                  "max.connection.creation.rate")):
         raise ValueError(f"Unknown broker configuration {key!r}")
     return definition.parse(value)

@@ -70,7 +70,7 @@ def replica_id_of(request: Any, version: int) -> int:
 
 async def _read_all(
     broker: Any, request: Any, version: int, replica_id: int = -1, refused: set[str] | None = None,
-    wanted: list[Any] | None = None,
+    quota_bytes: float | None = None, wanted: list[Any] | None = None,
 ) -> tuple[list[Any], int, dict[int, Any]]:
     """One pass over the requested partitions; returns (topics, bytes, partitions read).
 
@@ -80,6 +80,8 @@ async def _read_all(
     watermark, and tells the leader how far that follower is (its fetch offset).
     """
     remaining = request.max_bytes if version >= 3 else 0x7FFFFFFF
+    if quota_bytes is not None:  # Kafka: no more than a consumer quota's window allows
+        remaining = min(remaining, max(1, int(quota_bytes)))
     total = 0
     min_one = True
     topics = []
@@ -245,15 +247,26 @@ async def fetch(broker: Any, header: Any, request: Any) -> Any:
     refused = None
     if broker.authorizer is not None:
         refused = _refusals(broker, header, request.topics if wanted is None else wanted, version, replica_id)
+    quota_bytes = None
+    if CONSUMER_BYTE_RATE in broker.quotas.active and replica_id < 0:
+        quota_bytes = broker.quotas.max_value_in_window(CONSUMER_BYTE_RATE, header.connection.principal, header.client_id)
     while True:
-        topics, total, hosted = await _read_all(broker, request, version, replica_id, refused, wanted)
+        topics, total, hosted = await _read_all(broker, request, version, replica_id, refused, quota_bytes, wanted)
         remaining = deadline - time.monotonic()
         errors = any(p.error_code for t in topics for p in t.partitions)
         if total >= max(request.min_bytes, 1) or remaining <= 0 or errors or not hosted:
             throttle_ms = 0
-            if CONSUMER_BYTE_RATE in broker.quotas.active and replica_id < 0:
-                throttle_ms = broker.quotas.record(CONSUMER_BYTE_RATE, header.connection.principal, header.client_id, total)
-                throttle(header, throttle_ms)
+            if quota_bytes is not None:
+                principal, client_id = header.connection.principal, header.client_id
+                throttle_ms = broker.quotas.record(CONSUMER_BYTE_RATE, principal, client_id, total)
+                if throttle_ms > 0:
+                    # as Kafka: a throttled fetch answers nothing (its bytes are taken back)
+                    # and the consumer asks again once the throttle time has passed; a
+                    # full fetch opens no session then, an incremental one keeps its own
+                    broker.quotas.unrecord(CONSUMER_BYTE_RATE, principal, client_id, total)
+                    throttle(header, throttle_ms)
+                    throttled_id = INVALID_SESSION_ID if session is None else session.id
+                    return _Response(throttle_time_ms=throttle_ms, error_code=0, session_id=throttled_id, responses=[])
             session_id = INVALID_SESSION_ID
             if session is not None:
                 session_id = session.id

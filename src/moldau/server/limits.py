@@ -1,11 +1,20 @@
 """Which connections the broker keeps: ``max.connections``, ``max.connections.per.ip``
-(with ``max.connections.per.ip.overrides``), ``max.connection.creation.rate`` and
+(with ``max.connections.per.ip.overrides``), the connection creation rates and
 ``connections.max.idle.ms``.
 
-``max.connection.creation.rate`` counts the connections accepted in the last second,
-broker-wide; one past the rate is closed at once like one past a limit (Kafka's
-Acceptor delays accepting it instead; the client reconnects after its backoff either
-way).
+Connection creation rates, as Kafka's ConnectionQuotas keeps them, each measured by a
+:class:`~moldau.security.sampled_rate.SampledRate` (``quota.window.num`` samples of
+``quota.window.size.seconds``) and throttled by at most one window per connection:
+
+- ``max.connection.creation.rate`` broker-wide, and per listener
+  (``listener.name.<l>.max.connection.creation.rate``, which defaults to the broker-wide
+  value). A connection over either rate is not refused: the listener's acceptor waits
+  the throttle time before it takes it (and the next ones) in, so connections are
+  accepted late, at the rate. The inter-broker listener, when there are several, is
+  exempt from the broker-wide rate (only its own applies), as Kafka protects it.
+- ``connection_creation_rate`` per IP (client quotas on the ``ip`` entity, a given
+  address or the default): a connection over it is not counted and is closed after
+  the throttle time, without a byte read.
 
 As Kafka's Acceptor and ConnectionQuotas do, a connection over a limit is closed as
 soon as it is accepted, before it can send anything, and the ones already open keep
@@ -21,14 +30,15 @@ effect for the next connection.
 
 from __future__ import annotations
 
-import collections
 import ipaddress
 import logging
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+from moldau.security.sampled_rate import SampledRate
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +59,13 @@ class ConnectionSettings:
     per_ip_overrides: str = ""
     max_idle_ms: int = 600_000
     max_creation_rate: int = 2**31 - 1
+    #: ``listener.name.<l>.max.connection.creation.rate`` as it applies, by listener name
+    listener_creation_rates: dict[str, int] = field(default_factory=dict)
+    #: the inter-broker listener, exempt from the broker-wide rate when there are several
+    protected_listener: str | None = None
+    listener_count: int = 1
+    quota_samples: int = 11
+    quota_window_s: float = 1.0
 
 
 def parse_overrides(text: str) -> dict[str, int]:
@@ -92,8 +109,13 @@ class ConnectionRegistry:
     expired: int = 0
     _overrides_text: str = ""
     _overrides: dict[str, int] = field(default_factory=dict)
-    #: when the connections of the last second were accepted (max.connection.creation.rate)
-    _created: collections.deque[float] = field(default_factory=collections.deque)
+    #: the client quotas (``ip`` entities' ``connection_creation_rate``), set by the broker
+    quotas: Any = None
+    #: connections accepted late for a creation rate, and closed for an IP's rate
+    throttled: int = 0
+    ip_throttled: int = 0
+    _broker_rate: SampledRate | None = None
+    _listener_rates: dict[str, SampledRate] = field(default_factory=dict)
 
     def admit(self, connection: Tracked, ip: str) -> str | None:
         """Register ``connection``; or the reason to refuse it (it is then not registered)."""
@@ -112,18 +134,55 @@ class ConnectionRegistry:
         if len(self.connections) >= limits.max_connections:
             self.refused += 1
             return f"the broker already has the configured maximum of {limits.max_connections} connections"
-        if limits.max_creation_rate < 2**31 - 1:
-            now = self.clock()
-            created = self._created
-            while created and created[0] <= now - 1.0:
-                created.popleft()
-            if len(created) >= limits.max_creation_rate:
-                self.refused += 1
-                return f"more than max.connection.creation.rate={limits.max_creation_rate} connections in the last second"
-            created.append(now)
         self.connections[id(connection)] = connection
         self.per_ip[ip] = count + 1
         return None
+
+    def creation_delay(self, listener: str) -> float:
+        """Count a new connection on ``listener`` against ``max.connection.creation.rate``
+        (broker-wide and the listener's); the seconds to wait before accepting it (Kafka's
+        Acceptor blocks that long), at most one quota window."""
+        limits = self.settings()
+        now = self.clock()
+        window = limits.quota_window_s
+        delay = 0.0
+        if not (listener == limits.protected_listener and limits.listener_count > 1):
+            if self._broker_rate is None:
+                self._broker_rate = SampledRate(limits.quota_samples, window)
+            delay = self._broker_rate.record_and_throttle(1, limits.max_creation_rate, now, window)
+        sensor = self._listener_rates.get(listener)
+        if sensor is None:
+            sensor = self._listener_rates[listener] = SampledRate(limits.quota_samples, window)
+        rate = limits.listener_creation_rates.get(listener, limits.max_creation_rate)
+        delay = max(delay, sensor.record_and_throttle(1, rate, now, window))
+        if delay > 0:
+            self.throttled += 1
+        return delay
+
+    def ip_close_delay(self, listener: str, ip: str) -> float:
+        """Count a new connection from ``ip`` against its ``connection_creation_rate``;
+        0 to go on, or the seconds after which to close it: over the rate it is not
+        counted (nor in the broker's and the listener's rates), as in Kafka."""
+        quotas = self.quotas
+        rate = quotas.ip_connection_rate(ip) if quotas is not None else None
+        if rate is None:
+            return 0.0
+        limits = self.settings()
+        now = self.clock()
+        sensor = quotas.ip_sensor(ip, now)
+        delay: float = sensor.record_and_throttle(1, rate, now, limits.quota_window_s)
+        if delay <= 0:
+            return 0.0
+        sensor.record(-1, now)
+        if self._broker_rate is not None and not (
+            listener == limits.protected_listener and limits.listener_count > 1
+        ):
+            self._broker_rate.record(-1, now)
+        listener_rate = self._listener_rates.get(listener)
+        if listener_rate is not None:
+            listener_rate.record(-1, now)
+        self.ip_throttled += 1
+        return delay
 
     def remove(self, connection: Tracked, ip: str) -> None:
         if self.connections.pop(id(connection), None) is None:
