@@ -72,3 +72,11 @@ def test_a_full_cache_evicts_only_idle_or_old_smaller_sessions() -> None:
 
 def test_no_slots_no_sessions() -> None:
     assert FetchSessionCache(0).maybe_create(0, True, True, cached("a", 0)) == INVALID_SESSION_ID
+
+
+def test_sessions_hold_a_bounded_number_of_partitions() -> None:
+    cache = FetchSessionCache(10, max_partitions=3)
+    assert cache.maybe_create(0, False, False, cached("a", 0, 1)) != INVALID_SESSION_ID
+    assert cache.maybe_create(0, False, False, cached("b", 0, 1)) == INVALID_SESSION_ID  # 4 > 3
+    assert cache.maybe_create(0, False, False, cached("b", 0)) != INVALID_SESSION_ID
+    assert not cache.over_budget() and cache.over_budget(1)

@@ -221,7 +221,11 @@ def _session_for(broker: Any, request: Any, version: int) -> tuple[Any, FetchSes
         return _session_error(ErrorCode.INVALID_FETCH_SESSION_EPOCH), None
     if session.uses_topic_ids != (version >= 13):
         return _session_error(ErrorCode.FETCH_SESSION_TOPIC_ID_ERROR), None
+    before = len(session.partitions)
     session.update(request.topics, request.forgotten_topics_data)
+    if len(session.partitions) > before and sessions.over_budget():  # Moldau's bound (see fetch_session)
+        sessions.remove(session.id)
+        return _session_error(ErrorCode.FETCH_SESSION_ID_NOT_FOUND), None
     if not session.partitions:  # nothing left: closed, answered session-less
         sessions.remove(session.id)
         return None, None

@@ -30,6 +30,15 @@ been idle for two minutes; otherwise of the smallest session older than two minu
 (a follower's, "privileged", only for another follower), if the new one is at least as
 large; otherwise no session is made.
 
+Moldau bounds what sessions hold, which Kafka does not: at most
+:data:`MAX_CACHED_PARTITIONS` partitions over all sessions (about 300 bytes each). A
+session that would pass it is not made (id 0: the client goes on with full fetches, as
+when the cache is full), and an incremental request that would grow a session past it
+closes that session (FETCH_SESSION_ID_NOT_FOUND: the client starts over with a full
+fetch). Real consumers stay far below it (a broker hosts at most
+``moldau.max.broker.partitions``); it keeps clients naming made-up partitions from
+making the broker hold memory beyond the requests they send.
+
 Nothing here does I/O; the fetch handler calls it on the event loop, so no locks.
 """
 
@@ -45,6 +54,8 @@ INITIAL_EPOCH = 0
 FINAL_EPOCH = -1
 #: Kafka's MIN_INCREMENTAL_FETCH_SESSION_EVICTION_MS
 EVICTION_MS = 120_000
+#: partitions all sessions may hold together (see above; Moldau's own bound)
+MAX_CACHED_PARTITIONS = 200_000
 
 
 def next_epoch(epoch: int) -> int:
@@ -158,9 +169,11 @@ class FetchSession:
 class FetchSessionCache:
     """At most ``max_entries`` sessions by id, evicted as the module docstring says."""
 
-    def __init__(self, max_entries: int, eviction_ms: int = EVICTION_MS) -> None:
+    def __init__(self, max_entries: int, eviction_ms: int = EVICTION_MS,
+                 max_partitions: int = MAX_CACHED_PARTITIONS) -> None:
         self.max_entries = max_entries
         self.eviction_ms = eviction_ms
+        self.max_partitions = max_partitions
         self.sessions: dict[int, FetchSession] = {}
         self.evictions = 0
 
@@ -177,10 +190,15 @@ class FetchSessionCache:
     def cached_partitions(self) -> int:
         return sum(len(s.partitions) for s in self.sessions.values())
 
+    def over_budget(self, extra: int = 0) -> bool:
+        """Whether the sessions (with ``extra`` partitions more) pass ``max_partitions``;
+        asked only when a session is made or grows, so the sum is rarely taken."""
+        return self.cached_partitions + extra > self.max_partitions
+
     def maybe_create(self, now_ms: int, privileged: bool, uses_topic_ids: bool,
                      partitions: dict[tuple[Any, int], CachedPartition]) -> int:
         """A new session's id, or INVALID_SESSION_ID when there is no room for it."""
-        if self.max_entries <= 0:
+        if self.max_entries <= 0 or self.over_budget(len(partitions)):
             return INVALID_SESSION_ID
         if len(self.sessions) >= self.max_entries and not self._evict(privileged, len(partitions), now_ms):
             return INVALID_SESSION_ID
