@@ -201,6 +201,16 @@ def test_produce_and_fetch_by_topic_id(shared_broker, topic):
     (data,) = partitions_of(answer).values()
     assert data.error_code == 0 and data.high_watermark == 2 and b"one" in data.records and b"two" in data.records
 
+    # a request of more than a thousand entries takes the offloaded (paced) path
+    many = kio_wire.call(bs, produce13.ProduceRequest(
+        transactional_id=None, acks=1, timeout=datetime.timedelta(seconds=10),
+        topic_data=(produce13.TopicProduceData(topic_id=tid, partition_data=tuple(
+            produce13.PartitionProduceData(index=i, records=Records(batch)) for i in range(1200))),)))
+    (answered,) = many.responses
+    assert answered.topic_id == tid
+    codes = [p.error_code for p in answered.partition_responses]
+    assert codes[0] == 0 and set(codes[1:]) == {UNKNOWN_TOPIC} and len(codes) == 1200
+
 
 def test_list_offsets_v11_tiered_timestamps(shared_broker, topic):
     bs = shared_broker.bootstrap
