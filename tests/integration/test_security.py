@@ -515,3 +515,36 @@ def test_scram_credential_errors_and_deletion(secure: SecureBroker) -> None:
     admin.alter_user_scram_credentials([gone])["erin"].result(timeout=10)
     with pytest.raises(KafkaException):
         admin_client(secure.addr("SASL_PLAINTEXT"), **conf).list_topics(timeout=5)
+
+
+def test_the_moldau_cli_connects_with_its_security_options(secure: SecureBroker) -> None:
+    """``moldau`` client subcommands over SASL_SSL, mutual TLS and SASL_PLAINTEXT (-X), and
+    a wrong password as one plain sentence naming the error (docs/13-cli.md)."""
+    import subprocess
+
+    from .broker_process import broker_command
+
+    def moldau(*args: str, rc: int = 0, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([*broker_command(), *args], input=stdin, capture_output=True, text=True, timeout=60)
+        assert done.returncode == rc, done.stderr
+        assert "Traceback" not in done.stderr
+        return done
+
+    ca = str(secure.pki.ca)
+    topic = unique_topic("cli-sec")
+    create_topic(secure.broker.bootstrap, topic)
+    info = json.loads(moldau("cluster", "info", "--format", "json", "-b", secure.addr("SASL_SSL"),
+                             "--sasl-mechanism", "SCRAM-SHA-512", "--user", SCRAM_USER, "--password",
+                             SCRAM_PASSWORD, "--tls-ca", ca).stdout)
+    assert any(v["name"] == "SaslHandshake" for v in info["api_versions"])  # asked over TLS
+    mtls = ["-b", secure.addr("MTLS"), "--tls-ca", ca, "--tls-cert", str(secure.pki.client_cert),
+            "--tls-key", str(secure.pki.client_key)]
+    moldau("produce", topic, "-k", ":", *mtls, stdin="k:over mutual TLS\n")
+    sasl = ["-b", secure.addr("SASL_PLAINTEXT"), "-X", "security.protocol=SASL_PLAINTEXT",
+            "-X", "sasl.mechanism=PLAIN", "-X", "sasl.username=alice", "-X", "sasl.password=alice-secret"]
+    assert moldau("consume", topic, "-f", "%k=%v\\n", *sasl).stdout == "k=over mutual TLS\n"
+    started = time.monotonic()
+    wrong = moldau("topic", "list", "-b", secure.addr("SASL_PLAINTEXT"), "--sasl-mechanism", "PLAIN",
+                   "--user", "alice", "--password", "wrong", rc=1)
+    assert time.monotonic() - started < 8
+    assert "(_AUTHENTICATION)" in wrong.stderr and len(wrong.stderr.strip().splitlines()) == 1

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from moldau.broker.changes import StateChanges
+from moldau.broker.client_metrics import ClientMetrics
 from moldau.broker.forwarding import ControllerChannel
 from moldau.broker.txn_markers import TxnMarkers
 from moldau.config.broker import BrokerConfig
@@ -30,6 +31,7 @@ from moldau.coordinator.transaction import TransactionCoordinator
 from moldau.metastore.store import BrokerInfo, ClusterImage, MetaStore, PartitionState, TopicRecord
 from moldau.ports import LeadershipListener, TxnMarkerListener
 from moldau.protocol.errors import ErrorCode, KafkaError
+from moldau.replication.fetch_session import FetchSessionCache
 from moldau.replication.hw_checkpoint import HighWatermarkCheckpoint
 from moldau.replication.manager import ReplicaManager
 from moldau.replication.partition import Partition
@@ -99,6 +101,9 @@ class Broker:
         self.authorizer = create_authorizer(
             config["authorizer.class.name"], config["super.users"], config.bool("allow.everyone.if.no.acl.found"))  # type: ignore[arg-type]
         self.quotas = ClientQuotas(config)
+        #: KIP-714 client telemetry (the empty subscription) and KIP-227 fetch sessions
+        self.client_metrics = ClientMetrics(config.int("telemetry.max.bytes"))
+        self.fetch_sessions = FetchSessionCache(config.int("max.incremental.fetch.session.cache.slots"))
         #: where metadata writes go when another broker is the controller
         self.controller_channel = ControllerChannel(self.node_id, store, self._endpoint_of)
         #: told when this broker gains or loses a partition's leadership, in metadata

@@ -6,10 +6,13 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import resource
 import signal
 import ssl
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from moldau.broker.broker import Broker, Endpoint
@@ -45,7 +48,10 @@ async def serve(
     advertise: Endpoint | None,
     started: float,
     cluster: str | None = None,
+    hooks: ServeHooks | None = None,
 ) -> None:
+    """Serve until SIGINT/SIGTERM, or with ``hooks`` (an embedded broker) until
+    ``hooks.stop`` is set."""
     import moldau.handlers  # noqa: F401 - registers the API handlers
     from moldau.handlers.registry import Dispatcher
 
@@ -116,7 +122,9 @@ async def serve(
     servers = []
     bound = []
     pool = MemoryPool(config.int("queued.max.request.bytes"))
-    registry = ConnectionRegistry(lambda: connection_settings(config))
+    names = tuple(li.name for li in listeners)
+    registry = ConnectionRegistry(lambda: connection_settings(config, names, inter_name))
+    registry.quotas = broker.quotas  # the ip entities' connection_creation_rate
     dispatcher = Dispatcher(broker)
     broker.connection_registry = registry
     for listener in listeners:
@@ -141,6 +149,8 @@ async def serve(
             raise SystemExit(1) from None
         servers.append(server)
         bound.append(with_bound_port(listener, port))
+    if hooks is not None:
+        dispatcher.faults = hooks.faults
     broker.listeners = bound
     inter = next(li for li in bound if li.name == inter_name)
     broker.listen = Endpoint(inter.host, inter.port)
@@ -163,10 +173,13 @@ async def serve(
             cluster, broker.node_id, broker.controller_id(),
         )
     readiness.serving = True
-    quiet_garbage_collector()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    if hooks is None:
+        quiet_garbage_collector()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    else:  # embedded in a test process: its collector and signals are not ours to change
+        stop = hooks.stop
     log.info(
         "Moldau broker %d listening on %s (advertised as %s), data in %s, started in %.0f ms",
         broker.node_id,
@@ -175,7 +188,14 @@ async def serve(
         data_dir.resolve(),
         (time.perf_counter() - started) * 1000,
     )
+    if hooks is not None:
+        hooks.started(broker, servers)
     await stop.wait()
+    if hooks is not None and hooks.crash:
+        if http is not None:
+            await http.stop()
+        await _crash(broker, servers, follower)
+        return
     log.info("shutting down")
     readiness.shutting_down = True
     if follower is not None:
@@ -190,6 +210,44 @@ async def serve(
     if http is not None:
         await http.stop()
     log.info("stopped cleanly")
+
+
+@dataclass
+class ServeHooks:
+    """How an embedded broker (:mod:`moldau.testing`) is told to stop, and learns what
+    it runs: ``started(broker, servers)`` once it listens; ``faults`` goes to the
+    dispatcher; with ``crash`` set when ``stop`` is, the broker stops as if killed."""
+
+    stop: asyncio.Event
+    started: Callable[[Broker, list[KafkaServer]], None]
+    faults: object = None
+    crash: bool = False
+
+
+async def _crash(broker: Broker, servers: list[KafkaServer], follower: object) -> None:
+    """Stop like a killed process: connections cut, no controlled shutdown, no fsync,
+    checkpoint or clean-shutdown marker. What the kernel would release is let go (the
+    data directory's lock, the files, the metadata store's connection), and the log
+    cleaner's thread ends, so that the test process can start the broker again."""
+    for server in servers:
+        if server._server is not None:
+            server._server.close()
+        for connection in list(server.registry.connections.values()):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
+    with contextlib.suppress(Exception):
+        await broker.store.close()
+    if broker.log_cleaner is not None:
+        await asyncio.to_thread(broker.log_cleaner.shutdown)
+    for _, _, partition_log in list(broker.log_manager.logs()):
+        with contextlib.suppress(Exception):
+            partition_log.close()  # handles dropped, nothing fsynced
+    lock_fd = broker.log_manager._lock_fd
+    if lock_fd is not None:
+        os.close(lock_fd)
+        broker.log_manager._lock_fd = None
+    log.info("crashed on purpose (moldau.testing)")
 
 
 def quiet_garbage_collector() -> None:
@@ -270,14 +328,30 @@ def check_connection_configs(config: BrokerConfig) -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def connection_settings(config: BrokerConfig) -> ConnectionSettings:
-    """The connection limits as they stand (dynamic broker configs included)."""
+def connection_settings(
+    config: BrokerConfig, listener_names: tuple[str, ...] = (), inter_broker: str | None = None
+) -> ConnectionSettings:
+    """The connection limits as they stand (dynamic broker configs included); each
+    listener's creation rate is its ``listener.name.<l>.`` value, else the broker's."""
     return ConnectionSettings(
         max_connections=config.int("max.connections"),
         max_per_ip=config.int("max.connections.per.ip"),
         per_ip_overrides=str(config["max.connections.per.ip.overrides"] or ""),
         max_idle_ms=config.int("connections.max.idle.ms"),
         max_creation_rate=config.int("max.connection.creation.rate"),
+        listener_creation_rates={
+            name: int(config.for_listener(name, "max.connection.creation.rate"))  # type: ignore[call-overload]
+            for name in listener_names
+        },
+        listener_max_connections={
+            name: int(config.for_listener(name, "max.connections"))  # type: ignore[call-overload]
+            for name in listener_names
+            if config.is_set(f"listener.name.{name.lower()}.max.connections")
+        },
+        protected_listener=inter_broker,
+        listener_count=max(1, len(listener_names)),
+        quota_samples=config.int("quota.window.num"),
+        quota_window_s=float(config.int("quota.window.size.seconds")),
     )
 
 

@@ -271,6 +271,8 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
         ConfigDef("replica.fetch.backoff.ms", _T.INT, 1000, min_value=0, read_only=True),
         ConfigDef("fetch.max.bytes", _T.INT, 57671680, min_value=1024, read_only=True),
         ConfigDef("max.incremental.fetch.session.cache.slots", _T.INT, 1000, min_value=0, read_only=True),
+        ConfigDef("max.request.partition.size.limit", _T.INT, 2000, min_value=1, read_only=True),
+        ConfigDef("telemetry.max.bytes", _T.INT, 1048576, min_value=1, read_only=True),
         ConfigDef("offsets.topic.num.partitions", _T.INT, 50, min_value=1, read_only=True),
         ConfigDef("offsets.topic.replication.factor", _T.SHORT, 1, min_value=1, read_only=True),
         ConfigDef("offsets.topic.segment.bytes", _T.INT, 104857600, min_value=1, read_only=True),
@@ -401,6 +403,8 @@ def _listener_setting(defs: dict[str, ConfigDef], key: str, value: str) -> objec
     if rest not in defs:
         _mechanism, _, rest = rest.partition(".")
     definition = defs.get(rest)
-    if definition is None or not rest.startswith(("ssl.", "sasl.", "connections.max.reauth")):
+    if definition is None or not (rest.startswith(("ssl.", "sasl.", "connections.max.reauth",
+                                                   "max.connection.creation.rate"))
+                                  or rest == "max.connections"):
         raise ValueError(f"Unknown broker configuration {key!r}")
     return definition.parse(value)

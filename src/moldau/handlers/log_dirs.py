@@ -45,7 +45,7 @@ def log_dir(broker: Any) -> str:
     return os.path.abspath(broker.data_dir)
 
 
-@handles(DESCRIBE_LOG_DIRS, 1, 4)
+@handles(DESCRIBE_LOG_DIRS, 1, 5)  # v5: is_cordoned (KIP-1066), never set here
 async def describe_log_dirs(broker: Any, header: Any, request: Any) -> Any:
     if authz.cluster_error(broker, header, authz.DESCRIBE) is not None:  # Kafka: no results, and v3+ the code
         return _describe.Response(throttle_time_ms=0, error_code=int(ErrorCode.CLUSTER_AUTHORIZATION_FAILED), results=[])

@@ -12,6 +12,13 @@ changed meanwhile answers NOT_LEADER_OR_FOLLOWER; one whose ISR shrank below
 ``min.insync.replicas`` after the append answers NOT_ENOUGH_REPLICAS_AFTER_APPEND. With
 the ISR this broker alone (a single node) the high watermark passes at once and the
 answer is immediate, as before.
+
+Versions: 0-2 are advertised for librdkafka's feature detection (Kafka 4 does the same,
+KAFKA-18659). v12 is v11 on the wire (KIP-890 part 2: with transaction protocol v2 a
+transactional v12 produce also adds its partition to the transaction; Moldau finalizes
+no ``transaction.version`` feature, so clients keep transactional produces at v11 and
+v12 is verified like v11). v13 names topics by id (KIP-516): an id this broker does not
+know is UNKNOWN_TOPIC_ID for each of its partitions.
 """
 
 from __future__ import annotations
@@ -112,7 +119,18 @@ def _append(
     return result
 
 
-@handles(PRODUCE, 0, 11)
+def topic_name(broker: Any, topic: Any, version: int) -> str | None:
+    """The name of a request's topic: by id from v13 on (None for an unknown id)."""
+    return broker.topic_names_by_id.get(topic.topic_id) if version >= 13 else topic.name
+
+
+def _topic_response(topic: Any, version: int, partitions: list[Any]) -> Any:
+    if version >= 13:
+        return _TopicResponse(topic_id=topic.topic_id, partition_responses=partitions)
+    return _TopicResponse(name=topic.name, partition_responses=partitions)
+
+
+@handles(PRODUCE, 0, 13)
 def produce(broker: Any, header: Any, request: Any) -> Any:
     now_ms = int(time.time() * 1000)
     acks = request.acks
@@ -120,31 +138,36 @@ def produce(broker: Any, header: Any, request: Any) -> Any:
     responses = []
     pending: list[Any] | None = [] if acks == -1 else None
     hints: dict[int, Any] = {}
-    refused = None if broker.authorizer is None else _refusals(broker, header, request)
+    refused = None if broker.authorizer is None else _refusals(broker, header, request, version)
     txn_id = request.transactional_id if version >= 3 else None
     for topic in request.topic_data:
-        name = topic.name
-        if refused and name in refused:
+        name = topic.name if version < 13 else broker.topic_names_by_id.get(topic.topic_id)
+        if name is None:
+            partitions = [_refused(p.index, ErrorCode.UNKNOWN_TOPIC_ID) for p in topic.partition_data]
+        elif refused and name in refused:
             partitions = [_refused(p.index, refused[name]) for p in topic.partition_data]
         else:
             partitions = [
                 _append(broker, name, p.index, p.records, acks, now_ms, version, pending, hints, txn_id)
                 for p in topic.partition_data
             ]
-        responses.append(_TopicResponse(name=name, partition_responses=partitions))
+        responses.append(_topic_response(topic, version, partitions))
     return _finish(broker, header, acks, responses, hints, pending, request.timeout_ms, request)
 
 
-def _refusals(broker: Any, header: Any, request: Any) -> dict[str, ErrorCode]:
+def _refusals(broker: Any, header: Any, request: Any, version: int) -> dict[str, ErrorCode]:
     """The topics this producer may not write to, with Kafka's code: every topic
     TRANSACTIONAL_ID_AUTHORIZATION_FAILED without WRITE on the transactional id, else
     TOPIC_AUTHORIZATION_FAILED for each topic without WRITE."""
     txn_code = transactional_id_error(broker, header, getattr(request, "transactional_id", None))
     refused = {}
     for topic in request.topic_data:
-        code = txn_code or topic_error(broker, header, WRITE, topic.name)
+        name = topic_name(broker, topic, version)
+        if name is None:
+            continue  # UNKNOWN_TOPIC_ID, as Kafka answers before authorizing
+        code = txn_code or topic_error(broker, header, WRITE, name)
         if code is not None:
-            refused[topic.name] = code
+            refused[name] = code
     return refused
 
 
@@ -278,19 +301,19 @@ async def produce_large(broker: Any, header: Any, request: Any) -> Any:
     responses = []
     pending: list[Any] | None = [] if acks == -1 else None
     hints: dict[int, Any] = {}
-    refused = None if broker.authorizer is None else _refusals(broker, header, request)
+    refused = None if broker.authorizer is None else _refusals(broker, header, request, version)
     txn_id = request.transactional_id if version >= 3 else None
     async for topic in paced(request.topic_data, pacer):
-        name = topic.name
-        if refused and name in refused:
-            responses.append(_TopicResponse(name=name, partition_responses=[
-                _refused(p.index, refused[name]) for p in topic.partition_data]))
+        name = topic_name(broker, topic, version)
+        if name is None or (refused and name in refused):
+            code = ErrorCode.UNKNOWN_TOPIC_ID if name is None else refused[name]  # type: ignore[index]
+            responses.append(_topic_response(topic, version, [_refused(p.index, code) for p in topic.partition_data]))
             continue
         partitions = await paced_map(
             lambda p, name=name: _append(broker, name, p.index, p.records, acks, now_ms, version, pending, hints, txn_id),
             topic.partition_data,
             pacer,
         )
-        responses.append(_TopicResponse(name=name, partition_responses=partitions))
+        responses.append(_topic_response(topic, version, partitions))
     finished = _finish(broker, header, acks, responses, hints, pending, request.timeout_ms, request)
     return await finished if isinstance(finished, asyncio.Future) else finished

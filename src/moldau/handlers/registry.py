@@ -146,6 +146,11 @@ class Dispatcher:
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
+        #: Test-only control surface: an object whose ``intercept(dispatcher, handler,
+        #: header, request, flexible)`` answers every decoded request in place of
+        #: :meth:`answer` (see :mod:`moldau.testing.faults`). None in service, where it
+        #: costs one attribute check per request.
+        self.faults: Any = None
         #: the broker's counters when metrics are on (then ``measured`` is the entry)
         self.stats = broker.stats if broker.stats.enabled else None
 
@@ -218,7 +223,13 @@ class Dispatcher:
             connection.close()
             return None
         header.connection = connection
-        if REQUEST_PERCENTAGE in self.broker.quotas.active and api_key not in REQUEST_QUOTA_EXEMPT:
+        if self.faults is not None:  # a test's fault injector (moldau.testing); None in service
+            return self.faults.intercept(self, handler, header, request, flexible)
+        return self.answer(handler, header, request, flexible)
+
+    def answer(self, handler: Handler, header: RequestHeader, request: Any, flexible: bool) -> Any:
+        """Handle a decoded request: its encoded answer, an awaitable of it, or None."""
+        if REQUEST_PERCENTAGE in self.broker.quotas.active and header.api_key not in REQUEST_QUOTA_EXEMPT:
             return self._answer_timed(handler, header, request, flexible)
         if handler.is_async:
             return self._answer_later(handler, header, request, flexible)
