@@ -1,0 +1,48 @@
+"""Answers the clients' own test suites expect from a Kafka 4.x broker (issue 15, item 2).
+
+Each test reproduces a failure seen in librdkafka's or confluent-kafka-python's suites
+with a real client. One broker per module, plus one restarted broker; about 25 s.
+"""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions
+
+from .kafka_helpers import admin_client, consumer_conf, create_topic, unique_topic
+
+
+# ---------------------------------------------------------------- OffsetCommit
+def test_commit_to_missing_topic_or_partition_is_refused(shared_broker, topic):
+    """KafkaApis.handleOffsetCommitRequest: UNKNOWN_TOPIC_OR_PARTITION per partition
+    for a topic that does not exist and for a partition beyond the topic's count;
+    the partitions that exist are stored (librdkafka test 0030)."""
+    bootstrap = shared_broker.bootstrap
+    create_topic(bootstrap, topic, partitions=2)
+    missing = unique_topic("missing")
+    consumer = Consumer(consumer_conf(bootstrap))
+    try:
+        offsets = [TopicPartition(topic, 0, 5), TopicPartition(topic, 7, 1), TopicPartition(missing, 0, 3)]
+        with pytest.raises(KafkaException):
+            consumer.commit(offsets=offsets, asynchronous=False)
+        committed = consumer.committed([TopicPartition(topic, 0), TopicPartition(missing, 0)], timeout=10)
+        assert committed[0].offset == 5
+        assert committed[1].offset < 0  # nothing stored for the missing topic
+    finally:
+        consumer.close()
+
+
+def test_alter_group_offsets_of_missing_topic(shared_broker, topic):
+    """AdminClient.alter_consumer_group_offsets reports the per-partition error."""
+    bootstrap = shared_broker.bootstrap
+    admin = admin_client(bootstrap)
+    group = unique_topic("g")
+    request = ConsumerGroupTopicPartitions(group, [TopicPartition(unique_topic("missing"), 0, 3)])
+    future = admin.alter_consumer_group_offsets([request], request_timeout=10)[group]
+    try:
+        result = future.result(timeout=15)
+    except KafkaException as exc:
+        assert exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    else:
+        assert [tp.error.code() for tp in result.topic_partitions] == [KafkaError.UNKNOWN_TOPIC_OR_PART]
