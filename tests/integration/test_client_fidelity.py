@@ -6,11 +6,19 @@ with a real client. One broker per module, plus one restarted broker; about 25 s
 
 from __future__ import annotations
 
-import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka import ConsumerGroupTopicPartitions
+import time
 
-from .kafka_helpers import admin_client, consumer_conf, create_topic, unique_topic
+import pytest
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupState,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+
+from .kafka_helpers import admin_client, consumer_conf, create_topic, unique_topic, wait_until
 
 
 # ---------------------------------------------------------------- OffsetCommit
@@ -46,3 +54,32 @@ def test_alter_group_offsets_of_missing_topic(shared_broker, topic):
         assert exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
     else:
         assert [tp.error.code() for tp in result.topic_partitions] == [KafkaError.UNKNOWN_TOPIC_OR_PART]
+
+
+# ---------------------------------------------------------------- ListGroups
+def test_empty_classic_group_keeps_its_protocol_type(shared_broker, topic):
+    """ClassicGroup.initNextGeneration keeps protocolType when the last member leaves,
+    so ListGroups still says "consumer" and clients do not call the group simple
+    (librdkafka test 0081)."""
+    bootstrap = shared_broker.bootstrap
+    create_topic(bootstrap, topic)
+    conf = consumer_conf(bootstrap)
+    group = conf["group.id"]
+    consumer = Consumer(conf)
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 20
+        while not consumer.assignment() and time.monotonic() < deadline:
+            consumer.poll(0.2)
+        assert consumer.assignment()
+    finally:
+        consumer.close()
+    admin = admin_client(bootstrap)
+
+    def listing():
+        result = admin.list_consumer_groups(request_timeout=10).result(timeout=15)
+        return next((g for g in result.valid if g.group_id == group), None)
+
+    found = wait_until(lambda: (g := listing()) is not None and g.state == ConsumerGroupState.EMPTY and g,
+                       timeout=15, message="group listed as Empty")
+    assert found.is_simple_consumer_group is False

@@ -412,7 +412,6 @@ class ClassicGroupManager:
         group.generation_id += 1
         if not group.members:
             group.protocol_name = None
-            group.protocol_type = None
             group.leader_id = None
             group.transition(GroupState.EMPTY, now)
             self.coordinator.store_group(group)
