@@ -15,8 +15,10 @@ from confluent_kafka import (
     ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
+    TopicCollection,
     TopicPartition,
 )
+from confluent_kafka.admin import AclOperation
 
 from .kafka_helpers import admin_client, consumer_conf, create_topic, unique_topic, wait_until
 
@@ -83,3 +85,38 @@ def test_empty_classic_group_keeps_its_protocol_type(shared_broker, topic):
     found = wait_until(lambda: (g := listing()) is not None and g.state == ConsumerGroupState.EMPTY and g,
                        timeout=15, message="group listed as Empty")
     assert found.is_simple_consumer_group is False
+
+
+# ---------------------------------------------------------------- authorized operations
+def test_authorized_operations_without_authorizer(shared_broker, topic):
+    """With no authorizer, Kafka reports every operation a resource supports
+    (AclEntry.supportedOperations) when asked (librdkafka test 0081)."""
+    bootstrap = shared_broker.bootstrap
+    create_topic(bootstrap, topic)
+    admin = admin_client(bootstrap)
+    described = admin.describe_topics(TopicCollection([topic]), request_timeout=10,
+                                      include_authorized_operations=True)[topic].result(timeout=10)
+    assert set(described.authorized_operations) == {
+        AclOperation.READ, AclOperation.WRITE, AclOperation.CREATE, AclOperation.DESCRIBE, AclOperation.DELETE,
+        AclOperation.ALTER, AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS,
+    }
+    cluster = admin.describe_cluster(request_timeout=10, include_authorized_operations=True).result(timeout=10)
+    assert set(cluster.authorized_operations) == {
+        AclOperation.CREATE, AclOperation.CLUSTER_ACTION, AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS,
+        AclOperation.IDEMPOTENT_WRITE, AclOperation.ALTER, AclOperation.DESCRIBE,
+    }
+    conf = consumer_conf(bootstrap)
+    group = conf["group.id"]
+    consumer = Consumer(conf)
+    try:
+        consumer.subscribe([topic])
+        wait_until(lambda: consumer.poll(0.2) is not None or bool(consumer.assignment()), 20,
+                   message="the group formed")
+        result = admin.describe_consumer_groups([group], request_timeout=10,
+                                                include_authorized_operations=True)[group].result(timeout=10)
+        assert set(result.authorized_operations) == {
+            AclOperation.READ, AclOperation.DESCRIBE, AclOperation.DELETE,
+            AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS,
+        }
+    finally:
+        consumer.close()
