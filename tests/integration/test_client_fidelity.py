@@ -6,6 +6,7 @@ with a real client. One broker per module, plus one restarted broker; about 25 s
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -18,9 +19,19 @@ from confluent_kafka import (
     TopicCollection,
     TopicPartition,
 )
-from confluent_kafka.admin import AclOperation
+from confluent_kafka.admin import AclOperation, AlterConfigOpType, ConfigEntry, ConfigResource
 
-from .kafka_helpers import admin_client, consumer_conf, create_topic, unique_topic, wait_until
+from .kafka_helpers import (
+    Rec,
+    admin_client,
+    assert_delivered,
+    confluent_consume,
+    confluent_produce,
+    consumer_conf,
+    create_topic,
+    unique_topic,
+    wait_until,
+)
 
 
 # ---------------------------------------------------------------- OffsetCommit
@@ -120,3 +131,85 @@ def test_authorized_operations_without_authorizer(shared_broker, topic):
         }
     finally:
         consumer.close()
+
+
+# ---------------------------------------------------------------- configs
+def _alter(admin, resource: ConfigResource) -> None:
+    admin.incremental_alter_configs([resource], request_timeout=10)[resource].result(timeout=15)
+
+
+def _refused_with(admin, resource: ConfigResource) -> int:
+    with pytest.raises(KafkaException) as raised:
+        _alter(admin, resource)
+    return raised.value.args[0].code()
+
+
+def _topic_configs(admin, topic: str) -> dict[str, str]:
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    return {k: e.value for k, e in admin.describe_configs([resource], request_timeout=10)[resource].result(15).items()}
+
+
+def test_empty_cleanup_policy_is_kept_and_the_broker_restarts(broker, topic):
+    """Kafka takes an empty cleanup.policy (ValidList.in allows an empty list; 4.2:
+    neither retention nor compaction). SUBTRACT of the only value stores it, CreateTopics
+    takes it, a bad value is refused before anything is stored, and the broker starts
+    again afterwards (it used to die on the stored '')."""
+    bootstrap = broker.bootstrap
+    admin = admin_client(bootstrap)
+    create_topic(bootstrap, topic)
+    subtract = ConfigEntry("cleanup.policy", "delete", incremental_operation=AlterConfigOpType.SUBTRACT)
+    _alter(admin, ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[subtract]))
+    assert _topic_configs(admin, topic)["cleanup.policy"] == ""
+    created = create_topic(bootstrap, unique_topic("empty-policy"), config={"cleanup.policy": ""})
+    bogus = ConfigEntry("cleanup.policy", "delete,remove", incremental_operation=AlterConfigOpType.SET)
+    code = _refused_with(admin, ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[bogus]))
+    assert code == KafkaError.INVALID_CONFIG
+    broker.restart()
+    admin = admin_client(bootstrap)
+    assert _topic_configs(admin, topic)["cleanup.policy"] == ""
+    assert _topic_configs(admin, created)["cleanup.policy"] == ""
+    assert_delivered(confluent_produce(bootstrap, topic, [Rec(b"k", b"v")]))
+    assert [g.value for g in confluent_consume(bootstrap, topic, 1)] == [b"v"]
+
+
+def test_a_stored_config_that_no_longer_validates_does_not_stop_a_start(broker, topic):
+    """A value in the metadata store that today's rules refuse (written by hand, or by
+    an older version) is logged and replaced by its default; the broker starts."""
+    bootstrap = broker.bootstrap
+    create_topic(bootstrap, topic, config={"retention.ms": "3600000"})
+    broker.stop()
+    path = broker.data_dir / "cluster-metadata.json"
+    image = json.loads(path.read_text())
+    image["topics"][topic]["configs"]["retention.ms"] = "soon"
+    image.setdefault("broker_configs", {})[""] = {"log.retention.ms": "later", "log.segment.bytes": "1048576"}
+    path.write_text(json.dumps(image))
+    broker.start()
+    admin = admin_client(bootstrap)
+    assert _topic_configs(admin, topic)["retention.ms"] == "604800000"
+    assert _topic_configs(admin, topic)["segment.bytes"] == "1048576"  # the valid neighbour still applies
+    assert "ignoring stored config retention.ms='soon'" in broker.log_text()
+    assert_delivered(confluent_produce(bootstrap, topic, [Rec(b"k", b"v")]))
+
+
+def test_broker_configs_follow_kafkas_dynamic_config_rules(shared_broker, topic):
+    """DynamicBrokerConfig.validateConfigs: keys the broker does not know are kept
+    (kafkajs sets cleanup.policy, librdkafka 0081 a Kerberos setting per broker); a
+    per-broker key at the cluster-wide scope, a key that cannot change at run time and
+    a value of the wrong type are INVALID_REQUEST."""
+    bootstrap = shared_broker.bootstrap
+    admin = admin_client(bootstrap)
+    node = str(admin.describe_cluster(request_timeout=10).result(timeout=15).nodes[0].id)
+
+    def broker_resource(name: str, key: str, value: str) -> ConfigResource:
+        entry = ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+        return ConfigResource(ConfigResource.Type.BROKER, name, incremental_configs=[entry])
+
+    _alter(admin, broker_resource(node, "sasl.kerberos.min.time.before.relogin", "58000"))
+    _alter(admin, broker_resource(node, "cleanup.policy", "compact"))
+    legacy = ConfigResource(ConfigResource.Type.BROKER, node, set_config={"cleanup.policy": "compact"})
+    admin.alter_configs([legacy], request_timeout=10)[legacy].result(timeout=15)
+    invalid = KafkaError.INVALID_REQUEST
+    assert _refused_with(admin, broker_resource(node, "log.dirs", "/tmp/x")) == invalid
+    assert _refused_with(admin, broker_resource(node, "log.retention.ms", "soon")) == invalid
+    create_topic(bootstrap, topic)
+    assert _topic_configs(admin, topic)["cleanup.policy"] == "delete"  # a broker key of that name has no effect
