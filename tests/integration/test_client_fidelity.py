@@ -213,3 +213,30 @@ def test_broker_configs_follow_kafkas_dynamic_config_rules(shared_broker, topic)
     assert _refused_with(admin, broker_resource(node, "log.retention.ms", "soon")) == invalid
     create_topic(bootstrap, topic)
     assert _topic_configs(admin, topic)["cleanup.policy"] == "delete"  # a broker key of that name has no effect
+
+
+# ---------------------------------------------------------------- KIP-848 standalone commits
+def test_unsubscribed_kip848_consumer_commits_standalone(shared_broker, topic):
+    """An unsubscribed librdkafka consumer with group.protocol=consumer commits with
+    member epoch -1 and a member id of its own; Kafka's ConsumerGroup /
+    OffsetMetadataManager.validateOffsetCommit take it as a standalone commit while the
+    group has no members (confluent-kafka-python's test_incremental_assign)."""
+    bootstrap = shared_broker.bootstrap
+    create_topic(bootstrap, topic, partitions=2)
+    assert_delivered(confluent_produce(bootstrap, topic, [Rec(b"k", b"v%d" % i) for i in range(3)]))
+    consumer = Consumer(consumer_conf(bootstrap, **{"group.protocol": "consumer"}))
+    try:
+        consumer.incremental_assign([TopicPartition(topic, 0, 0)])
+        got = None
+        deadline = time.monotonic() + 15
+        while got is None and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and msg.error() is None:
+                got = msg
+        assert got is not None
+        consumer.commit(message=got, asynchronous=False)
+        consumer.commit(offsets=[TopicPartition(topic, 1, 7)], asynchronous=False)
+        committed = consumer.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)
+        assert [(tp.offset, tp.error) for tp in committed] == [(got.offset() + 1, None), (7, None)]
+    finally:
+        consumer.close()

@@ -87,6 +87,7 @@ async def offset_commit(broker: Any, header: Any, request: Any) -> Any:
                 request.member_id,
                 request.group_instance_id if version >= 7 else None,
                 commits,
+                api_version=version,
             )
             errors = await coordinator.replicated_errors(request.group_id, errors)
     except KafkaError as exc:

@@ -596,8 +596,8 @@ class ConsumerGroupManager:
     # -- offsets --------------------------------------------------------------------
 
     def validate_commit(self, group: ConsumerGroup, member_id: str, epoch: int) -> None:
-        if epoch < 0 and not member_id and not group.members:
-            return
+        if epoch < 0 and not group.members:
+            return  # Kafka's ConsumerGroup.validateOffsetCommit: a standalone commit to an empty group
         member = group.members.get(member_id)
         if member is None:
             raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID)
