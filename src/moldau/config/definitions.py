@@ -286,6 +286,8 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
         ConfigDef("group.consumer.session.timeout.ms", _T.INT, 45000, min_value=1, read_only=True),
         ConfigDef("group.consumer.assignors", _T.LIST, ["uniform", "range"], read_only=True),
         ConfigDef("group.consumer.max.size", _T.INT, INT_MAX, min_value=1, read_only=True),
+        ConfigDef("group.consumer.migration.policy", _T.STRING, "bidirectional",
+                  choices=("disabled", "upgrade", "downgrade", "bidirectional"), read_only=True),
         ConfigDef("transaction.state.log.num.partitions", _T.INT, 50, min_value=1, read_only=True),
         ConfigDef("transaction.state.log.replication.factor", _T.SHORT, 1, min_value=1, read_only=True),
         ConfigDef("transaction.max.timeout.ms", _T.INT, 900000, min_value=1, read_only=True),

@@ -80,6 +80,7 @@ class OffsetCommit:
 class GroupCoordinator:
     def __init__(self, broker: GroupCoordinatorHost, clock: Callable[[], float] = time.time) -> None:
         from moldau.coordinator.group.consumer import ConsumerGroupManager
+        from moldau.coordinator.group.migration import GroupMigration
 
         self.broker = broker
         self.log = logging.getLogger("moldau.coordinator.group")
@@ -91,6 +92,7 @@ class GroupCoordinator:
         self.pending_txn_offsets: dict[int, dict[str, dict[TopicPartition, OffsetValue]]] = {}
         self.classic = ClassicGroupManager(self)
         self.consumer = ConsumerGroupManager(self)
+        self.migration = GroupMigration(self)
         self._loading: set[int] = set()
         self._creator = InternalTopicCreator(
             OFFSETS_TOPIC, lambda: self.broker.topics, lambda: self.broker.controller, self._plan_topic, self.log

@@ -298,6 +298,60 @@ def subscribed_topics(subscription: bytes) -> set[str]:
         return set()
 
 
+@dataclass(frozen=True, slots=True)
+class EmbeddedSubscription:
+    """A ConsumerProtocolSubscription: its version, topics and (v1+) owned partitions."""
+
+    version: int
+    topics: list[str]
+    owned: dict[str, set[int]]
+
+
+def decode_consumer_subscription(data: bytes) -> EmbeddedSubscription:
+    """Read a ConsumerProtocolSubscription (v0-v3); RecordFormatError if malformed."""
+    try:
+        r = _Reader(data)
+        version = r.i16()
+        topics = [t for t in (r.string() for _ in range(r.i32())) if t is not None]
+        r.bytes_()  # user data
+        owned: dict[str, set[int]] = {}
+        if version >= 1:
+            for _ in range(max(r.i32(), 0)):
+                topic = r.string() or ""
+                owned.setdefault(topic, set()).update(r.i32() for _ in range(max(r.i32(), 0)))
+        return EmbeddedSubscription(version, topics, owned)
+    except (UnicodeDecodeError, struct.error) as exc:
+        raise RecordFormatError(f"malformed consumer subscription: {exc}") from None
+
+
+def decode_consumer_assignment(data: bytes) -> dict[str, set[int]]:
+    """Topic -> partitions of a ConsumerProtocolAssignment (any version); empty if unreadable."""
+    try:
+        r = _Reader(data)
+        r.i16()
+        assigned: dict[str, set[int]] = {}
+        for _ in range(max(r.i32(), 0)):
+            topic = r.string() or ""
+            assigned.setdefault(topic, set()).update(r.i32() for _ in range(max(r.i32(), 0)))
+        return assigned
+    except (RecordFormatError, UnicodeDecodeError, struct.error):
+        return {}
+
+
+def encode_consumer_assignment(version: int, assigned: dict[str, set[int]]) -> bytes:
+    """A ConsumerProtocolAssignment of ``version`` (its fields are the same in v0-v3)."""
+    w = _Writer()
+    w.i16(version)
+    w.i32(len(assigned))
+    for topic in sorted(assigned):
+        w.string(topic)
+        w.i32(len(assigned[topic]))
+        for p in sorted(assigned[topic]):
+            w.i32(p)
+    w.bytes_(None)
+    return bytes(w.buf)
+
+
 # -- KIP-848 consumer group records (key versions 3, 5, 6, 7, 8) ---------------------
 #
 # Keys are non-flexible like the others; values are flexible version 0: compact
