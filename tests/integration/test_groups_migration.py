@@ -87,3 +87,32 @@ def test_classic_group_upgrades_to_consumer_and_back(mbroker):
         if modern is not None:
             modern.close()
         classic.close()
+
+
+def test_a_migrated_group_survives_a_broker_restart(mbroker):
+    """The classic members of a consumer group are written with their classic metadata
+    (ConsumerGroupMemberMetadataValue's tagged ClassicMemberMetadata), so after a
+    restart they carry on, and the group still downgrades when the modern member goes."""
+    bootstrap = mbroker.bootstrap
+    topic = unique_topic("migrate-restart")
+    create_topic(bootstrap, topic, partitions=PARTITIONS)
+    base = consumer_conf(bootstrap)
+    group = base["group.id"]
+    classic = Consumer({**base, "group.protocol": "classic", "heartbeat.interval.ms": 300,
+                        "session.timeout.ms": 6000})
+    modern = None
+    try:
+        classic.subscribe([topic])
+        _check(bootstrap, [classic], group, topic, ConsumerGroupType.CLASSIC, 4)
+        modern = Consumer({**base, "group.protocol": "consumer"})
+        modern.subscribe([topic])
+        _check(bootstrap, [classic, modern], group, topic, ConsumerGroupType.CONSUMER, 4)
+        mbroker.restart()
+        _check(bootstrap, [classic, modern], group, topic, ConsumerGroupType.CONSUMER, 4)
+        modern.close()
+        modern = None
+        _check(bootstrap, [classic], group, topic, ConsumerGroupType.CLASSIC, 4)
+    finally:
+        if modern is not None:
+            modern.close()
+        classic.close()

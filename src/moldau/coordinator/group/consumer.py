@@ -132,6 +132,7 @@ class ConsumerMember:
             self.instance_id, self.rack_id, self.client_id, self.client_host,
             sorted(self.subscribed_topic_names), self.subscribed_topic_regex, self.rebalance_timeout_ms,
             self.server_assignor,
+            None if self.classic is None else (self.classic.session_timeout_ms, list(self.classic.protocols)),
         )
 
     def assignment_record(self) -> CurrentAssignmentValue:
@@ -279,6 +280,7 @@ class ConsumerGroupManager:
             member.subscribed_topic_regex = meta.subscribed_topic_regex
             member.rebalance_timeout_ms = meta.rebalance_timeout_ms
             member.server_assignor = meta.server_assignor
+            member.classic = None if meta.classic is None else ClassicMetadata(meta.classic[0], list(meta.classic[1]))
             if member.instance_id is not None:
                 group.static_members[member.instance_id] = member_id
         elif key.kind == CONSUMER_CURRENT_ASSIGNMENT:

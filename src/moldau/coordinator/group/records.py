@@ -391,6 +391,9 @@ class ConsumerMemberValue:
     subscribed_topic_regex: str | None
     rebalance_timeout_ms: int
     server_assignor: str | None
+    #: tagged field 0, ClassicMemberMetadata: (session timeout, [(protocol, metadata)])
+    #: for a member speaking the classic protocol (online migration), else None
+    classic: tuple[int, list[tuple[str, bytes]]] | None = None
 
 
 @dataclass(slots=True)
@@ -525,7 +528,23 @@ def encode_member_value(v: ConsumerMemberValue) -> bytes:
     w.cstring(v.subscribed_topic_regex)
     w.i32(v.rebalance_timeout_ms)
     w.cstring(v.server_assignor)
-    w.no_tags()
+    if v.classic is None:
+        w.no_tags()
+    else:
+        inner = _FlexWriter()
+        session_timeout, protocols = v.classic
+        inner.i32(session_timeout)
+        inner.uvarint(len(protocols) + 1)
+        for name, metadata in protocols:
+            inner.cstring(name)
+            inner.uvarint(len(metadata) + 1)
+            inner.buf += metadata
+            inner.no_tags()
+        inner.no_tags()
+        w.uvarint(1)  # one tagged field: tag 0, its size, the struct
+        w.uvarint(0)
+        w.uvarint(len(inner.buf))
+        w.buf += inner.buf
     return bytes(w.buf)
 
 
@@ -537,7 +556,21 @@ def decode_member_value(data: bytes) -> ConsumerMemberValue:
     regex = r.cstring()
     timeout = r.i32()
     assignor = r.cstring()
-    return ConsumerMemberValue(instance_id, rack_id, client_id, client_host, names, regex, timeout, assignor)
+    classic = None
+    for _ in range(r.uvarint()):
+        tag, size = r.uvarint(), r.uvarint()
+        if tag != 0:
+            r._take(size)
+            continue
+        session_timeout = r.i32()
+        protocols = []
+        for _ in range(max(r.uvarint() - 1, 0)):
+            name = r.cstring() or ""
+            protocols.append((name, bytes(r._take(max(r.uvarint() - 1, 0)))))
+            r.skip_tags()
+        r.skip_tags()
+        classic = (session_timeout, protocols)
+    return ConsumerMemberValue(instance_id, rack_id, client_id, client_host, names, regex, timeout, assignor, classic)
 
 
 def encode_target_member_value(assignment: TopicPartitions) -> bytes:
