@@ -71,8 +71,12 @@ class Broker:
         self.dynamic_configs: dict[str, dict[str, str]] = {}
         self.topic_names_by_id: dict[uuid.UUID, str] = {}
         self.partitions: dict[tuple[str, int], Partition] = {}
+        #: Kafka's log.dirs (JBOD), absolute; the data directory when not set
+        self.log_dirs = [Path(d.strip()).absolute() for d in str(config["log.dirs"] or "").split(",") if d.strip()] or [
+            self.data_dir.absolute()
+        ]
         self.log_manager = LogManager(
-            self.data_dir,
+            self.log_dirs,
             LogConfig.from_properties(config.effective_topic_config({})),
             max_open_files=config.int("moldau.max.open.files"),
         )
