@@ -8,6 +8,7 @@ This module owns that resolution so DescribeConfigs and the log agree on every v
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -188,15 +189,23 @@ def validate_topic_configs(raw: dict[str, str | None]) -> dict[str, str]:
 _REPORTED: set[tuple[str, str, str]] = set()
 
 
+@functools.lru_cache(maxsize=4096)
+def _valid(items: tuple[tuple[str, str], ...]) -> bool:
+    """Whether a set of overrides validates (cached: a topic's overrides are looked at on
+    every apply and by every OffsetCommit's size check, and rarely change)."""
+    try:
+        validate_topic_configs(dict(items))
+    except ValueError:
+        return False
+    return True
+
+
 def usable_topic_configs(topic: str, overrides: dict[str, str]) -> dict[str, str]:
     """A topic's stored overrides less those that do not validate (today's rules may be
     stricter than the ones they were stored under): each is refused with a logged error
     and its default used, so that no stored config can stop the broker from starting."""
-    try:
-        validate_topic_configs(dict(overrides))
+    if not overrides or _valid(tuple(overrides.items())):
         return overrides
-    except ValueError:
-        pass
     usable: dict[str, str] = {}
     for key, value in overrides.items():
         try:
