@@ -1,15 +1,24 @@
 """Several log directories (Kafka's ``log.dirs``, JBOD): partitions spread over them,
 DescribeLogDirs lists each, AlterReplicaLogDirs moves a replica between them, and all
 of it survives a restart (kafka-python's admin client, confluent-kafka producing and
-consuming). One broker; about 10 s.
+consuming). Two brokers; about 20 s.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
 from kafka import KafkaAdminClient
 from kafka.errors import LogDirNotFoundError, NoError
 
 from .kafka_helpers import (
+    Rec,
+    assert_delivered,
     assert_records,
     confluent_consume,
     confluent_produce,
@@ -61,3 +70,50 @@ def test_partitions_spread_over_log_dirs_and_move_between_them(make_broker, tmp_
         assert 0 in _dirs(admin, topic)[target]
     finally:
         admin.close()
+
+
+def _other_filesystem(path: Path) -> Path | None:
+    """A fresh directory on a filesystem other than ``path``'s (tmpfs), or None."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or not os.access(shm, os.W_OK) or shm.stat().st_dev == path.stat().st_dev:
+        return None
+    return Path(tempfile.mkdtemp(prefix="moldau-it-jbod-", dir=shm))
+
+
+def test_a_replica_moves_to_another_filesystem_while_written(make_broker, tmp_path):
+    """Separate disks: the log is copied while producers keep writing, then reopened on
+    the other filesystem; every record is there, before and after a restart."""
+    other = _other_filesystem(tmp_path)
+    if other is None:
+        pytest.skip("no second filesystem (/dev/shm) to move to")
+    try:
+        first = (tmp_path / "disk-a").resolve()
+        broker = make_broker(**{"log.dirs": f"{first},{other}"})
+        bootstrap = broker.bootstrap
+        topic = unique_topic("jbod-copy")
+        create_topic(bootstrap, topic, partitions=2, config={"segment.bytes": "16384"})  # several segments
+        records = [Rec(b"k%d" % i, b"%d:" % i + b"x" * 200) for i in range(400)]
+        assert_delivered(confluent_produce(bootstrap, topic, records[:300], partition=0, chunks=30))
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+        try:
+            source = next(path for path, p in _dirs(admin, topic).items() if 0 in p)
+            target = str(other) if source == str(first) else str(first)
+            written: list = []
+            writer = threading.Thread(target=lambda: written.extend(
+                confluent_produce(bootstrap, topic, records[300:], partition=0, chunks=100)))
+            writer.start()
+            moved = admin.alter_replica_log_dirs({(topic, 0, 0): target})
+            writer.join(30)
+            assert_delivered(written, first_offset=300)
+            assert list(moved.values()) == [NoError]
+            assert 0 in _dirs(admin, topic)[target]
+            assert not (Path(source) / f"{topic}-0").exists()
+        finally:
+            admin.close()
+        assert [g.value for g in confluent_consume(bootstrap, topic, 400, partition=0)] == [r.value for r in records]
+        assert len(list((Path(target) / f"{topic}-0").glob("*.log"))) > 1
+        broker.restart()
+        assert [g.value for g in confluent_consume(bootstrap, topic, 400, partition=0)] == [r.value for r in records]
+        broker.stop()
+    finally:
+        shutil.rmtree(other, ignore_errors=True)

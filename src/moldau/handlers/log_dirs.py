@@ -9,14 +9,17 @@ directory's total and usable bytes (v4+).
 
 AlterReplicaLogDirs moves replicas between a broker's directories: a path not among
 them is LOG_DIR_NOT_FOUND, a replica not held here REPLICA_NOT_AVAILABLE (Kafka's
-answers). A move is one step: the log is flushed, its directory renamed into the
-other log directory and reopened, so no "future" replica is ever visible. Kafka copies
-through a future log and can move across filesystems; here both directories must be on
-one filesystem, else KAFKA_STORAGE_ERROR.
+answers). On one filesystem a move is one step: the log is flushed, its directory
+renamed into the other log directory and reopened. Across filesystems (separate disks)
+the log is copied while it stays live (:mod:`moldau.storage.log_mover`), then closed
+for the last changes and reopened there. Either way the answer comes once the move is
+done, so no "future" replica is ever visible (Kafka answers at once and copies through
+a future replica that DescribeLogDirs shows meanwhile).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -30,6 +33,11 @@ from moldau.protocol.errors import ErrorCode
 from moldau.protocol.messages import ALL_APIS
 
 log = logging.getLogger(__name__)
+
+#: a move to another filesystem copies on a worker thread until one round copies less
+#: than this (or after this many rounds); the rest is copied with the log closed
+_COPY_ROUNDS = 5
+_LAST_COPY_BYTES = 4 << 20
 
 ALTER_REPLICA_LOG_DIRS = ALL_APIS[34]
 DESCRIBE_LOG_DIRS = ALL_APIS[35]
@@ -102,7 +110,7 @@ async def alter_replica_log_dirs(broker: Any, header: Any, request: Any) -> Any:
                 elif os.path.abspath(target.path) not in ours:
                     code = ErrorCode.LOG_DIR_NOT_FOUND
                 else:
-                    code = _move(broker, topic.name, index, os.path.abspath(target.path))
+                    code = await _move(broker, topic.name, index, os.path.abspath(target.path))
                 results.setdefault(topic.name, []).append(
                     _AlterPartition(partition_index=index, error_code=int(code))
                 )
@@ -112,18 +120,29 @@ async def alter_replica_log_dirs(broker: Any, header: Any, request: Any) -> Any:
     )
 
 
-def _move(broker: Any, topic: str, index: int, path: str) -> ErrorCode:
+async def _move(broker: Any, topic: str, index: int, path: str) -> ErrorCode:
     """Move one replica's log into ``path`` (see the module docstring)."""
     partition = broker.partition(topic, index)
     if partition is None:
         return ErrorCode.REPLICA_NOT_AVAILABLE
+    manager = broker.log_manager
     try:
-        moved = broker.log_manager.move_log(topic, index, Path(path))
+        if manager.dir_of(topic, index) == Path(path):
+            return ErrorCode.NONE
+        if manager.same_filesystem(topic, index, Path(path)):
+            moved = manager.move_log(topic, index, Path(path))
+        else:
+            copy = manager.begin_copy(topic, index, Path(path))
+            for _ in range(_COPY_ROUNDS):  # the bulk on a worker thread, while the log stays live
+                if await asyncio.to_thread(copy.step) < _LAST_COPY_BYTES:
+                    break
+            moved = manager.finish_copy(topic, index, copy)
     except OSError as exc:
         log.error("cannot move %s-%d to %s: %s", topic, index, path, exc)
-        if partition.log.closed:  # closed before the failure: reopen where it is
-            partition.replace_log(broker.log_manager.get_log(topic, index))
+        current = manager.get_log(topic, index)
+        if current is not None and current is not partition.log and broker.partition(topic, index) is partition:
+            partition.replace_log(current)  # reopened where it was
         return ErrorCode.KAFKA_STORAGE_ERROR
-    if moved is not partition.log:
+    if broker.partition(topic, index) is partition and moved is not partition.log:
         partition.replace_log(moved)
     return ErrorCode.NONE

@@ -57,6 +57,7 @@ from moldau.storage.config import LogConfig
 from moldau.storage.errors import CorruptCheckpointError, DataDirLockedError
 from moldau.storage.file_cache import FileCache
 from moldau.storage.log import Log, parse_topic_partition
+from moldau.storage.log_mover import LogCopy
 
 __all__ = ["LogManager"]
 
@@ -230,8 +231,8 @@ class LogManager:
         source = Path(log.dir)
         if source.parent == target_dir.path:
             return log
-        if os.stat(source.parent).st_dev != os.stat(target_dir.path).st_dev:
-            raise OSError(f"cannot move {source} to {target_dir.path}: another filesystem")
+        if not self.same_filesystem(topic, partition, destination):
+            raise OSError(f"cannot move {source} to {target_dir.path} by a rename: another filesystem")
         recovery_point, log_start = log.log_end_offset, log.log_start_offset
         log.close(flush=True)
         target = target_dir.path / source.name
@@ -252,6 +253,53 @@ class LogManager:
         self._logs[key] = moved
         self.checkpoint()
         _log.info("moved log %s-%d from %s to %s", topic, partition, source.parent, target_dir.path)
+        return moved
+
+    def same_filesystem(self, topic: str, partition: int, destination: Path) -> bool:
+        """Whether ``topic``-``partition`` can move to ``destination`` by a rename."""
+        return os.stat(Path(self._logs[(topic, partition)].dir).parent).st_dev == os.stat(destination).st_dev
+
+    def begin_copy(self, topic: str, partition: int, destination: Path) -> LogCopy:
+        """Start moving a log to a log directory on another filesystem: the staged copy
+        that :meth:`LogCopy.step` fills from a worker thread while the log stays live."""
+        if not any(d.path == Path(destination) for d in self.dirs):
+            raise ValueError(f"{destination} is not a log directory")
+        return LogCopy(Path(self._logs[(topic, partition)].dir), Path(destination))
+
+    def finish_copy(self, topic: str, partition: int, copy: LogCopy) -> Log:
+        """(Owner thread.) Close the log, copy its last changes, put the copy in place,
+        reopen it there and delete the old directory; the caller swaps the new
+        :class:`Log` in. If anything fails the log is reopened where it was (get_log
+        has it) and the error raised; the staging is removed either way."""
+        key = (topic, partition)
+        log = self._logs.get(key)
+        if log is None or log.closed or Path(log.dir) != copy.source:
+            copy.discard()
+            raise OSError(f"{topic}-{partition} changed while it was being copied")
+        recovery_point, log_start = log.log_end_offset, log.log_start_offset
+        log.close(flush=True)
+        try:
+            copy.step(final=True)
+            fsync_dir(copy.staging)
+            os.rename(copy.staging, copy.target)
+            fsync_dir(copy.destination_dir)
+        except OSError:
+            copy.discard()
+            self._logs[key] = Log.open(
+                copy.source, log.config, file_cache=self.file_cache, recovery_point=recovery_point,
+                log_start_offset=log_start, clean_shutdown=True,
+            )
+            raise
+        moved = Log.open(
+            copy.target, log.config, file_cache=self.file_cache, recovery_point=recovery_point,
+            log_start_offset=log_start, clean_shutdown=True,
+        )
+        self._logs[key] = moved
+        self.checkpoint()
+        old = copy.source.parent / f"{copy.source.name}.{uuid.uuid4().hex}{_DELETE_SUFFIX}"
+        os.rename(copy.source, old)
+        self._delete_in_background([old])
+        _log.info("copied log %s-%d from %s to %s", topic, partition, copy.source.parent, copy.destination_dir)
         return moved
 
     def logs(self) -> Iterator[tuple[str, int, Log]]:
