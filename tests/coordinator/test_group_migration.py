@@ -110,3 +110,27 @@ def test_upgrade_refused_when_the_policy_is_disabled(tmp_path):
             await b.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+def test_downgrade_when_the_consumer_member_is_fenced(tmp_path):
+    """Kafka's validateOnlineDowngradeWithFencedMember: a consumer-protocol member that
+    stops heartbeating is fenced, and the classic members left take the group back."""
+
+    async def scenario():
+        b = await start(tmp_path, **{"group.consumer.session.timeout.ms": "300"})
+        coordinator = b.group_coordinator
+        try:
+            a, _ = await classic_group_of_one(b)
+            assert heartbeat(b, "B", 0).error is ErrorCode.NONE
+            assert isinstance(coordinator.groups["g"], ConsumerGroup)
+            for _ in range(20):  # the classic member keeps its own (longer) session alive
+                group = coordinator.groups["g"]
+                if isinstance(group, ConsumerGroup):
+                    coordinator.classic.heartbeat("g", a, None, group.members[a].epoch)
+                await asyncio.sleep(0.05)
+            back = coordinator.groups["g"]
+            assert isinstance(back, ClassicGroup) and list(back.members) == [a]
+        finally:
+            await b.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
