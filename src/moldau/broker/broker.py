@@ -22,7 +22,7 @@ from moldau.broker.changes import StateChanges
 from moldau.broker.client_metrics import ClientMetrics
 from moldau.broker.forwarding import ControllerChannel
 from moldau.broker.txn_markers import TxnMarkers
-from moldau.config.broker import BrokerConfig
+from moldau.config.broker import BrokerConfig, usable_topic_configs
 from moldau.controller.controller import Controller
 from moldau.coordinator.group import GroupCoordinator
 from moldau.coordinator.producer_ids import ProducerIdManager
@@ -73,8 +73,12 @@ class Broker:
         self.dynamic_configs: dict[str, dict[str, str]] = {}
         self.topic_names_by_id: dict[uuid.UUID, str] = {}
         self.partitions: dict[tuple[str, int], Partition] = {}
+        #: Kafka's log.dirs (JBOD), absolute; the data directory when not set
+        self.log_dirs = [Path(d.strip()).absolute() for d in str(config["log.dirs"] or "").split(",") if d.strip()] or [
+            self.data_dir.absolute()
+        ]
         self.log_manager = LogManager(
-            self.data_dir,
+            self.log_dirs,
             LogConfig.from_properties(config.effective_topic_config({})),
             max_open_files=config.int("moldau.max.open.files"),
         )
@@ -121,10 +125,7 @@ class Broker:
         for kind, entries in image.security.items():
             for key, value in entries.items():
                 self.apply_security(kind, key, value)
-        try:
-            self._apply_dynamic_configs()
-        except ValueError as exc:
-            log.error("ignoring stored dynamic broker configs: %s", exc)
+        self._apply_dynamic_configs(strict=False)  # a bad stored value is logged, never fatal
         configs = {t.name: self.log_config_for(t) for t in image.topics.values()}
         await asyncio.to_thread(self.log_manager.load, configs)
         self._checkpointed_hw = self.hw_checkpoint.read()
@@ -227,9 +228,9 @@ class Broker:
 
     # dynamic configs ------------------------------------------------------------------
 
-    def _apply_dynamic_configs(self) -> None:
+    def _apply_dynamic_configs(self, strict: bool = True) -> None:
         self.config.set_dynamic(
-            self.dynamic_configs.get("", {}), self.dynamic_configs.get(str(self.node_id), {})
+            self.dynamic_configs.get("", {}), self.dynamic_configs.get(str(self.node_id), {}), strict
         )
 
     async def set_dynamic_configs(self, scope: str, values: dict[str, str]) -> None:
@@ -274,13 +275,13 @@ class Broker:
             self.quotas.apply(key, value)
 
     def log_config_for(self, topic: TopicRecord) -> LogConfig:
-        return LogConfig.from_properties(self.config.effective_topic_config(topic.configs))
+        return LogConfig.from_properties(self.config.effective_topic_config(usable_topic_configs(topic.name, topic.configs)))
 
     def apply_topic(self, topic: TopicRecord) -> None:
         """Make local state match a topic record: logs and partitions for our replicas."""
         self.topics[topic.name] = topic
         self.topic_names_by_id[topic.topic_id] = topic.name
-        effective = self.config.effective_topic_config(topic.configs)
+        effective = self.config.effective_topic_config(usable_topic_configs(topic.name, topic.configs))
         log_config = LogConfig.from_properties(effective)
         min_isr = int(effective["min.insync.replicas"])
         for index, state in topic.partitions.items():

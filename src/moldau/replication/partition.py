@@ -191,6 +191,13 @@ class Partition:
         self._producer_state_loaded = False
         self._waiters: set[asyncio.Future[None]] = set()
 
+    def replace_log(self, log: Log) -> None:
+        """The same log reopened elsewhere (moved to another log directory): the
+        partition carries on with it, its leader epochs read from the moved file."""
+        self.log = log
+        log.on_high_watermark(self.high_watermark)
+        self.epochs = LeaderEpochCache(log.dir / LEADER_EPOCH_CHECKPOINT)
+
     @property
     def is_leader(self) -> bool:
         """Leader by the metadata, and the broker's session certainly still held."""
