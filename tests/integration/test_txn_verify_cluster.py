@@ -16,6 +16,7 @@ Cost: one cluster for the module, about 15 s.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -26,6 +27,7 @@ from confluent_kafka import Producer
 from moldau.coordinator.group.hashing import partition_for
 from moldau.protocol.codec import codec_for
 from moldau.protocol.messages import ALL_APIS
+from moldau.replication.client import BrokerClient
 
 from .cluster_helpers import raw_request, start_three
 from .etcd_process import ClusterBroker
@@ -114,15 +116,27 @@ def _log_end(bootstrap: str, partition: int) -> int:
     return watermarks(bootstrap, TOPIC, partition, **{"isolation.level": "read_uncommitted"})[1]
 
 
-def _produce(broker: ClusterBroker, txn_id: str, partition: int, pid: int, epoch: int, seq: int) -> int:
-    """A transactional batch of one record (Produce v9); the partition's error code."""
+def _produce_request(txn_id: str, partition: int, pid: int, epoch: int, seq: int) -> Any:
     codec = codec_for(ALL_APIS[0])
     TopicData = codec.Request.of("topic_data")
     batch = record_batch([b"raw-%d" % seq], int(time.time() * 1000), producer_id=pid, producer_epoch=epoch,
                          base_sequence=seq, transactional=True)
     request = codec.Request(transactional_id=txn_id, acks=-1, timeout_ms=5000, topic_data=[
         TopicData(name=TOPIC, partition_data=[TopicData.of("partition_data")(index=partition, records=batch)])])
+    return request
+
+
+def _produce(broker: ClusterBroker, txn_id: str, partition: int, pid: int, epoch: int, seq: int) -> int:
+    """A transactional batch of one record (Produce v9); the partition's error code."""
+    request = _produce_request(txn_id, partition, pid, epoch, seq)
     return raw_request(broker, ALL_APIS[0], 9, request).responses[0].partition_responses[0].error_code
+
+
+def _add(broker: ClusterBroker, txn_id: str, pid: int, epoch: int, partition: int) -> list[int]:
+    add = _call(broker, 24, 3, v3_and_below_transactional_id=txn_id, v3_and_below_producer_id=pid,
+                v3_and_below_producer_epoch=epoch, v3_and_below_topics=[
+                    codec_for(ALL_APIS[24]).Request.of("v3_and_below_topics")(name=TOPIC, partitions=[partition])])
+    return [p.partition_error_code for t in add.results_by_topic_v3_and_below for p in t.results_by_partition]
 
 
 def test_a_producer_commits_and_aborts_through_leaders_that_do_not_coordinate_it(three) -> None:
@@ -161,10 +175,7 @@ def test_a_batch_for_a_partition_never_added_is_refused_by_a_remote_leader(three
     assert _produce(brokers[other], txn_id, target, pid, epoch + 1, 0) == INVALID_PRODUCER_EPOCH
     assert _log_end(bootstrap, target) == before  # nothing appended
 
-    add = _call(brokers[coordinator], 24, 3, v3_and_below_transactional_id=txn_id, v3_and_below_producer_id=pid,
-                v3_and_below_producer_epoch=epoch, v3_and_below_topics=[
-                    codec_for(ALL_APIS[24]).Request.of("v3_and_below_topics")(name=TOPIC, partitions=[target])])
-    assert [p.partition_error_code for t in add.results_by_topic_v3_and_below for p in t.results_by_partition] == [0]
+    assert _add(brokers[coordinator], txn_id, pid, epoch, target) == [NONE]
     assert _produce(brokers[other], txn_id, target, pid, epoch, 0) == NONE  # now it is in the transaction
     assert _log_end(bootstrap, target) == before + 1
     end = _call(brokers[coordinator], 26, 1, transactional_id=txn_id, producer_id=pid, producer_epoch=epoch,
@@ -186,3 +197,37 @@ def test_verification_off_lets_the_batch_through(three) -> None:
     before = _log_end(bootstrap, target)
     assert _produce(brokers[3], txn_id, target, init.producer_id, init.producer_epoch, 0) == NONE
     assert _log_end(bootstrap, target) == before + 1
+
+
+def test_many_producers_verified_at_once(three) -> None:
+    """Twelve transactional ids of one coordinator produce at the same moment to a
+    leader elsewhere (their verifications share requests to the coordinator): the six
+    whose partition was added are appended, the six others refused."""
+    brokers, bootstrap, coordinators, leaders = three
+    coordinator, other = (1, 2) if 1 in coordinators else (2, 1)
+    target = leaders[other]
+    ids = [_txn_id_on(coordinators, coordinator, f"many{n}") for n in range(12)]
+    producers = {}
+    for n, txn_id in enumerate(ids):
+        init = _call(brokers[coordinator], 22, 1, transactional_id=txn_id, transaction_timeout_ms=60000)
+        producers[txn_id] = (init.producer_id, init.producer_epoch)
+        if n % 2 == 0:
+            assert _add(brokers[coordinator], txn_id, *producers[txn_id], target) == [NONE]
+    before = _log_end(bootstrap, target)
+    leader = brokers[other]
+
+    async def one(txn_id: str) -> int:
+        client = BrokerClient(leader.host, leader.port, "it-many")
+        try:
+            request = _produce_request(txn_id, target, *producers[txn_id], 0)
+            response = await client.request(ALL_APIS[0], 9, request, timeout=20)
+            return response.responses[0].partition_responses[0].error_code
+        finally:
+            await client.close()
+
+    async def all_at_once() -> list[int]:
+        return await asyncio.gather(*(one(t) for t in ids))
+
+    codes = asyncio.run(all_at_once())
+    assert codes == [NONE if n % 2 == 0 else INVALID_TXN_STATE for n in range(12)]
+    assert _log_end(bootstrap, target) == before + 6
