@@ -277,7 +277,7 @@ class DelayedProduce:
             if partition.leader_epoch != epoch or not partition.is_leader:
                 _fail(result, ErrorCode.NOT_LEADER_OR_FOLLOWER)
             elif partition.high_watermark >= required:
-                if len(partition.isr) < partition.min_insync_replicas:
+                if len(partition.isr) < partition.effective_min_isr:
                     _fail(result, ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND)
             else:
                 waiting.append(item)
