@@ -10,7 +10,9 @@ transactional producer commits and aborts through leaders that are not its
 coordinator (read_committed sees exactly the committed records); a hostile raw produce
 of a transactional batch for a partition never added is refused with INVALID_TXN_STATE
 by such a leader and nothing is appended, while a wrong epoch gets
-INVALID_PRODUCER_EPOCH; broker 3, verification off, lets the same batch through.
+INVALID_PRODUCER_EPOCH; broker 3, verification off, lets the same batch through. A
+TxnOffsetCommit to a group coordinator that is not the transaction coordinator is
+verified the same way (INVALID_TXN_STATE before AddOffsetsToTxn).
 Cost: one cluster for the module, about 15 s.
 """
 
@@ -48,6 +50,7 @@ SETTINGS = {
     "transaction.state.log.replication.factor": 1,
     "transaction.state.log.min.isr": 1,
     "transaction.max.timeout.ms": 60000,
+    "offsets.topic.num.partitions": 3,
 }
 
 
@@ -231,3 +234,32 @@ def test_many_producers_verified_at_once(three) -> None:
     codes = asyncio.run(all_at_once())
     assert codes == [NONE if n % 2 == 0 else INVALID_TXN_STATE for n in range(12)]
     assert _log_end(bootstrap, target) == before + 6
+
+
+def test_a_txn_offset_commit_is_verified_by_a_remote_group_coordinator(three) -> None:
+    brokers, bootstrap, coordinators, leaders = three
+    coordinator, other = (1, 2) if 1 in coordinators else (2, 1)
+    find = codec_for(ALL_APIS[10])
+    wait_until(lambda: raw_request(brokers[1], ALL_APIS[10], 1, find.Request(key="g", key_type=0)).error_code == 0,
+               timeout=30, interval=0.2, message="the group coordinator is found")
+    offsets_leaders = wait_until(lambda: _leaders(bootstrap, "__consumer_offsets", {1, 2, 3}), timeout=20,
+                                 message="__consumer_offsets leaders")
+    group = next(f"group-{n}" for n in range(10_000) if partition_for(f"group-{n}", 3) == offsets_leaders[other])
+    txn_id = _txn_id_on(coordinators, coordinator, "offsets")
+    init = _call(brokers[coordinator], 22, 1, transactional_id=txn_id, transaction_timeout_ms=60000)
+    pid, epoch = init.producer_id, init.producer_epoch
+    Commit = codec_for(ALL_APIS[28]).Request
+    Topic = Commit.of("topics")
+
+    def commit() -> int:
+        request = Commit(transactional_id=txn_id, group_id=group, producer_id=pid, producer_epoch=epoch, topics=[
+            Topic(name=TOPIC, partitions=[Topic.of("partitions")(partition_index=0, committed_offset=5,
+                                                                   committed_leader_epoch=-1, committed_metadata="")])])
+        response = raw_request(brokers[other], ALL_APIS[28], 2, request)
+        return response.topics[0].partitions[0].error_code
+
+    assert commit() == INVALID_TXN_STATE  # AddOffsetsToTxn first, or no marker would ever come
+    added = _call(brokers[coordinator], 25, 1, transactional_id=txn_id, producer_id=pid, producer_epoch=epoch,
+                  group_id=group)
+    assert added.error_code == NONE
+    assert commit() == NONE

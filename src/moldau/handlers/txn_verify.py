@@ -34,7 +34,7 @@ from typing import Any
 from moldau.protocol.errors import ErrorCode, KafkaError
 
 #: coordinator answers a producer should retry, as Kafka maps them for Produce
-_RETRIABLE = {
+RETRIABLE_VERIFICATION = {
     ErrorCode.CONCURRENT_TRANSACTIONS,
     ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
     ErrorCode.COORDINATOR_NOT_AVAILABLE,
@@ -83,7 +83,7 @@ def produce_error(topic: str, index: int, transactional_id: str, code: ErrorCode
     """The Produce error for a coordinator's verification answer, as Kafka maps it."""
     if code is ErrorCode.NONE:
         return None
-    if code in _RETRIABLE:
+    if code in RETRIABLE_VERIFICATION:
         return KafkaError(ErrorCode.NOT_ENOUGH_REPLICAS,
                           f"Unable to verify the partition has been added to the transaction: {code.name}")
     if code is ErrorCode.INVALID_TXN_STATE:
