@@ -222,6 +222,7 @@ class Log:
         self._snapshot_lock = threading.Lock()
         self._snapshot_generation = 0
         self._snapshot_job: concurrent.futures.Future[None] | None = None
+        self._snapshot_offset_written = -1  # the last one this log wrote (-1: none)
         #: Wall-clock ms of the last flush, for ``flush.ms``.
         self.last_flush_ms = _wall_ms()
         # Bumped when segment files are created, so a flush also fsyncs the directory.
@@ -601,8 +602,9 @@ class Log:
 
         def write() -> None:
             try:
-                log_txn.take_snapshot(directory, offset, data, keep_from, self._snapshot_lock,
-                                      lambda: self._snapshot_generation == generation)
+                if log_txn.take_snapshot(directory, offset, data, keep_from, self._snapshot_lock,
+                                         lambda: self._snapshot_generation == generation):
+                    self._snapshot_offset_written = offset
             except FileNotFoundError:
                 pass  # the log was deleted (or moved to be deleted) meanwhile
             except OSError as exc:
@@ -610,6 +612,8 @@ class Log:
 
         if wait:
             self.wait_for_snapshot()
+            if self._snapshot_offset_written == offset:
+                return  # as Kafka: no new offset since the last one, nothing worth a write
             write()
         else:
             self._snapshot_job = _SNAPSHOT_WRITER.submit(write)
@@ -625,6 +629,7 @@ class Log:
         gone; it must not be renamed into place after this."""
         with self._snapshot_lock:
             self._snapshot_generation += 1
+            self._snapshot_offset_written = -1
 
     # -- transactions -----------------------------------------------------------------
 
