@@ -22,6 +22,7 @@ from moldau.broker.changes import StateChanges
 from moldau.broker.client_metrics import ClientMetrics
 from moldau.broker.forwarding import ControllerChannel
 from moldau.broker.txn_markers import TxnMarkers
+from moldau.broker.txn_verification import TxnVerifier
 from moldau.config.broker import BrokerConfig, usable_topic_configs
 from moldau.controller.controller import Controller
 from moldau.coordinator.group import GroupCoordinator
@@ -96,6 +97,8 @@ class Broker:
         self.group_coordinator = GroupCoordinator(self)
         #: markers to partition leaders: in-process for ours, WriteTxnMarkers for others'
         self.txn_markers = TxnMarkers(self)
+        #: KIP-890 verifications of transactional ids other brokers coordinate
+        self.txn_verifier = TxnVerifier(self)
         self.transaction_coordinator = TransactionCoordinator(self)
         self.replica_manager = ReplicaManager(self)
         #: ACLs (None unless authorizer.class.name is set: then nothing is checked) and
@@ -148,6 +151,7 @@ class Broker:
         await self.changes.drain()
         await self.transaction_coordinator.stop()
         await self.txn_markers.close()
+        await self.txn_verifier.close()
         await self.group_coordinator.stop()
         for task in self._tasks:
             task.cancel()

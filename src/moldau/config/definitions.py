@@ -296,6 +296,9 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
         ConfigDef("transactional.id.expiration.ms", _T.INT, 604800000, min_value=1, read_only=True),
         ConfigDef("transaction.state.log.min.isr", _T.INT, 2, min_value=1, read_only=True),
         ConfigDef("transaction.state.log.segment.bytes", _T.INT, 104857600, min_value=1, read_only=True),
+        # KIP-890 part 1: a partition leader verifies a transactional producer's first
+        # batch with the coordinator (dynamic in Kafka, cluster-wide)
+        ConfigDef("transaction.partition.verification.enable", _T.BOOLEAN, True),
         ConfigDef(
             "transaction.abort.timed.out.transaction.cleanup.interval.ms", _T.INT, 10000, min_value=1, read_only=True
         ),

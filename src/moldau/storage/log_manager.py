@@ -36,6 +36,7 @@ concurrently: they work on a snapshot of the log table.
 
 from __future__ import annotations
 
+import concurrent.futures
 import fcntl
 import logging
 import os
@@ -58,6 +59,9 @@ from moldau.storage.errors import CorruptCheckpointError, DataDirLockedError
 from moldau.storage.file_cache import FileCache
 from moldau.storage.log import Log, parse_topic_partition
 from moldau.storage.log_mover import LogCopy
+
+#: logs closed at once at a clean shutdown
+CLOSE_THREADS = 8
 
 __all__ = ["LogManager"]
 
@@ -395,9 +399,18 @@ class LogManager:
                     raise
 
     def shutdown(self) -> None:
-        """Flush and checkpoint everything, close the logs, then mark the shutdown clean."""
-        for log in list(self._logs.values()):
-            log.close(flush=True)
+        """Flush and checkpoint everything, close the logs, then mark the shutdown clean.
+
+        The logs close in parallel (:data:`CLOSE_THREADS`, as Kafka closes its logs with
+        a pool per data directory): each close is a few fsyncs (its segments, its
+        producer snapshot, the directory), which wait on the disk, not on the CPU."""
+        logs = list(self._logs.values())
+        if len(logs) > 1:
+            with concurrent.futures.ThreadPoolExecutor(CLOSE_THREADS, thread_name_prefix="log-close") as pool:
+                for done in [pool.submit(log.close, flush=True) for log in logs]:
+                    done.result()
+        for log in logs:
+            log.close(flush=True)  # (a no-op for those closed above)
         self.checkpoint()
         self.file_cache.clear()
         self.wait_for_deletions()
