@@ -23,7 +23,8 @@ from moldau.broker.changes import StateChanges
 from moldau.broker.client_metrics import ClientMetrics
 from moldau.broker.forwarding import ControllerChannel
 from moldau.broker.txn_markers import TxnMarkers
-from moldau.config.broker import BrokerConfig
+from moldau.broker.txn_verification import TxnVerifier
+from moldau.config.broker import BrokerConfig, usable_topic_configs
 from moldau.controller.controller import Controller
 from moldau.coordinator.group import GroupCoordinator
 from moldau.coordinator.producer_ids import ProducerIdManager
@@ -75,8 +76,12 @@ class Broker:
         self.dynamic_configs: dict[str, dict[str, str]] = {}
         self.topic_names_by_id: dict[uuid.UUID, str] = {}
         self.partitions: dict[tuple[str, int], Partition] = {}
+        #: Kafka's log.dirs (JBOD), absolute; the data directory when not set
+        self.log_dirs = [Path(d.strip()).absolute() for d in str(config["log.dirs"] or "").split(",") if d.strip()] or [
+            self.data_dir.absolute()
+        ]
         self.log_manager = LogManager(
-            self.data_dir,
+            self.log_dirs,
             LogConfig.from_properties(config.effective_topic_config({})),
             max_open_files=config.int("moldau.max.open.files"),
         )
@@ -94,6 +99,8 @@ class Broker:
         self.group_coordinator = GroupCoordinator(self)
         #: markers to partition leaders: in-process for ours, WriteTxnMarkers for others'
         self.txn_markers = TxnMarkers(self)
+        #: KIP-890 verifications of transactional ids other brokers coordinate
+        self.txn_verifier = TxnVerifier(self)
         self.transaction_coordinator = TransactionCoordinator(self)
         self.replica_manager = ReplicaManager(self)
         #: ACLs (None unless authorizer.class.name is set: then nothing is checked) and
@@ -132,10 +139,7 @@ class Broker:
         for kind, entries in image.security.items():
             for key, value in entries.items():
                 self.apply_security(kind, key, value)
-        try:
-            self._apply_dynamic_configs()
-        except ValueError as exc:
-            log.error("ignoring stored dynamic broker configs: %s", exc)
+        self._apply_dynamic_configs(strict=False)  # a bad stored value is logged, never fatal
         self.metadata_loaded = True
         configs = {t.name: self.log_config_for(t) for t in image.topics.values()}
         recovery_started = time.perf_counter()
@@ -162,6 +166,7 @@ class Broker:
         await self.changes.drain()
         await self.transaction_coordinator.stop()
         await self.txn_markers.close()
+        await self.txn_verifier.close()
         await self.group_coordinator.stop()
         for task in self._tasks:
             task.cancel()
@@ -242,9 +247,9 @@ class Broker:
 
     # dynamic configs ------------------------------------------------------------------
 
-    def _apply_dynamic_configs(self) -> None:
+    def _apply_dynamic_configs(self, strict: bool = True) -> None:
         self.config.set_dynamic(
-            self.dynamic_configs.get("", {}), self.dynamic_configs.get(str(self.node_id), {})
+            self.dynamic_configs.get("", {}), self.dynamic_configs.get(str(self.node_id), {}), strict
         )
 
     async def set_dynamic_configs(self, scope: str, values: dict[str, str]) -> None:
@@ -289,13 +294,13 @@ class Broker:
             self.quotas.apply(key, value)
 
     def log_config_for(self, topic: TopicRecord) -> LogConfig:
-        return LogConfig.from_properties(self.config.effective_topic_config(topic.configs))
+        return LogConfig.from_properties(self.config.effective_topic_config(usable_topic_configs(topic.name, topic.configs)))
 
     def apply_topic(self, topic: TopicRecord) -> None:
         """Make local state match a topic record: logs and partitions for our replicas."""
         self.topics[topic.name] = topic
         self.topic_names_by_id[topic.topic_id] = topic.name
-        effective = self.config.effective_topic_config(topic.configs)
+        effective = self.config.effective_topic_config(usable_topic_configs(topic.name, topic.configs))
         log_config = LogConfig.from_properties(effective)
         min_isr = int(effective["min.insync.replicas"])
         for index, state in topic.partitions.items():

@@ -230,8 +230,8 @@ async def _crash(broker: Broker, servers: list[KafkaServer], follower: object) -
     data directory's lock, the files, the metadata store's connection), and the log
     cleaner's thread ends, so that the test process can start the broker again."""
     for server in servers:
-        if server._server is not None:
-            server._server.close()
+        with contextlib.suppress(Exception):
+            await server.stop()  # listening sockets and accept loops
         for connection in list(server.registry.connections.values()):
             transport = getattr(connection, "transport", None)
             if transport is not None:

@@ -168,6 +168,11 @@ class KafkaServer:
             if closed:
                 log.debug("closed %d idle connections", closed)
 
+    @property
+    def is_serving(self) -> bool:
+        """Listening (between :meth:`start` and :meth:`stop`)."""
+        return bool(self._sockets)
+
     async def stop(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()

@@ -100,7 +100,7 @@ class Controls:
     async def op_set_up(self) -> None:
         """Listen again on the same ports (``rd_kafka_mock_broker_set_up``)."""
         for server in self.servers:
-            if server._server is None or not server._server.is_serving():
+            if not server.is_serving:
                 await server.start()
 
     def op_counts(self) -> dict[str, dict[str, int]]:
