@@ -1,13 +1,17 @@
 """``/metrics``: the broker's state and counters in Prometheus' text format.
 
-Theory of operation: one :class:`BrokerCollector` per broker, registered in a
-``CollectorRegistry`` of that broker's own (never prometheus-client's global one, so
-several brokers in one process -- tests, ``moldau.testing`` -- keep apart). Nothing is
-counted through prometheus-client objects: the hot paths add to plain ints in
-:class:`moldau.stats.BrokerStats`, and ``collect()`` reads them, and computes the gauges
-(log sizes, offsets, lag, partition health) from the broker's state, when scraped.
-That costs one pass over the hosted partitions and the committed offsets per scrape
-(measured in docs/15-observability.md), nothing per request.
+Theory of operation: nothing is counted through prometheus-client objects: the hot
+paths add to plain ints in :class:`moldau.stats.BrokerStats`. A scrape takes a
+:class:`Snapshot` on the event loop -- those counters, and the gauges computed from the
+broker's state (log sizes and offsets, partition health, consumer lag): one pass over
+the hosted partitions and the committed offsets, plain tuples only -- and renders it in
+a worker thread: prometheus-client's exposition for the broker-wide families and the
+process' standard collectors (in a ``CollectorRegistry`` of each broker's own, never the
+global one, so brokers sharing a process keep apart), a direct writer for the series
+per topic, partition and group partition (:func:`render_per_partition`), which are
+nearly all of a large broker's and cost prometheus-client ~10 us each. Costs are
+measured in docs/15-observability.md. :class:`BrokerCollector` offers the same
+families to a caller's own registry (:func:`make_registry`).
 
 Names follow Kafka's MBeans as the Prometheus JMX exporter's usual rules spell them
 (``kafka.server:type=BrokerTopicMetrics,name=MessagesInPerSec,topic=t`` becomes
