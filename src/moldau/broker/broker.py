@@ -17,6 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from moldau.broker.changes import StateChanges
 from moldau.broker.client_metrics import ClientMetrics
@@ -39,6 +40,7 @@ from moldau.security.acl import ACL_KIND, AclBinding
 from moldau.security.authorizer import create_authorizer
 from moldau.security.quotas import QUOTA_KIND, ClientQuotas
 from moldau.server.listeners import Listener
+from moldau.stats import BrokerStats
 from moldau.storage.cleaner import CleanerConfig, LogCleaner
 from moldau.storage.config import LogConfig
 from moldau.storage.log_manager import LogManager
@@ -118,6 +120,15 @@ class Broker:
         #: __consumer_offsets (moldau.replication.txn_markers): the group coordinator,
         #: which makes the producer's transactional offset commits visible or drops them
         self.txn_marker_listeners: list[TxnMarkerListener] = [self.group_coordinator]
+        #: counters for /metrics, updated on the hot paths (moldau.stats)
+        self.stats = BrokerStats(config.bool("moldau.metrics.enable"))
+        #: the Kafka listeners' open connections (set by the runner), for /metrics
+        self.connection_registry: Any = None
+        #: start-up progress, for /readyz: the metadata image applied, every log recovered
+        self.metadata_loaded = False
+        self.storage_recovered = False
+        #: how long loading (and recovering) the local logs took, for /metrics
+        self.log_recovery_seconds = 0.0
 
     # lifecycle ------------------------------------------------------------------------
 
@@ -129,12 +140,16 @@ class Broker:
             for key, value in entries.items():
                 self.apply_security(kind, key, value)
         self._apply_dynamic_configs(strict=False)  # a bad stored value is logged, never fatal
+        self.metadata_loaded = True
         configs = {t.name: self.log_config_for(t) for t in image.topics.values()}
+        recovery_started = time.perf_counter()
         await asyncio.to_thread(self.log_manager.load, configs)
+        self.log_recovery_seconds = time.perf_counter() - recovery_started
         self._checkpointed_hw = self.hw_checkpoint.read()
         for topic in image.topics.values():
             self.apply_topic(topic)
         self._checkpointed_hw.clear()  # topics not applied now are deleted or not ours
+        self.storage_recovered = True
         self._tasks.append(asyncio.ensure_future(self._background_flusher()))
         self._tasks.append(asyncio.ensure_future(self._retention_loop()))
         self._tasks.append(asyncio.ensure_future(self._producer_expiration_loop()))

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from moldau.broker.broker import Broker, Endpoint
 from moldau.config.broker import BrokerConfig
+from moldau.http.health import Readiness
+from moldau.http.server import HttpServer, HttpSettings
 from moldau.metastore.local import LocalMetaStore
 from moldau.metastore.store import MetaStore
 from moldau.security.listener_security import ListenerSecurity
@@ -62,6 +64,11 @@ async def serve(
     except ValueError as exc:
         log.error("%s", exc)
         raise SystemExit(1) from None
+    try:
+        http_settings = HttpSettings.from_config(config)
+    except ValueError as exc:
+        log.error("moldau.http.listener: %s", exc)
+        raise SystemExit(1) from None
     inter = next(li for li in listeners if li.name == inter_name)
     client_ssl = client_sasl = None
     if cluster is not None and inter.uses_sasl:
@@ -84,6 +91,18 @@ async def serve(
     except DataDirLockedError as exc:
         log.error("%s", exc)
         raise SystemExit(1) from None
+    # the HTTP listener comes up first, so /healthz answers (and /readyz says what is
+    # missing) while the logs recover and the metadata loads
+    readiness = Readiness(cluster=cluster is not None)
+    http = None
+    if http_settings is not None:
+        http = HttpServer(broker, http_settings, readiness)
+        try:
+            http_port = await http.start()
+        except OSError as exc:
+            log.error("cannot listen for HTTP on %s:%d: %s", http_settings.host, http_settings.port, exc)
+            raise SystemExit(1) from None
+        log.info("HTTP (metrics, health) on http://%s:%d/", http_settings.host, http_port)
     try:
         await broker.start()
     except Exception as exc:
@@ -107,9 +126,10 @@ async def serve(
     registry = ConnectionRegistry(lambda: connection_settings(config, names, inter_name))
     registry.quotas = broker.quotas  # the ip entities' connection_creation_rate
     dispatcher = Dispatcher(broker)
+    broker.connection_registry = registry
     for listener in listeners:
         server = KafkaServer(
-            dispatcher,
+            dispatcher.measured if dispatcher.stats is not None else dispatcher,
             listener.host,
             listener.port,
             config.int("socket.request.max.bytes"),
@@ -152,6 +172,7 @@ async def serve(
             "joined cluster %s as broker %d; controller is %d",
             cluster, broker.node_id, broker.controller_id(),
         )
+    readiness.serving = True
     if hooks is None:
         quiet_garbage_collector()
         stop = asyncio.Event()
@@ -171,9 +192,12 @@ async def serve(
         hooks.started(broker, servers)
     await stop.wait()
     if hooks is not None and hooks.crash:
+        if http is not None:
+            await http.stop()
         await _crash(broker, servers, follower)
         return
     log.info("shutting down")
+    readiness.shutting_down = True
     if follower is not None:
         from moldau.broker.shutdown import controlled_shutdown
 
@@ -183,6 +207,8 @@ async def serve(
     if follower is not None:
         await follower.stop()
     await broker.stop()
+    if http is not None:
+        await http.stop()
     log.info("stopped cleanly")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 import time
 from pathlib import Path
@@ -75,13 +74,18 @@ def main() -> None:
               help="Join the cluster whose metadata lives in this etcd (default: a single broker).")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--log-format", default=None, type=click.Choice(["text", "json"]),
+              help="Log lines as text or one JSON object each (moldau.log.format; default text).")
+@click.option("--http", "http_listener", default=None, metavar="HOST:PORT",
+              help="Serve /metrics, /healthz and /readyz over HTTP here (moldau.http.listener).")
 def serve(data_dir: Path, listen: str, advertise: str | None, config_file: Path | None,
           settings: tuple[str, ...], loop_name: str, broker_id: int | None, rack: str | None,
-          cluster: str | None, log_level: str) -> None:
+          cluster: str | None, log_level: str, log_format: str | None, http_listener: str | None) -> None:
     """Run one broker."""
     started = time.perf_counter()
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from moldau.log_format import configure_logging
+
+    configure_logging(log_level, log_format or "text")
     from moldau.broker.broker import Endpoint
     from moldau.broker.runner import run
     from moldau.config.broker import BrokerConfig, read_properties
@@ -101,7 +105,14 @@ def serve(data_dir: Path, listen: str, advertise: str | None, config_file: Path 
             raw["node.id"] = raw["broker.id"]  # Kafka's older name for the same id
         if rack is not None:
             raw["broker.rack"] = rack
+        if http_listener is not None:
+            _endpoint(http_listener, "--http")
+            raw["moldau.http.listener"] = http_listener
+        if log_format is not None:
+            raw["moldau.log.format"] = log_format
         config = BrokerConfig(raw)
+        if log_format is None and config["moldau.log.format"] != "text":
+            configure_logging(log_level, str(config["moldau.log.format"]))
         if cluster is not None:
             from moldau.metastore.etcd import EtcdTarget
 

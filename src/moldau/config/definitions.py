@@ -322,6 +322,23 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
         ConfigDef("producer.id.expiration.ms", _T.INT, 86400000, min_value=1, read_only=True),
         ConfigDef("producer.id.expiration.check.interval.ms", _T.INT, 600000, min_value=1, read_only=True),
         ConfigDef("moldau.max.open.files", _T.INT, 1000, "Open segment files kept at once.", min_value=16),
+        # the HTTP listener (metrics, health, console; docs/15-observability.md) and the
+        # log line format: Moldau's own, Kafka has neither
+        ConfigDef("moldau.http.listener", _T.STRING, None,
+                  "HOST:PORT of the HTTP listener for /metrics, /healthz, /readyz (off when unset).",
+                  read_only=True),
+        ConfigDef("moldau.http.max.connections", _T.INT, 64, "HTTP connections open at once.",
+                  min_value=1, read_only=True),
+        ConfigDef("moldau.http.idle.timeout.ms", _T.INT, 10000,
+                  "Longest an HTTP client may keep the server waiting (headers, reading its answer, idle).",
+                  min_value=100, read_only=True),
+        ConfigDef("moldau.http.max.body.bytes", _T.INT, 1048576, "Largest HTTP request body.",
+                  min_value=0, read_only=True),
+        ConfigDef("moldau.metrics.enable", _T.BOOLEAN, True,
+                  "Count requests, messages and bytes for /metrics (off: the counters cost nothing).",
+                  read_only=True),
+        ConfigDef("moldau.log.format", _T.STRING, "text", "Log lines as text or as one JSON object each.",
+                  choices=("text", "json"), read_only=True),
         # Kafka has no per-broker partition limit (KIP-578's max.broker.partitions was never
         # implemented). Every hosted partition costs a directory, a Log and a Partition, and
         # every topic change rewrites the whole metadata store, so a Python broker bounds

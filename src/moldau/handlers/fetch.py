@@ -70,9 +70,10 @@ def replica_id_of(request: Any, version: int) -> int:
 
 async def _read_all(
     broker: Any, request: Any, version: int, replica_id: int = -1, refused: set[str] | None = None,
-    quota_bytes: float | None = None, wanted: list[Any] | None = None,
+    quota_bytes: float | None = None, wanted: list[Any] | None = None, sizes: dict[str, int] | None = None,
 ) -> tuple[list[Any], int, dict[int, Any]]:
-    """One pass over the requested partitions; returns (topics, bytes, partitions read).
+    """One pass over the requested partitions; returns (topics, bytes, partitions read),
+    and adds the bytes read per topic to ``sizes`` when given (for the metrics).
 
     The loop is handed back every PACE entries (counted inline: this is the hot path),
     so a request naming a million partitions does not stall other clients. A
@@ -147,6 +148,8 @@ async def _read_all(
                 total += read.size
                 remaining = max(0, remaining - read.size)
                 min_one = False
+                if sizes is not None:
+                    sizes[name] = sizes.get(name, 0) + read.size  # type: ignore[index]
         response = _TopicResponse(partitions=answers)
         if version >= 13:
             response.topic_id = topic.topic_id
@@ -154,6 +157,17 @@ async def _read_all(
             response.topic = topic.topic
         topics.append(response)
     return topics, total, hosted
+
+
+def _count(stats: Any, sizes: dict[str, int] | None, follower: bool, with_errors: list[Any] | None) -> None:
+    """Add an answer's bytes per topic (consumers' and followers' apart, as Kafka's
+    BytesOut and ReplicationBytesOut) and its partitions' error codes to the metrics."""
+    for name, size in (sizes or {}).items():
+        stats.topic_out[name][follower] += size
+    for topic in with_errors or ():
+        for p in topic.partitions:
+            if p.error_code:
+                stats.error(FETCH.key, p.error_code)
 
 
 def _refusals(broker: Any, header: Any, topics: list[Any], version: int, replica_id: int) -> set[str]:
@@ -254,8 +268,11 @@ async def fetch(broker: Any, header: Any, request: Any) -> Any:
     quota_bytes = None
     if CONSUMER_BYTE_RATE in broker.quotas.active and replica_id < 0:
         quota_bytes = broker.quotas.max_value_in_window(CONSUMER_BYTE_RATE, header.connection.principal, header.client_id)
+    stats = broker.stats if broker.stats.enabled else None
     while True:
-        topics, total, hosted = await _read_all(broker, request, version, replica_id, refused, quota_bytes, wanted)
+        sizes: dict[str, int] | None = None if stats is None else {}
+        topics, total, hosted = await _read_all(broker, request, version, replica_id, refused, quota_bytes, wanted,
+                                                sizes)
         remaining = deadline - time.monotonic()
         errors = any(p.error_code for t in topics for p in t.partitions)
         if total >= max(request.min_bytes, 1) or remaining <= 0 or errors or not hosted:
@@ -271,6 +288,8 @@ async def fetch(broker: Any, header: Any, request: Any) -> Any:
                     throttle(header, throttle_ms)
                     throttled_id = INVALID_SESSION_ID if session is None else session.id
                     return _Response(throttle_time_ms=throttle_ms, error_code=0, session_id=throttled_id, responses=[])
+            if stats is not None:
+                _count(stats, sizes, replica_id >= 0, topics if errors else None)
             session_id = INVALID_SESSION_ID
             if session is not None:
                 session_id = session.id

@@ -96,6 +96,11 @@ def _append(
             deferred.append((result, topic, index, records))
             return result
         info = partition.append_as_leader(records, acks, now_ms)
+        stats = broker.stats
+        if stats.enabled:  # offsets are consecutive in a produced batch: no record is read
+            counts = stats.topic_in[topic]
+            counts[0] += info.last_offset - info.first_offset + 1
+            counts[1] += len(records)
         if pending is not None and partition.high_watermark <= info.last_offset:
             pending.append((result, partition, info.last_offset + 1, partition.leader_epoch))
         result.base_offset = info.first_offset
@@ -105,6 +110,8 @@ def _append(
         # record and storage errors carry their Kafka code (CORRUPT_MESSAGE,
         # INVALID_RECORD, MESSAGE_TOO_LARGE, KAFKA_STORAGE_ERROR, ...)
         exc = item_error(raised, log, "appending to %s-%d", topic, index)
+        if broker.stats.enabled:
+            broker.stats.error(0, int(exc.code))
         result.error_code = int(exc.code)
         result.error_message = exc.message
         result.base_offset = -1

@@ -66,6 +66,7 @@ from moldau.records import (
     validate_batches,
 )
 from moldau.records.validation import validate_records
+from moldau.stats import FLUSH_TIMES
 from moldau.storage import log_txn
 from moldau.storage.checkpoint import fsync_dir
 from moldau.storage.config import LogConfig
@@ -752,6 +753,7 @@ class Log:
             if target <= recovery_point and dir_changes == self._dir_changes_flushed:
                 return
             segments = list(self._segments)
+            started = time.perf_counter()
             try:
                 for i, segment in enumerate(segments):
                     if segment.base_offset >= target:
@@ -770,6 +772,7 @@ class Log:
             with self._state_lock:
                 self._recovery_point = max(self._recovery_point, min(target, self._log_end_offset))
             self.last_flush_ms = _wall_ms()
+            FLUSH_TIMES.observe(time.perf_counter() - started)
 
     # -- truncation and deletion of records ---------------------------------------------
 
