@@ -2,9 +2,10 @@
 
 A page reads whole batches with :meth:`moldau.storage.log.Log.read` (the fetch path's
 read, positional ``pread`` on the segment file, up to the high watermark: what a
-read_uncommitted consumer would see) in chunks of :data:`CHUNK_BYTES`, decodes them with
-:func:`moldau.records.record.decode_records`, and stops at :data:`MAX_RECORDS` records
-or :data:`MAX_PAGE_BYTES` bytes read, whichever comes first. A search reads on from its
+read_uncommitted consumer would see) in chunks of at most :data:`CHUNK_BYTES`, decodes
+them with :func:`moldau.records.record.decode_records`, and stops at :data:`MAX_RECORDS`
+records or :data:`MAX_PAGE_BYTES` bytes read, whichever comes first (only a first batch
+larger than the whole bound is read beyond it, alone, as a fetch returns it). A search reads on from its
 start offset over at most :data:`MAX_SCAN_BYTES` (yielding to the event loop between
 chunks) and says where it stopped, so the next search can go on from there. Nothing
 ever holds more than one page's or one chunk's bytes, whatever the topic's size.
@@ -52,11 +53,16 @@ def read_page(partition: Any, offset: int, limit: int, *, query: bytes | None = 
     offset = max(offset, log.log_start_offset)
     page = Page(next_offset=offset)
     while offset < hw and len(page.records) < limit:
-        if page.bytes_read >= max_bytes:
+        budget = min(CHUNK_BYTES, max_bytes - page.bytes_read)
+        first = page.bytes_read == 0
+        if budget <= 0:
             page.truncated = True
             break
-        info = log.read(offset, CHUNK_BYTES, max_offset=hw, min_one_message=True)
+        # only the first read may exceed the budget (by one batch), so a batch larger
+        # than the bound is still shown, alone, and the browser never gets stuck
+        info = log.read(offset, budget, max_offset=hw, min_one_message=first)
         if info.slice is None:
+            page.truncated = not first
             break
         data = info.slice.read()
         page.bytes_read += len(data)
