@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from moldau.protocol.errors import ErrorCode
+from moldau.security.acl import AclOperation, ResourceType
 
 from . import Ctx
 from .calls import call, part, request
@@ -145,7 +146,8 @@ def _reset_form(ctx: Ctx, group_id: str, state: str, topics: list[str]) -> str:
     if state not in RESETTABLE:
         return (f'<p class="muted">Offsets can be reset only while the group is empty (it is {h(state)}): '
                 "stop its consumers first, as with kafka-consumer-groups.</p>")
-    names = topics or sorted(ctx.broker.topics)
+    names = topics or sorted(t for t in ctx.broker.topics
+                             if ctx.access.allowed(ctx.connection, AclOperation.DESCRIBE, ResourceType.TOPIC, t))
     options = "".join(f"<option>{h(t)}</option>" for t in names[:1000])
     strategies = "".join(f"<option>{s}</option>" for s in STRATEGIES)
     return (f'<form method="post" action="{h(url("groups", group_id, "reset"))}">{hidden("csrf", ctx.session.csrf)}'
