@@ -124,10 +124,11 @@ async def group(ctx: Ctx) -> web.StreamResponse:
         members.append([h(m.member_id), h(m.group_instance_id or ""), h(m.client_id), h(m.client_host),
                         h("; ".join(f"{t}: {', '.join(map(str, ps))}" for t, ps in parts))])
     rows = []
-    for key in sorted(set(offsets) | set(assigned)):
+    keys = sorted(set(offsets) | set(assigned))
+    ends = await _high_watermarks(ctx, keys)
+    for key in keys:
         topic_name, index = key
-        partition = ctx.broker.partitions.get(key)
-        end = partition.high_watermark if partition is not None else None
+        end = ends.get(key)
         committed = offsets.get(key)
         lag = "" if end is None or committed is None else str(max(0, end - committed))
         rows.append([link(topic_name, url("topics", topic_name)), h(index), h("" if committed is None else committed),
@@ -140,6 +141,39 @@ async def group(ctx: Ctx) -> web.StreamResponse:
                                                  rows, "offsets")
             + "<h2>Reset offsets</h2>" + _reset_form(ctx, group_id, described.group_state, sorted({t for t, _ in offsets})))
     return ctx.render(f"Group {group_id}", body, active="groups")
+
+
+async def _high_watermarks(ctx: Ctx, keys: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """The high watermark of each partition: this broker's replica's when it has one,
+    else the leader's answer to one ListOffsets (latest) per leader."""
+    found: dict[tuple[str, int], int] = {}
+    elsewhere: dict[int, list[tuple[str, int]]] = {}
+    for key in keys:
+        partition = ctx.broker.partitions.get(key)
+        if partition is not None and not partition.log.closed:
+            found[key] = partition.high_watermark
+            continue
+        record = ctx.broker.topics.get(key[0])
+        state = None if record is None else record.partitions.get(key[1])
+        if state is not None and state.leader >= 0:
+            elsewhere.setdefault(state.leader, []).append(key)
+    for leader, wanted in elsewhere.items():
+        by_topic: dict[str, list[int]] = {}
+        for topic_name, index in wanted:
+            by_topic.setdefault(topic_name, []).append(index)
+        body = request(LIST_OFFSETS, replica_id=-1, isolation_level=0, topics=[
+            part(LIST_OFFSETS, "topics", name=t, partitions=[
+                part(LIST_OFFSETS, "topics", "partitions", partition_index=i, timestamp=-1) for i in indexes])
+            for t, indexes in by_topic.items()])
+        try:
+            answer = await call(ctx.broker, ctx.connection, LIST_OFFSETS, 7, body, leader)
+        except (OSError, TimeoutError):
+            continue  # shown as unknown
+        for t in answer.topics:
+            for p in t.partitions:
+                if not p.error_code:
+                    found[(t.name, p.partition_index)] = p.offset
+    return found
 
 
 def _reset_form(ctx: Ctx, group_id: str, state: str, topics: list[str]) -> str:
