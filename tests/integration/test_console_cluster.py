@@ -1,5 +1,6 @@
 """The console of one broker in a two-broker cluster reaches the other: it lists both
-brokers, produces to partitions led by either (read back with confluent-kafka), lists
+brokers, produces to partitions led by either (read back with confluent-kafka), browses
+and searches a partition that has no replica on it (Fetch at the leader), lists
 and describes groups coordinated by either, resets the offsets of an empty group
 coordinated by the other broker (checked with confluent-kafka), and shows the other
 broker's configs.
@@ -65,6 +66,17 @@ def test_one_console_sees_and_acts_on_the_whole_cluster(cluster) -> None:
         assert status == 303 and "produced=10" in headers["Location"], (index, leaders[index], status)
         got = confluent_consume(bootstrap, topic, 1, partition=index, start=10)
         assert got[0].value == value.encode()
+
+    # browse and search a partition with no replica on this broker: read at its leader
+    remote_partition = next(i for i, leader in leaders.items() if leader == 2)
+    status, body, _ = console.get(f"/topics/{topic}/messages?partition={remote_partition}&offset=0&format=text")
+    assert status == 200
+    offsets = re.findall(r"<tr><td><span[^>]*>(\d+)</span>", body)
+    assert offsets == [str(i) for i in range(11)]
+    assert f"from-console-{remote_partition}" in body
+    status, body, _ = console.get(f"/topics/{topic}/messages?partition={remote_partition}&offset=0"
+                                  f"&q=from-console-{remote_partition}")
+    assert re.findall(r"<tr><td><span[^>]*>(\d+)</span>", body) == ["10"]
 
     # every group, whichever broker coordinates it
     listed = console.get("/groups")[1]

@@ -17,10 +17,10 @@ from . import Ctx
 from .calls import call, part, request
 from .html import h, hidden, link, size, table, url
 from .pages_cluster import config_table, describe_configs, error_name
-from .records import FORMATS, MAX_RECORDS, read_page, render, search
+from .records import FORMATS, MAX_RECORDS, LocalSource, read_page, render, search
 
 PAGE_SIZE = 50
-PRODUCE = 0
+PRODUCE, FETCH, LIST_OFFSETS = 0, 1, 2
 #: bytes a test message may carry (key + value + headers)
 MAX_TEST_MESSAGE = 1 << 20
 
@@ -191,25 +191,32 @@ async def messages(ctx: Ctx) -> web.StreamResponse:
     query = q.get("q", "")
     timestamp = _parse_time(q.get("time", ""))
     produced = _int(ctx, "produced", None)
-    partition = broker.partitions.get((name, index))
     controls = _browse_form(ctx, record, index, limit, fmt, query, q.get("time", ""))
-    if partition is None or partition.log.closed:
-        replicas = ", ".join(map(str, record.partitions[index].replicas))
-        body = controls + f'<p class="msg">Partition {index} is not on this broker: open the console of broker {h(replicas)}.</p>'
-        return ctx.render(f"{name} / {index}", body, active="topics")
-    log = partition.log
-    start, hw = log.log_start_offset, partition.high_watermark
+    partition = broker.partitions.get((name, index))
+    source: LocalSource | RemoteSource
+    if partition is not None and not partition.log.closed:
+        source = LocalSource(partition)
+    else:  # no replica here: read at the leader with Fetch, as this principal
+        leader = record.partitions[index].leader
+        if leader < 0:
+            body = controls + f'<p class="msg">Partition {index} has no leader now.</p>'
+            return ctx.render(f"{name} / {index}", body, active="topics")
+        source = RemoteSource(ctx, name, index, leader)
+        error = await source.open()
+        if error:
+            body = controls + f'<p class="msg">Broker {leader} (the leader) answered: {h(error)}</p>'
+            return ctx.render(f"{name} / {index}", body, active="topics", status=502)
+    start, hw = source.log_start_offset, source.high_watermark
     offset = _int(ctx, "offset", None)
     if timestamp is not None:
-        found = log.offset_for_timestamp(timestamp)
-        offset = found[0] if found is not None else hw
+        offset = await _offset_for_time(ctx, source, partition, name, index, timestamp)
     if offset is None:
         offset = max(start, hw - limit)  # the newest page
     offset = min(max(offset, start), hw)
     if query:
-        page = await search(partition, offset, limit, query.encode())
+        page = await search(source, offset, limit, query.encode())
     else:
-        page = read_page(partition, offset, limit)
+        page = await read_page(source, offset, limit)
     rows = []
     for rec in page.records:
         when = datetime.datetime.fromtimestamp(rec.timestamp / 1000, datetime.UTC).isoformat(timespec="milliseconds")
@@ -242,6 +249,66 @@ async def messages(ctx: Ctx) -> web.StreamResponse:
     body = (controls + note + f'<p class="pager">{" · ".join(nav)}</p>'
             + table(["offset", "timestamp (UTC)", "key", "value", "headers"], rows, "messages"))
     return ctx.render(f"{name} / {index}", body, active="topics")
+
+
+class RemoteSource:
+    """A partition without a replica here, read from its leader with Fetch (the
+    inter-broker connection, as the console's principal: READ is checked there)."""
+
+    def __init__(self, ctx: Ctx, topic: str, index: int, leader: int) -> None:
+        self.ctx, self.topic, self.index, self.leader = ctx, topic, index, leader
+        self.log_start_offset = 0
+        self.high_watermark = 0
+
+    async def open(self) -> str | None:
+        """Learn the offsets (ListOffsets earliest and latest); an error's name, or None."""
+        for stamp in (-2, -1):
+            body = request(LIST_OFFSETS, replica_id=-1, isolation_level=0, topics=[part(
+                LIST_OFFSETS, "topics", name=self.topic, partitions=[
+                    part(LIST_OFFSETS, "topics", "partitions", partition_index=self.index, timestamp=stamp)])])
+            try:
+                answer = (await call(self.ctx.broker, self.ctx.connection, LIST_OFFSETS, 7, body, self.leader)
+                          ).topics[0].partitions[0]
+            except (OSError, TimeoutError) as exc:
+                return str(exc) or type(exc).__name__
+            if answer.error_code:
+                return error_name(answer.error_code)
+            if stamp == -2:
+                self.log_start_offset = answer.offset
+            else:
+                self.high_watermark = answer.offset
+        return None
+
+    async def read(self, offset: int, max_bytes: int, min_one: bool) -> bytes | None:
+        body = request(FETCH, replica_id=-1, max_wait_ms=0, min_bytes=0, max_bytes=max_bytes, isolation_level=0,
+                       session_id=0, session_epoch=-1, topics=[part(FETCH, "topics", topic=self.topic, partitions=[
+                           part(FETCH, "topics", "partitions", partition=self.index, fetch_offset=offset,
+                                log_start_offset=-1, partition_max_bytes=max_bytes)])],
+                       forgotten_topics_data=[], rack_id="")
+        try:
+            answer = await call(self.ctx.broker, self.ctx.connection, FETCH, 11, body, self.leader)
+        except (OSError, TimeoutError):
+            return None
+        data = answer.responses[0].partitions[0]
+        if data.error_code or data.records is None:
+            return None
+        records = bytes(data.records)
+        if not min_one and len(records) > max_bytes:
+            return None  # a fetch always returns its first batch whole: not past the bound
+        return records
+
+
+async def _offset_for_time(ctx: Ctx, source: Any, partition: Any, topic: str, index: int, timestamp: int) -> int:
+    """ListOffsets' rule: the first offset with a timestamp at or after ``timestamp``,
+    else the high watermark."""
+    if isinstance(source, LocalSource):
+        found = partition.log.offset_for_timestamp(timestamp)
+        return found[0] if found is not None else source.high_watermark
+    body = request(LIST_OFFSETS, replica_id=-1, isolation_level=0, topics=[part(
+        LIST_OFFSETS, "topics", name=topic, partitions=[
+            part(LIST_OFFSETS, "topics", "partitions", partition_index=index, timestamp=timestamp)])])
+    answer = (await call(ctx.broker, ctx.connection, LIST_OFFSETS, 7, body, source.leader)).topics[0].partitions[0]
+    return answer.offset if not answer.error_code and answer.offset >= 0 else source.high_watermark
 
 
 def _browse_form(ctx: Ctx, record: Any, index: int, limit: int, fmt: str, query: str, when: str) -> str:

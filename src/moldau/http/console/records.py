@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from moldau.records.batch import iter_batches
 from moldau.records.record import Record, decode_records
@@ -44,13 +44,35 @@ class Page:
     truncated: bool = False
 
 
-def read_page(partition: Any, offset: int, limit: int, *, query: bytes | None = None,
-              max_bytes: int = MAX_PAGE_BYTES) -> Page:
+class Source(Protocol):
+    """One partition as the browser reads it: its offsets and a bounded read of whole
+    batches (``min_one``: the first batch even if larger than ``max_bytes``)."""
+
+    log_start_offset: int
+    high_watermark: int
+
+    async def read(self, offset: int, max_bytes: int, min_one: bool) -> bytes | None: ...
+
+
+class LocalSource:
+    """A partition with a replica on this broker: the log's own read, up to its high watermark."""
+
+    def __init__(self, partition: Any) -> None:
+        self.partition = partition
+        self.log_start_offset = partition.log.log_start_offset
+        self.high_watermark = partition.high_watermark
+
+    async def read(self, offset: int, max_bytes: int, min_one: bool) -> bytes | None:
+        info = self.partition.log.read(offset, max_bytes, max_offset=self.high_watermark, min_one_message=min_one)
+        return None if info.slice is None else info.slice.read()
+
+
+async def read_page(source: Source, offset: int, limit: int, *, query: bytes | None = None,
+                    max_bytes: int = MAX_PAGE_BYTES) -> Page:
     """Up to ``limit`` records from ``offset`` (matching ``query`` when given), below the
-    high watermark, reading at most about ``max_bytes``. Control records are skipped."""
-    log = partition.log
-    hw = partition.high_watermark
-    offset = max(offset, log.log_start_offset)
+    high watermark, reading at most ``max_bytes``. Control records are skipped."""
+    hw = source.high_watermark
+    offset = max(offset, source.log_start_offset)
     page = Page(next_offset=offset)
     while offset < hw and len(page.records) < limit:
         budget = min(CHUNK_BYTES, max_bytes - page.bytes_read)
@@ -60,20 +82,21 @@ def read_page(partition: Any, offset: int, limit: int, *, query: bytes | None = 
             break
         # only the first read may exceed the budget (by one batch), so a batch larger
         # than the bound is still shown, alone, and the browser never gets stuck
-        info = log.read(offset, budget, max_offset=hw, min_one_message=first)
-        if info.slice is None:
+        data = await source.read(offset, budget, first)
+        if not data:
             page.truncated = not first
             break
-        data = info.slice.read()
         page.bytes_read += len(data)
         progressed = offset
-        for batch in iter_batches(data):
+        for batch in iter_batches(data, allow_partial_tail=True):
             if batch.is_control:
                 progressed = max(progressed, batch.next_offset)
                 continue
             for record in decode_records(batch):
                 if record.offset < offset:
                     continue
+                if record.offset >= hw:
+                    break
                 progressed = record.offset + 1
                 if query is None or matches(record, query):
                     page.records.append(record)
@@ -81,21 +104,21 @@ def read_page(partition: Any, offset: int, limit: int, *, query: bytes | None = 
                         break
             if len(page.records) >= limit:
                 break
-            progressed = max(progressed, batch.next_offset)
+            progressed = max(progressed, min(batch.next_offset, hw))
         if progressed <= offset:
-            break  # nothing readable (should not happen): never spin
+            break  # nothing whole was readable: never spin
         offset = progressed
     page.next_offset = offset
     return page
 
 
-async def search(partition: Any, offset: int, limit: int, query: bytes) -> Page:
+async def search(source: Source, offset: int, limit: int, query: bytes) -> Page:
     """:func:`read_page` for records holding ``query``, over at most
     :data:`MAX_SCAN_BYTES`, one chunk per turn of the event loop."""
     found = Page(next_offset=offset)
     while found.bytes_read < MAX_SCAN_BYTES and len(found.records) < limit:
-        step = read_page(partition, found.next_offset, limit - len(found.records), query=query,
-                         max_bytes=CHUNK_BYTES)
+        step = await read_page(source, found.next_offset, limit - len(found.records), query=query,
+                               max_bytes=CHUNK_BYTES)
         found.records.extend(step.records)
         found.bytes_read += step.bytes_read
         if step.next_offset <= found.next_offset:
@@ -103,7 +126,7 @@ async def search(partition: Any, offset: int, limit: int, query: bytes) -> Page:
             break
         found.next_offset = step.next_offset
         await asyncio.sleep(0)
-    found.truncated = found.next_offset < partition.high_watermark and len(found.records) < limit
+    found.truncated = found.next_offset < source.high_watermark and len(found.records) < limit
     return found
 
 
