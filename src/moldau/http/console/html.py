@@ -74,7 +74,6 @@ footer{padding:8px 20px;color:#68707d;font-size:12px}
 SCRIPT = """
 document.addEventListener('submit',function(e){var m=e.target.getAttribute('data-confirm');
 if(m&&!window.confirm(m)){e.preventDefault();}});
-document.addEventListener('change',function(e){if(e.target.matches('select[data-autosubmit]')){e.target.form.submit();}});
 """
 
 
