@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import platform
 from typing import Any
 
@@ -18,6 +19,8 @@ from .calls import call, request
 from .html import PREFIX, h, hidden, link, size, table, url
 
 DESCRIBE_CONFIGS = 32
+#: how long a failed login waits before its answer
+FAILED_LOGIN_DELAY_S = 0.5
 #: Kafka's ConfigSource codes, as DescribeConfigs reports them
 CONFIG_SOURCES = {1: "DYNAMIC_TOPIC_CONFIG", 2: "DYNAMIC_BROKER_CONFIG", 3: "DYNAMIC_DEFAULT_BROKER_CONFIG",
                   4: "STATIC_BROKER_CONFIG", 5: "DEFAULT_CONFIG", 6: "DYNAMIC_BROKER_LOGGER_CONFIG",
@@ -122,8 +125,12 @@ async def login(ctx: Ctx) -> web.StreamResponse:
     nxt = str(form.get("next", PREFIX + "/"))
     if not nxt.startswith(PREFIX + "/") or nxt.startswith("//"):
         nxt = PREFIX + "/"  # never an open redirect
-    principal = ctx.access.login(user, password) if ctx.access.login_required else None
+    principal = None
+    if ctx.access.login_required:
+        # SCRAM's key derivation (thousands of hash rounds) off the event loop
+        principal = await asyncio.to_thread(ctx.access.login, user, password)
     if principal is None:
+        await asyncio.sleep(FAILED_LOGIN_DELAY_S)  # slows guessing down, costs the loop nothing
         return ctx.render("Log in", _login_body(ctx, nxt, "Wrong user name or password."), status=401)
     ctx.access.end(ctx.session.sid)
     session = ctx.access.new_session(principal, logged_in=True)  # a new id: no session fixation
