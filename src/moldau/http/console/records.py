@@ -1,14 +1,15 @@
 """The message browser's reads: bounded, through the log's own read path.
 
 A page reads whole batches with :meth:`moldau.storage.log.Log.read` (the fetch path's
-read, positional ``pread`` on the segment file, up to the high watermark: what a
-read_uncommitted consumer would see) in chunks of at most :data:`CHUNK_BYTES`, decodes
-them with :func:`moldau.records.record.decode_records`, and stops at :data:`MAX_RECORDS`
-records or :data:`MAX_PAGE_BYTES` bytes read, whichever comes first (only a first batch
-larger than the whole bound is read beyond it, alone, as a fetch returns it). A search reads on from its
-start offset over at most :data:`MAX_SCAN_BYTES` (yielding to the event loop between
-chunks) and says where it stopped, so the next search can go on from there. Nothing
-ever holds more than one page's or one chunk's bytes, whatever the topic's size.
+read, up to the high watermark: what a read_uncommitted consumer would see; the slice's
+bytes are ``pread`` in a worker thread) in chunks of at most :data:`CHUNK_BYTES`,
+decodes them with :func:`moldau.records.record.decode_records`, and stops at
+:data:`MAX_RECORDS` records or :data:`MAX_PAGE_BYTES` bytes read, whichever comes first
+(only a first batch larger than the whole bound is read beyond it, alone, as a fetch
+returns it). A search reads on from its start offset over at most
+:data:`MAX_SCAN_BYTES` (yielding to the event loop between chunks) and says where it
+stopped, so the next search can go on from there. Nothing ever holds more than one
+page's or one chunk's bytes, whatever the topic's size.
 """
 
 from __future__ import annotations
@@ -64,7 +65,11 @@ class LocalSource:
 
     async def read(self, offset: int, max_bytes: int, min_one: bool) -> bytes | None:
         info = self.partition.log.read(offset, max_bytes, max_offset=self.high_watermark, min_one_message=min_one)
-        return None if info.slice is None else info.slice.read()
+        if info.slice is None:
+            return None
+        # the bytes themselves in a worker thread (a cold segment is a disk read, and
+        # nothing blocking runs on the loop); the slice keeps its file open meanwhile
+        return await asyncio.to_thread(info.slice.read)
 
 
 async def read_page(source: Source, offset: int, limit: int, *, query: bytes | None = None,
