@@ -64,3 +64,11 @@ def test_escaping_and_links() -> None:
     assert h('<a href="x">\'&') == "&lt;a href=&quot;x&quot;&gt;&#x27;&amp;"
     assert url("groups", "g/<1>", "reset") == "/console/groups/g%2F%3C1%3E/reset"
     assert url("topics", q="a b&c", page=2, empty="") == "/console/topics?q=a+b%26c&page=2"
+
+
+def test_timestamps_shown_as_utc_or_as_they_are() -> None:
+    from moldau.http.console.pages_topics import _when
+
+    assert _when(0) == "1970-01-01T00:00:00.000+00:00"
+    assert _when(-1) == "none"
+    assert _when(10**18) == str(10**18)  # past year 9999: the number itself

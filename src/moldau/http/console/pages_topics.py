@@ -10,8 +10,10 @@ from typing import Any
 from aiohttp import web
 
 from moldau.controller.controller import INTERNAL_TOPICS
+from moldau.records.errors import RecordsError
 from moldau.records.record import RecordInput, build_batch
 from moldau.security.acl import AclOperation, ResourceType
+from moldau.storage.errors import StorageError
 
 from . import Ctx
 from .calls import call, part, request
@@ -213,13 +215,17 @@ async def messages(ctx: Ctx) -> web.StreamResponse:
     if offset is None:
         offset = max(start, hw - limit)  # the newest page
     offset = min(max(offset, start), hw)
-    if query:
-        page = await search(source, offset, limit, query.encode())
-    else:
-        page = await read_page(source, offset, limit)
+    try:
+        if query:
+            page = await search(source, offset, limit, query.encode())
+        else:
+            page = await read_page(source, offset, limit)
+    except (RecordsError, StorageError) as exc:  # retention moved the start, a corrupt batch, ...
+        body = controls + f'<p class="msg">Could not read from offset {offset}: {h(exc)}</p>'
+        return ctx.render(f"{name} / {index}", body, active="topics", status=500)
     rows = []
     for rec in page.records:
-        when = datetime.datetime.fromtimestamp(rec.timestamp / 1000, datetime.UTC).isoformat(timespec="milliseconds")
+        when = _when(rec.timestamp)
         key_fmt, key_text = render(rec.key, fmt)
         value_fmt, value_text = render(rec.value, fmt)
         header_text = "\n".join(f"{k}: {render(v, 'text' if fmt == 'auto' else fmt)[1]}" for k, v in rec.headers)
@@ -249,6 +255,17 @@ async def messages(ctx: Ctx) -> web.StreamResponse:
     body = (controls + note + f'<p class="pager">{" · ".join(nav)}</p>'
             + table(["offset", "timestamp (UTC)", "key", "value", "headers"], rows, "messages"))
     return ctx.render(f"{name} / {index}", body, active="topics")
+
+
+def _when(timestamp_ms: int) -> str:
+    """A record's timestamp as ISO UTC; none (-1) or out of range as the number."""
+    if timestamp_ms < 0:
+        return "none"
+    try:
+        moment = datetime.datetime.fromtimestamp(timestamp_ms / 1000, datetime.UTC)
+    except (OverflowError, ValueError, OSError):
+        return str(timestamp_ms)
+    return moment.isoformat(timespec="milliseconds")
 
 
 class RemoteSource:
