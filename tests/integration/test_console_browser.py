@@ -1,7 +1,7 @@
 """The web console in a real browser: Playwright drives Debian's chromium through every
 page against a broker holding JSON and binary records produced by confluent-kafka and
 a real consumer group: overview, topics, a topic's partitions and configs, the message
-browser (JSON, binary as hex, search, by time), producing a test message (read back
+browser (JSON, binary as hex, search, by time), creating a topic, producing a test message (read back
 with confluent-kafka), the group's lag and an offset reset of the empty group (checked
 by a consumer of that group afterwards), and the broker's configs.
 
@@ -24,6 +24,7 @@ from confluent_kafka import Consumer, TopicPartition
 from .broker_process import Broker, free_port
 from .kafka_helpers import (
     Rec,
+    admin_client,
     assert_delivered,
     confluent_produce,
     consumer_conf,
@@ -107,6 +108,17 @@ def test_every_page_in_a_browser(console: tuple[Broker, str], page: object) -> N
     assert partitions.count() == 2
     assert "20" in partitions.nth(0).inner_text()  # high watermark of partition 0
     assert "cleanup.policy" in p.locator("table.configs").inner_text()
+
+    # create a topic (CreateTopics through its handler), seen by confluent-kafka's admin
+    p.click("header >> text=Topics")
+    p.fill("#create-topic input[name=name]", "made-in-console")
+    p.fill("#create-topic input[name=partitions]", "3")
+    p.click("#create-topic button")
+    assert p.title().startswith("Topic made-in-console")
+    assert p.locator("table.partitions tbody tr").count() == 3
+    listed = admin_client(broker.bootstrap).list_topics(topic="made-in-console", timeout=10).topics["made-in-console"]
+    assert listed.error is None and len(listed.partitions) == 3
+    p.goto(f"{base}/topics/{JSON_TOPIC}")
 
     # message browser: JSON values pretty-printed, hostile markup shown as text
     p.click("text=browse messages")

@@ -2,8 +2,8 @@
 brokers, produces to partitions led by either (read back with confluent-kafka), browses
 and searches a partition that has no replica on it (Fetch at the leader), lists
 and describes groups coordinated by either, resets the offsets of an empty group
-coordinated by the other broker (checked with confluent-kafka), and shows the other
-broker's configs.
+coordinated by the other broker (checked with confluent-kafka), creates topics through
+either broker (one forwards to the controller), and shows the other broker's configs.
 
 Cost: one etcd, two brokers, ~15 s.
 """
@@ -102,6 +102,16 @@ def test_one_console_sees_and_acts_on_the_whole_cluster(cluster) -> None:
         assert [tp.offset for tp in committed] == [0] * PARTITIONS
     finally:
         consumer.close()
+
+    # create a topic from each broker's console: one of them is not the controller and
+    # forwards the CreateTopics to it
+    for i in (1, 2):
+        other = Browser(f"http://127.0.0.1:{ports[i]}/console")
+        token = other.csrf("/topics")
+        status, _, headers = other.post("/topics", {"csrf": token, "name": f"made-on-{i}", "partitions": "2"})
+        assert status == 303 and headers["Location"] == f"/console/topics/made-on-{i}", status
+        meta = admin.list_topics(topic=f"made-on-{i}", timeout=10).topics[f"made-on-{i}"]
+        assert meta.error is None and len(meta.partitions) == 2
 
     # the other broker's configs, asked of it
     status, configs, _ = console.get("/broker?id=2")

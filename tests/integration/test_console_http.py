@@ -3,7 +3,7 @@ SCRAM), sessions and CSRF, ACLs (what a principal may see and do), escaping of h
 keys, values, headers and group ids, and the bounds on reads and lists.
 
 Cost: one broker process (PLAINTEXT for the test's own clients, SASL_PLAINTEXT for the
-users, StandardAuthorizer), ~15 s.
+users, StandardAuthorizer), ~8 s.
 """
 
 from __future__ import annotations
@@ -171,6 +171,10 @@ def test_acls_decide_what_a_principal_sees_and_does(secured: Secured) -> None:
     status, _, headers = admin.post("/topics/secret/produce", {"csrf": token, "partition": "0", "value": "v"})
     assert status == 303 and "produced=0" in headers["Location"]
     assert "secret" in admin.get("/topics")[1]
+    # no CREATE: refused by the CreateTopics handler
+    token = alice.csrf("/topics")
+    status, body, _ = alice.post("/topics", {"csrf": token, "name": "pub-new"})
+    assert status == 400 and "TOPIC_AUTHORIZATION_FAILED" in body
     # no DESCRIBE_CONFIGS on the cluster: alice is told so, the admin sees them
     assert "CLUSTER_AUTHORIZATION_FAILED" in alice.get("/broker")[1]
     assert "num.partitions" in admin.get("/broker")[1]

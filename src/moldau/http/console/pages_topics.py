@@ -3,6 +3,7 @@ and producing a test message."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import time
 from typing import Any
@@ -22,7 +23,7 @@ from .pages_cluster import config_table, describe_configs, error_name
 from .records import FORMATS, MAX_RECORDS, LocalSource, read_page, render, search
 
 PAGE_SIZE = 50
-PRODUCE, FETCH, LIST_OFFSETS = 0, 1, 2
+PRODUCE, FETCH, LIST_OFFSETS, CREATE_TOPICS = 0, 1, 2, 19
 #: bytes a test message may carry (key + value + headers)
 MAX_TEST_MESSAGE = 1 << 20
 
@@ -80,9 +81,40 @@ async def topics(ctx: Ctx) -> web.StreamResponse:
         nav.append(link("next »", url("topics", q=query, page=page_no + 1)))
     search_form = (f'<form method="get" action="{h(url("topics"))}"><input name="q" value="{h(query)}" '
                    'placeholder="name contains"> <button type="submit">Filter</button></form>')
+    create_form = (f'<h2>Create a topic</h2><form method="post" action="{h(url("topics"))}" id="create-topic">'
+                   f'{hidden("csrf", ctx.session.csrf)}<label>Name <input name="name" required '
+                   'pattern="[a-zA-Z0-9._-]{1,249}"></label> <label>Partitions <input name="partitions" size="4" '
+                   'placeholder="default"></label> <label>Replication factor <input name="replication" size="3" '
+                   'placeholder="default"></label> <button type="submit">Create</button></form>')
     body = (search_form + f'<p class="pager">{" · ".join(nav)}</p>'
-            + table(["topic", "partitions", "replicas", "under-replicated", "messages", "size"], rows, "topics"))
+            + table(["topic", "partitions", "replicas", "under-replicated", "messages", "size"], rows, "topics")
+            + create_form)
     return ctx.render("Topics", body, active="topics")
+
+
+async def create_topic(ctx: Ctx) -> web.StreamResponse:
+    """CreateTopics through its handler: validated, authorized (CREATE) and, in a
+    cluster, forwarded to the controller exactly as a client's request would be."""
+    form = await ctx.request.post()
+    name = str(form.get("name", "")).strip()
+    try:
+        partitions = int(str(form.get("partitions", "")).strip() or -1)
+        replication = int(str(form.get("replication", "")).strip() or -1)
+    except ValueError:
+        raise web.HTTPBadRequest(text="partitions and replication factor are integers") from None
+    body = request(CREATE_TOPICS, topics=[part(CREATE_TOPICS, "topics", name=name, num_partitions=partitions,
+                                                replication_factor=replication, assignments=[], configs=[])],
+                   timeout_ms=30_000, validate_only=False)
+    answer = await call(ctx.broker, ctx.connection, CREATE_TOPICS, 5, body)
+    result = answer.topics[0]
+    if result.error_code:
+        text = f'<p class="msg">Not created: {h(error_name(result.error_code))} {h(result.error_message or "")}</p>'
+        return ctx.render("Topics", text + link("back", url("topics")), active="topics", status=400)
+    for _ in range(50):  # in a cluster, this broker's image learns of it a moment later
+        if name in ctx.broker.topics:
+            break
+        await asyncio.sleep(0.1)
+    raise web.HTTPSeeOther(url("topics", name))
 
 
 async def topic(ctx: Ctx) -> web.StreamResponse:
@@ -346,6 +378,7 @@ def _browse_form(ctx: Ctx, record: Any, index: int, limit: int, fmt: str, query:
 
 ROUTES = [
     ("GET", "/topics", topics, False),
+    ("POST", "/topics", create_topic, False),
     ("GET", "/topics/{topic}", topic, False),
     ("GET", "/topics/{topic}/messages", messages, False),
     ("POST", "/topics/{topic}/produce", produce, False),
