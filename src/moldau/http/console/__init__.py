@@ -103,6 +103,11 @@ def routes(app: web.Application, broker: Broker) -> None:
     async def root(_request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound(PREFIX + "/")
 
+    async def close_pool(_app: web.Application) -> None:
+        if holder:
+            await holder[0].pool.close()
+
+    app.on_cleanup.append(close_pool)
     app.router.add_get("/", root)
     app.router.add_get(PREFIX, root)
     for method, path, fn, public in [

@@ -33,7 +33,7 @@ from moldau.security.principal import ANONYMOUS, KafkaPrincipal
 from moldau.security.scram import MECHANISMS as SCRAM_MECHANISMS
 from moldau.security.scram import ScramClient, ScramError
 
-from .calls import ConsoleConnection
+from .calls import ConsoleConnection, RemotePool
 
 if TYPE_CHECKING:
     from moldau.broker.broker import Broker
@@ -59,6 +59,7 @@ class Access:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.sessions: dict[str, Session] = {}
+        self.pool = RemotePool()
         security = ListenerSecurity(broker.config, ScramCredentials(broker.store))
         self.sasl: list[SaslSettings] = []
         for listener in broker.listeners:
@@ -102,7 +103,7 @@ class Access:
         return None
 
     def connection(self, session: Session, ip: str) -> ConsoleConnection:
-        return ConsoleConnection(session.principal, ip)
+        return ConsoleConnection(session.principal, ip, pool=self.pool)
 
     def allowed(self, connection: ConsoleConnection, operation: AclOperation, resource_type: ResourceType,
                 name: str) -> bool:

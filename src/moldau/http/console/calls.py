@@ -17,6 +17,7 @@ principal (the Envelope rule of :func:`moldau.handlers.authorize.allowed`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ class ConsoleConnection:
     ip: str
     listener_name: str | None = None
     authenticator: Any = None
+    #: connections to other brokers (the console's one pool)
+    pool: RemotePool | None = None
 
     @property
     def peer(self) -> str:
@@ -84,26 +87,69 @@ async def call_local(broker: Broker, connection: ConsoleConnection, api_key: int
             return result
 
 
+class RemotePool:
+    """Idle connections to other brokers, reused by later console calls (a page may
+    make several; each would otherwise pay a connection and a SASL exchange). One
+    request per connection at a time; the principal rides in each request's client id,
+    so any connection serves any session."""
+
+    MAX_IDLE_PER_BROKER = 4
+
+    def __init__(self) -> None:
+        self._idle: dict[tuple[int, str, int], list[BrokerClient]] = {}
+        self.closed = False
+
+    def take(self, broker: Broker, node_id: int) -> BrokerClient:
+        endpoint = broker._endpoint_of(node_id)
+        if endpoint is None:
+            raise OSError(f"broker {node_id} is not alive")
+        idle = self._idle.get((node_id, *endpoint), [])
+        while idle:
+            client = idle.pop()
+            if client.connected:
+                return client
+            asyncio.ensure_future(client.close())
+        channel = broker.controller_channel
+        return BrokerClient(endpoint[0], endpoint[1], CLIENT_ID, ssl=channel.client_ssl, sasl=channel.client_sasl)
+
+    def give_back(self, node_id: int, client: BrokerClient) -> None:
+        idle = self._idle.setdefault((node_id, client.host, client.port), [])
+        if self.closed or not client.connected or len(idle) >= self.MAX_IDLE_PER_BROKER:
+            asyncio.ensure_future(client.close())
+        else:
+            idle.append(client)
+
+    async def close(self) -> None:
+        self.closed = True
+        idle, self._idle = self._idle, {}
+        for clients in idle.values():
+            for client in clients:
+                with contextlib.suppress(Exception):
+                    await client.close()
+
+
 async def call_remote(broker: Broker, connection: ConsoleConnection, node_id: int, api_key: int, version: int,
-                      body: Any) -> Any:
+                      body: Any, pool: RemotePool | None = None) -> Any:
     """Send ``body`` to broker ``node_id`` on the inter-broker listener, as the console's principal."""
-    endpoint = broker._endpoint_of(node_id)
-    if endpoint is None:
-        raise OSError(f"broker {node_id} is not alive")
-    channel = broker.controller_channel
+    pool = pool if pool is not None else RemotePool()
+    client = pool.take(broker, node_id)
     client_id = forwarded_client_id(broker.node_id, (str(connection.principal), connection.ip))
-    client = BrokerClient(endpoint[0], endpoint[1], client_id, ssl=channel.client_ssl, sasl=channel.client_sasl)
     try:
-        await client.connect(REMOTE_TIMEOUT_S)
-        return await client.request(ALL_APIS[api_key], version, body, REMOTE_TIMEOUT_S)
-    finally:
+        if not client.connected:
+            await client.connect(REMOTE_TIMEOUT_S)
+        answer = await client.request(ALL_APIS[api_key], version, body, REMOTE_TIMEOUT_S, client_id=client_id)
+    except BaseException:
         with contextlib.suppress(Exception):
             await client.close()
+        raise
+    pool.give_back(node_id, client)
+    return answer
 
 
 async def call(broker: Broker, connection: ConsoleConnection, api_key: int, version: int, body: Any,
                node_id: int | None = None) -> Any:
-    """:func:`call_local`, or :func:`call_remote` when ``node_id`` is another broker."""
+    """:func:`call_local`, or :func:`call_remote` when ``node_id`` is another broker
+    (over the connection's pool)."""
     if node_id is None or node_id == broker.node_id:
         return await call_local(broker, connection, api_key, version, body)
-    return await call_remote(broker, connection, node_id, api_key, version, body)
+    return await call_remote(broker, connection, node_id, api_key, version, body, connection.pool)
