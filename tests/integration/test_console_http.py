@@ -1,9 +1,10 @@
 """The web console over plain HTTP: login against the broker's SASL users (PLAIN and
 SCRAM), sessions and CSRF, ACLs (what a principal may see and do), escaping of hostile
-keys, values, headers and group ids, and the bounds on reads and lists.
+keys, values, headers and group ids, the bounds on reads and lists, and no offset reset
+of a group with members.
 
 Cost: one broker process (PLAINTEXT for the test's own clients, SASL_PLAINTEXT for the
-users, StandardAuthorizer), ~8 s.
+users, StandardAuthorizer), ~12 s.
 """
 
 from __future__ import annotations
@@ -236,3 +237,27 @@ def test_reads_are_bounded(secured: Secured) -> None:
     assert admin.get("/topics/pub-big/messages?offset=abc")[0] == 400
     assert admin.get("/topics/pub-big/messages?partition=7")[0] == 404
     assert admin.get("/topics?page=-5")[0] == 200
+
+
+def test_offsets_of_a_group_with_members_are_not_reset(secured: Secured) -> None:
+    admin = Browser(secured.base)
+    assert admin.login("admin", "admin-secret") == 303
+    consumer = Consumer(consumer_conf(secured.broker.bootstrap, **{"group.id": "pub-active"}))
+    try:
+        consumer.subscribe(["pub-data"])
+        deadline = time.monotonic() + 20
+        while not consumer.assignment() and time.monotonic() < deadline:
+            consumer.poll(0.2)
+        assert consumer.assignment()
+        consumer.commit(offsets=[TopicPartition("pub-data", 0, 1)], asynchronous=False)
+        status, body, _ = admin.get("/groups/pub-active")
+        assert status == 200 and "Stable" in body and "reset-preview" not in body
+        token = admin.csrf("/groups/pub-active")
+        for step in ("preview", "confirm"):
+            status, body, _ = admin.post("/groups/pub-active/reset", {
+                "csrf": token, "step": step, "topic": "pub-data", "strategy": "earliest", "value": ""})
+            assert status == 409 and "must be empty" in body
+        committed = consumer.committed([TopicPartition("pub-data", 0)], timeout=10)
+        assert committed[0].offset == 1
+    finally:
+        consumer.close()
