@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from moldau.http import health, metrics
+from moldau.http import console, health, metrics
 from moldau.http.health import READINESS, Readiness
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 RouteSetup = Callable[[web.Application, "Broker"], None]
 #: every part of the HTTP application, in order; each adds its routes
-ROUTES: list[RouteSetup] = [health.routes, metrics.routes]
+ROUTES: list[RouteSetup] = [health.routes, metrics.routes, console.routes]
 
 MAX_LINE_BYTES = 8190
 MAX_HEADERS = 100
