@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import resource
 import signal
 import ssl
@@ -243,10 +242,7 @@ async def _crash(broker: Broker, servers: list[KafkaServer], follower: object) -
     for _, _, partition_log in list(broker.log_manager.logs()):
         with contextlib.suppress(Exception):
             partition_log.close()  # handles dropped, nothing fsynced
-    lock_fd = broker.log_manager._lock_fd
-    if lock_fd is not None:
-        os.close(lock_fd)
-        broker.log_manager._lock_fd = None
+    broker.log_manager.unlock()
     log.info("crashed on purpose (moldau.testing)")
 
 

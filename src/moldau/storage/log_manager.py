@@ -416,6 +416,11 @@ class LogManager:
         self.wait_for_deletions()
         for d in self.dirs:
             d.clean_shutdown_file.write()
+        self.unlock()
+
+    def unlock(self) -> None:
+        """Let go of every log directory's ``.lock`` (what a process's exit does)."""
+        for d in self.dirs:
             if d.lock_fd is not None:
                 os.close(d.lock_fd)  # releases the flock
                 d.lock_fd = None
