@@ -72,3 +72,12 @@ def test_server_properties_file(tmp_path: Path) -> None:
     path.write_text("garbage line\n")
     with pytest.raises(ValueError, match="server.properties:1"):
         read_properties(path)
+
+
+def test_connection_creation_rate_per_listener_falls_back_to_the_broker_wide_one() -> None:
+    config = BrokerConfig({"max.connection.creation.rate": "50",
+                           "listener.name.clients.max.connection.creation.rate": "5"})
+    assert config.for_listener("CLIENTS", "max.connection.creation.rate") == 5
+    assert config.for_listener("REPLICATION", "max.connection.creation.rate") == 50
+    with pytest.raises(ValueError):
+        BrokerConfig({"listener.name.clients.max.connection.creation.rate": "-1"})

@@ -20,6 +20,8 @@ from moldau.coordinator.group.records import (
     OffsetKey,
     OffsetValue,
     RecordFormatError,
+    decode_consumer_assignment,
+    decode_consumer_subscription,
     decode_current_assignment_value,
     decode_epoch_value,
     decode_group_value,
@@ -27,6 +29,7 @@ from moldau.coordinator.group.records import (
     decode_member_value,
     decode_offset_value,
     decode_target_member_value,
+    encode_consumer_assignment,
     encode_consumer_group_value,
     encode_consumer_key,
     encode_current_assignment_value,
@@ -126,6 +129,30 @@ def test_subscribed_topics_from_consumer_protocol():
     sub = b"\x00\x01" + struct.pack(">i", 2) + b"\x00\x01a" + b"\x00\x02bb" + struct.pack(">i", -1)
     assert subscribed_topics(sub) == {"a", "bb"}
     assert subscribed_topics(b"junk") == set()
+
+
+def test_classic_member_metadata_is_tagged_field_0():
+    """ConsumerGroupMemberMetadataValue's ClassicMemberMetadata (online migration) rides
+    in tagged field 0; a member without it encodes no tags, as Kafka writes it."""
+    plain = ConsumerMemberValue(None, None, "c", "h", ["t"], None, 300, "uniform")
+    assert encode_member_value(plain).endswith(b"\x00")
+    classic = ConsumerMemberValue("i", None, "c", "h", ["t"], None, 300, None, (6000, [("range", b"\x00\x01x")]))
+    encoded = encode_member_value(classic)
+    assert decode_member_value(encoded) == classic
+    assert decode_member_value(encode_member_value(plain)) == plain
+
+
+def test_embedded_consumer_protocol():
+    owned = struct.pack(">i", 1) + b"\x00\x01a" + struct.pack(">ii", 1, 3)
+    sub_v1 = b"\x00\x01" + struct.pack(">i", 1) + b"\x00\x01a" + struct.pack(">i", -1) + owned
+    parsed = decode_consumer_subscription(sub_v1)
+    assert (parsed.version, parsed.topics, parsed.owned) == (1, ["a"], {"a": {3}})
+    with pytest.raises(RecordFormatError):
+        decode_consumer_subscription(b"\x00")
+    assignment = encode_consumer_assignment(3, {"a": {2, 0}, "b": {1}})
+    assert assignment[:2] == b"\x00\x03"
+    assert decode_consumer_assignment(assignment) == {"a": {0, 2}, "b": {1}}
+    assert decode_consumer_assignment(b"junk") == {}
 
 
 def test_java_hash():

@@ -309,8 +309,11 @@ def describe_transaction(bootstrap: str, txn_id: str, request_timeout_ms: int = 
         admin.close()
 
 
-def watermarks(bootstrap: str, topic: str, partition: int = 0, timeout: float = 10.0) -> tuple[int, int]:
-    c = Consumer(consumer_conf(bootstrap))
+def watermarks(bootstrap: str, topic: str, partition: int = 0, timeout: float = 10.0, **conf: object) -> tuple[int, int]:
+    """(low, high) as a consumer sees them: the high one is the last stable offset
+    unless ``conf`` sets ``isolation.level`` to read_uncommitted (librdkafka's default
+    is read_committed)."""
+    c = Consumer(consumer_conf(bootstrap, **conf))
     try:
         return c.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
     finally:

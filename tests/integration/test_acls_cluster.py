@@ -3,6 +3,8 @@ Cost: etcd and two brokers, ~10 s."""
 
 from __future__ import annotations
 
+import socket
+
 from confluent_kafka import KafkaError
 from confluent_kafka.admin import (
     AclBinding,
@@ -14,6 +16,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from . import raw_kafka as raw
 from .kafka_helpers import admin_client, confluent_produce, sample_records, wait_until
 from .test_quotas import alter_quotas, describe_quotas
 
@@ -45,3 +48,19 @@ def test_an_acl_created_on_one_broker_is_enforced_by_all(cluster) -> None:
                == (0, [([("user", None)], {"consumer_byte_rate": 5000.0})]), 10,
                message="the default user's quota on the other broker")
 
+    # ip entities too: broker two enforces a connection_creation_rate set through one
+    assert alter_quotas(one.bootstrap, [("ip", "127.0.0.9")], {"connection_creation_rate": 1}) == [0]
+    wait_until(lambda: describe_quotas(two.bootstrap, "ip")
+               == (0, [([("ip", "127.0.0.9")], {"connection_creation_rate": 1.0})]), 10,
+               message="the ip quota on the other broker")
+    host, port = two.bootstrap.rsplit(":", 1)
+    socks = [socket.create_connection((host, int(port)), timeout=10, source_address=("127.0.0.9", 0))
+             for _ in range(12)]
+    try:
+        for i, sock in enumerate(socks):
+            sock.sendall(raw.request(raw.API_VERSIONS, 0, i))
+        answered = sum(1 for sock in socks if raw.read_response(sock) is not None)
+    finally:
+        for sock in socks:
+            sock.close()
+    assert 1 <= answered < 12, answered  # past the burst a window allows, closed unanswered

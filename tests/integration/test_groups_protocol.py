@@ -230,8 +230,12 @@ def test_group_max_size(gbroker):
             c.close()
 
 
-def test_offsets_standalone_metadata_exact(client):
+def test_offsets_standalone_metadata_exact(gbroker, client):
+    from .kafka_helpers import create_topic
+
     group = "g-standalone"
+    create_topic(gbroker.bootstrap, "anything", partitions=4)  # Kafka refuses commits to missing topics
+    create_topic(gbroker.bootstrap, "t-exists")
     Topic = MessageCodec(ALL_APIS[8]).Request.of("topics")
     Part = Topic.of("partitions")
     metas = ["", "plain", "ünïcødé ✓", None]
@@ -249,8 +253,12 @@ def test_offsets_standalone_metadata_exact(client):
     assert sorted(p.partition_index for t in f.topics for p in t.partitions) == [0, 1, 2, 3]
     # A commit with a generation for a group that does not exist is refused.
     r = client.call(8, 8, group_id="g-nogroup", generation_id_or_member_epoch=3, member_id="m",
-                    topics=[Topic(name="t", partitions=[Part(partition_index=0, committed_offset=1)])])
+                    topics=[Topic(name="t-exists", partitions=[Part(partition_index=0, committed_offset=1)])])
     assert r.topics[0].partitions[0].error_code == ILLEGAL_GENERATION
+    # From v9 (KIP-848) Kafka says so: GROUP_ID_NOT_FOUND.
+    r = client.call(8, 9, group_id="g-nogroup", generation_id_or_member_epoch=3, member_id="m",
+                    topics=[Topic(name="t-exists", partitions=[Part(partition_index=0, committed_offset=1)])])
+    assert r.topics[0].partitions[0].error_code == GROUP_ID_NOT_FOUND
 
 
 @pytest.mark.parametrize("version", [1, 5, 7, 8, 9])
@@ -272,8 +280,12 @@ def test_offset_fetch_unknown_group(client, version):
         ]
 
 
-def test_list_describe_delete_offset_delete(client):
+def test_list_describe_delete_offset_delete(gbroker, client):
+    from .kafka_helpers import create_topic
+
     group = "g-admin-raw"
+    for name in ("t1", "t2"):
+        create_topic(gbroker.bootstrap, name)
     Topic = MessageCodec(ALL_APIS[8]).Request.of("topics")
     Part = Topic.of("partitions")
     client.call(8, 8, group_id=group, generation_id_or_member_epoch=-1, member_id="",
@@ -463,6 +475,9 @@ def test_group_state_survives_compaction_and_kill9(make_broker):
         "log.cleaner.delete.retention.ms": 0,
         "group.initial.rebalance.delay.ms": 0,
     })
+    from .kafka_helpers import create_topic
+
+    create_topic(b.bootstrap, "t", partitions=4)
     c = Client(b.bootstrap)
     Topic = MessageCodec(ALL_APIS[8]).Request.of("topics")
     Part = Topic.of("partitions")

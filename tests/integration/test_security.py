@@ -18,6 +18,7 @@ import ssl
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -47,12 +48,13 @@ SCRAM_USER, SCRAM_PASSWORD = "bob", "bob-secret"
 class _JwtKey:
     """An RSA key that signs the JWTs of the JWKS listener's tests."""
 
-    def __init__(self) -> None:
+    def __init__(self, kid: str = "k1") -> None:
         from cryptography.hazmat.primitives.asymmetric import rsa
         from jwt.algorithms import RSAAlgorithm
 
+        self.kid = kid
         self.private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.public_jwk = {**json.loads(RSAAlgorithm.to_jwk(self.private.public_key())), "kid": "k1", "alg": "RS256",
+        self.public_jwk = {**json.loads(RSAAlgorithm.to_jwk(self.private.public_key())), "kid": kid, "alg": "RS256",
                            "use": "sig"}
 
     def token(self, sub: str, audience: str = "moldau", lifetime_s: int = 300) -> str:
@@ -60,16 +62,46 @@ class _JwtKey:
 
         now = int(time.time())
         return jwt.encode({"sub": sub, "aud": audience, "iat": now, "exp": now + lifetime_s}, self.private,
-                          algorithm="RS256", headers={"kid": "k1"})
+                          algorithm="RS256", headers={"kid": self.kid})
 
 
 JWT_KEY = _JwtKey()
+ROTATED_KEY = _JwtKey("k2")  # published by the HTTP endpoint only after a rotation
+
+
+class _JwksEndpoint:
+    """An identity provider's ``jwks_uri`` on 127.0.0.1, whose keys a test may rotate."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        self.keys = [JWT_KEY.public_jwk]
+        endpoint = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+                body = json.dumps({"keys": endpoint.keys}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 REAUTH_MS = 1500  # on the REAUTH listener (SASL_PLAINTEXT): KIP-368 re-authentication every 1.5 s
 
 
 class SecureBroker:
-    def __init__(self, broker: Broker, ports: dict[str, int], pki: Pki) -> None:
-        self.broker, self.ports, self.pki = broker, ports, pki
+    def __init__(self, broker: Broker, ports: dict[str, int], pki: Pki, jwks: _JwksEndpoint) -> None:
+        self.broker, self.ports, self.pki, self.jwks = broker, ports, pki, jwks
 
     def addr(self, listener: str) -> str:
         return f"127.0.0.1:{self.ports[listener]}"
@@ -98,13 +130,14 @@ def secure() -> SecureBroker:
     jwks_file.write_text(json.dumps({"keys": [JWT_KEY.public_jwk]}))
     broker = Broker({}, name="secure")
     ports = {"PLAINTEXT": broker.port}
-    for name in ("SSL", "MTLS", "SASL_SSL", "SASL_PLAINTEXT", "REAUTH", "OAUTH", "JWKS"):
+    jwks_endpoint = _JwksEndpoint()
+    for name in ("SSL", "MTLS", "SASL_SSL", "SASL_PLAINTEXT", "REAUTH", "OAUTH", "JWKS", "JWKSHTTP"):
         ports[name] = free_port()
     broker.settings.update({
         "listeners": ",".join(f"{n}://127.0.0.1:{p}" for n, p in ports.items()),
         "listener.security.protocol.map":
             "PLAINTEXT:PLAINTEXT,SSL:SSL,MTLS:SSL,SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,"
-            "REAUTH:SASL_PLAINTEXT,OAUTH:SASL_PLAINTEXT,JWKS:SASL_SSL",
+            "REAUTH:SASL_PLAINTEXT,OAUTH:SASL_PLAINTEXT,JWKS:SASL_SSL,JWKSHTTP:SASL_PLAINTEXT",
         "ssl.keystore.location": str(pki.broker_keystore_encrypted),
         "ssl.key.password": pki.key_password,
         "ssl.truststore.location": str(pki.ca),
@@ -119,6 +152,9 @@ def secure() -> SecureBroker:
         "listener.name.jwks.sasl.enabled.mechanisms": "OAUTHBEARER",
         "listener.name.jwks.sasl.oauthbearer.jwks.endpoint.url": f"file://{jwks_file}",
         "listener.name.jwks.sasl.oauthbearer.expected.audience": "moldau",
+        "listener.name.jwkshttp.sasl.enabled.mechanisms": "OAUTHBEARER",
+        "listener.name.jwkshttp.sasl.oauthbearer.jwks.endpoint.url": jwks_endpoint.url,
+        "listener.name.jwkshttp.sasl.oauthbearer.expected.audience": "moldau",
     })
     try:
         broker.start()
@@ -127,9 +163,10 @@ def secure() -> SecureBroker:
                    for mech in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512)]
         for future in admin.alter_user_scram_credentials(upserts).values():
             future.result(timeout=15)
-        yield SecureBroker(broker, ports, pki)
+        yield SecureBroker(broker, ports, pki, jwks_endpoint)
     finally:
         broker.dispose()
+        jwks_endpoint.close()
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -491,6 +528,26 @@ def test_oauthbearer_signed_tokens_against_a_jwks(secure: SecureBroker) -> None:
             assert raw.read_response(tls) is None  # closed
 
 
+def test_oauthbearer_keys_from_an_http_jwks_endpoint_and_their_rotation(secure: SecureBroker) -> None:
+    """The listener fetched the provider's keys over HTTP; a token signed with a key the
+    provider publishes later is refused once, starts an early refresh, and librdkafka's
+    next attempt gets through."""
+    topic = create_topic(secure.broker.bootstrap, unique_topic("jwkshttp"))
+    conf = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "OAUTHBEARER",
+            "oauth_cb": lambda _config: (JWT_KEY.token("svc-a"), time.time() + 300)}
+    recs = sample_records(3, seed=10)
+    assert_delivered(confluent_produce(secure.addr("JWKSHTTP"), topic, recs, acks="all", **conf))
+    with socket.create_connection(("127.0.0.1", secure.ports["JWKSHTTP"]), timeout=10) as sock:
+        answer = _oauth_token(sock, ROTATED_KEY.token("svc-b"))  # not published yet
+        assert answer is not None and answer[0] == 58, answer
+    secure.jwks.keys = [JWT_KEY.public_jwk, ROTATED_KEY.public_jwk]  # the provider rotates
+    rotated = {**conf, "oauth_cb": lambda _config: (ROTATED_KEY.token("svc-b"), time.time() + 300),
+               "reconnect.backoff.ms": 200}
+    more = sample_records(3, seed=11)
+    assert_delivered(confluent_produce(secure.addr("JWKSHTTP"), topic, more, acks="all", **rotated), first_offset=3)
+    assert_records(confluent_consume(secure.addr("JWKSHTTP"), topic, 6, **conf), recs + more)
+
+
 def test_scram_credential_errors_and_deletion(secure: SecureBroker) -> None:
     from confluent_kafka.admin import UserScramCredentialDeletion
 
@@ -515,3 +572,36 @@ def test_scram_credential_errors_and_deletion(secure: SecureBroker) -> None:
     admin.alter_user_scram_credentials([gone])["erin"].result(timeout=10)
     with pytest.raises(KafkaException):
         admin_client(secure.addr("SASL_PLAINTEXT"), **conf).list_topics(timeout=5)
+
+
+def test_the_moldau_cli_connects_with_its_security_options(secure: SecureBroker) -> None:
+    """``moldau`` client subcommands over SASL_SSL, mutual TLS and SASL_PLAINTEXT (-X), and
+    a wrong password as one plain sentence naming the error (docs/13-cli.md)."""
+    import subprocess
+
+    from .broker_process import broker_command
+
+    def moldau(*args: str, rc: int = 0, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([*broker_command(), *args], input=stdin, capture_output=True, text=True, timeout=60)
+        assert done.returncode == rc, done.stderr
+        assert "Traceback" not in done.stderr
+        return done
+
+    ca = str(secure.pki.ca)
+    topic = unique_topic("cli-sec")
+    create_topic(secure.broker.bootstrap, topic)
+    info = json.loads(moldau("cluster", "info", "--format", "json", "-b", secure.addr("SASL_SSL"),
+                             "--sasl-mechanism", "SCRAM-SHA-512", "--user", SCRAM_USER, "--password",
+                             SCRAM_PASSWORD, "--tls-ca", ca).stdout)
+    assert any(v["name"] == "SaslHandshake" for v in info["api_versions"])  # asked over TLS
+    mtls = ["-b", secure.addr("MTLS"), "--tls-ca", ca, "--tls-cert", str(secure.pki.client_cert),
+            "--tls-key", str(secure.pki.client_key)]
+    moldau("produce", topic, "-k", ":", *mtls, stdin="k:over mutual TLS\n")
+    sasl = ["-b", secure.addr("SASL_PLAINTEXT"), "-X", "security.protocol=SASL_PLAINTEXT",
+            "-X", "sasl.mechanism=PLAIN", "-X", "sasl.username=alice", "-X", "sasl.password=alice-secret"]
+    assert moldau("consume", topic, "-f", "%k=%v\\n", *sasl).stdout == "k=over mutual TLS\n"
+    started = time.monotonic()
+    wrong = moldau("topic", "list", "-b", secure.addr("SASL_PLAINTEXT"), "--sasl-mechanism", "PLAIN",
+                   "--user", "alice", "--password", "wrong", rc=1)
+    assert time.monotonic() - started < 8
+    assert "(_AUTHENTICATION)" in wrong.stderr and len(wrong.stderr.strip().splitlines()) == 1

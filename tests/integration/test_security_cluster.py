@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from confluent_kafka import Producer
 from confluent_kafka.admin import (
     NewTopic,
     ScramCredentialInfo,
@@ -29,6 +30,7 @@ from .kafka_helpers import (
     assert_records,
     confluent_consume,
     confluent_produce,
+    read_to_end,
     sample_records,
     unique_topic,
     wait_until,
@@ -161,5 +163,17 @@ def test_replication_over_a_sasl_ssl_inter_broker_listener(etcd) -> None:
             finally:
                 pinned.close()
             wait_until(lambda name=forwarded: name in admin.list_topics(timeout=5).topics, 20, message="created")
+        # a transaction over both leaders: the leader that does not coordinate the id
+        # verifies with the coordinator, and the markers go, over SASL_SSL
+        p = Producer({"bootstrap.servers": brokers[0].bootstrap, "transactional.id": "over-sasl-ssl"})
+        p.init_transactions(30)
+        for commit in (True, False):
+            p.begin_transaction()
+            for partition in (0, 1):
+                p.produce(topic, b"txn-%s-%d" % (b"c" if commit else b"a", partition), partition=partition)
+            p.commit_transaction(30) if commit else (p.flush(10), p.abort_transaction(30))
+        read = read_to_end(brokers[1].bootstrap, topic, 2)  # after the acks=all records above
+        assert sorted(v for v in read if v and v.startswith(b"txn-")) == [b"txn-c-0", b"txn-c-1"]
         logs = brokers[0].log_text() + brokers[1].log_text()
         assert "SASL authentication failed" not in logs and "before SASL authentication" not in logs
+        assert "AddPartitionsToTxn (verify)" not in logs and "WriteTxnMarkers to broker" not in logs

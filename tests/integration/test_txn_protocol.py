@@ -95,6 +95,23 @@ def test_find_coordinator_for_transactional_ids(client, tbroker):
     assert client.call(10, 3, key="x", key_type=7).error_code == INVALID_REQUEST
 
 
+def test_txn_state_topic_takes_the_min_isr_as_set_and_one_broker_serves(client, tbroker):
+    """As Kafka: ``__transaction_state`` gets min.insync.replicas =
+    transaction.state.log.min.isr (default 2) as is, and a single broker (one replica)
+    serves transactions all the same: the bound is min(min.insync.replicas, replicas)."""
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
+    from .kafka_helpers import admin_client
+
+    _, pid, epoch = init(client, "raw-min-isr")
+    assert add(client, 3, "raw-min-isr", pid, epoch, [(TOPIC, 0)]) == {(TOPIC, 0): NONE}
+    assert end(client, 3, "raw-min-isr", pid, epoch, False) == NONE
+    res = ConfigResource(ResourceType.TOPIC, "__transaction_state")
+    admin = admin_client(tbroker.bootstrap)  # kept alive until its future resolves
+    configs = admin.describe_configs([res], request_timeout=10)[res].result(timeout=15)
+    assert configs["min.insync.replicas"].value == "2"
+
+
 def test_errors_for_bad_transactional_requests(client):
     assert init(client, "raw-1", timeout_ms=60001)[0] == INVALID_TRANSACTION_TIMEOUT
     assert init(client, "raw-1", timeout_ms=0)[0] == INVALID_TRANSACTION_TIMEOUT

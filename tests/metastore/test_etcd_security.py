@@ -34,3 +34,25 @@ def test_security_entries_reach_other_brokers(etcd) -> None:  # noqa: F811
     asyncio.run(scenario())
 
 
+
+
+def test_an_ip_quota_set_through_one_broker_is_enforced_by_another(etcd) -> None:  # noqa: F811
+    from moldau.security.quotas import IP, QUOTA_KIND, ClientQuotas, entity_key
+
+    target = EtcdTarget.parse(f"{etcd.url}/ipq-{uuid.uuid4().hex[:8]}")
+    key = entity_key(((IP, "fd00::7"),))
+
+    async def scenario() -> None:
+        writer, reader = await _stores(target, 2)
+        try:
+            changes = reader.watch()
+            await writer.update_security(QUOTA_KIND, {key: '{"connection_creation_rate": 5.0}'})
+            seen = await _next(changes)
+            assert isinstance(seen, SecurityChanged) and seen.key == key
+            quotas = ClientQuotas()  # the other broker's, fed from its watch
+            quotas.apply(seen.key, seen.value)
+            assert quotas.ip_connection_rate("fd00::7") == 5.0 and quotas.ip_connection_rate("10.0.0.1") is None
+        finally:
+            await _close([writer, reader])
+
+    asyncio.run(scenario())

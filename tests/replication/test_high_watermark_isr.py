@@ -161,3 +161,18 @@ def test_clean_election() -> None:
     assert offline == PartitionState(-1, 5, [1, 2, 3], [1], 10)
     assert reconcile(offline, {2, 3}) is None
     assert reconcile(offline, {1, 2, 3}) == PartitionState(1, 6, [1, 2, 3], [1], 11)
+
+
+def test_min_insync_replicas_is_bounded_by_the_replica_count(tmp_path: Path) -> None:
+    """Kafka's effective min ISR (3.7+): min.insync.replicas above the replication
+    factor counts as the factor; below it, it is enforced as set."""
+    log = open_log(tmp_path / "single" / "t-0")
+    single = Partition("t", 0, TOPIC_ID, log, broker_id=1, leader=-1, leader_epoch=-1, replicas=[1], isr=[1])
+    single.apply_state(1, 1, [1], [1], 1)
+    single.min_insync_replicas = 2
+    assert single.effective_min_isr == 1
+    _produce(single, 1, acks=-1)  # accepted: one replica is all there can be
+    assert single.log.log_end_offset == 1
+    three = _replica(tmp_path, 1, leader=1, isr=(1,))
+    three.min_insync_replicas = 5
+    assert three.effective_min_isr == 3

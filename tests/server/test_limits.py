@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
 
+from moldau.security.quotas import IP, ClientQuotas, entity_key
 from moldau.server.limits import ConnectionRegistry, ConnectionSettings, parse_overrides
 
 
@@ -70,14 +74,93 @@ def test_unreadable_overrides_keep_the_previous_ones() -> None:
     assert registry.admit(Conn(0), "10.0.0.1") is not None
 
 
-def test_connection_creation_rate_admits_that_many_per_second() -> None:
+def test_creation_rate_delays_connections_and_never_refuses_them() -> None:
     now = [10.0]
-    registry = ConnectionRegistry(lambda: ConnectionSettings(max_creation_rate=2), clock=lambda: now[0])
-    conns = [Conn(0) for _ in range(4)]
-    assert registry.admit(conns[0], "a") is None
+    settings = ConnectionSettings(max_creation_rate=2, quota_samples=2)
+    registry = ConnectionRegistry(lambda: settings, clock=lambda: now[0])
+    # a young sensor counts one whole window: two at once are within 2 per second
+    assert registry.creation_delay("PLAINTEXT") == 0
+    assert registry.creation_delay("PLAINTEXT") == 0
+    assert registry.creation_delay("PLAINTEXT") == pytest.approx(0.5)  # (3 - 2) / 2 * 1 s
     now[0] += 0.5
-    assert registry.admit(conns[1], "b") is None
-    assert "max.connection.creation.rate" in (registry.admit(conns[2], "c") or "")
-    now[0] += 0.6  # the first one is more than a second old
-    assert registry.admit(conns[3], "c") is None
-    assert registry.refused == 1
+    assert registry.creation_delay("PLAINTEXT") == pytest.approx(0.5)  # 4 in 1 s: (4-2)/2 * 1
+    assert registry.creation_delay("PLAINTEXT") == pytest.approx(1.0)  # capped at one window
+    assert registry.refused == 0 and registry.throttled == 3
+
+
+def test_listener_rates_and_the_protected_inter_broker_listener() -> None:
+    now = [0.0]
+    settings = ConnectionSettings(
+        max_creation_rate=1, listener_creation_rates={"CLIENTS": 1, "REPLICATION": 100},
+        protected_listener="REPLICATION", listener_count=2, quota_samples=2,
+    )
+    registry = ConnectionRegistry(lambda: settings, clock=lambda: now[0])
+    assert registry.creation_delay("CLIENTS") == 0
+    assert registry.creation_delay("CLIENTS") > 0
+    # the inter-broker listener is not held back by the broker-wide rate
+    assert [registry.creation_delay("REPLICATION") for _ in range(5)] == [0] * 5
+
+
+def test_ip_rate_closes_after_the_throttle_and_uncounts_the_connection() -> None:
+    now = [0.0]
+    quotas = ClientQuotas(clock=lambda: now[0])
+    quotas.samples = 2  # quota.window.num
+    quotas.apply(entity_key(((IP, None),)), json.dumps({"connection_creation_rate": 1}))
+    quotas.apply(entity_key(((IP, "10.0.0.9"),)), json.dumps({"connection_creation_rate": 100}))
+    settings = ConnectionSettings(quota_samples=2)
+    registry = ConnectionRegistry(lambda: settings, clock=lambda: now[0], quotas=quotas)
+    assert registry.ip_close_delay("PLAINTEXT", "10.0.0.1") == 0
+    assert registry.ip_close_delay("PLAINTEXT", "10.0.0.1") == pytest.approx(1.0)  # (2-1)/1 * 1 s
+    assert registry.ip_close_delay("PLAINTEXT", "10.0.0.2") == 0  # each IP its own
+    assert [registry.ip_close_delay("PLAINTEXT", "10.0.0.9") for _ in range(5)] == [0] * 5
+    now[0] += 0.5  # the throttled one was not counted: 1 in the window, 2 now is 2/s
+    assert registry.ip_close_delay("PLAINTEXT", "10.0.0.1") > 0
+    assert registry.ip_throttled == 2
+
+
+class ListenerConn(Conn):
+    def __init__(self, now: float, listener: str) -> None:
+        super().__init__(now)
+        self.listener_name = listener
+
+
+def test_slots_broker_wide_per_listener_and_the_protected_listener() -> None:
+    settings = ConnectionSettings(max_connections=3, listener_max_connections={"EXTERNAL": 1},
+                                  protected_listener="BROKER", listener_count=3)
+    registry = ConnectionRegistry(lambda: settings)
+    assert registry.slot_available("EXTERNAL") and registry.slot_available("CLIENT")
+    external = ListenerConn(5.0, "EXTERNAL")
+    assert registry.admit(external, "10.0.0.1") is None
+    assert not registry.slot_available("EXTERNAL")  # its own limit of 1
+    assert registry.slot_available("CLIENT")
+    clients = [ListenerConn(float(i), "CLIENT") for i in range(2)]
+    for c in clients:
+        assert registry.admit(c, "10.0.0.2") is None
+    assert not registry.slot_available("CLIENT")  # broker-wide 3 reached
+    assert not registry.slot_available("CLIENT", pending=0)
+    assert registry.slot_available("BROKER")  # never waits for a broker-wide slot
+    clients[1].busy = True
+    assert registry.admit(ListenerConn(9.0, "BROKER"), "10.0.0.3") is None
+    assert clients[0].closed and not clients[1].closed and not external.closed  # the LRU idle one
+    assert registry.evicted == 1
+    registry.remove(clients[0], "10.0.0.2")
+    registry.remove(external, "10.0.0.1")
+    assert registry.per_listener == {"CLIENT": 1, "BROKER": 1}
+    assert registry.slot_available("EXTERNAL", pending=0)
+    assert not registry.slot_available("EXTERNAL", pending=1)
+
+
+def test_wait_for_slot_returns_when_a_connection_closes() -> None:
+    asyncio.run(_wait_for_slot_returns_when_a_connection_closes())
+
+
+async def _wait_for_slot_returns_when_a_connection_closes() -> None:
+    registry = ConnectionRegistry(lambda: ConnectionSettings(max_connections=1))
+    held = ListenerConn(0.0, "PLAINTEXT")
+    assert registry.admit(held, "10.0.0.1") is None
+    waiter = asyncio.ensure_future(registry.wait_for_slot("PLAINTEXT"))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    registry.remove(held, "10.0.0.1")
+    await asyncio.wait_for(waiter, 0.5)
+    assert registry.blocked == 1

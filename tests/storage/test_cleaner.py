@@ -296,6 +296,7 @@ def crash_images(tmp_path: Path) -> tuple[Path, list[Rec], LogConfig]:
     manager = new_manager(tmp_path, config)
     log = manager.create_log("t", 0, config)
     produce(log, workload(400, 10, tombstone_every=7))
+    log.wait_for_snapshot()  # the rolls' producer snapshots: written, not being written, when copied
     before = read_records(log)
     manager.checkpoint()
     image = tmp_path / "image"

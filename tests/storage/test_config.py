@@ -78,12 +78,19 @@ def test_from_properties_overlays_a_base() -> None:
         ("retention.bytes", "x"),
         ("message.timestamp.type", "WallClock"),
         ("cleanup.policy", "remove"),
-        ("cleanup.policy", ""),
+        ("cleanup.policy", "delete,remove"),
     ],
 )
 def test_bad_values_name_the_key(key: str, value: str) -> None:
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         LogConfig.from_properties({key: value})
+
+
+def test_empty_cleanup_policy_neither_deletes_nor_compacts() -> None:
+    """Kafka's ValidList.in(compact, delete) takes an empty list (Kafka 4.2's
+    UnifiedLog.deleteOldSegments: no retention, no compaction)."""
+    config = LogConfig.from_properties({"cleanup.policy": ""})
+    assert (config.delete, config.compact) == (False, False)
 
 
 def test_constructor_validates_too() -> None:

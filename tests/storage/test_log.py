@@ -161,6 +161,7 @@ def test_roll_by_size_creates_named_segments_with_indexes(tmp_path: Path) -> Non
     bases = [s.base_offset for s in log.segments]
     assert bases == [3 * per_segment * i for i in range(len(bases))]
     assert len(bases) == -(-30 // per_segment)
+    log.wait_for_snapshot()  # each roll's snapshot is written by a worker thread
     names = sorted(os.listdir(directory))
     for base in bases:
         for suffix in (".log", ".index", ".timeindex"):

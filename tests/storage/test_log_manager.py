@@ -218,3 +218,46 @@ def test_file_cache_bound_with_2000_partitions(tmp_path: Path) -> None:
     manager.shutdown()
     assert len(manager.file_cache) == 0
     assert len(os.listdir("/proc/self/fd")) <= fds_before + 5
+
+
+# -- several log directories (log.dirs) ------------------------------------------------
+
+
+def test_logs_spread_over_log_dirs_and_survive_a_restart(tmp_path: Path) -> None:
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    manager = LogManager(dirs, SMALL)
+    manager.load()
+    _fill(manager, "t", 4, 3)
+    assert sorted(manager.dir_of("t", p) for p in range(4)) == [dirs[0], dirs[0], dirs[1], dirs[1]]
+    manager.shutdown()
+    again = LogManager(dirs, SMALL)
+    again.load()
+    assert again.had_clean_shutdown is True
+    assert [len(read_all(again.get_log("t", p))) for p in range(4)] == [3, 3, 3, 3]
+
+
+def test_move_by_rename_and_by_copy(tmp_path: Path) -> None:
+    """A move renames within one filesystem; a copy (any filesystem) is staged while the
+    log takes appends and finished with the log closed; both reopen every batch."""
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    manager = LogManager(dirs, SMALL)
+    manager.load()
+    _fill(manager, "t", 1, 5)
+    home = manager.dir_of("t", 0)
+    other = dirs[1] if home == dirs[0] else dirs[0]
+    moved = manager.move_log("t", 0, other)
+    assert manager.dir_of("t", 0) == other and len(read_all(moved)) == 5
+    moved.append_as_leader(make_batch(2, tag=9), leader_epoch=1, now_ms=1_000)
+    copy = manager.begin_copy("t", 0, home)
+    assert copy.step() > 0
+    for i in range(6):  # appends during the copy, some rolling segments
+        moved.append_as_leader(make_batch(2, tag=10 + i), leader_epoch=1, now_ms=1_000)
+    copy.step()
+    copied = manager.finish_copy("t", 0, copy)
+    assert manager.dir_of("t", 0) == home and not (other / "t-0").exists()
+    assert len(read_all(copied)) == 12
+    assert [p.name for p in home.iterdir() if p.is_dir()] == ["t-0"]  # no staging left behind
+    manager.shutdown()
+    again = LogManager(dirs, SMALL)
+    again.load()
+    assert len(read_all(again.get_log("t", 0))) == 12

@@ -207,3 +207,92 @@ def test_snapshot_bytes_roundtrip(tmp_path: Path) -> None:
         3, 14, 104, 4, 100,
     )
     assert info.last_timestamp == 5555 and info.coordinator_epoch == -1
+
+
+# -- durable snapshots -------------------------------------------------------------------
+
+_KILLED_WRITER = """
+import os, signal, sys, time
+from pathlib import Path
+sys.path[:0] = [{tests!r}]
+from storage.helpers import open_log
+from storage.test_txn_log import append, txn_batch
+log = open_log(Path({directory!r}))
+for pid in range({producers}):
+    append(log, txn_batch(pid, 0, 0, count=1))
+log.roll()  # the snapshot at the new base, written by the snapshot writer thread
+path = Path({directory!r}) / ("%020d.snapshot" % log.log_end_offset)
+while not path.exists():  # renamed into place: kill at once
+    time.sleep(0.0005)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_snapshot_is_complete_after_a_kill_9_right_after_it_was_written(tmp_path: Path) -> None:
+    """A process killed the moment its roll's snapshot appears leaves a complete,
+    readable snapshot (written to a temporary file, fsynced, then renamed)."""
+    import signal
+    import subprocess
+    import sys
+
+    directory = tmp_path / "t-0"
+    producers = 3000  # a snapshot of about 140 KB
+    script = _KILLED_WRITER.format(tests=str(Path(__file__).parent.parent), directory=str(directory),
+                                   producers=producers)
+    done = subprocess.run([sys.executable, "-c", script], timeout=120, capture_output=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
+    assert list_snapshots(directory) == [producers]
+    entries = read_snapshot(snapshot_path(directory, producers))
+    assert sorted(entries) == list(range(producers))
+    assert all(e.txn_first_offset == pid for pid, e in entries.items())
+    again = open_log(directory, clean=False)  # no .tmp left, the open transactions back
+    assert not [n for n in os.listdir(directory) if n.endswith(".tmp")]
+    assert again.first_unstable_offset() == 0 and len(again.txn_state.ongoing) == producers
+
+
+def test_a_roll_snapshot_is_fsynced_by_the_writer_thread(tmp_path: Path, monkeypatch) -> None:
+    """The roll returns without touching the disk for its snapshot: the snapshot file
+    and the directory are fsynced by the writer thread, not the log's owner."""
+    import threading
+
+    synced: list[tuple[str, int]] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), threading.get_ident()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    directory = tmp_path / "t-0"
+    log = open_log(directory)
+    append(log, txn_batch(5, 0, 0))
+    log.roll()
+    log.wait_for_snapshot()
+    owner = threading.get_ident()
+    mine = [(path, thread) for path, thread in synced if str(directory) in path]
+    assert any(p.endswith(".snapshot.tmp") for p, _ in mine), mine
+    assert any(p == str(directory) for p, _ in mine), mine
+    assert all(thread != owner for _, thread in mine)
+    assert read_snapshot(snapshot_path(directory, 2))[5].txn_first_offset == 0
+
+
+def test_a_truncation_drops_a_snapshot_still_queued(tmp_path: Path) -> None:
+    """A roll's snapshot still waiting for the writer when the log is truncated below it
+    is never renamed into place (it would describe batches that are gone)."""
+    import threading
+
+    from moldau.storage.log import _SNAPSHOT_WRITER
+
+    directory = tmp_path / "t-0"
+    log = open_log(directory)
+    append(log, txn_batch(1, 0, 0))  # 0-1
+    append(log, txn_batch(2, 0, 0))  # 2-3
+    gate = threading.Event()
+    _SNAPSHOT_WRITER.submit(gate.wait, 10)  # the writer is busy elsewhere
+    log.roll()  # snapshot at 4, queued
+    log.truncate_to(2)
+    gate.set()
+    log.wait_for_snapshot()
+    assert list_snapshots(directory) == []
+    assert not [n for n in os.listdir(directory) if n.endswith(".tmp")]
+    assert log.txn_state.ongoing == {1: 0}

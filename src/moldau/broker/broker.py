@@ -17,11 +17,14 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from moldau.broker.changes import StateChanges
+from moldau.broker.client_metrics import ClientMetrics
 from moldau.broker.forwarding import ControllerChannel
 from moldau.broker.txn_markers import TxnMarkers
-from moldau.config.broker import BrokerConfig
+from moldau.broker.txn_verification import TxnVerifier
+from moldau.config.broker import BrokerConfig, usable_topic_configs
 from moldau.config.group import GROUP_CONFIG_KIND
 from moldau.config.group import decode as decode_group_configs
 from moldau.controller.controller import Controller
@@ -33,6 +36,7 @@ from moldau.coordinator.transaction import TransactionCoordinator
 from moldau.metastore.store import BrokerInfo, ClusterImage, MetaStore, PartitionState, TopicRecord
 from moldau.ports import LeadershipListener, TxnMarkerListener
 from moldau.protocol.errors import ErrorCode, KafkaError
+from moldau.replication.fetch_session import FetchSessionCache
 from moldau.replication.hw_checkpoint import HighWatermarkCheckpoint
 from moldau.replication.manager import ReplicaManager
 from moldau.replication.partition import Partition
@@ -40,6 +44,7 @@ from moldau.security.acl import ACL_KIND, AclBinding
 from moldau.security.authorizer import create_authorizer
 from moldau.security.quotas import QUOTA_KIND, ClientQuotas
 from moldau.server.listeners import Listener
+from moldau.stats import BrokerStats
 from moldau.storage.cleaner import CleanerConfig, LogCleaner
 from moldau.storage.config import LogConfig
 from moldau.storage.log_manager import LogManager
@@ -75,8 +80,12 @@ class Broker:
         self.dynamic_configs: dict[str, dict[str, str]] = {}
         self.topic_names_by_id: dict[uuid.UUID, str] = {}
         self.partitions: dict[tuple[str, int], Partition] = {}
+        #: Kafka's log.dirs (JBOD), absolute; the data directory when not set
+        self.log_dirs = [Path(d.strip()).absolute() for d in str(config["log.dirs"] or "").split(",") if d.strip()] or [
+            self.data_dir.absolute()
+        ]
         self.log_manager = LogManager(
-            self.data_dir,
+            self.log_dirs,
             LogConfig.from_properties(config.effective_topic_config({})),
             max_open_files=config.int("moldau.max.open.files"),
         )
@@ -104,6 +113,8 @@ class Broker:
         self.group_coordinator.share.deleted_listeners.append(self._share_group_deleted)
         #: markers to partition leaders: in-process for ours, WriteTxnMarkers for others'
         self.txn_markers = TxnMarkers(self)
+        #: KIP-890 verifications of transactional ids other brokers coordinate
+        self.txn_verifier = TxnVerifier(self)
         self.transaction_coordinator = TransactionCoordinator(self)
         self.replica_manager = ReplicaManager(self)
         #: ACLs (None unless authorizer.class.name is set: then nothing is checked) and
@@ -111,6 +122,9 @@ class Broker:
         self.authorizer = create_authorizer(
             config["authorizer.class.name"], config["super.users"], config.bool("allow.everyone.if.no.acl.found"))  # type: ignore[arg-type]
         self.quotas = ClientQuotas(config)
+        #: KIP-714 client telemetry (the empty subscription) and KIP-227 fetch sessions
+        self.client_metrics = ClientMetrics(config.int("telemetry.max.bytes"))
+        self.fetch_sessions = FetchSessionCache(config.int("max.incremental.fetch.session.cache.slots"))
         #: where metadata writes go when another broker is the controller
         self.controller_channel = ControllerChannel(self.node_id, store, self._endpoint_of)
         #: told when this broker gains or loses a partition's leadership, in metadata
@@ -121,6 +135,15 @@ class Broker:
         #: __consumer_offsets (moldau.replication.txn_markers): the group coordinator,
         #: which makes the producer's transactional offset commits visible or drops them
         self.txn_marker_listeners: list[TxnMarkerListener] = [self.group_coordinator]
+        #: counters for /metrics, updated on the hot paths (moldau.stats)
+        self.stats = BrokerStats(config.bool("moldau.metrics.enable"))
+        #: the Kafka listeners' open connections (set by the runner), for /metrics
+        self.connection_registry: Any = None
+        #: start-up progress, for /readyz: the metadata image applied, every log recovered
+        self.metadata_loaded = False
+        self.storage_recovered = False
+        #: how long loading (and recovering) the local logs took, for /metrics
+        self.log_recovery_seconds = 0.0
 
     def _share_group_deleted(self, group_id: str) -> None:
         """DeleteGroups removed a share group: its share-partition state goes too."""
@@ -138,16 +161,17 @@ class Broker:
         for kind, entries in image.security.items():
             for key, value in entries.items():
                 self.apply_security(kind, key, value)
-        try:
-            self._apply_dynamic_configs()
-        except ValueError as exc:
-            log.error("ignoring stored dynamic broker configs: %s", exc)
+        self._apply_dynamic_configs(strict=False)  # a bad stored value is logged, never fatal
+        self.metadata_loaded = True
         configs = {t.name: self.log_config_for(t) for t in image.topics.values()}
+        recovery_started = time.perf_counter()
         await asyncio.to_thread(self.log_manager.load, configs)
+        self.log_recovery_seconds = time.perf_counter() - recovery_started
         self._checkpointed_hw = self.hw_checkpoint.read()
         for topic in image.topics.values():
             self.apply_topic(topic)
         self._checkpointed_hw.clear()  # topics not applied now are deleted or not ours
+        self.storage_recovered = True
         self._tasks.append(asyncio.ensure_future(self._background_flusher()))
         self._tasks.append(asyncio.ensure_future(self._retention_loop()))
         self._tasks.append(asyncio.ensure_future(self._producer_expiration_loop()))
@@ -165,6 +189,7 @@ class Broker:
         await self.changes.drain()
         await self.transaction_coordinator.stop()
         await self.txn_markers.close()
+        await self.txn_verifier.close()
         await self.group_coordinator.stop()
         self.share_manager.stop()
         for task in self._tasks:
@@ -246,9 +271,9 @@ class Broker:
 
     # dynamic configs ------------------------------------------------------------------
 
-    def _apply_dynamic_configs(self) -> None:
+    def _apply_dynamic_configs(self, strict: bool = True) -> None:
         self.config.set_dynamic(
-            self.dynamic_configs.get("", {}), self.dynamic_configs.get(str(self.node_id), {})
+            self.dynamic_configs.get("", {}), self.dynamic_configs.get(str(self.node_id), {}), strict
         )
 
     async def set_dynamic_configs(self, scope: str, values: dict[str, str]) -> None:
@@ -298,13 +323,13 @@ class Broker:
                 self.group_configs[key] = decode_group_configs(value)
 
     def log_config_for(self, topic: TopicRecord) -> LogConfig:
-        return LogConfig.from_properties(self.config.effective_topic_config(topic.configs))
+        return LogConfig.from_properties(self.config.effective_topic_config(usable_topic_configs(topic.name, topic.configs)))
 
     def apply_topic(self, topic: TopicRecord) -> None:
         """Make local state match a topic record: logs and partitions for our replicas."""
         self.topics[topic.name] = topic
         self.topic_names_by_id[topic.topic_id] = topic.name
-        effective = self.config.effective_topic_config(topic.configs)
+        effective = self.config.effective_topic_config(usable_topic_configs(topic.name, topic.configs))
         log_config = LogConfig.from_properties(effective)
         min_isr = int(effective["min.insync.replicas"])
         for index, state in topic.partitions.items():

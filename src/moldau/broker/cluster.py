@@ -119,7 +119,7 @@ class MetadataFollower:
                 self.balancer.trigger()  # its new replicas may all be in the ISR now
         elif isinstance(change, BrokerConfigsChanged):
             broker.dynamic_configs[change.scope] = dict(change.configs)
-            broker._apply_dynamic_configs()
+            broker._apply_dynamic_configs(strict=False)  # as at start: never fatal
             for topic in list(broker.topics.values()):
                 broker.apply_topic(topic)
         elif isinstance(change, BrokerChanged):

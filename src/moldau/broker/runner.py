@@ -10,10 +10,14 @@ import resource
 import signal
 import ssl
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from moldau.broker.broker import Broker, Endpoint
 from moldau.config.broker import BrokerConfig
+from moldau.http.health import Readiness
+from moldau.http.server import HttpServer, HttpSettings
 from moldau.metastore.local import LocalMetaStore
 from moldau.metastore.store import MetaStore
 from moldau.security.listener_security import ListenerSecurity
@@ -43,7 +47,10 @@ async def serve(
     advertise: Endpoint | None,
     started: float,
     cluster: str | None = None,
+    hooks: ServeHooks | None = None,
 ) -> None:
+    """Serve until SIGINT/SIGTERM, or with ``hooks`` (an embedded broker) until
+    ``hooks.stop`` is set."""
     import moldau.handlers  # noqa: F401 - registers the API handlers
     from moldau.handlers.registry import Dispatcher
 
@@ -55,6 +62,11 @@ async def serve(
             security.for_listener(listener)  # refuse bad TLS or SASL settings before starting
     except ValueError as exc:
         log.error("%s", exc)
+        raise SystemExit(1) from None
+    try:
+        http_settings = HttpSettings.from_config(config)
+    except ValueError as exc:
+        log.error("moldau.http.listener: %s", exc)
         raise SystemExit(1) from None
     inter = next(li for li in listeners if li.name == inter_name)
     client_ssl = client_sasl = None
@@ -78,6 +90,18 @@ async def serve(
     except DataDirLockedError as exc:
         log.error("%s", exc)
         raise SystemExit(1) from None
+    # the HTTP listener comes up first, so /healthz answers (and /readyz says what is
+    # missing) while the logs recover and the metadata loads
+    readiness = Readiness(cluster=cluster is not None)
+    http = None
+    if http_settings is not None:
+        http = HttpServer(broker, http_settings, readiness)
+        try:
+            http_port = await http.start()
+        except OSError as exc:
+            log.error("cannot listen for HTTP on %s:%d: %s", http_settings.host, http_settings.port, exc)
+            raise SystemExit(1) from None
+        log.info("HTTP (metrics, health) on http://%s:%d/", http_settings.host, http_port)
     try:
         await broker.start()
     except Exception as exc:
@@ -97,11 +121,14 @@ async def serve(
     servers = []
     bound = []
     pool = MemoryPool(config.int("queued.max.request.bytes"))
-    registry = ConnectionRegistry(lambda: connection_settings(config))
+    names = tuple(li.name for li in listeners)
+    registry = ConnectionRegistry(lambda: connection_settings(config, names, inter_name))
+    registry.quotas = broker.quotas  # the ip entities' connection_creation_rate
     dispatcher = Dispatcher(broker)
+    broker.connection_registry = registry
     for listener in listeners:
         server = KafkaServer(
-            dispatcher,
+            dispatcher.measured if dispatcher.stats is not None else dispatcher,
             listener.host,
             listener.port,
             config.int("socket.request.max.bytes"),
@@ -121,6 +148,8 @@ async def serve(
             raise SystemExit(1) from None
         servers.append(server)
         bound.append(with_bound_port(listener, port))
+    if hooks is not None:
+        dispatcher.faults = hooks.faults
     broker.listeners = bound
     inter = next(li for li in bound if li.name == inter_name)
     broker.listen = Endpoint(inter.host, inter.port)
@@ -142,10 +171,14 @@ async def serve(
             "joined cluster %s as broker %d; controller is %d",
             cluster, broker.node_id, broker.controller_id(),
         )
-    quiet_garbage_collector()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    readiness.serving = True
+    if hooks is None:
+        quiet_garbage_collector()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    else:  # embedded in a test process: its collector and signals are not ours to change
+        stop = hooks.stop
     log.info(
         "Moldau broker %d listening on %s (advertised as %s), data in %s, started in %.0f ms",
         broker.node_id,
@@ -154,8 +187,16 @@ async def serve(
         data_dir.resolve(),
         (time.perf_counter() - started) * 1000,
     )
+    if hooks is not None:
+        hooks.started(broker, servers)
     await stop.wait()
+    if hooks is not None and hooks.crash:
+        if http is not None:
+            await http.stop()
+        await _crash(broker, servers, follower)
+        return
     log.info("shutting down")
+    readiness.shutting_down = True
     if follower is not None:
         from moldau.broker.shutdown import controlled_shutdown
 
@@ -165,7 +206,44 @@ async def serve(
     if follower is not None:
         await follower.stop()
     await broker.stop()
+    if http is not None:
+        await http.stop()
     log.info("stopped cleanly")
+
+
+@dataclass
+class ServeHooks:
+    """How an embedded broker (:mod:`moldau.testing`) is told to stop, and learns what
+    it runs: ``started(broker, servers)`` once it listens; ``faults`` goes to the
+    dispatcher; with ``crash`` set when ``stop`` is, the broker stops as if killed."""
+
+    stop: asyncio.Event
+    started: Callable[[Broker, list[KafkaServer]], None]
+    faults: object = None
+    crash: bool = False
+
+
+async def _crash(broker: Broker, servers: list[KafkaServer], follower: object) -> None:
+    """Stop like a killed process: connections cut, no controlled shutdown, no fsync,
+    checkpoint or clean-shutdown marker. What the kernel would release is let go (the
+    data directory's lock, the files, the metadata store's connection), and the log
+    cleaner's thread ends, so that the test process can start the broker again."""
+    for server in servers:
+        with contextlib.suppress(Exception):
+            await server.stop()  # listening sockets and accept loops
+        for connection in list(server.registry.connections.values()):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
+    with contextlib.suppress(Exception):
+        await broker.store.close()
+    if broker.log_cleaner is not None:
+        await asyncio.to_thread(broker.log_cleaner.shutdown)
+    for _, _, partition_log in list(broker.log_manager.logs()):
+        with contextlib.suppress(Exception):
+            partition_log.close()  # handles dropped, nothing fsynced
+    broker.log_manager.unlock()
+    log.info("crashed on purpose (moldau.testing)")
 
 
 def quiet_garbage_collector() -> None:
@@ -246,14 +324,30 @@ def check_connection_configs(config: BrokerConfig) -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def connection_settings(config: BrokerConfig) -> ConnectionSettings:
-    """The connection limits as they stand (dynamic broker configs included)."""
+def connection_settings(
+    config: BrokerConfig, listener_names: tuple[str, ...] = (), inter_broker: str | None = None
+) -> ConnectionSettings:
+    """The connection limits as they stand (dynamic broker configs included); each
+    listener's creation rate is its ``listener.name.<l>.`` value, else the broker's."""
     return ConnectionSettings(
         max_connections=config.int("max.connections"),
         max_per_ip=config.int("max.connections.per.ip"),
         per_ip_overrides=str(config["max.connections.per.ip.overrides"] or ""),
         max_idle_ms=config.int("connections.max.idle.ms"),
         max_creation_rate=config.int("max.connection.creation.rate"),
+        listener_creation_rates={
+            name: int(config.for_listener(name, "max.connection.creation.rate"))  # type: ignore[call-overload]
+            for name in listener_names
+        },
+        listener_max_connections={
+            name: int(config.for_listener(name, "max.connections"))  # type: ignore[call-overload]
+            for name in listener_names
+            if config.is_set(f"listener.name.{name.lower()}.max.connections")
+        },
+        protected_listener=inter_broker,
+        listener_count=max(1, len(listener_names)),
+        quota_samples=config.int("quota.window.num"),
+        quota_window_s=float(config.int("quota.window.size.seconds")),
     )
 
 

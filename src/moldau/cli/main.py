@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import logging
+import importlib
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -19,7 +20,36 @@ def _endpoint(text: str, option: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """A group whose subcommands named in ``lazy`` are imported only when run (or listed
+    in ``--help``): the client subcommands and confluent-kafka stay out of ``moldau serve``,
+    which starts exactly as fast as before they existed."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module, _, attr = self.lazy[cmd_name].partition(":")
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+#: the client subcommands (any Kafka cluster, through confluent-kafka): module:attribute
+CLIENT_COMMANDS = {
+    "topic": "moldau.cli.topics:topic",
+    "produce": "moldau.cli.produce:produce",
+    "consume": "moldau.cli.consume:consume",
+    "group": "moldau.cli.groups:group",
+}
+
+
+@click.group(cls=LazyGroup, lazy=CLIENT_COMMANDS)
 @click.version_option(__version__, prog_name="moldau")
 def main() -> None:
     """Moldau: a Kafka-compatible event streaming platform."""
@@ -44,13 +74,18 @@ def main() -> None:
               help="Join the cluster whose metadata lives in this etcd (default: a single broker).")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--log-format", default=None, type=click.Choice(["text", "json"]),
+              help="Log lines as text or one JSON object each (moldau.log.format; default text).")
+@click.option("--http", "http_listener", default=None, metavar="HOST:PORT",
+              help="Serve /metrics, /healthz and /readyz over HTTP here (moldau.http.listener).")
 def serve(data_dir: Path, listen: str, advertise: str | None, config_file: Path | None,
           settings: tuple[str, ...], loop_name: str, broker_id: int | None, rack: str | None,
-          cluster: str | None, log_level: str) -> None:
+          cluster: str | None, log_level: str, log_format: str | None, http_listener: str | None) -> None:
     """Run one broker."""
     started = time.perf_counter()
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from moldau.log_format import configure_logging
+
+    configure_logging(log_level, log_format or "text")
     from moldau.broker.broker import Endpoint
     from moldau.broker.runner import run
     from moldau.config.broker import BrokerConfig, read_properties
@@ -70,7 +105,14 @@ def serve(data_dir: Path, listen: str, advertise: str | None, config_file: Path 
             raw["node.id"] = raw["broker.id"]  # Kafka's older name for the same id
         if rack is not None:
             raw["broker.rack"] = rack
+        if http_listener is not None:
+            _endpoint(http_listener, "--http")
+            raw["moldau.http.listener"] = http_listener
+        if log_format is not None:
+            raw["moldau.log.format"] = log_format
         config = BrokerConfig(raw)
+        if log_format is None and config["moldau.log.format"] != "text":
+            configure_logging(log_level, str(config["moldau.log.format"]))
         if cluster is not None:
             from moldau.metastore.etcd import EtcdTarget
 
@@ -87,7 +129,7 @@ def serve(data_dir: Path, listen: str, advertise: str | None, config_file: Path 
         loop_name, cluster)
 
 
-@main.command()
+@main.group(cls=LazyGroup, lazy={"info": "moldau.cli.info:cluster_info"}, invoke_without_command=True)
 @click.option("--brokers", type=click.IntRange(min=1, max=64), default=3, show_default=True,
               help="How many brokers (ids 1..N).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("moldau-cluster"),
@@ -100,9 +142,15 @@ def serve(data_dir: Path, listen: str, advertise: str | None, config_file: Path 
               help="A broker property for every broker; repeatable.")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
-def cluster(brokers: int, data_dir: Path, port: int, etcd_port: int, settings: tuple[str, ...],
-            log_level: str) -> None:
-    """Run a local cluster: etcd plus N brokers, until Ctrl-C."""
+@click.pass_context
+def cluster(ctx: click.Context, brokers: int, data_dir: Path, port: int, etcd_port: int,
+            settings: tuple[str, ...], log_level: str) -> None:
+    """Run a local cluster: etcd plus N brokers, until Ctrl-C.
+
+    `moldau cluster info -b HOST:PORT` describes any cluster instead.
+    """
+    if ctx.invoked_subcommand is not None:
+        return  # `moldau cluster info ...` asks any cluster; its options are its own
     from moldau.cli.local_cluster import ClusterError, LocalCluster, run_local_cluster
 
     raw: dict[str, str] = {}

@@ -8,9 +8,20 @@ This module owns that resolution so DescribeConfigs and the log agree on every v
 
 from __future__ import annotations
 
+import functools
+import logging
 from pathlib import Path
 
-from moldau.config.definitions import BROKER_CONFIGS, TOPIC_CONFIGS, ConfigDef, parse_settings
+from moldau.config.definitions import (
+    BROKER_CONFIGS,
+    TOPIC_CONFIGS,
+    ConfigDef,
+    broker_definition,
+    parse_settings,
+)
+from moldau.storage.config import LogConfig
+
+log = logging.getLogger(__name__)
 
 # Broker keys whose default is derived from a coarser-grained key.
 _DERIVED: dict[str, tuple[tuple[str, int], ...]] = {
@@ -35,6 +46,19 @@ def read_properties(path: Path) -> dict[str, str]:
     return result
 
 
+def _parse_dynamic(values: dict[str, str], strict: bool, scope: str) -> dict[str, object]:
+    known = {k: v for k, v in values.items() if broker_definition(BROKER_CONFIGS, k) is not None}
+    if strict:
+        return parse_settings(BROKER_CONFIGS, known, "broker")
+    parsed: dict[str, object] = {}
+    for key, value in known.items():
+        try:
+            parsed.update(parse_settings(BROKER_CONFIGS, {key: value}, "broker"))
+        except ValueError as exc:
+            log.error("ignoring stored %s broker config %s=%r, using its default: %s", scope, key, value, exc)
+    return parsed
+
+
 class BrokerConfig:
     """Typed broker settings, with Kafka's defaults for everything not set.
 
@@ -50,10 +74,13 @@ class BrokerConfig:
         self._dynamic_broker: dict[str, object] = {}
         self._set: dict[str, object] = dict(self._static)
 
-    def set_dynamic(self, cluster_default: dict[str, str], this_broker: dict[str, str]) -> None:
-        """Replace the dynamic layers (values are checked; errors name the key)."""
-        self._dynamic_default = parse_settings(BROKER_CONFIGS, cluster_default, "broker")
-        self._dynamic_broker = parse_settings(BROKER_CONFIGS, this_broker, "broker")
+    def set_dynamic(self, cluster_default: dict[str, str], this_broker: dict[str, str], strict: bool = True) -> None:
+        """Replace the dynamic layers. Values are checked (errors name the key); keys
+        Moldau does not know are kept in the store and have no effect, as Kafka keeps
+        custom keys. Not ``strict`` (at start): a value that does not validate is
+        refused with a logged error and the key's default used."""
+        self._dynamic_default = _parse_dynamic(cluster_default, strict, "cluster-wide")
+        self._dynamic_broker = _parse_dynamic(this_broker, strict, "per-broker")
         self._set = {**self._static, **self._dynamic_default, **self._dynamic_broker}
 
     def source_of(self, key: str) -> str:
@@ -153,4 +180,40 @@ def validate_topic_configs(raw: dict[str, str | None]) -> dict[str, str]:
             raise ValueError(f"Null value not supported for topic config {key}")
         rendered = definition.render(definition.parse(value))
         canonical[key] = rendered if rendered is not None else ""
+    # The log's own checks too, before anything is stored: a value the definitions
+    # take but the log refuses would be stored and then stop every start.
+    LogConfig.from_properties(canonical)
     return canonical
+
+
+_REPORTED: set[tuple[str, str, str]] = set()
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid(items: tuple[tuple[str, str], ...]) -> bool:
+    """Whether a set of overrides validates (cached: a topic's overrides are looked at on
+    every apply and by every OffsetCommit's size check, and rarely change)."""
+    try:
+        validate_topic_configs(dict(items))
+    except ValueError:
+        return False
+    return True
+
+
+def usable_topic_configs(topic: str, overrides: dict[str, str]) -> dict[str, str]:
+    """A topic's stored overrides less those that do not validate (today's rules may be
+    stricter than the ones they were stored under): each is refused with a logged error
+    and its default used, so that no stored config can stop the broker from starting."""
+    if not overrides or _valid(tuple(overrides.items())):
+        return overrides
+    usable: dict[str, str] = {}
+    for key, value in overrides.items():
+        try:
+            validate_topic_configs({key: value})
+        except ValueError as exc:
+            if (topic, key, value) not in _REPORTED:  # once, not at every look
+                _REPORTED.add((topic, key, value))
+                log.error("topic %s: ignoring stored config %s=%r, using its default: %s", topic, key, value, exc)
+            continue
+        usable[key] = value
+    return usable

@@ -173,6 +173,9 @@ SECURITY_CONFIGS = [
     ConfigDef("sasl.server.max.receive.size", _T.INT, 524288, min_value=1, read_only=True),
     ConfigDef("connections.max.reauth.ms", _T.LONG, 0, min_value=0, read_only=True),
     ConfigDef("sasl.oauthbearer.jwks.endpoint.url", _T.STRING, None, read_only=True),
+    ConfigDef("sasl.oauthbearer.jwks.endpoint.refresh.ms", _T.LONG, 3_600_000, min_value=1, read_only=True),
+    ConfigDef("sasl.oauthbearer.jwks.endpoint.retry.backoff.ms", _T.LONG, 100, min_value=0, read_only=True),
+    ConfigDef("sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms", _T.LONG, 10_000, min_value=0, read_only=True),
     ConfigDef("sasl.oauthbearer.expected.audience", _T.LIST, [], read_only=True),
     ConfigDef("sasl.oauthbearer.expected.issuer", _T.STRING, None, read_only=True),
     ConfigDef("sasl.oauthbearer.sub.claim.name", _T.STRING, "sub", read_only=True),
@@ -271,6 +274,8 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
         ConfigDef("replica.fetch.backoff.ms", _T.INT, 1000, min_value=0, read_only=True),
         ConfigDef("fetch.max.bytes", _T.INT, 57671680, min_value=1024, read_only=True),
         ConfigDef("max.incremental.fetch.session.cache.slots", _T.INT, 1000, min_value=0, read_only=True),
+        ConfigDef("max.request.partition.size.limit", _T.INT, 2000, min_value=1, read_only=True),
+        ConfigDef("telemetry.max.bytes", _T.INT, 1048576, min_value=1, read_only=True),
         ConfigDef("offsets.topic.num.partitions", _T.INT, 50, min_value=1, read_only=True),
         ConfigDef("offsets.topic.replication.factor", _T.SHORT, 1, min_value=1, read_only=True),
         ConfigDef("offsets.topic.segment.bytes", _T.INT, 104857600, min_value=1, read_only=True),
@@ -286,6 +291,8 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
         ConfigDef("group.consumer.session.timeout.ms", _T.INT, 45000, min_value=1, read_only=True),
         ConfigDef("group.consumer.assignors", _T.LIST, ["uniform", "range"], read_only=True),
         ConfigDef("group.consumer.max.size", _T.INT, INT_MAX, min_value=1, read_only=True),
+        ConfigDef("group.consumer.migration.policy", _T.STRING, "bidirectional",
+                  choices=("disabled", "upgrade", "downgrade", "bidirectional"), read_only=True),
         # KIP-932 share groups (Kafka's ShareGroupConfig / GroupCoordinatorConfig names)
         ConfigDef("group.share.enable", _T.BOOLEAN, True, read_only=True),
         ConfigDef("group.share.heartbeat.interval.ms", _T.INT, 5000, min_value=1, read_only=True),
@@ -302,6 +309,9 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
         ConfigDef("transactional.id.expiration.ms", _T.INT, 604800000, min_value=1, read_only=True),
         ConfigDef("transaction.state.log.min.isr", _T.INT, 2, min_value=1, read_only=True),
         ConfigDef("transaction.state.log.segment.bytes", _T.INT, 104857600, min_value=1, read_only=True),
+        # KIP-890 part 1: a partition leader verifies a transactional producer's first
+        # batch with the coordinator (dynamic in Kafka, cluster-wide)
+        ConfigDef("transaction.partition.verification.enable", _T.BOOLEAN, True),
         ConfigDef(
             "transaction.abort.timed.out.transaction.cleanup.interval.ms", _T.INT, 10000, min_value=1, read_only=True
         ),
@@ -322,6 +332,23 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
         ConfigDef("producer.id.expiration.ms", _T.INT, 86400000, min_value=1, read_only=True),
         ConfigDef("producer.id.expiration.check.interval.ms", _T.INT, 600000, min_value=1, read_only=True),
         ConfigDef("moldau.max.open.files", _T.INT, 1000, "Open segment files kept at once.", min_value=16),
+        # the HTTP listener (metrics, health, console; docs/15-observability.md) and the
+        # log line format: Moldau's own, Kafka has neither
+        ConfigDef("moldau.http.listener", _T.STRING, None,
+                  "HOST:PORT of the HTTP listener for /metrics, /healthz, /readyz (off when unset).",
+                  read_only=True),
+        ConfigDef("moldau.http.max.connections", _T.INT, 64, "HTTP connections open at once.",
+                  min_value=1, read_only=True),
+        ConfigDef("moldau.http.idle.timeout.ms", _T.INT, 10000,
+                  "Longest an HTTP client may keep the server waiting (headers, reading its answer, idle).",
+                  min_value=100, read_only=True),
+        ConfigDef("moldau.http.max.body.bytes", _T.INT, 1048576, "Largest HTTP request body.",
+                  min_value=0, read_only=True),
+        ConfigDef("moldau.metrics.enable", _T.BOOLEAN, True,
+                  "Count requests, messages and bytes for /metrics (off: the counters cost nothing).",
+                  read_only=True),
+        ConfigDef("moldau.log.format", _T.STRING, "text", "Log lines as text or as one JSON object each.",
+                  choices=("text", "json"), read_only=True),
         # Kafka has no per-broker partition limit (KIP-578's max.broker.partitions was never
         # implemented). Every hosted partition costs a directory, a Log and a Partition, and
         # every topic change rewrites the whole metadata store, so a Python broker bounds
@@ -384,6 +411,42 @@ def parse_settings(defs: dict[str, ConfigDef], raw: dict[str, str], what: str) -
 
 LISTENER_PREFIX = "listener.name."
 
+#: Kafka's per-broker dynamic configs (DynamicBrokerConfig.PerBrokerConfigs: the SSL
+#: and listener reconfigurables less the cluster-level connection limits). Kafka refuses
+#: them at the cluster-default scope ("broker id must be specified"); Moldau keeps the
+#: ones it does not use as Kafka keeps any other key it does not know.
+KAFKA_PER_BROKER_CONFIGS = frozenset({
+    "advertised.listeners", "listeners", "listener.security.protocol.map", "principal.builder.class",
+    "ssl.protocol", "ssl.provider", "ssl.cipher.suites", "ssl.enabled.protocols", "ssl.keystore.type",
+    "ssl.keystore.location", "ssl.keystore.password", "ssl.key.password", "ssl.truststore.type",
+    "ssl.truststore.location", "ssl.truststore.password", "ssl.keymanager.algorithm",
+    "ssl.trustmanager.algorithm", "ssl.endpoint.identification.algorithm",
+    "ssl.secure.random.implementation", "ssl.client.auth", "ssl.engine.factory.class",
+    "sasl.mechanism.inter.broker.protocol", "sasl.jaas.config", "sasl.enabled.mechanisms",
+    "sasl.kerberos.service.name", "sasl.kerberos.kinit.cmd", "sasl.kerberos.ticket.renew.window.factor",
+    "sasl.kerberos.ticket.renew.jitter", "sasl.kerberos.min.time.before.relogin",
+    "sasl.kerberos.principal.to.local.rules", "sasl.login.refresh.window.factor",
+    "sasl.login.refresh.window.jitter", "sasl.login.refresh.min.period.seconds",
+    "sasl.login.refresh.buffer.seconds",
+})
+
+
+def broker_definition(defs: dict[str, ConfigDef], key: str) -> ConfigDef | None:
+    """The definition a broker key is checked against: its own, or for a listener
+    override (``listener.name.<l>[.<mechanism>].<key>``) its base key's; None for a
+    key Moldau does not know."""
+    if not key.startswith(LISTENER_PREFIX):
+        return defs.get(key)
+    name, _, rest = key[len(LISTENER_PREFIX) :].partition(".")
+    if not name or not rest:
+        return None
+    if rest not in defs:
+        rest = rest.partition(".")[2]
+    definition = defs.get(rest)
+    if definition is None or not rest.startswith(("ssl.", "sasl.", "connections.max.reauth")):
+        return None
+    return definition
+
 
 def _listener_setting(defs: dict[str, ConfigDef], key: str, value: str) -> object:
     """A per-listener override, ``listener.name.<l>.<key>`` or, for JAAS configs,
@@ -394,6 +457,8 @@ def _listener_setting(defs: dict[str, ConfigDef], key: str, value: str) -> objec
     if rest not in defs:
         _mechanism, _, rest = rest.partition(".")
     definition = defs.get(rest)
-    if definition is None or not rest.startswith(("ssl.", "sasl.", "connections.max.reauth")):
+    if definition is None or not (rest.startswith(("ssl.", "sasl.", "connections.max.reauth",
+                                                   "max.connection.creation.rate"))
+                                  or rest == "max.connections"):
         raise ValueError(f"Unknown broker configuration {key!r}")
     return definition.parse(value)

@@ -11,11 +11,18 @@ to or subtracts from single keys.
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any
 
 from moldau.config.broker import validate_topic_configs
-from moldau.config.definitions import BROKER_CONFIGS, TOPIC_CONFIGS, ConfigType
+from moldau.config.definitions import (
+    BROKER_CONFIGS,
+    KAFKA_PER_BROKER_CONFIGS,
+    TOPIC_CONFIGS,
+    ConfigType,
+    broker_definition,
+)
 from moldau.config.group import GROUP_CONFIG_KIND, validate_group_configs
 from moldau.config.group import encode as encode_group_configs
 from moldau.handlers import authorize as authz
@@ -25,6 +32,7 @@ from moldau.handlers.pacing import paced
 from moldau.handlers.registry import codec_for, handles, item_error
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
+from moldau.storage.config import LogConfig
 
 log = logging.getLogger(__name__)
 
@@ -100,16 +108,33 @@ def _broker_scope(broker: Any, name: str) -> str:
 
 
 async def _alter_broker(broker: Any, scope: str, values: dict[str, str], validate_only: bool) -> None:
-    for key in values:
-        definition = BROKER_CONFIGS.get(key)
+    """Kafka's dynamic broker config rules (DynamicBrokerConfig.validateConfigs, via
+    ConfigAdminManager, which answers INVALID_REQUEST for what they refuse): a key that
+    cannot change at run time, a per-broker key at the cluster-wide scope and a value
+    of the wrong type are refused; a key the broker does not know is kept and has no
+    effect (Kafka's custom keys: ``cleanup.policy``, or Kerberos settings here)."""
+    for key, value in values.items():
+        definition = broker_definition(BROKER_CONFIGS, key)
         if definition is None:
-            raise KafkaError(ErrorCode.INVALID_CONFIG, f"Unknown broker config name: {key}")
+            if scope == "" and key in KAFKA_PER_BROKER_CONFIGS:
+                raise KafkaError(
+                    ErrorCode.INVALID_REQUEST,
+                    f"Cannot update these configs at default cluster level, broker id must be specified: {key}",
+                )
+            continue
         if definition.read_only:
             raise KafkaError(ErrorCode.INVALID_REQUEST, f"Cannot update these configs dynamically: {key}")
         try:
-            definition.parse(values[key])
+            definition.parse(value)
         except ValueError as exc:
-            raise KafkaError(ErrorCode.INVALID_CONFIG, str(exc)) from None
+            raise KafkaError(ErrorCode.INVALID_REQUEST, str(exc)) from None
+    trial = copy.copy(broker.config)  # the whole combination, before anything is stored
+    layers = {**broker.dynamic_configs, scope: values}
+    try:
+        trial.set_dynamic(layers.get("", {}), layers.get(str(broker.node_id), {}))
+        LogConfig.from_properties(trial.effective_topic_config({}))  # the topic defaults it gives
+    except ValueError as exc:
+        raise KafkaError(ErrorCode.INVALID_REQUEST, str(exc)) from None
     if not validate_only:
         await broker.set_dynamic_configs(scope, values)
 

@@ -14,8 +14,12 @@ _codec = codec_for(DESCRIBE_CLUSTER)
 _Broker = _codec.Response.of("brokers")
 
 
-@handles(DESCRIBE_CLUSTER, 0, 1)
+@handles(DESCRIBE_CLUSTER, 0, 2)
 def describe_cluster(broker: Any, header: Any, request: Any) -> Any:
+    """v2 (KIP-1073) adds ``include_fenced_brokers`` and ``is_fenced``: a Moldau broker
+    that loses its lease leaves the cluster's broker list at once (docs/08-cluster.md),
+    so there is no fenced broker to list and every listed one answers ``is_fenced``
+    false."""
     if header.api_version >= 1 and request.endpoint_type not in (1,):
         return _codec.Response(
             error_code=int(ErrorCode.UNSUPPORTED_ENDPOINT_TYPE),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from moldau.config.broker import usable_topic_configs
 from moldau.config.definitions import BROKER_CONFIGS, CONFIG_TYPE_CODES, TOPIC_CONFIGS
 from moldau.config.group import GROUP_CONFIGS, GROUP_RESOURCE, group_config_value
 from moldau.handlers import authorize as authz
@@ -196,7 +197,7 @@ async def describe_configs(broker: Any, header: Any, request: Any) -> Any:
                 result.error_code = int(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
                 result.error_message = f"Topic {resource.resource_name} does not exist"
                 continue
-            entries = topic_config_entries(broker, topic.configs, keys, synonyms, docs)
+            entries = topic_config_entries(broker, usable_topic_configs(topic.name, topic.configs), keys, synonyms, docs)
         elif resource.resource_type == BROKER:
             if resource.resource_name not in ("", str(broker.node_id)):
                 result.error_code = int(ErrorCode.INVALID_REQUEST)

@@ -22,6 +22,7 @@ CONSUMER_GROUP_HEARTBEAT = ALL_APIS[68]
 CONSUMER_GROUP_DESCRIBE = ALL_APIS[69]
 NO_AUTHORIZED_OPERATIONS = -(2**31)
 CONSUMER_MEMBER_TYPE = 1
+CLASSIC_MEMBER_TYPE = 0  # a classic-protocol member of a consumer group (online migration)
 
 _hb = codec_for(CONSUMER_GROUP_HEARTBEAT)
 _HbAssignment = _hb.Response.of("assignment")
@@ -143,7 +144,7 @@ def _describe_one(broker: Any, group_id: str, header: Any = None, operations: bo
             subscribed_topic_regex=m.subscribed_topic_regex,
             assignment=_describe_assignment(broker, m.assigned),
             target_assignment=_describe_assignment(broker, group.target.get(m.member_id, {})),
-            member_type=CONSUMER_MEMBER_TYPE,
+            member_type=CONSUMER_MEMBER_TYPE if m.classic is None else CLASSIC_MEMBER_TYPE,
         )
         for m in group.members.values()
     ]

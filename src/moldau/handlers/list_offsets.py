@@ -3,6 +3,14 @@
 A partition named more than once in a request is answered once, with INVALID_REQUEST,
 as Kafka's ReplicaManager does (its answers are a map by partition). Large requests are
 walked with :func:`~moldau.handlers.pacing.paced`, so other clients are served meanwhile.
+
+Each special timestamp needs the version that introduced it (Kafka's
+``timestampMinSupportedVersion``): an older request naming it gets UNSUPPORTED_VERSION
+for that partition. Without tiered storage (Moldau has none) the latest tiered offset
+(-5, v9, KIP-1005) and the earliest offset pending upload (-6, v11, KIP-1023) are -1
+with leader epoch -1, and the earliest local offset (-4) is the log start offset, as
+Kafka's UnifiedLog answers for a topic without remote storage. v10's ``timeout_ms``
+bounds remote lookups only (KIP-1075), so it changes nothing here.
 """
 
 from __future__ import annotations
@@ -30,10 +38,16 @@ EARLIEST = -2
 MAX_TIMESTAMP = -3
 EARLIEST_LOCAL = -4
 LATEST_TIERED = -5
+EARLIEST_PENDING_UPLOAD = -6
+#: the first version that may ask for each special timestamp (Kafka's ReplicaManager)
+MIN_VERSION = {EARLIEST: 1, LATEST: 1, MAX_TIMESTAMP: 7, EARLIEST_LOCAL: 8, LATEST_TIERED: 9, EARLIEST_PENDING_UPLOAD: 11}
 
 
 def _lookup(broker: Any, topic: str, p: Any, version: int, isolation_level: int) -> Any:
     answer = _Partition(partition_index=p.partition_index, timestamp=-1, offset=-1, leader_epoch=-1)
+    if MIN_VERSION.get(p.timestamp, 0) > version:  # checked first, as Kafka's ReplicaManager
+        answer.error_code = int(ErrorCode.UNSUPPORTED_VERSION)
+        return answer
     partition = broker.partition(topic, p.partition_index)
     try:
         if partition is None:
@@ -55,8 +69,8 @@ def _lookup(broker: Any, topic: str, p: Any, version: int, isolation_level: int)
         answer.offset = bound
     elif ts in (EARLIEST, EARLIEST_LOCAL):
         answer.offset = log.log_start_offset
-    elif ts == LATEST_TIERED:
-        answer.offset = -1
+    elif ts in (LATEST_TIERED, EARLIEST_PENDING_UPLOAD):
+        answer.offset = answer.leader_epoch = -1
     elif ts == MAX_TIMESTAMP:
         largest = max((s.largest_timestamp for s in log.segments), default=-1)
         found = log.offset_for_timestamp(largest) if largest >= 0 else None
@@ -73,7 +87,7 @@ def _lookup(broker: Any, topic: str, p: Any, version: int, isolation_level: int)
     return answer
 
 
-@handles(LIST_OFFSETS, 1, 8)
+@handles(LIST_OFFSETS, 1, 11)
 async def list_offsets(broker: Any, header: Any, request: Any) -> Any:
     version = header.api_version
     isolation = request.isolation_level if version >= 2 else 0

@@ -1,24 +1,29 @@
 """DescribeLogDirs (35) and AlterReplicaLogDirs (34).
 
-A broker has one log directory, its data directory, named by its absolute path as
-Kafka names each of its ``log.dirs``. DescribeLogDirs lists, for the partitions asked
-(all with null topics) that this broker holds a replica of, the bytes of their
+A broker's log directories are Kafka's ``log.dirs`` (its data directory when not set),
+each named by its absolute path. DescribeLogDirs lists each directory with, for the
+partitions asked (all with null topics) whose replica it holds, the bytes of their
 segments and Kafka's ``offset_lag`` -- ``max(high watermark - log end offset, 0)``,
-which is 0 for every replica that is not a "future" log being moved between
-directories -- plus the directory's total and usable bytes (v4+).
+which is 0 for every replica that is not a "future" log being moved -- plus the
+directory's total and usable bytes (v4+).
 
-AlterReplicaLogDirs moves replicas between a broker's directories. With one directory
-there is nowhere to move to: a path other than the data directory is
-LOG_DIR_NOT_FOUND (Kafka's answer for a path not in ``log.dirs``); the data directory
-itself is a no-op (NONE) for a replica held here, REPLICA_NOT_AVAILABLE for one that
-is not (Kafka's answer when the replica does not exist).
+AlterReplicaLogDirs moves replicas between a broker's directories: a path not among
+them is LOG_DIR_NOT_FOUND, a replica not held here REPLICA_NOT_AVAILABLE (Kafka's
+answers). On one filesystem a move is one step: the log is flushed, its directory
+renamed into the other log directory and reopened. Across filesystems (separate disks)
+the log is copied while it stays live (:mod:`moldau.storage.log_mover`), then closed
+for the last changes and reopened there. Either way the answer comes once the move is
+done, so no "future" replica is ever visible (Kafka answers at once and copies through
+a future replica that DescribeLogDirs shows meanwhile).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
+from pathlib import Path
 from typing import Any
 
 from moldau.handlers import authorize as authz
@@ -28,6 +33,11 @@ from moldau.protocol.errors import ErrorCode
 from moldau.protocol.messages import ALL_APIS
 
 log = logging.getLogger(__name__)
+
+#: a move to another filesystem copies on a worker thread until one round copies less
+#: than this (or after this many rounds); the rest is copied with the log closed
+_COPY_ROUNDS = 5
+_LAST_COPY_BYTES = 4 << 20
 
 ALTER_REPLICA_LOG_DIRS = ALL_APIS[34]
 DESCRIBE_LOG_DIRS = ALL_APIS[35]
@@ -40,12 +50,12 @@ _AlterTopic = _alter.Response.of("results")
 _AlterPartition = _AlterTopic.of("partitions")
 
 
-def log_dir(broker: Any) -> str:
-    """The broker's one log directory, as an absolute path (Kafka's getAbsolutePath)."""
-    return os.path.abspath(broker.data_dir)
+def log_dirs(broker: Any) -> list[str]:
+    """The broker's log directories, as absolute paths (Kafka's getAbsolutePath)."""
+    return [os.path.abspath(d) for d in broker.log_dirs]
 
 
-@handles(DESCRIBE_LOG_DIRS, 1, 4)
+@handles(DESCRIBE_LOG_DIRS, 1, 5)  # v5: is_cordoned (KIP-1066), never set here
 async def describe_log_dirs(broker: Any, header: Any, request: Any) -> Any:
     if authz.cluster_error(broker, header, authz.DESCRIBE) is not None:  # Kafka: no results, and v3+ the code
         return _describe.Response(throttle_time_ms=0, error_code=int(ErrorCode.CLUSTER_AUTHORIZATION_FAILED), results=[])
@@ -58,35 +68,38 @@ async def describe_log_dirs(broker: Any, header: Any, request: Any) -> Any:
                 wanted.append((topic, [index]))
     else:
         wanted = [(t.topic, list(t.partitions)) for t in request.topics]
-    topics = []
+    by_dir: dict[str, list[Any]] = {path: [] for path in log_dirs(broker)}
     async for name, indexes in paced(wanted):
-        partitions = []
+        partitions: dict[str, list[Any]] = {}
         for index in dict.fromkeys(indexes):
             partition = broker.partition(name, index)
             if partition is None:
                 continue
-            partitions.append(_Partition(
+            path = os.path.abspath(partition.log.dir.parent)
+            partitions.setdefault(path, []).append(_Partition(
                 partition_index=index,
                 partition_size=partition.log.size_in_bytes,
                 offset_lag=max(partition.high_watermark - partition.log.log_end_offset, 0),
                 is_future_key=False,
             ))
-        if partitions:
-            topics.append(_Topic(name=name, partitions=partitions))
-    path = log_dir(broker)
-    result = _Result(error_code=0, log_dir=path, topics=topics)
-    try:
-        usage = shutil.disk_usage(path)
-        result.total_bytes, result.usable_bytes = usage.total, usage.free
-    except OSError as exc:
-        log.warning("cannot read the size of %s: %s", path, exc)
-        result.error_code = int(ErrorCode.KAFKA_STORAGE_ERROR)
-    return _describe.Response(throttle_time_ms=0, error_code=0, results=[result])
+        for path, found in partitions.items():
+            by_dir.setdefault(path, []).append(_Topic(name=name, partitions=found))
+    results = []
+    for path, topics in by_dir.items():
+        result = _Result(error_code=0, log_dir=path, topics=topics)
+        try:
+            usage = shutil.disk_usage(path)
+            result.total_bytes, result.usable_bytes = usage.total, usage.free
+        except OSError as exc:
+            log.warning("cannot read the size of %s: %s", path, exc)
+            result.error_code = int(ErrorCode.KAFKA_STORAGE_ERROR)
+        results.append(result)
+    return _describe.Response(throttle_time_ms=0, error_code=0, results=results)
 
 
 @handles(ALTER_REPLICA_LOG_DIRS, 1, 2)
 async def alter_replica_log_dirs(broker: Any, header: Any, request: Any) -> Any:
-    ours = log_dir(broker)
+    ours = set(log_dirs(broker))
     refused = authz.cluster_error(broker, header, authz.ALTER)
     results: dict[str, list[Any]] = {}
     async for target in paced(request.dirs):
@@ -94,12 +107,10 @@ async def alter_replica_log_dirs(broker: Any, header: Any, request: Any) -> Any:
             for index in topic.partitions:
                 if refused is not None:
                     code = refused
-                elif target.path != ours:
+                elif os.path.abspath(target.path) not in ours:
                     code = ErrorCode.LOG_DIR_NOT_FOUND
-                elif broker.partition(topic.name, index) is None:
-                    code = ErrorCode.REPLICA_NOT_AVAILABLE
                 else:
-                    code = ErrorCode.NONE
+                    code = await _move(broker, topic.name, index, os.path.abspath(target.path))
                 results.setdefault(topic.name, []).append(
                     _AlterPartition(partition_index=index, error_code=int(code))
                 )
@@ -107,3 +118,31 @@ async def alter_replica_log_dirs(broker: Any, header: Any, request: Any) -> Any:
         throttle_time_ms=0,
         results=[_AlterTopic(topic_name=name, partitions=parts) for name, parts in results.items()],
     )
+
+
+async def _move(broker: Any, topic: str, index: int, path: str) -> ErrorCode:
+    """Move one replica's log into ``path`` (see the module docstring)."""
+    partition = broker.partition(topic, index)
+    if partition is None:
+        return ErrorCode.REPLICA_NOT_AVAILABLE
+    manager = broker.log_manager
+    try:
+        if manager.dir_of(topic, index) == Path(path):
+            return ErrorCode.NONE
+        if manager.same_filesystem(topic, index, Path(path)):
+            moved = manager.move_log(topic, index, Path(path))
+        else:
+            copy = manager.begin_copy(topic, index, Path(path))
+            for _ in range(_COPY_ROUNDS):  # the bulk on a worker thread, while the log stays live
+                if await asyncio.to_thread(copy.step) < _LAST_COPY_BYTES:
+                    break
+            moved = manager.finish_copy(topic, index, copy)
+    except OSError as exc:
+        log.error("cannot move %s-%d to %s: %s", topic, index, path, exc)
+        current = manager.get_log(topic, index)
+        if current is not None and current is not partition.log and broker.partition(topic, index) is partition:
+            partition.replace_log(current)  # reopened where it was
+        return ErrorCode.KAFKA_STORAGE_ERROR
+    if broker.partition(topic, index) is partition and moved is not partition.log:
+        partition.replace_log(moved)
+    return ErrorCode.NONE

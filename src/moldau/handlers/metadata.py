@@ -94,7 +94,7 @@ async def auto_create(broker: Any, name: str) -> None:
     log.info("auto-created topic %s with %d partition(s)", name, len(plan.partitions))
 
 
-@handles(METADATA, 0, 12)
+@handles(METADATA, 0, 13)
 async def metadata(broker: Any, header: Any, request: Any) -> Any:
     version = header.api_version
     requested = request.topics
@@ -148,6 +148,7 @@ async def metadata(broker: Any, header: Any, request: Any) -> Any:
         cluster_operations = cluster_operations_of(broker, header)
     return _Response(
         throttle_time_ms=0,
+        error_code=0,  # v13 (KIP-1102): REBOOTSTRAP_REQUIRED is never needed here
         brokers=[_Broker(node_id=b.broker_id, host=b.host, port=b.port, rack=b.rack) for b in broker.live_brokers(listener_of(header))],
         cluster_id=broker.cluster_id,
         controller_id=broker.controller_id(),

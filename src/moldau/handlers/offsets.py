@@ -70,20 +70,26 @@ async def offset_commit(broker: Any, header: Any, request: Any) -> Any:
             readable = {c.topic: authz.allowed(broker, header, authz.READ, authz.TOPIC, c.topic) for c in commits}
             refused = [c for c in commits if not readable[c.topic]]
             commits = [c for c in commits if readable[c.topic]]
+    missing: list[OffsetCommit] = []
+    if group_refused is None:
+        commits, missing = _split_missing(broker, commits)
     try:
         if group_refused is not None:
             raise KafkaError(group_refused)
-        await coordinator.ready(request.group_id)
-        if await commit_too_large(broker, request.group_id, commits, pacer):
-            raise KafkaError(ErrorCode.UNKNOWN_SERVER_ERROR)
-        errors = coordinator.commit_offsets(
-            request.group_id,
-            request.generation_id_or_member_epoch,
-            request.member_id,
-            request.group_instance_id if version >= 7 else None,
-            commits,
-        )
-        errors = await coordinator.replicated_errors(request.group_id, errors)
+        errors: list[ErrorCode] = []
+        if commits or not (missing or refused or unknown):  # Kafka: nothing left, nothing stored
+            await coordinator.ready(request.group_id)
+            if await commit_too_large(broker, request.group_id, commits, pacer):
+                raise KafkaError(ErrorCode.UNKNOWN_SERVER_ERROR)
+            errors = coordinator.commit_offsets(
+                request.group_id,
+                request.generation_id_or_member_epoch,
+                request.member_id,
+                request.group_instance_id if version >= 7 else None,
+                commits,
+                api_version=version,
+            )
+            errors = await coordinator.replicated_errors(request.group_id, errors)
     except KafkaError as exc:
         errors = [exc.code for _ in commits]
     ids = {name: topic_id for topic_id, name in names.items() if name is not None}
@@ -99,12 +105,31 @@ async def offset_commit(broker: Any, header: Any, request: Any) -> Any:
         answer(c.topic, c.topic, ids.get(c.topic), c.partition, code)
     for c in refused:
         answer(c.topic, c.topic, ids.get(c.topic), c.partition, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+    for c in missing:
+        answer(c.topic, c.topic, ids.get(c.topic), c.partition, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
     async for topic_id, partition in paced(unknown, pacer):
         answer(topic_id, "", topic_id, partition, ErrorCode.UNKNOWN_TOPIC_ID)
     for topic in topics.values():
         if topic.topic_id is None:
             topic.topic_id = _ZERO_UUID
     return _commit.Response(throttle_time_ms=0, topics=list(topics.values()))
+
+
+def _split_missing(broker: Any, commits: list[OffsetCommit]) -> tuple[list[OffsetCommit], list[OffsetCommit]]:
+    """(commits to existing partitions, commits to topics or partitions that do not exist).
+
+    Kafka's KafkaApis.handleOffsetCommitRequest answers UNKNOWN_TOPIC_OR_PARTITION for
+    a topic the metadata cache does not know and for a partition beyond its count, and
+    stores nothing for them (librdkafka's test 0030 and AdminClient's
+    AlterConsumerGroupOffsets rely on it).
+    """
+    known: list[OffsetCommit] = []
+    missing: list[OffsetCommit] = []
+    topics = broker.topics
+    for c in commits:
+        topic = topics.get(c.topic)
+        (known if topic is not None and c.partition in topic.partitions else missing).append(c)
+    return known, missing
 
 
 async def commit_too_large(broker: Any, group_id: str, commits: list[OffsetCommit], pacer: Pacer) -> bool:

@@ -12,6 +12,13 @@ changed meanwhile answers NOT_LEADER_OR_FOLLOWER; one whose ISR shrank below
 ``min.insync.replicas`` after the append answers NOT_ENOUGH_REPLICAS_AFTER_APPEND. With
 the ISR this broker alone (a single node) the high watermark passes at once and the
 answer is immediate, as before.
+
+Versions: 0-2 are advertised for librdkafka's feature detection (Kafka 4 does the same,
+KAFKA-18659). v12 is v11 on the wire (KIP-890 part 2: with transaction protocol v2 a
+transactional v12 produce also adds its partition to the transaction; Moldau finalizes
+no ``transaction.version`` feature, so clients keep transactional produces at v11 and
+v12 is verified like v11). v13 names topics by id (KIP-516): an id this broker does not
+know is UNKNOWN_TOPIC_ID for each of its partitions.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from moldau.controller.controller import INTERNAL_TOPICS
 from moldau.handlers.authorize import WRITE, topic_error, transactional_id_error
 from moldau.handlers.pacing import Pacer, paced, paced_map
 from moldau.handlers.registry import codec_for, handles, item_error, large_variant, listener_of
-from moldau.handlers.txn_verify import verify_first_append
+from moldau.handlers.txn_verify import produce_error, verify_first_append
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
 from moldau.records import BatchView
@@ -58,8 +65,13 @@ def leader_hint(broker: Any, topic: str, index: int) -> tuple[Any, Any] | None:
 def _append(
     broker: Any, topic: str, index: int, records: Any, acks: int, now_ms: int, version: int,
     pending: list[Any] | None = None, hints: dict[int, Any] | None = None, transactional_id: str | None = None,
+    deferred: list[Any] | None = None, result: Any = None,
 ) -> Any:
-    result = _PartitionResponse(index=index)
+    """Append one partition's batch; its answer (``result``, or a new one). A batch
+    whose transaction another broker's coordinator must confirm first goes to
+    ``deferred`` instead, unappended (see :func:`_append_verified`)."""
+    if result is None:
+        result = _PartitionResponse(index=index)
     try:
         if acks not in (0, 1, -1):
             raise KafkaError(ErrorCode.INVALID_REQUIRED_ACKS)
@@ -76,9 +88,19 @@ def _append(
                 ErrorCode.INVALID_RECORD,
                 "Produce requests with version 3 and above must contain exactly one record batch",
             )
-        if transactional_id is not None:
-            verify_first_append(broker, transactional_id, partition, BatchView(records, 0))
+        if (
+            transactional_id is not None
+            and verify_first_append(broker, transactional_id, partition, BatchView(records, 0))
+            and deferred is not None
+        ):
+            deferred.append((result, topic, index, records))
+            return result
         info = partition.append_as_leader(records, acks, now_ms)
+        stats = broker.stats
+        if stats.enabled:  # offsets are consecutive in a produced batch: no record is read
+            counts = stats.topic_in[topic]
+            counts[0] += info.last_offset - info.first_offset + 1
+            counts[1] += len(records)
         if pending is not None and partition.high_watermark <= info.last_offset:
             pending.append((result, partition, info.last_offset + 1, partition.leader_epoch))
         result.base_offset = info.first_offset
@@ -88,6 +110,8 @@ def _append(
         # record and storage errors carry their Kafka code (CORRUPT_MESSAGE,
         # INVALID_RECORD, MESSAGE_TOO_LARGE, KAFKA_STORAGE_ERROR, ...)
         exc = item_error(raised, log, "appending to %s-%d", topic, index)
+        if broker.stats.enabled:
+            broker.stats.error(0, int(exc.code))
         result.error_code = int(exc.code)
         result.error_message = exc.message
         result.base_offset = -1
@@ -105,7 +129,18 @@ def _append(
     return result
 
 
-@handles(PRODUCE, 0, 11)
+def topic_name(broker: Any, topic: Any, version: int) -> str | None:
+    """The name of a request's topic: by id from v13 on (None for an unknown id)."""
+    return broker.topic_names_by_id.get(topic.topic_id) if version >= 13 else topic.name
+
+
+def _topic_response(topic: Any, version: int, partitions: list[Any]) -> Any:
+    if version >= 13:
+        return _TopicResponse(topic_id=topic.topic_id, partition_responses=partitions)
+    return _TopicResponse(name=topic.name, partition_responses=partitions)
+
+
+@handles(PRODUCE, 0, 13)
 def produce(broker: Any, header: Any, request: Any) -> Any:
     now_ms = int(time.time() * 1000)
     acks = request.acks
@@ -113,31 +148,84 @@ def produce(broker: Any, header: Any, request: Any) -> Any:
     responses = []
     pending: list[Any] | None = [] if acks == -1 else None
     hints: dict[int, Any] = {}
-    refused = None if broker.authorizer is None else _refusals(broker, header, request)
+    refused = None if broker.authorizer is None else _refusals(broker, header, request, version)
     txn_id = request.transactional_id if version >= 3 else None
+    deferred: list[Any] = []
     for topic in request.topic_data:
-        name = topic.name
-        if refused and name in refused:
+        name = topic.name if version < 13 else broker.topic_names_by_id.get(topic.topic_id)
+        if name is None:
+            partitions = [_refused(p.index, ErrorCode.UNKNOWN_TOPIC_ID) for p in topic.partition_data]
+        elif refused and name in refused:
             partitions = [_refused(p.index, refused[name]) for p in topic.partition_data]
         else:
             partitions = [
-                _append(broker, name, p.index, p.records, acks, now_ms, version, pending, hints, txn_id)
+                _append(broker, name, p.index, p.records, acks, now_ms, version, pending, hints, txn_id, deferred)
                 for p in topic.partition_data
             ]
-        responses.append(_TopicResponse(name=name, partition_responses=partitions))
+        responses.append(_topic_response(topic, version, partitions))
+    if deferred:
+        finishing = _append_verified(broker, header, acks, responses, hints, pending, request, txn_id, deferred, version)
+        if acks != 0:
+            return finishing  # the connection handles the next requests meanwhile
+        _in_background(finishing)  # nothing to answer
+        return None
     return _finish(broker, header, acks, responses, hints, pending, request.timeout_ms, request)
 
 
-def _refusals(broker: Any, header: Any, request: Any) -> dict[str, ErrorCode]:
+_BACKGROUND: set[asyncio.Future[Any]] = set()
+
+
+def _in_background(work: Any) -> None:
+    task = asyncio.ensure_future(work)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+
+
+async def _append_verified(
+    broker: Any, header: Any, acks: int, responses: list[Any], hints: dict[int, Any], pending: list[Any] | None,
+    request: Any, transactional_id: str, deferred: list[Any], version: int,
+) -> Any:
+    """Append the batches another broker's transaction coordinator had to confirm
+    (KIP-890 part 1, :mod:`moldau.handlers.txn_verify`), once it has; then answer.
+
+    The request's other partitions were appended already. Its later requests are
+    handled meanwhile: a later batch of the same producer to a deferred partition is
+    itself deferred (the partition still has no transaction of it) behind this one,
+    and the verifier answers in order, so each partition's batches keep their order."""
+    if acks == 0:  # the request's frame is released at once: keep copies of the batches
+        deferred = [(r, t, i, memoryview(bytearray(b))) for r, t, i, b in deferred]
+    by_producer: dict[tuple[int, int], list[Any]] = {}
+    for item in deferred:
+        head = BatchView(item[3], 0)
+        by_producer.setdefault((head.producer_id, head.producer_epoch), []).append(item)
+    for (producer_id, epoch), items in by_producer.items():
+        errors = await broker.txn_verifier.verify(
+            transactional_id, producer_id, epoch, [(topic, index) for _, topic, index, _ in items])
+        now_ms = int(time.time() * 1000)
+        for result, topic, index, records in items:
+            exc = produce_error(topic, index, transactional_id, errors.get((topic, index), ErrorCode.NETWORK_EXCEPTION))
+            if exc is None:
+                _append(broker, topic, index, records, acks, now_ms, version, pending, hints, result=result)
+            else:
+                _fail(result, exc.code)
+                result.error_message = exc.message
+    finished = _finish(broker, header, acks, responses, hints, pending, request.timeout_ms, request)
+    return await finished if isinstance(finished, asyncio.Future) else finished
+
+
+def _refusals(broker: Any, header: Any, request: Any, version: int) -> dict[str, ErrorCode]:
     """The topics this producer may not write to, with Kafka's code: every topic
     TRANSACTIONAL_ID_AUTHORIZATION_FAILED without WRITE on the transactional id, else
     TOPIC_AUTHORIZATION_FAILED for each topic without WRITE."""
     txn_code = transactional_id_error(broker, header, getattr(request, "transactional_id", None))
     refused = {}
     for topic in request.topic_data:
-        code = txn_code or topic_error(broker, header, WRITE, topic.name)
+        name = topic_name(broker, topic, version)
+        if name is None:
+            continue  # UNKNOWN_TOPIC_ID, as Kafka answers before authorizing
+        code = txn_code or topic_error(broker, header, WRITE, name)
         if code is not None:
-            refused[topic.name] = code
+            refused[name] = code
     return refused
 
 
@@ -219,7 +307,7 @@ class DelayedProduce:
             if partition.leader_epoch != epoch or not partition.is_leader:
                 _fail(result, ErrorCode.NOT_LEADER_OR_FOLLOWER)
             elif partition.high_watermark >= required:
-                if len(partition.isr) < partition.min_insync_replicas:
+                if len(partition.isr) < partition.effective_min_isr:
                     _fail(result, ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND)
             else:
                 waiting.append(item)
@@ -271,19 +359,24 @@ async def produce_large(broker: Any, header: Any, request: Any) -> Any:
     responses = []
     pending: list[Any] | None = [] if acks == -1 else None
     hints: dict[int, Any] = {}
-    refused = None if broker.authorizer is None else _refusals(broker, header, request)
+    refused = None if broker.authorizer is None else _refusals(broker, header, request, version)
     txn_id = request.transactional_id if version >= 3 else None
+    deferred: list[Any] = []
     async for topic in paced(request.topic_data, pacer):
-        name = topic.name
-        if refused and name in refused:
-            responses.append(_TopicResponse(name=name, partition_responses=[
-                _refused(p.index, refused[name]) for p in topic.partition_data]))
+        name = topic_name(broker, topic, version)
+        if name is None or (refused and name in refused):
+            code = ErrorCode.UNKNOWN_TOPIC_ID if name is None else refused[name]  # type: ignore[index]
+            responses.append(_topic_response(topic, version, [_refused(p.index, code) for p in topic.partition_data]))
             continue
         partitions = await paced_map(
-            lambda p, name=name: _append(broker, name, p.index, p.records, acks, now_ms, version, pending, hints, txn_id),
+            lambda p, name=name: _append(
+                broker, name, p.index, p.records, acks, now_ms, version, pending, hints, txn_id, deferred),
             topic.partition_data,
             pacer,
         )
-        responses.append(_TopicResponse(name=name, partition_responses=partitions))
+        responses.append(_topic_response(topic, version, partitions))
+    if deferred:
+        return await _append_verified(
+            broker, header, acks, responses, hints, pending, request, txn_id, deferred, version)
     finished = _finish(broker, header, acks, responses, hints, pending, request.timeout_ms, request)
     return await finished if isinstance(finished, asyncio.Future) else finished

@@ -146,6 +146,32 @@ class Dispatcher:
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
+        #: Test-only control surface: an object whose ``intercept(dispatcher, handler,
+        #: header, request, flexible)`` answers every decoded request in place of
+        #: :meth:`answer` (see :mod:`moldau.testing.faults`). None in service, where it
+        #: costs one attribute check per request.
+        self.faults: Any = None
+        #: the broker's counters when metrics are on (then ``measured`` is the entry)
+        self.stats = broker.stats if broker.stats.enabled else None
+
+    def measured(self, frame: bytearray, connection: Any) -> Any:
+        """:meth:`__call__`, timing each request until its answer is ready (the
+        listener calls this instead when metrics are on: off, nothing is paid)."""
+        start = time.perf_counter()
+        result = self(frame, connection)
+        if len(frame) < 2:
+            return result
+        api_key = (frame[0] << 8) | frame[1]
+        if result is None or isinstance(result, list):
+            self.broker.stats.request_done(api_key, time.perf_counter() - start)
+            return result
+        if isinstance(result, LaterAnswer):
+            pending = result.awaitable
+            if isinstance(pending, asyncio.Future):
+                pending.add_done_callback(lambda _f: self.broker.stats.request_done(api_key, time.perf_counter() - start))
+                return result
+            return LaterAnswer(_timed_answer(pending, self.broker.stats, api_key, start))
+        return _timed_answer(result, self.broker.stats, api_key, start)
 
     def __call__(self, frame: bytearray, connection: Any) -> Any:
         authenticator = getattr(connection, "authenticator", None)
@@ -197,7 +223,13 @@ class Dispatcher:
             connection.close()
             return None
         header.connection = connection
-        if REQUEST_PERCENTAGE in self.broker.quotas.active and api_key not in REQUEST_QUOTA_EXEMPT:
+        if self.faults is not None:  # a test's fault injector (moldau.testing); None in service
+            return self.faults.intercept(self, handler, header, request, flexible)
+        return self.answer(handler, header, request, flexible)
+
+    def answer(self, handler: Handler, header: RequestHeader, request: Any, flexible: bool) -> Any:
+        """Handle a decoded request: its encoded answer, an awaitable of it, or None."""
+        if REQUEST_PERCENTAGE in self.broker.quotas.active and header.api_key not in REQUEST_QUOTA_EXEMPT:
             return self._answer_timed(handler, header, request, flexible)
         if handler.is_async:
             return self._answer_later(handler, header, request, flexible)
@@ -306,6 +338,8 @@ class Dispatcher:
         return self.encode(handler, header, response, flexible)
 
     def encode(self, handler: Handler, header: RequestHeader, response: Any, flexible: bool) -> list[Any]:
+        if self.stats is not None and handler.api.key not in COUNTED_IN_HANDLER:
+            count_errors(self.stats, handler.api.key, response)
         header_flexible = flexible and handler.api.key != API_VERSIONS_KEY
         out = response_header(header.correlation_id, header_flexible)
         chunks = handler.codec.encode_response_body(header.api_version, response, out)
@@ -325,6 +359,31 @@ class Dispatcher:
         chunks = handler.codec.encode_response_body(0, response, out)
         data = b"".join(chunks)
         return [(len(data) - 4).to_bytes(4, "big") + data[4:]]
+
+
+async def _timed_answer(pending: Any, stats: Any, api_key: int, start: float) -> Any:
+    try:
+        return await pending
+    finally:
+        stats.request_done(api_key, time.perf_counter() - start)
+
+
+#: APIs whose handlers count their own errors (the hot paths: a walk over the answer
+#: would cost per partition what a few lines in the handler's error branch cost once)
+COUNTED_IN_HANDLER = frozenset({PRODUCE_KEY, 1})
+
+
+def count_errors(stats: Any, api_key: int, response: Any, depth: int = 0) -> None:
+    """Count every non-zero ``error_code`` in an answer, at any level (Kafka's
+    ``errorCounts``): a topic's, a partition's, the answer's own."""
+    for field in response._fields:
+        value = getattr(response, field.name, None)
+        if field.name == "error_code":
+            if value:
+                stats.error(api_key, value)
+        elif isinstance(value, list) and value and hasattr(value[0], "_fields") and depth < 4:
+            for item in value:
+                count_errors(stats, api_key, item, depth + 1)
 
 
 class _Timed:

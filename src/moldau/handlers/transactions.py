@@ -20,6 +20,7 @@ from moldau.handlers import authorize as authz
 from moldau.handlers.offsets import commit_too_large
 from moldau.handlers.pacing import Pacer, paced
 from moldau.handlers.registry import codec_for, handles
+from moldau.handlers.txn_verify import RETRIABLE_VERIFICATION, VERIFICATION_ENABLE
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import ALL_APIS
 
@@ -194,7 +195,7 @@ async def txn_offset_commit(broker: Any, header: Any, request: Any) -> Any:
         await coordinator.ready(request.group_id)
         if await commit_too_large(broker, request.group_id, commits, pacer):
             raise KafkaError(ErrorCode.UNKNOWN_SERVER_ERROR)  # as OffsetCommit answers it
-        _verify(broker, request, coordinator.partition_of(request.group_id))
+        await _verify(broker, request, coordinator.partition_of(request.group_id))
         errors = coordinator.txn_commit_offsets(
             request.group_id,
             request.producer_id,
@@ -220,19 +221,34 @@ async def txn_offset_commit(broker: Any, header: Any, request: Any) -> Any:
     return _txn_commit.Response(throttle_time_ms=0, topics=list(topics.values()))
 
 
-def _verify(broker: Any, request: Any, offsets_partition: int) -> None:
-    """KIP-890's verification of a TxnOffsetCommit, when this broker coordinates the
-    transactional id too (always on a single node): the producer must be the id's
+async def _verify(broker: Any, request: Any, offsets_partition: int) -> None:
+    """KIP-890's verification of a TxnOffsetCommit: the producer must be the id's
     current one, with the group's ``__consumer_offsets`` partition in its ongoing
     transaction (AddOffsetsToTxn first); otherwise its offsets would stay pending
-    with no marker ever to come. Another broker's transactional ids are not checked."""
-    txn = broker.transaction_coordinator
-    try:
-        txn.check_coordinator(request.transactional_id)
-    except KafkaError:
+    with no marker ever to come. Asked in-process when this broker coordinates the
+    transactional id too (always on a single node), else of its coordinator over the
+    wire (:class:`~moldau.broker.txn_verification.TxnVerifier`), whose transient
+    answers become COORDINATOR_NOT_AVAILABLE (Kafka's answer to a commit it could not
+    write), so the producer retries. ``transaction.partition.verification.enable``
+    turns it off, as in Kafka."""
+    if not broker.config.bool(VERIFICATION_ENABLE):
         return
+    txn = broker.transaction_coordinator
     tp = (OFFSETS_TOPIC, offsets_partition)
-    code = txn.verify_partitions(request.transactional_id, request.producer_id, request.producer_epoch, [tp])[tp]
+    txn_id, producer_id, epoch = request.transactional_id, request.producer_id, request.producer_epoch
+    try:
+        txn.check_coordinator(txn_id)
+    except KafkaError as exc:
+        if exc.code is not ErrorCode.NOT_COORDINATOR:
+            return  # no __transaction_state yet, or ours still loading: not checked
+        code = (await broker.txn_verifier.verify(txn_id, producer_id, epoch, [tp])).get(
+            tp, ErrorCode.NETWORK_EXCEPTION)
+        if code in RETRIABLE_VERIFICATION:
+            code = ErrorCode.COORDINATOR_NOT_AVAILABLE
+        if code is not ErrorCode.NONE:
+            raise KafkaError(code) from None
+        return
+    code = txn.verify_partitions(txn_id, producer_id, epoch, [tp])[tp]
     if code is not ErrorCode.NONE:
         raise KafkaError(code)
 

@@ -74,6 +74,9 @@ class ReplicaManager:
         self.client_ssl: Any = None
         #: (mechanism, username, password) when the inter-broker listener uses SASL
         self.client_sasl: tuple[str, str, str] | None = None
+        #: ISR changes this broker wrote as a leader, for /metrics (Kafka's IsrShrinks/IsrExpands)
+        self.isr_shrinks = 0
+        self.isr_expands = 0
 
     @property
     def lag_max_ms(self) -> int:
@@ -170,6 +173,10 @@ class ReplicaManager:
             log.warning("%s-%d: writing ISR %s failed: %s", partition.topic, partition.index, new_isr, exc)
             return
         log.info("%s-%d: ISR %s -> %s", partition.topic, partition.index, partition.isr, new_isr)
+        if len(new_isr) < len(partition.isr):
+            self.isr_shrinks += 1
+        elif len(new_isr) > len(partition.isr):
+            self.isr_expands += 1
         current = broker.partitions.get((partition.topic, partition.index))
         if current is partition and partition.partition_epoch == expected:
             broker.apply_partition_state(partition.topic, partition.index, state)

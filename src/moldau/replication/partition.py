@@ -191,6 +191,13 @@ class Partition:
         self._producer_state_loaded = False
         self._waiters: set[asyncio.Future[None]] = set()
 
+    def replace_log(self, log: Log) -> None:
+        """The same log reopened elsewhere (moved to another log directory): the
+        partition carries on with it, its leader epochs read from the moved file."""
+        self.log = log
+        log.on_high_watermark(self.high_watermark)
+        self.epochs = LeaderEpochCache(log.dir / LEADER_EPOCH_CHECKPOINT)
+
     @property
     def is_leader(self) -> bool:
         """Leader by the metadata, and the broker's session certainly still held."""
@@ -332,6 +339,14 @@ class Partition:
         """OffsetForLeaderEpoch: (epoch, end offset) of ``epoch`` in this log's history."""
         return self.epochs.end_offset_for(epoch, self.log.log_end_offset)
 
+    @property
+    def effective_min_isr(self) -> int:
+        """``min.insync.replicas`` bounded by the replica count, as Kafka's
+        Partition.effectiveMinIsr (since 3.7, KAFKA-15583): a value above the
+        replication factor asks for replicas that cannot exist, so it counts as the
+        factor (a single broker with ``min.insync.replicas=2`` accepts acks=all)."""
+        return min(self.min_insync_replicas, max(1, len(self.replicas)))
+
     def check_leader_epoch(self, current_leader_epoch: int) -> None:
         """Kafka's fencing: a client with a newer epoch than ours, or an older one, is told."""
         if current_leader_epoch < 0 or current_leader_epoch == self.leader_epoch:
@@ -343,7 +358,7 @@ class Partition:
     def append_as_leader(self, records: memoryview, required_acks: int, now_ms: int) -> AppendInfo:
         if not self.is_leader:
             raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
-        if required_acks == -1 and len(self.isr) < self.min_insync_replicas:
+        if required_acks == -1 and len(self.isr) < self.effective_min_isr:
             raise KafkaError(ErrorCode.NOT_ENOUGH_REPLICAS)
         timestamp_bounds = self._timestamp_bounds(now_ms)
         target = TARGET_CODECS.get(self.compression_type)

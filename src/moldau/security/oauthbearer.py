@@ -12,7 +12,8 @@ Kafka's two validator callback handlers do:
   ``unsecuredValidatorAllowableClockSkewMs``.
 * **signed** (OAuthBearerValidatorCallbackHandler), when
   ``sasl.oauthbearer.jwks.endpoint.url`` is set: the signature is checked with PyJWT
-  against the JSON Web Key Set (a ``file:`` URL or path, read at start), with
+  against the JSON Web Key Set (a ``file:`` URL or path read at start, or an
+  ``http(s)://`` endpoint fetched and refreshed: :mod:`moldau.security.jwks`), with
   ``sasl.oauthbearer.expected.audience``, ``sasl.oauthbearer.expected.issuer``,
   ``sasl.oauthbearer.sub.claim.name`` and ``sasl.oauthbearer.clock.skew.seconds``.
 
@@ -26,11 +27,10 @@ import binascii
 import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from moldau.security.jaas import parse_jaas
+from moldau.security.jwks import JwksSource
 
 
 class OAuthError(Exception):
@@ -39,7 +39,7 @@ class OAuthError(Exception):
 
 @dataclass
 class OAuthSettings:
-    jwks: Any = None  # jwt.PyJWKSet when signed tokens are required; None: unsecured mode
+    jwks: JwksSource | None = None  # the signing keys when signed tokens are required; None: unsecured mode
     audience: list[str] = field(default_factory=list)
     issuer: str | None = None
     sub_claim: str = "sub"
@@ -54,16 +54,15 @@ def oauth_settings(get: Any) -> OAuthSettings:
     url = get("sasl.oauthbearer.jwks.endpoint.url")
     if url:
         try:
-            import jwt
+            import jwt  # noqa: F401 - checked here: the listener cannot work without it
         except ImportError:
             raise ValueError("sasl.oauthbearer.jwks.endpoint.url needs PyJWT: pip install 'moldau[oauth]'") from None
-        parsed = urlparse(str(url))
-        if parsed.scheme not in ("", "file"):
-            raise ValueError("sasl.oauthbearer.jwks.endpoint.url: only a file (file:/path) is supported")
-        try:
-            settings.jwks = jwt.PyJWKSet.from_json(Path(unquote(parsed.path)).read_text())
-        except (OSError, jwt.PyJWTError, ValueError) as exc:
-            raise ValueError(f"sasl.oauthbearer.jwks.endpoint.url: {exc}") from None
+        settings.jwks = JwksSource(
+            str(url),
+            refresh_ms=int(get("sasl.oauthbearer.jwks.endpoint.refresh.ms")),
+            backoff_ms=int(get("sasl.oauthbearer.jwks.endpoint.retry.backoff.ms")),
+            backoff_max_ms=int(get("sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms")),
+        )
         settings.audience = [str(a) for a in get("sasl.oauthbearer.expected.audience") or []]
         settings.issuer = get("sasl.oauthbearer.expected.issuer") or None
         settings.sub_claim = str(get("sasl.oauthbearer.sub.claim.name") or "sub")
@@ -116,7 +115,11 @@ def _signed(token: str, settings: OAuthSettings) -> dict[str, Any]:
 
     try:
         kid = jwt.get_unverified_header(token).get("kid")
-        keys = [k for k in settings.jwks.keys if kid is None or k.key_id == kid]
+        assert settings.jwks is not None
+        keyset = settings.jwks.keys(kid)
+        if keyset is None:
+            raise OAuthError("the JWKS has not been fetched yet")
+        keys = [k for k in keyset if kid is None or k.key_id == kid]
         if not keys:
             raise OAuthError("no key of the JWKS matches the JWT's kid")
         key = keys[0]

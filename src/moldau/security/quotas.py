@@ -15,16 +15,19 @@ Usage is counted per matched entity with the names it was matched by (all client
 user share a user quota; each client id has its own under a default client-id quota),
 as Kafka's quota metric tags do.
 
-Throttling. Kafka measures a rate over ``quota.window.num`` windows of
-``quota.window.size.seconds`` and, when it exceeds the quota, answers with
-``throttle_time_ms = (rate - quota) / quota * window`` and mutes the connection for
-that time. We keep the same effect with a *virtual clock* per sensor: each request of
-``n`` units moves the sensor's clock forward by ``n / quota`` seconds (never starting
-from further back than one ``quota.window.size.seconds`` ago); the throttle time is
-how far that clock runs ahead of now. A client that waits out its throttle times
-therefore moves at the quota on average, with bursts bounded by one window's worth.
-(Kafka's sampled rate lets an idle client burst for up to ``quota.window.num``
-windows; ours allows one, which is stricter and steadier.)
+Throttling, as Kafka's ClientQuotaManager does it: each sensor is a
+:class:`~moldau.security.sampled_rate.SampledRate` of ``quota.window.num`` samples of
+``quota.window.size.seconds``; a request's bytes (or handler time) are recorded, and if
+the measured rate is then over the quota the answer carries
+``throttle_time_ms = (rate - quota) / quota * window_size`` and the connection is muted
+for that time. An idle client may therefore burst about ``(quota.window.num - 1)``
+windows' worth before it is throttled, and its rate converges to the quota over the
+window. Byte-rate throttle times are not capped (Kafka's are not); request-time ones
+are capped at one window, as Kafka's ClientRequestQuotaManager caps them.
+
+The ``ip`` entity (alone, a given address or the default) carries only
+``connection_creation_rate``: it is enforced where connections are accepted
+(:mod:`moldau.server.limits`), not per request.
 
 Stored in the metadata store under the kind ``"quotas"``: key the entity (JSON list of
 ``[type, name]``), value the quotas (JSON object), so every broker of a cluster
@@ -33,12 +36,14 @@ applies the same ones; each broker counts its own traffic, as in Kafka.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 from moldau.security.principal import KafkaPrincipal
+from moldau.security.sampled_rate import SampledRate
 
 QUOTA_KIND = "quotas"
 USER = "user"
@@ -49,8 +54,14 @@ CONSUMER_BYTE_RATE = "consumer_byte_rate"
 REQUEST_PERCENTAGE = "request_percentage"
 CONNECTION_CREATION_RATE = "connection_creation_rate"
 QUOTA_KEYS = frozenset({PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE, REQUEST_PERCENTAGE})
-#: the longest throttle Kafka applies (its quota.window... bounded by the request timeout)
-MAX_THROTTLE_MS = 30_000
+#: the keys an ``ip`` entity takes (Kafka's QuotaConfig.ipConfigs: an INT)
+IP_QUOTA_KEYS = frozenset({CONNECTION_CREATION_RATE})
+#: what a throttle time can say (a quota of 0 would be an infinite one)
+MAX_THROTTLE_MS = 2**31 - 1
+#: a connection_creation_rate of this value is no quota (Kafka's IP_CONNECTION_RATE_DEFAULT)
+NO_IP_QUOTA = 2**31 - 1
+#: IP sensors idle this long are forgotten (Kafka expires them after an hour)
+IP_SENSOR_EXPIRY_S = 3600.0
 
 Entity = tuple[tuple[str, str | None], ...]
 """Sorted (entity type, name or None for the default) pairs."""
@@ -62,6 +73,17 @@ def entity_key(entity: Entity) -> str:
 
 def entity_from_key(key: str) -> Entity:
     return tuple(sorted((str(kind), name) for kind, name in json.loads(key)))
+
+
+def normalize_ip(name: str | None) -> str | None:
+    """An ip entity's name as the broker sees peers' addresses (``::0:1`` is ``::1``);
+    None (the default entity) and names that are no address are kept as they are."""
+    if name is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return name
 
 
 def _candidates(user: str, client_id: str) -> list[Entity]:
@@ -78,32 +100,23 @@ def _candidates(user: str, client_id: str) -> list[Entity]:
     ]
 
 
-class _Sensor:
-    """A virtual clock (see the module docstring); ``clock`` in monotonic seconds."""
-
-    __slots__ = ("clock",)
-
-    def __init__(self) -> None:
-        self.clock = 0.0
-
-    def record(self, amount: float, quota: float, now: float, window_s: float) -> float:
-        """Count ``amount`` against ``quota`` per second; the seconds to throttle."""
-        self.clock = max(self.clock, now - window_s) + amount / quota
-        return max(0.0, self.clock - now)
-
-
 class ClientQuotas:
     """The quotas set (by entity) and the usage sensors of this broker."""
 
     def __init__(self, config: Any = None, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self.window_s = 1.0
+        self.samples = 11
         if config is not None:
             self.window_s = float(config.int("quota.window.size.seconds"))
+            self.samples = config.int("quota.window.num")
         self.entities: dict[Entity, dict[str, float]] = {}
         #: quota kinds set on some entity: a kind absent here costs nothing per request
         self.active: frozenset[str] = frozenset()
-        self._sensors: dict[tuple[str, Entity], _Sensor] = {}
+        self._sensors: dict[tuple[str, Entity], SampledRate] = {}
+        #: connection_creation_rate per IP (None: the default IP entity)
+        self.ip_rates: dict[str | None, float] = {}
+        self._ip_sensors: dict[str, SampledRate] = {}
         self._lookup: dict[tuple[str, str, str], tuple[Entity, float] | None] = {}
 
     # configuration ---------------------------------------------------------------------
@@ -120,6 +133,11 @@ class ClientQuotas:
             else:
                 self.entities.pop(entity, None)
         self.active = frozenset(k for q in self.entities.values() for k in q)
+        self.ip_rates = {
+            normalize_ip(dict(entity)[IP]): quotas[CONNECTION_CREATION_RATE]
+            for entity, quotas in self.entities.items()
+            if len(entity) == 1 and entity[0][0] == IP and CONNECTION_CREATION_RATE in quotas
+        }
         self._lookup = {}
 
     def quota_for(self, kind: str, user: str, client_id: str) -> tuple[Entity, float] | None:
@@ -158,9 +176,51 @@ class ClientQuotas:
             return MAX_THROTTLE_MS
         sensor = self._sensors.get((kind, entity))
         if sensor is None:
-            sensor = self._sensors[(kind, entity)] = _Sensor()
-        delay = sensor.record(amount, quota, self._clock(), self.window_s)
-        return min(MAX_THROTTLE_MS, int(delay * 1000))
+            sensor = self._sensors[(kind, entity)] = SampledRate(self.samples, self.window_s)
+        cap = self.window_s if kind == REQUEST_PERCENTAGE else None
+        delay = sensor.record_and_throttle(amount, quota, self._clock(), cap)
+        return min(MAX_THROTTLE_MS, round(delay * 1000))
+
+    def unrecord(self, kind: str, principal: KafkaPrincipal, client_id: str | None, amount: float) -> None:
+        """Take back ``amount`` recorded by :meth:`record` (Kafka's unrecordQuotaSensor:
+        a throttled fetch answers nothing, so its bytes do not count)."""
+        match = self.quota_for(kind, principal.name, client_id or "")
+        if match is not None:
+            sensor = self._sensors.get((kind, match[0]))
+            if sensor is not None:
+                sensor.record(-amount, self._clock())
+
+    def max_value_in_window(self, kind: str, principal: KafkaPrincipal, client_id: str | None) -> float | None:
+        """The most one request may take without being throttled for sure (Kafka's
+        getMaxValueInQuotaWindow: the quota times ``quota.window.num - 1`` windows),
+        which bounds a fetch's size; None without a quota."""
+        match = self.quota_for(kind, principal.name, client_id or "")
+        if match is None:
+            return None
+        return match[1] * max(1, self.samples - 1) * self.window_s
+
+    # connection_creation_rate per IP ---------------------------------------------------
+
+    def ip_connection_rate(self, ip: str) -> float | None:
+        """The ``connection_creation_rate`` quota of ``ip`` (its own, else the default
+        IP entity's), None for none."""
+        rates = self.ip_rates
+        if not rates:
+            return None
+        rate = rates.get(ip)
+        if rate is None:
+            rate = rates.get(None)
+        return None if rate is None or rate >= NO_IP_QUOTA else rate
+
+    def ip_sensor(self, ip: str, now: float) -> SampledRate:
+        """The connection-rate sensor of ``ip`` (made on first use; idle ones dropped)."""
+        sensor = self._ip_sensors.get(ip)
+        if sensor is None:
+            if len(self._ip_sensors) >= 1024:
+                cutoff = now - max(IP_SENSOR_EXPIRY_S, self.samples * self.window_s)
+                self._ip_sensors = {k: v for k, v in self._ip_sensors.items() if v.last_record >= cutoff}
+            sensor = self._ip_sensors[ip] = SampledRate(self.samples, self.window_s)
+        return sensor
 
 
 def throttle(header: Any, throttle_ms: int) -> None:

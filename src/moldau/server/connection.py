@@ -442,6 +442,8 @@ class Connection(asyncio.BufferedProtocol):
             return
         self._muted_until = 0.0
         self._update_reading()
+        if self._queue and not self._closed and (not self._busy or (self._later and self._overlap)):
+            self._drain_queue()
 
     # processing ------------------------------------------------------------------------
 
@@ -454,6 +456,9 @@ class Connection(asyncio.BufferedProtocol):
         while self._queue and not self._closed:
             if later and (not self._overlap or len(later) >= MAX_QUEUED):
                 break  # the rest waits until what is pending has been answered
+            if self._muted_until:
+                break  # throttled: requests read before the mute wait for it too (Kafka
+                # reads one request at a time, so the rest wait in its socket buffer)
             frame = self._queue.popleft()
             try:
                 result = self._dispatch(frame, self)

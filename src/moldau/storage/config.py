@@ -67,7 +67,8 @@ class LogConfig:
     retention_ms: int = 604800000
     #: ``retention.bytes``: delete old segments past this total size; -1 means no limit.
     retention_bytes: int = -1
-    #: ``cleanup.policy``: comma-separated subset of ``delete`` and ``compact``.
+    #: ``cleanup.policy``: comma-separated subset of ``delete`` and ``compact``; empty
+    #: means neither (records stay until DeleteRecords).
     cleanup_policy: str = "delete"
     #: ``delete.retention.ms``: how long a tombstone outlives its first cleaning.
     delete_retention_ms: int = 86400000
@@ -180,8 +181,11 @@ def _check_timestamp_type(key: str, value: str) -> str:
 
 
 def _check_cleanup_policy(key: str, value: str) -> str:
+    # Kafka's ValidList.in(compact, delete) takes an empty list: no retention by time
+    # or size and no compaction (only DeleteRecords moves the start), as Kafka 4.2's
+    # UnifiedLog.deleteOldSegments spells out.
     items = _policy_items(value)
-    if not items or any(item not in _CLEANUP_POLICIES for item in items):
+    if any(item not in _CLEANUP_POLICIES for item in items):
         raise ValueError(
             f"Invalid value {value!r} for configuration {key}: "
             f"must be a list of {', '.join(_CLEANUP_POLICIES)}"

@@ -31,12 +31,18 @@ cut off with everything after it, including later segments.
 Thread-safety: one thread (the broker's event loop) owns a :class:`Log` and calls
 everything except :meth:`Log.flush`, which may run on a worker thread at the same
 time: it fsyncs a snapshot of the segment list, advances ``recovery_point`` under
-a lock, and tolerates segments deleted under it. Reads of the simple properties
+a lock, and tolerates segments deleted under it. The producer-state snapshot of a
+roll is taken (its bytes) on the owner thread and written, fsynced and renamed by
+one shared worker thread (:data:`_SNAPSHOT_WRITER`), so a roll never waits for the
+disk; a truncation meanwhile bumps the log's snapshot generation under
+``_snapshot_lock``, and a write of an older generation is dropped instead of
+renamed. :meth:`Log.flush` and a clean :meth:`Log.close` wait for the pending write. Reads of the simple properties
 from other threads see consistent (if possibly stale) ints.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 import re
@@ -60,6 +66,7 @@ from moldau.records import (
     validate_batches,
 )
 from moldau.records.validation import validate_records
+from moldau.stats import FLUSH_TIMES
 from moldau.storage import log_txn
 from moldau.storage.checkpoint import fsync_dir
 from moldau.storage.config import LogConfig
@@ -82,6 +89,8 @@ _log = logging.getLogger(__name__)
 # a full disk fails every produce request: say so, but not 31,000 times
 _storage_error_log = ThrottledLog(_log, "failed appends (KAFKA_STORAGE_ERROR)", level=logging.ERROR)
 
+#: writes producer snapshots for every log, in order, off the event loop
+_SNAPSHOT_WRITER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="producer-snapshots")
 _LEFTOVER_SUFFIXES = (".tmp", ".deleted", ".cleaned")
 _DIR_NAME = re.compile(r"^(?P<topic>[A-Za-z0-9._-]+)-(?P<partition>\d+)$")
 
@@ -210,6 +219,11 @@ class Log:
         self._recovery_point = min(recovery_point, end)
         self._flush_lock = threading.Lock()
         self._state_lock = threading.Lock()
+        # the producer snapshot being written by _SNAPSHOT_WRITER, and what makes it stale
+        self._snapshot_lock = threading.Lock()
+        self._snapshot_generation = 0
+        self._snapshot_job: concurrent.futures.Future[None] | None = None
+        self._snapshot_offset_written = -1  # the last one this log wrote (-1: none)
         #: Wall-clock ms of the last flush, for ``flush.ms``.
         self.last_flush_ms = _wall_ms()
         # Bumped when segment files are created, so a flush also fsyncs the directory.
@@ -576,13 +590,47 @@ class Log:
         self._take_snapshot(base)
         return segment
 
-    def _take_snapshot(self, offset: int) -> None:
+    def _take_snapshot(self, offset: int, *, wait: bool = False) -> None:
         """Kafka's producer snapshot at a roll (and a clean shutdown): a restart replays
-        the log from here only. A failure costs a longer replay, not data."""
-        try:
-            log_txn.take_snapshot(self.dir, offset, self.txn_state, self._segments[0].base_offset)
-        except OSError as exc:
-            _log.warning("could not write the producer snapshot of %s at %d: %s", self.dir, offset, exc)
+        the log from here only. A failure costs a longer replay, not data.
+
+        The state is captured now; the file is written durably by the snapshot writer
+        thread (or here, after any pending write, with ``wait``)."""
+        data = self.txn_state.snapshot_bytes()
+        keep_from = self._segments[0].base_offset
+        generation = self._snapshot_generation
+        directory = self.dir
+
+        def write() -> None:
+            try:
+                if log_txn.take_snapshot(directory, offset, data, keep_from, self._snapshot_lock,
+                                         lambda: self._snapshot_generation == generation):
+                    self._snapshot_offset_written = offset
+            except FileNotFoundError:
+                pass  # the log was deleted (or moved to be deleted) meanwhile
+            except OSError as exc:
+                _log.warning("could not write the producer snapshot of %s at %d: %s", directory, offset, exc)
+
+        if wait:
+            self.wait_for_snapshot()
+            if self._snapshot_offset_written == offset:
+                return  # as Kafka: no new offset since the last one, nothing worth a write
+            write()
+        else:
+            self._snapshot_job = _SNAPSHOT_WRITER.submit(write)
+
+    def wait_for_snapshot(self) -> None:
+        """Block until the pending producer snapshot (if any) is written (or dropped)."""
+        job = self._snapshot_job
+        if job is not None:
+            job.result()
+
+    def _forget_snapshots_in_flight(self) -> None:
+        """A truncation: a snapshot still being written describes batches that may be
+        gone; it must not be renamed into place after this."""
+        with self._snapshot_lock:
+            self._snapshot_generation += 1
+            self._snapshot_offset_written = -1
 
     # -- transactions -----------------------------------------------------------------
 
@@ -691,8 +739,10 @@ class Log:
         """fsync segments holding offsets below ``up_to`` (default: the log end).
 
         Safe to call from a worker thread while the owner thread appends; advances
-        :attr:`recovery_point`.
+        :attr:`recovery_point`. Waits for the producer snapshot being written first
+        (Kafka's flush fsyncs the snapshot of the roll too).
         """
+        self.wait_for_snapshot()
         with self._flush_lock:
             if self._closed:
                 return
@@ -703,6 +753,7 @@ class Log:
             if target <= recovery_point and dir_changes == self._dir_changes_flushed:
                 return
             segments = list(self._segments)
+            started = time.perf_counter()
             try:
                 for i, segment in enumerate(segments):
                     if segment.base_offset >= target:
@@ -721,6 +772,7 @@ class Log:
             with self._state_lock:
                 self._recovery_point = max(self._recovery_point, min(target, self._log_end_offset))
             self.last_flush_ms = _wall_ms()
+            FLUSH_TIMES.observe(time.perf_counter() - started)
 
     # -- truncation and deletion of records ---------------------------------------------
 
@@ -750,6 +802,7 @@ class Log:
         with self._state_lock:
             self._log_end_offset = active.next_offset
             self._recovery_point = min(self._recovery_point, self._log_end_offset)
+        self._forget_snapshots_in_flight()
         self.txn_state, self.aborted = log_txn.reload_after_truncation(
             self.dir, self._segments, self._log_start_offset, self._log_end_offset
         )
@@ -768,6 +821,7 @@ class Log:
             self._log_end_offset = offset
             self._log_start_offset = offset
             self._recovery_point = offset
+        self._forget_snapshots_in_flight()
         log_txn.remove_snapshots(self.dir)
         self.txn_state, self.aborted = log_txn.reload_after_truncation(self.dir, self._segments, offset, offset)
 
@@ -885,7 +939,12 @@ class Log:
         if flush:
             self.flush()
             active.flush()
-            self._take_snapshot(self._log_end_offset)
+            self._take_snapshot(self._log_end_offset, wait=True)
+        else:
+            # a roll's snapshot not renamed yet is dropped; one being written is
+            # waited for (rarely, one small fsync), so no file appears after the close
+            self._forget_snapshots_in_flight()
+            self.wait_for_snapshot()
         with self._flush_lock:
             self._closed = True
             for segment in self._segments:

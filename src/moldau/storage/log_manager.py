@@ -1,6 +1,13 @@
-"""All logs of one data directory: loading, creation, deletion, checkpoints, shutdown.
+"""All logs of the broker's log directories: loading, creation, deletion, moves between
+directories, checkpoints, shutdown.
 
-Data directory format::
+Kafka's ``log.dirs`` (JBOD): several directories, each laid out as below with its own
+checkpoints, clean-shutdown marker and lock. A new log goes to the directory holding
+the fewest logs (Kafka's LogManager.nextLogDirs); :meth:`LogManager.move_log` moves one
+between directories (AlterReplicaLogDirs). With one directory (the default: the data
+directory) nothing differs.
+
+Log directory format::
 
     <data_dir>/
         recovery-point-offset-checkpoint     Kafka text checkpoint (see checkpoint.py)
@@ -29,6 +36,7 @@ concurrently: they work on a snapshot of the log table.
 
 from __future__ import annotations
 
+import concurrent.futures
 import fcntl
 import logging
 import os
@@ -36,7 +44,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from moldau.storage.checkpoint import (
@@ -50,6 +58,10 @@ from moldau.storage.config import LogConfig
 from moldau.storage.errors import CorruptCheckpointError, DataDirLockedError
 from moldau.storage.file_cache import FileCache
 from moldau.storage.log import Log, parse_topic_partition
+from moldau.storage.log_mover import LogCopy
+
+#: logs closed at once at a clean shutdown
+CLOSE_THREADS = 8
 
 __all__ = ["LogManager"]
 
@@ -60,56 +72,76 @@ _MAX_FILE_NAME = 255
 _LOCK_FILE = ".lock"
 
 
+class _LogDir:
+    """One log directory: its path, checkpoint files, clean-shutdown marker and lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.recovery_points = OffsetCheckpointFile(path / RECOVERY_POINT_CHECKPOINT)
+        self.log_start_offsets = OffsetCheckpointFile(path / LOG_START_OFFSET_CHECKPOINT)
+        self.clean_shutdown_file = CleanShutdownFile(path)
+        self.lock_fd: int | None = None
+
+
 class LogManager:
-    """Owns every :class:`Log` under ``data_dir`` and the shared :class:`FileCache`."""
+    """Owns every :class:`Log` under its log directories and the shared :class:`FileCache`."""
 
     def __init__(
-        self, data_dir: Path, default_config: LogConfig, *, max_open_files: int = 1000
+        self, data_dir: Path | Sequence[Path], default_config: LogConfig, *, max_open_files: int = 1000
     ) -> None:
-        self.data_dir = Path(data_dir)
+        paths = [Path(data_dir)] if isinstance(data_dir, str | os.PathLike) else [Path(p) for p in data_dir]
+        if not paths:
+            raise ValueError("at least one log directory is needed")
+        self.dirs = [_LogDir(p) for p in paths]
+        #: the first log directory (the cleaner keeps its checkpoint there)
+        self.data_dir = paths[0]
         self.default_config = default_config
         self.file_cache = FileCache(max_open_files)
         self._logs: dict[tuple[str, int], Log] = {}
         self._topic_configs: dict[str, LogConfig] = {}
-        self._recovery_points = OffsetCheckpointFile(self.data_dir / RECOVERY_POINT_CHECKPOINT)
-        self._log_start_offsets = OffsetCheckpointFile(self.data_dir / LOG_START_OFFSET_CHECKPOINT)
-        self._clean_shutdown_file = CleanShutdownFile(self.data_dir)
         self._deleters: list[threading.Thread] = []
         self._checkpoint_lock = threading.Lock()
-        self._lock_fd: int | None = None
-        #: Whether the last :meth:`load` found the clean-shutdown marker.
+        #: Whether the last :meth:`load` found the clean-shutdown marker (in every directory).
         self.had_clean_shutdown: bool | None = None
 
     # -- loading ----------------------------------------------------------------------
 
     def lock(self) -> None:
-        """Take the data directory's ``.lock`` (flock), as Kafka does: two brokers writing
-        one directory would corrupt it. Raises DataDirLockedError when it is taken."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.data_dir / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise DataDirLockedError(
-                f"data directory {self.data_dir} is in use by another broker process"
-            ) from None
-        self._lock_fd = fd
+        """Take each log directory's ``.lock`` (flock), as Kafka does: two brokers writing
+        one directory would corrupt it. Raises DataDirLockedError when one is taken."""
+        for d in self.dirs:
+            d.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(d.path / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise DataDirLockedError(
+                    f"data directory {d.path} is in use by another broker process"
+                ) from None
+            d.lock_fd = fd
 
     def load(self, topic_configs: Mapping[str, LogConfig] | None = None) -> None:
-        """Open every log in the data directory, recovering them after an unclean stop.
+        """Open every log in the log directories, recovering them after an unclean stop.
 
         The broker takes :meth:`lock` first; tests that simulate a crash by opening a
         second manager in one process skip it.
         """
         if topic_configs:
             self._topic_configs.update(topic_configs)
-        clean = self._clean_shutdown_file.exists()
-        self.had_clean_shutdown = clean
-        recovery_points = self._read_checkpoint(self._recovery_points)
-        start_offsets = self._read_checkpoint(self._log_start_offsets)
+        all_clean = True
+        for d in self.dirs:
+            d.path.mkdir(parents=True, exist_ok=True)
+            clean = d.clean_shutdown_file.exists()
+            all_clean = all_clean and clean
+            self._load_dir(d, clean)
+        self.had_clean_shutdown = all_clean
+
+    def _load_dir(self, d: _LogDir, clean: bool) -> None:
+        recovery_points = self._read_checkpoint(d.recovery_points)
+        start_offsets = self._read_checkpoint(d.log_start_offsets)
         leftovers: list[Path] = []
-        for entry in sorted(os.scandir(self.data_dir), key=lambda e: e.name):
+        for entry in sorted(os.scandir(d.path), key=lambda e: e.name):
             if not entry.is_dir():
                 continue
             if entry.name.endswith(_DELETE_SUFFIX):
@@ -118,6 +150,10 @@ class LogManager:
             parsed = parse_topic_partition(entry.name)
             if parsed is None:
                 _log.warning("ignoring directory %s: not <topic>-<partition>", entry.path)
+                continue
+            if parsed in self._logs:
+                _log.error("ignoring %s: %s-%d is already loaded from %s", entry.path, *parsed,
+                           self._logs[parsed].dir)
                 continue
             topic, partition = parsed
             self._logs[parsed] = Log.open(
@@ -129,7 +165,7 @@ class LogManager:
                 clean_shutdown=clean,
             )
             _log.debug("loaded log %s-%d", topic, partition)
-        self._clean_shutdown_file.delete()
+        d.clean_shutdown_file.delete()
         if leftovers:
             self._delete_in_background(leftovers)
 
@@ -153,7 +189,7 @@ class LogManager:
         existing = self._logs.get((topic, partition))
         if existing is not None:
             return existing
-        directory = self.data_dir / f"{topic}-{partition}"
+        directory = self._next_dir().path / f"{topic}-{partition}"
         if parse_topic_partition(directory.name) != (topic, partition):
             raise ValueError(f"invalid topic name {topic!r} or partition {partition}")
         if config is not None:
@@ -168,6 +204,107 @@ class LogManager:
         )
         self._logs[(topic, partition)] = log
         return log
+
+    def _next_dir(self) -> _LogDir:
+        """Where a new log goes: the directory holding the fewest (Kafka's nextLogDirs)."""
+        if len(self.dirs) == 1:
+            return self.dirs[0]
+        counts = {d.path: 0 for d in self.dirs}
+        for log in self._logs.values():
+            parent = Path(log.dir).parent
+            if parent in counts:
+                counts[parent] += 1
+        return min(self.dirs, key=lambda d: counts[d.path])
+
+    def dir_of(self, topic: str, partition: int) -> Path | None:
+        """The log directory holding ``topic``-``partition``'s log, if any."""
+        log = self._logs.get((topic, partition))
+        return None if log is None else Path(log.dir).parent
+
+    def move_log(self, topic: str, partition: int, destination: Path) -> Log:
+        """Move a log to another of the log directories (AlterReplicaLogDirs) and return
+        it reopened there. One step on the owner thread: flushed and closed, its
+        directory renamed (same filesystem only: an O(1) rename, nothing copied), both
+        directories fsynced, reopened, checkpoints written. The caller swaps the new
+        :class:`Log` into whatever held the old one. OSError if the rename is impossible."""
+        key = (topic, partition)
+        log = self._logs[key]
+        target_dir = next((d for d in self.dirs if d.path == Path(destination)), None)
+        if target_dir is None:
+            raise ValueError(f"{destination} is not a log directory")
+        source = Path(log.dir)
+        if source.parent == target_dir.path:
+            return log
+        if not self.same_filesystem(topic, partition, destination):
+            raise OSError(f"cannot move {source} to {target_dir.path} by a rename: another filesystem")
+        recovery_point, log_start = log.log_end_offset, log.log_start_offset
+        log.close(flush=True)
+        target = target_dir.path / source.name
+        try:
+            os.rename(source, target)
+        except OSError:  # still where it was: reopened there (get_log has it), then the error
+            self._logs[key] = Log.open(
+                source, log.config, file_cache=self.file_cache, recovery_point=recovery_point,
+                log_start_offset=log_start, clean_shutdown=True,
+            )
+            raise
+        fsync_dir(source.parent)
+        fsync_dir(target_dir.path)
+        moved = Log.open(
+            target, log.config, file_cache=self.file_cache, recovery_point=recovery_point,
+            log_start_offset=log_start, clean_shutdown=True,
+        )
+        self._logs[key] = moved
+        self.checkpoint()
+        _log.info("moved log %s-%d from %s to %s", topic, partition, source.parent, target_dir.path)
+        return moved
+
+    def same_filesystem(self, topic: str, partition: int, destination: Path) -> bool:
+        """Whether ``topic``-``partition`` can move to ``destination`` by a rename."""
+        return os.stat(Path(self._logs[(topic, partition)].dir).parent).st_dev == os.stat(destination).st_dev
+
+    def begin_copy(self, topic: str, partition: int, destination: Path) -> LogCopy:
+        """Start moving a log to a log directory on another filesystem: the staged copy
+        that :meth:`LogCopy.step` fills from a worker thread while the log stays live."""
+        if not any(d.path == Path(destination) for d in self.dirs):
+            raise ValueError(f"{destination} is not a log directory")
+        return LogCopy(Path(self._logs[(topic, partition)].dir), Path(destination))
+
+    def finish_copy(self, topic: str, partition: int, copy: LogCopy) -> Log:
+        """(Owner thread.) Close the log, copy its last changes, put the copy in place,
+        reopen it there and delete the old directory; the caller swaps the new
+        :class:`Log` in. If anything fails the log is reopened where it was (get_log
+        has it) and the error raised; the staging is removed either way."""
+        key = (topic, partition)
+        log = self._logs.get(key)
+        if log is None or log.closed or Path(log.dir) != copy.source:
+            copy.discard()
+            raise OSError(f"{topic}-{partition} changed while it was being copied")
+        recovery_point, log_start = log.log_end_offset, log.log_start_offset
+        log.close(flush=True)
+        try:
+            copy.step(final=True)
+            fsync_dir(copy.staging)
+            os.rename(copy.staging, copy.target)
+            fsync_dir(copy.destination_dir)
+        except OSError:
+            copy.discard()
+            self._logs[key] = Log.open(
+                copy.source, log.config, file_cache=self.file_cache, recovery_point=recovery_point,
+                log_start_offset=log_start, clean_shutdown=True,
+            )
+            raise
+        moved = Log.open(
+            copy.target, log.config, file_cache=self.file_cache, recovery_point=recovery_point,
+            log_start_offset=log_start, clean_shutdown=True,
+        )
+        self._logs[key] = moved
+        self.checkpoint()
+        old = copy.source.parent / f"{copy.source.name}.{uuid.uuid4().hex}{_DELETE_SUFFIX}"
+        os.rename(copy.source, old)
+        self._delete_in_background([old])
+        _log.info("copied log %s-%d from %s to %s", topic, partition, copy.source.parent, copy.destination_dir)
+        return moved
 
     def logs(self) -> Iterator[tuple[str, int, Log]]:
         """Every ``(topic, partition, log)``, sorted by topic and partition."""
@@ -203,7 +340,7 @@ class LogManager:
             suffix = f".{uuid.uuid4().hex}{_DELETE_SUFFIX}"
             # Kafka's rule: cut the topic part so the name fits in 255 bytes.
             prefix = f"{key[0]}-{key[1]}"[: _MAX_FILE_NAME - len(suffix)]
-            target = self.data_dir / f"{prefix}{suffix}"
+            target = Path(log.dir).parent / f"{prefix}{suffix}"
             os.rename(log.dir, target)
             renamed.append(target)
         if renamed:
@@ -212,10 +349,11 @@ class LogManager:
 
     def _delete_in_background(self, directories: list[Path]) -> None:
         def run() -> None:
-            try:
-                fsync_dir(self.data_dir)  # make the renames durable before the data goes
-            except OSError:
-                _log.exception("fsync of %s failed", self.data_dir)
+            for parent in {d.parent for d in directories}:
+                try:
+                    fsync_dir(parent)  # make the renames durable before the data goes
+                except OSError:
+                    _log.exception("fsync of %s failed", parent)
             for directory in directories:
                 shutil.rmtree(directory, ignore_errors=True)
 
@@ -235,8 +373,10 @@ class LogManager:
         """Write both checkpoint files for every log (safe from a worker thread)."""
         logs = list(self._logs.items())
         with self._checkpoint_lock:
-            self._recovery_points.write({key: log.recovery_point for key, log in logs})
-            self._log_start_offsets.write({key: log.log_start_offset for key, log in logs})
+            for d in self.dirs:
+                mine = [(key, log) for key, log in logs if Path(log.dir).parent == d.path]
+                d.recovery_points.write({key: log.recovery_point for key, log in mine})
+                d.log_start_offsets.write({key: log.log_start_offset for key, log in mine})
 
     def flush_dirty(self, now_ms: int | None = None) -> None:
         """Periodic flusher's step (worker thread): honour ``flush.ms`` and rolls.
@@ -259,13 +399,28 @@ class LogManager:
                     raise
 
     def shutdown(self) -> None:
-        """Flush and checkpoint everything, close the logs, then mark the shutdown clean."""
-        for log in list(self._logs.values()):
-            log.close(flush=True)
+        """Flush and checkpoint everything, close the logs, then mark the shutdown clean.
+
+        The logs close in parallel (:data:`CLOSE_THREADS`, as Kafka closes its logs with
+        a pool per data directory): each close is a few fsyncs (its segments, its
+        producer snapshot, the directory), which wait on the disk, not on the CPU."""
+        logs = list(self._logs.values())
+        if len(logs) > 1:
+            with concurrent.futures.ThreadPoolExecutor(CLOSE_THREADS, thread_name_prefix="log-close") as pool:
+                for done in [pool.submit(log.close, flush=True) for log in logs]:
+                    done.result()
+        for log in logs:
+            log.close(flush=True)  # (a no-op for those closed above)
         self.checkpoint()
         self.file_cache.clear()
         self.wait_for_deletions()
-        self._clean_shutdown_file.write()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the flock
-            self._lock_fd = None
+        for d in self.dirs:
+            d.clean_shutdown_file.write()
+        self.unlock()
+
+    def unlock(self) -> None:
+        """Let go of every log directory's ``.lock`` (what a process's exit does)."""
+        for d in self.dirs:
+            if d.lock_fd is not None:
+                os.close(d.lock_fd)  # releases the flock
+                d.lock_fd = None

@@ -13,10 +13,12 @@ of small batches, one per large batch) and reads the records of control batches.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -188,13 +190,29 @@ def load(
     return state, aborted
 
 
-def take_snapshot(directory: Path, offset: int, state: ProducerTxnState, keep_from: int) -> None:
-    """Write the snapshot at ``offset``; drop the ones below ``keep_from`` (the first
-    segment's base: their segments are gone) and above ``offset``."""
-    write_snapshot(directory, offset, state)
-    for other in list_snapshots(directory):
-        if other < keep_from or other > offset:
-            snapshot_path(directory, other).unlink(missing_ok=True)
+def take_snapshot(
+    directory: Path, offset: int, data: bytes | ProducerTxnState, keep_from: int,
+    lock: threading.Lock | None = None, still_wanted: Callable[[], bool] | None = None,
+) -> bool:
+    """Write the snapshot at ``offset`` durably (:func:`write_snapshot`); drop the ones
+    below ``keep_from`` (the first segment's base: their segments are gone) and above
+    ``offset``. With ``lock`` and ``still_wanted`` (a write in a worker thread), the
+    rename and the clean-up happen under ``lock`` and only if ``still_wanted()`` (the
+    log was not truncated meanwhile); False when it was not written."""
+
+    def publish(tmp: Path, path: Path) -> bool:
+        with lock or contextlib.nullcontext():
+            if still_wanted is not None and not still_wanted():
+                return False
+            os.replace(tmp, path)
+            for other in list_snapshots(directory):
+                if other < keep_from or other > offset:
+                    snapshot_path(directory, other).unlink(missing_ok=True)
+            return True
+
+    if still_wanted is not None and not still_wanted():
+        return False  # stale before it was begun: not even a temporary file
+    return write_snapshot(directory, offset, data, publish) is not None
 
 
 def reload_after_truncation(

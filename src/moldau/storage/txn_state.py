@@ -24,9 +24,13 @@ of every batch below ``offset``; big-endian::
              offset_delta:int32 timestamp:int64 coordinator_epoch:int32
              current_txn_first_offset:int64)
 
-The log writes one when it rolls a segment (named by the new segment's base) and at a
-clean shutdown, and loads the latest one at or below where its replay starts, so a
-restart reads only the tail after it rather than the whole log.
+The log writes one when it rolls a segment (named by the new segment's base; in a
+worker thread, see :class:`~moldau.storage.log.Log`) and at a clean shutdown, and loads
+the latest one at or below where its replay starts, so a restart reads only the tail
+after it rather than the whole log. Writes are durable and atomic
+(:func:`write_snapshot`): a temporary ``.snapshot.tmp`` fsynced, renamed, the directory
+fsynced; a temporary file a crash left behind is removed when the log opens (as
+every ``.tmp`` file is).
 
 Costs: :meth:`on_batch` does a few field reads and dict operations per *batch*; batches
 without a producer id return after one comparison. Thread-safety: the log's thread.
@@ -37,12 +41,14 @@ from __future__ import annotations
 import logging
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from google_crc32c import value as crc32c
 
+from moldau.storage.checkpoint import fsync_dir
 from moldau.storage.txn_index import AbortedTxn
 
 __all__ = [
@@ -286,12 +292,35 @@ def list_snapshots(directory: Path, names: list[str] | None = None) -> list[int]
     return out
 
 
-def write_snapshot(directory: Path, offset: int, state: ProducerTxnState) -> Path:
-    """Write ``state`` as the snapshot at ``offset`` (by rename; not fsynced here)."""
+def write_snapshot(
+    directory: Path, offset: int, data: bytes | ProducerTxnState, publish: Callable[[Path, Path], bool] | None = None,
+) -> Path | None:
+    """Write ``data`` (a state's :meth:`~ProducerTxnState.snapshot_bytes`) as the
+    snapshot at ``offset``, durably: to a temporary file, fsynced, renamed into place,
+    the directory fsynced (Kafka fsyncs its snapshot file too). A crash at any moment
+    leaves either no snapshot at ``offset`` or a complete one, never a torn one.
+
+    ``publish(tmp, path)`` does the rename (and may refuse: False, the temporary file
+    is removed, None returned); by default a plain :func:`os.replace`. Blocking: call
+    it off the event loop."""
+    if isinstance(data, ProducerTxnState):
+        data = data.snapshot_bytes()
     path = snapshot_path(directory, offset)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(state.snapshot_bytes())
-    os.replace(tmp, path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if publish is None:
+        os.replace(tmp, path)
+    elif not publish(tmp, path):
+        tmp.unlink(missing_ok=True)
+        return None
+    fsync_dir(directory)
     return path
 
 

@@ -412,7 +412,6 @@ class ClassicGroupManager:
         group.generation_id += 1
         if not group.members:
             group.protocol_name = None
-            group.protocol_type = None
             group.leader_id = None
             group.transition(GroupState.EMPTY, now)
             self.coordinator.store_group(group)
@@ -472,6 +471,12 @@ class ClassicGroupManager:
             return JoinResult(ErrorCode.INVALID_SESSION_TIMEOUT, member_id)
         if rebalance_timeout_ms < 0:
             rebalance_timeout_ms = session_timeout_ms
+        consumer_group = self.coordinator.migration.consumer_group_of(group_id)
+        if consumer_group is not None:  # KIP-848 online migration: a classic member of a consumer group
+            return self.coordinator.migration.join(
+                consumer_group, member_id, group_instance_id, client_id, client_host, session_timeout_ms,
+                rebalance_timeout_ms, protocol_type, protocols, require_known_member_id,
+            )
         try:
             group = self._group(group_id)
         except KafkaError:
@@ -676,6 +681,11 @@ class ClassicGroupManager:
         protocol_name: str | None,
         assignments: dict[str, bytes],
     ) -> SyncResult:
+        consumer_group = self.coordinator.migration.consumer_group_of(group_id)
+        if consumer_group is not None:
+            return self.coordinator.migration.sync(
+                consumer_group, member_id, instance_id, generation_id, protocol_type, protocol_name
+            )
         try:
             group = self._group(group_id)
             member = self._validate_member(group, member_id, instance_id, generation_id)
@@ -741,6 +751,9 @@ class ClassicGroupManager:
     # -- Heartbeat and LeaveGroup ------------------------------------------------------
 
     def heartbeat(self, group_id: str, member_id: str, instance_id: str | None, generation_id: int) -> ErrorCode:
+        consumer_group = self.coordinator.migration.consumer_group_of(group_id)
+        if consumer_group is not None:
+            return self.coordinator.migration.heartbeat(consumer_group, member_id, instance_id, generation_id)
         try:
             group = self._group(group_id)
             if group is not None and group.state is GroupState.EMPTY:
@@ -758,6 +771,9 @@ class ClassicGroupManager:
 
     def leave(self, group_id: str, leaving: list[tuple[str, str | None]]) -> tuple[ErrorCode, list[ErrorCode]]:
         """Remove members; one error per (member id, instance id), plus the group's."""
+        consumer_group = self.coordinator.migration.consumer_group_of(group_id)
+        if consumer_group is not None:
+            return self.coordinator.migration.leave(consumer_group, leaving)
         try:
             group = self._group(group_id)
         except KafkaError as exc:

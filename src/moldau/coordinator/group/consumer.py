@@ -92,6 +92,15 @@ def _union(a: Assignment, b: Assignment) -> Assignment:
     return {t: p for t, p in out.items() if p}
 
 
+@dataclass
+class ClassicMetadata:
+    """What a member speaking the classic protocol inside a consumer group brings (the
+    online migration of :mod:`.migration`): its session timeout and its protocols."""
+
+    session_timeout_ms: int
+    protocols: list[tuple[str, bytes]]
+
+
 @dataclass(eq=False)
 class ConsumerMember:
     member_id: str
@@ -111,6 +120,7 @@ class ConsumerMember:
     revocation_deadline: float | None = None
     session_deadline: float = 0.0
     timer: asyncio.TimerHandle | None = None
+    classic: ClassicMetadata | None = None
 
     def cancel_timer(self) -> None:
         if self.timer is not None:
@@ -122,6 +132,7 @@ class ConsumerMember:
             self.instance_id, self.rack_id, self.client_id, self.client_host,
             sorted(self.subscribed_topic_names), self.subscribed_topic_regex, self.rebalance_timeout_ms,
             self.server_assignor,
+            None if self.classic is None else (self.classic.session_timeout_ms, list(self.classic.protocols)),
         )
 
     def assignment_record(self) -> CurrentAssignmentValue:
@@ -269,6 +280,7 @@ class ConsumerGroupManager:
             member.subscribed_topic_regex = meta.subscribed_topic_regex
             member.rebalance_timeout_ms = meta.rebalance_timeout_ms
             member.server_assignor = meta.server_assignor
+            member.classic = None if meta.classic is None else ClassicMetadata(meta.classic[0], list(meta.classic[1]))
             if member.instance_id is not None:
                 group.static_members[member.instance_id] = member_id
         elif key.kind == CONSUMER_CURRENT_ASSIGNMENT:
@@ -300,6 +312,9 @@ class ConsumerGroupManager:
             return group
         if group is not None:
             if not group.is_empty:
+                upgraded = self.coordinator.migration.maybe_upgrade(group) if create else None  # type: ignore[arg-type]
+                if upgraded is not None:
+                    return upgraded
                 raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group.")
             if not create:
                 return None
@@ -415,7 +430,9 @@ class ConsumerGroupManager:
     # -- timers ---------------------------------------------------------------------
 
     def _touch(self, group: ConsumerGroup, member: ConsumerMember) -> None:
-        member.session_deadline = time.monotonic() + self.coordinator.group_config(group.group_id, "consumer.session.timeout.ms") / 1000
+        timeout = (member.classic.session_timeout_ms if member.classic
+                   else self.coordinator.group_config(group.group_id, "consumer.session.timeout.ms"))
+        member.session_deadline = time.monotonic() + timeout / 1000
         self._arm(group, member)
 
     def _arm(self, group: ConsumerGroup, member: ConsumerMember) -> None:
@@ -440,6 +457,7 @@ class ConsumerGroupManager:
             return
         self.coordinator.log.info("consumer group %s: member %s fenced: %s", group.group_id, member.member_id, reason)
         self._remove(group, member)
+        self.coordinator.migration.maybe_downgrade(group)
         self._flush()
 
     def _remove(self, group: ConsumerGroup, member: ConsumerMember) -> None:
@@ -591,16 +609,21 @@ class ConsumerGroupManager:
         else:
             self.coordinator.log.info("consumer group %s: member %s left", group.group_id, member_id)
             self._remove(group, member)
+            self.coordinator.migration.maybe_downgrade(group)
         return HeartbeatResult(ErrorCode.NONE, None, member_id, epoch, 0, None)
 
     # -- offsets --------------------------------------------------------------------
 
     def validate_commit(self, group: ConsumerGroup, member_id: str, epoch: int) -> None:
-        if epoch < 0 and not member_id and not group.members:
-            return
+        if epoch < 0 and not group.members:
+            return  # Kafka's ConsumerGroup.validateOffsetCommit: a standalone commit to an empty group
         member = group.members.get(member_id)
         if member is None:
             raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID)
+        if member.classic is not None:  # Kafka's validateMemberEpoch for classic members: exact
+            if epoch != member.epoch:
+                raise KafkaError(ErrorCode.ILLEGAL_GENERATION)
+            return
         if epoch > member.epoch:
             raise KafkaError(ErrorCode.FENCED_MEMBER_EPOCH)
         if epoch < member.epoch and epoch != member.previous_epoch:

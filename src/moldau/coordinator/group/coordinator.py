@@ -81,6 +81,7 @@ class OffsetCommit:
 class GroupCoordinator:
     def __init__(self, broker: GroupCoordinatorHost, clock: Callable[[], float] = time.time) -> None:
         from moldau.coordinator.group.consumer import ConsumerGroupManager
+        from moldau.coordinator.group.migration import GroupMigration
         from moldau.coordinator.share.group import ShareGroupManager
 
         self.broker = broker
@@ -93,6 +94,7 @@ class GroupCoordinator:
         self.pending_txn_offsets: dict[int, dict[str, dict[TopicPartition, OffsetValue]]] = {}
         self.classic = ClassicGroupManager(self)
         self.consumer = ConsumerGroupManager(self)
+        self.migration = GroupMigration(self)
         self.share = ShareGroupManager(self)
         self._loading: set[int] = set()
         self._creator = InternalTopicCreator(
@@ -367,12 +369,18 @@ class GroupCoordinator:
     # -- offsets --------------------------------------------------------------------
 
     def _validate_commit(
-        self, group_id: str, generation: int, member_id: str, instance_id: str | None, transactional: bool = False
+        self, group_id: str, generation: int, member_id: str, instance_id: str | None, transactional: bool = False,
+        api_version: int = 0,
     ) -> None:
         group = self.groups.get(group_id)
         if group is None:
-            if generation >= 0 or member_id:
-                raise KafkaError(ErrorCode.ILLEGAL_GENERATION)
+            # Kafka's OffsetMetadataManager.validateOffsetCommit: generation (member
+            # epoch) -1 is an admin or a consumer outside group management, whatever
+            # member id it names (an unsubscribed KIP-848 librdkafka consumer sends its
+            # own): a simple group is created. Otherwise OffsetCommit v9+ answers
+            # GROUP_ID_NOT_FOUND, older versions ILLEGAL_GENERATION.
+            if generation >= 0:
+                raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND if api_version >= 9 else ErrorCode.ILLEGAL_GENERATION)
             return
         if transactional and generation < 0 and not member_id and instance_id is None:
             # TxnOffsetCommit below v3 names no member (aiokafka, so faust, sends v0):
@@ -401,11 +409,12 @@ class GroupCoordinator:
         self.classic.schedule_expiry(group, member)
 
     def commit_offsets(
-        self, group_id: str, generation: int, member_id: str, instance_id: str | None, commits: list[OffsetCommit]
+        self, group_id: str, generation: int, member_id: str, instance_id: str | None, commits: list[OffsetCommit],
+        api_version: int = 0,
     ) -> list[ErrorCode]:
         """Validate and persist a commit; one error per partition, in request order."""
         try:
-            self._validate_commit(group_id, generation, member_id, instance_id)
+            self._validate_commit(group_id, generation, member_id, instance_id, api_version=api_version)
         except KafkaError as exc:
             return [exc.code for _ in commits]
         now = self.now_ms()

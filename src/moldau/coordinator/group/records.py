@@ -298,6 +298,60 @@ def subscribed_topics(subscription: bytes) -> set[str]:
         return set()
 
 
+@dataclass(frozen=True, slots=True)
+class EmbeddedSubscription:
+    """A ConsumerProtocolSubscription: its version, topics and (v1+) owned partitions."""
+
+    version: int
+    topics: list[str]
+    owned: dict[str, set[int]]
+
+
+def decode_consumer_subscription(data: bytes) -> EmbeddedSubscription:
+    """Read a ConsumerProtocolSubscription (v0-v3); RecordFormatError if malformed."""
+    try:
+        r = _Reader(data)
+        version = r.i16()
+        topics = [t for t in (r.string() for _ in range(r.i32())) if t is not None]
+        r.bytes_()  # user data
+        owned: dict[str, set[int]] = {}
+        if version >= 1:
+            for _ in range(max(r.i32(), 0)):
+                topic = r.string() or ""
+                owned.setdefault(topic, set()).update(r.i32() for _ in range(max(r.i32(), 0)))
+        return EmbeddedSubscription(version, topics, owned)
+    except (UnicodeDecodeError, struct.error) as exc:
+        raise RecordFormatError(f"malformed consumer subscription: {exc}") from None
+
+
+def decode_consumer_assignment(data: bytes) -> dict[str, set[int]]:
+    """Topic -> partitions of a ConsumerProtocolAssignment (any version); empty if unreadable."""
+    try:
+        r = _Reader(data)
+        r.i16()
+        assigned: dict[str, set[int]] = {}
+        for _ in range(max(r.i32(), 0)):
+            topic = r.string() or ""
+            assigned.setdefault(topic, set()).update(r.i32() for _ in range(max(r.i32(), 0)))
+        return assigned
+    except (RecordFormatError, UnicodeDecodeError, struct.error):
+        return {}
+
+
+def encode_consumer_assignment(version: int, assigned: dict[str, set[int]]) -> bytes:
+    """A ConsumerProtocolAssignment of ``version`` (its fields are the same in v0-v3)."""
+    w = _Writer()
+    w.i16(version)
+    w.i32(len(assigned))
+    for topic in sorted(assigned):
+        w.string(topic)
+        w.i32(len(assigned[topic]))
+        for p in sorted(assigned[topic]):
+            w.i32(p)
+    w.bytes_(None)
+    return bytes(w.buf)
+
+
 # -- KIP-848 consumer group records (key versions 3, 5, 6, 7, 8) ---------------------
 #
 # Keys are non-flexible like the others; values are flexible version 0: compact
@@ -337,6 +391,9 @@ class ConsumerMemberValue:
     subscribed_topic_regex: str | None
     rebalance_timeout_ms: int
     server_assignor: str | None
+    #: tagged field 0, ClassicMemberMetadata: (session timeout, [(protocol, metadata)])
+    #: for a member speaking the classic protocol (online migration), else None
+    classic: tuple[int, list[tuple[str, bytes]]] | None = None
 
 
 @dataclass(slots=True)
@@ -471,7 +528,23 @@ def encode_member_value(v: ConsumerMemberValue) -> bytes:
     w.cstring(v.subscribed_topic_regex)
     w.i32(v.rebalance_timeout_ms)
     w.cstring(v.server_assignor)
-    w.no_tags()
+    if v.classic is None:
+        w.no_tags()
+    else:
+        inner = _FlexWriter()
+        session_timeout, protocols = v.classic
+        inner.i32(session_timeout)
+        inner.uvarint(len(protocols) + 1)
+        for name, metadata in protocols:
+            inner.cstring(name)
+            inner.uvarint(len(metadata) + 1)
+            inner.buf += metadata
+            inner.no_tags()
+        inner.no_tags()
+        w.uvarint(1)  # one tagged field: tag 0, its size, the struct
+        w.uvarint(0)
+        w.uvarint(len(inner.buf))
+        w.buf += inner.buf
     return bytes(w.buf)
 
 
@@ -483,7 +556,21 @@ def decode_member_value(data: bytes) -> ConsumerMemberValue:
     regex = r.cstring()
     timeout = r.i32()
     assignor = r.cstring()
-    return ConsumerMemberValue(instance_id, rack_id, client_id, client_host, names, regex, timeout, assignor)
+    classic = None
+    for _ in range(r.uvarint()):
+        tag, size = r.uvarint(), r.uvarint()
+        if tag != 0:
+            r._take(size)
+            continue
+        session_timeout = r.i32()
+        protocols = []
+        for _ in range(max(r.uvarint() - 1, 0)):
+            name = r.cstring() or ""
+            protocols.append((name, bytes(r._take(max(r.uvarint() - 1, 0)))))
+            r.skip_tags()
+        r.skip_tags()
+        classic = (session_timeout, protocols)
+    return ConsumerMemberValue(instance_id, rack_id, client_id, client_host, names, regex, timeout, assignor, classic)
 
 
 def encode_target_member_value(assignment: TopicPartitions) -> bytes:

@@ -214,10 +214,11 @@ class TransactionCoordinator:
                 "compression.type": "uncompressed",
                 "unclean.leader.election.enable": "false",
                 "segment.bytes": str(config.int("transaction.state.log.segment.bytes")),
-                # Kafka sets transaction.state.log.min.isr (default 2) as is, which makes a
-                # single broker refuse every transaction until an operator lowers it; here
-                # it is bounded by the replication factor the topic really gets.
-                "min.insync.replicas": str(max(1, min(config.int("transaction.state.log.min.isr"), replication))),
+                # as Kafka: set as is; a partition bounds it by its replica count when
+                # it checks acks=all (Partition.effective_min_isr), so a single broker
+                # with the default of 2 serves transactions, and a topic that gets more
+                # replicas later (a reassignment) gets the configured bound back
+                "min.insync.replicas": str(config.int("transaction.state.log.min.isr")),
             },
         )
 

@@ -17,6 +17,7 @@ from moldau.protocol.messages.create_topics import CREATE_TOPICS
 from moldau.protocol.messages.delete_topics import DELETE_TOPICS
 from moldau.protocol.messages.describe_cluster import DESCRIBE_CLUSTER
 from moldau.protocol.messages.describe_configs import DESCRIBE_CONFIGS
+from moldau.protocol.messages.describe_topic_partitions import DESCRIBE_TOPIC_PARTITIONS
 from moldau.protocol.messages.fetch import FETCH
 from moldau.protocol.messages.groups import (
     DELETE_GROUPS,
@@ -58,6 +59,7 @@ from moldau.protocol.messages.share import (
     SHARE_GROUP_DESCRIBE,
     SHARE_GROUP_HEARTBEAT,
 )
+from moldau.protocol.messages.telemetry import GET_TELEMETRY_SUBSCRIPTIONS, PUSH_TELEMETRY
 from moldau.protocol.messages.transactions import (
     ADD_OFFSETS_TO_TXN,
     ADD_PARTITIONS_TO_TXN,
@@ -121,6 +123,9 @@ _APIS: tuple[Api, ...] = (
     LIST_TRANSACTIONS,
     CONSUMER_GROUP_HEARTBEAT,
     CONSUMER_GROUP_DESCRIBE,
+    GET_TELEMETRY_SUBSCRIPTIONS,
+    PUSH_TELEMETRY,
+    DESCRIBE_TOPIC_PARTITIONS,
     SHARE_GROUP_HEARTBEAT,
     SHARE_GROUP_DESCRIBE,
     SHARE_FETCH,
