@@ -25,9 +25,13 @@ from moldau.broker.forwarding import ControllerChannel
 from moldau.broker.txn_markers import TxnMarkers
 from moldau.broker.txn_verification import TxnVerifier
 from moldau.config.broker import BrokerConfig, usable_topic_configs
+from moldau.config.group import GROUP_CONFIG_KIND
+from moldau.config.group import decode as decode_group_configs
 from moldau.controller.controller import Controller
 from moldau.coordinator.group import GroupCoordinator
 from moldau.coordinator.producer_ids import ProducerIdManager
+from moldau.coordinator.share.manager import ShareManager
+from moldau.coordinator.share.state import ShareStatePersister
 from moldau.coordinator.transaction import TransactionCoordinator
 from moldau.metastore.store import BrokerInfo, ClusterImage, MetaStore, PartitionState, TopicRecord
 from moldau.ports import LeadershipListener, TxnMarkerListener
@@ -97,6 +101,16 @@ class Broker:
         self.controller = Controller(self)
         self.producer_ids = ProducerIdManager(store)
         self.group_coordinator = GroupCoordinator(self)
+        #: KIP-932 share-partitions of the partitions this broker leads
+        self.share_manager = ShareManager(self)
+        #: dynamic group configs (IncrementalAlterConfigs on GROUP), by group id
+        self.group_configs: dict[str, dict[str, str]] = {}
+        self.group_coordinator.share.member_gone_listeners.append(self.share_manager.member_gone)
+        #: their durable state, in __share_group_state
+        self.share_state = ShareStatePersister(self)
+        self.share_manager.load_state = lambda key: self.share_state.stored(*key)
+        self.share_manager.change_listeners.append(self.share_state.changed)
+        self.group_coordinator.share.deleted_listeners.append(self._share_group_deleted)
         #: markers to partition leaders: in-process for ours, WriteTxnMarkers for others'
         self.txn_markers = TxnMarkers(self)
         #: KIP-890 verifications of transactional ids other brokers coordinate
@@ -115,7 +129,8 @@ class Broker:
         self.controller_channel = ControllerChannel(self.node_id, store, self._endpoint_of)
         #: told when this broker gains or loses a partition's leadership, in metadata
         #: order: the coordinators whose state lives in internal topics
-        self.leadership_listeners: list[LeadershipListener] = [self.group_coordinator, self.transaction_coordinator]
+        self.leadership_listeners: list[LeadershipListener] = [
+            self.group_coordinator, self.transaction_coordinator, self.share_state, self.share_manager]
         #: told when a transaction marker is written and replicated on a partition of
         #: __consumer_offsets (moldau.replication.txn_markers): the group coordinator,
         #: which makes the producer's transactional offset commits visible or drops them
@@ -129,6 +144,13 @@ class Broker:
         self.storage_recovered = False
         #: how long loading (and recovering) the local logs took, for /metrics
         self.log_recovery_seconds = 0.0
+
+    def _share_group_deleted(self, group_id: str) -> None:
+        """DeleteGroups removed a share group: its share-partition state goes too."""
+        keys = set(self.share_state.keys_of(group_id))
+        keys.update((t, p) for g, t, p in self.share_manager.partitions if g == group_id)
+        self.share_manager.drop(lambda k: k[0] == group_id)
+        self.share_state.delete(group_id, sorted(keys))
 
     # lifecycle ------------------------------------------------------------------------
 
@@ -159,6 +181,7 @@ class Broker:
         self.replica_manager.start()
         await self.group_coordinator.start()
         await self.transaction_coordinator.start()
+        self.share_state.start()
 
     async def stop(self) -> None:
         await self.controller_channel.close()
@@ -168,6 +191,7 @@ class Broker:
         await self.txn_markers.close()
         await self.txn_verifier.close()
         await self.group_coordinator.stop()
+        self.share_manager.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -292,6 +316,11 @@ class Broker:
                     self.authorizer.add([binding])
         elif kind == QUOTA_KIND:
             self.quotas.apply(key, value)
+        elif kind == GROUP_CONFIG_KIND:  # not security, but the same replicated key/value kind
+            if value is None:
+                self.group_configs.pop(key, None)
+            else:
+                self.group_configs[key] = decode_group_configs(value)
 
     def log_config_for(self, topic: TopicRecord) -> LogConfig:
         return LogConfig.from_properties(self.config.effective_topic_config(usable_topic_configs(topic.name, topic.configs)))

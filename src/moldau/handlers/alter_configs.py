@@ -23,8 +23,10 @@ from moldau.config.definitions import (
     ConfigType,
     broker_definition,
 )
+from moldau.config.group import GROUP_CONFIG_KIND, validate_group_configs
+from moldau.config.group import encode as encode_group_configs
 from moldau.handlers import authorize as authz
-from moldau.handlers.configs import BROKER, BROKER_LOGGER, TOPIC
+from moldau.handlers.configs import BROKER, BROKER_LOGGER, GROUP, TOPIC
 from moldau.handlers.forwarding import forward_or_refuse
 from moldau.handlers.pacing import paced
 from moldau.handlers.registry import codec_for, handles, item_error
@@ -137,6 +139,31 @@ async def _alter_broker(broker: Any, scope: str, values: dict[str, str], validat
         await broker.set_dynamic_configs(scope, values)
 
 
+async def _alter_group(broker: Any, resource: Any, incremental: bool, validate_only: bool) -> None:
+    """Group configs: validated, written to the metadata store, applied here (the
+    other brokers learn of them from the store's watch)."""
+    name = resource.resource_name
+    if not name:
+        raise KafkaError(ErrorCode.INVALID_REQUEST, "Group name must not be empty")
+    current = dict(broker.group_configs.get(name, {}))
+    if incremental:
+        for c in resource.configs:
+            if c.config_operation in (APPEND, SUBTRACT):
+                raise KafkaError(ErrorCode.INVALID_CONFIG, f"Config value append is not allowed for config key: {c.name}")
+        values = _apply_operations(current, resource.configs, GROUP)
+    else:
+        values = {c.name: c.value for c in resource.configs if c.value is not None}
+    try:
+        values = validate_group_configs(values)
+    except ValueError as exc:
+        raise KafkaError(ErrorCode.INVALID_CONFIG, str(exc)) from None
+    if validate_only:
+        return
+    encoded = encode_group_configs(values) if values else None
+    await broker.store.update_security(GROUP_CONFIG_KIND, {name: encoded})
+    broker.apply_security(GROUP_CONFIG_KIND, name, encoded)
+
+
 def _current(broker: Any, resource_type: int, name: str) -> dict[str, str]:
     if resource_type == TOPIC:
         topic = broker.topics.get(name)
@@ -146,6 +173,9 @@ def _current(broker: Any, resource_type: int, name: str) -> dict[str, str]:
 
 async def _alter_resource(broker: Any, resource: Any, incremental: bool, validate_only: bool) -> None:
     kind, name = resource.resource_type, resource.resource_name
+    if kind == GROUP:
+        await _alter_group(broker, resource, incremental, validate_only)
+        return
     if kind not in (TOPIC, BROKER, BROKER_LOGGER):
         raise KafkaError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type {kind}")
     if kind == BROKER_LOGGER:

@@ -1,4 +1,10 @@
-"""ApiVersions (key 18): what this broker serves, derived from the handler table."""
+"""ApiVersions (key 18): what this broker serves, derived from the handler table.
+
+Share groups are gated as Kafka 4.2 gates them, by the ``share.version`` feature: with
+``group.share.enable`` (Moldau's switch for it, on by default) the feature is
+finalized at level 1 and the share APIs are advertised; without it the feature is
+at level 0 and they are not, so clients do not try them.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,24 @@ from typing import Any
 from moldau.handlers.registry import api_versions_response, handles
 from moldau.protocol.messages import ALL_APIS
 
+#: ShareGroupHeartbeat, ShareGroupDescribe, ShareFetch, ShareAcknowledge, the share offsets APIs
+SHARE_API_KEYS = frozenset({76, 77, 78, 79, 90, 91, 92})
+SHARE_VERSION = "share.version"
+
 
 @handles(ALL_APIS[18], 0, 4)
 def api_versions(broker: Any, header: Any, request: Any) -> Any:
-    return api_versions_response()
+    response = api_versions_response()
+    share_enabled = broker.config.bool("group.share.enable")
+    if not share_enabled:
+        response.api_keys = [k for k in response.api_keys if k.api_key not in SHARE_API_KEYS]
+    if header.api_version >= 3:
+        Supported = type(response).of("supported_features")
+        Finalized = type(response).of("finalized_features")
+        response.supported_features = [Supported(name=SHARE_VERSION, min_version=0, max_version=1)]
+        response.finalized_features_epoch = 0
+        response.finalized_features = [
+            Finalized(name=SHARE_VERSION, max_version_level=1 if share_enabled else 0,
+                      min_version_level=1 if share_enabled else 0)
+        ]
+    return response

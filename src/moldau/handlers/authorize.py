@@ -133,6 +133,7 @@ def group_describe_access(broker: Any, header: Any, group_id: str, operations: b
 
 
 #: config resource types (DescribeConfigs, AlterConfigs): topic, broker, broker logger
+_CONFIG_GROUP = 32
 _CONFIG_TOPIC = 2
 
 
@@ -146,6 +147,8 @@ def config_resource_error(
         return None
     if config_resource_type == _CONFIG_TOPIC:
         return topic_error(broker, header, operation, name)
+    if config_resource_type == _CONFIG_GROUP:  # KIP-848 group configs: the operation on the group
+        return group_error(broker, header, operation, name)
     return cluster_error(broker, header, operation)
 
 

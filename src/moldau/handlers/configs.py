@@ -11,6 +11,7 @@ from typing import Any
 
 from moldau.config.broker import usable_topic_configs
 from moldau.config.definitions import BROKER_CONFIGS, CONFIG_TYPE_CODES, TOPIC_CONFIGS
+from moldau.config.group import GROUP_CONFIGS, GROUP_RESOURCE, group_config_value
 from moldau.handlers import authorize as authz
 from moldau.handlers.pacing import PACE, Pacer, paced
 from moldau.handlers.registry import codec_for, handles
@@ -26,6 +27,7 @@ _Synonym = _Entry.of("synonyms")
 TOPIC = 2
 BROKER = 4
 BROKER_LOGGER = 8
+GROUP = GROUP_RESOURCE
 
 # Kafka's ConfigSource codes.
 DYNAMIC_TOPIC_CONFIG = 1
@@ -33,6 +35,7 @@ DYNAMIC_BROKER_CONFIG = 2
 DYNAMIC_DEFAULT_BROKER_CONFIG = 3
 STATIC_BROKER_CONFIG = 4
 DEFAULT_CONFIG = 5
+DYNAMIC_GROUP_CONFIG = 8
 
 
 @dataclass
@@ -135,6 +138,23 @@ def topic_config_entries(
     return entries
 
 
+def group_config_entries(broker: Any, group_id: str, keys: list[str] | None, docs: bool) -> list[ConfigEntry]:
+    """Every group config (Kafka's GroupConfig), DYNAMIC_GROUP_CONFIG where the group
+    overrides it, else DEFAULT_CONFIG with the broker's value."""
+    overrides = broker.group_configs.get(group_id, {})
+    entries = []
+    for name, definition in GROUP_CONFIGS.items():
+        if keys and name not in keys:
+            continue
+        value = group_config_value(broker.config, overrides, name)
+        entries.append(ConfigEntry(
+            name=name, value=str(value), config_source=DYNAMIC_GROUP_CONFIG if name in overrides else DEFAULT_CONFIG,
+            read_only=False, is_sensitive=False, config_type=CONFIG_TYPE_CODES[definition.type],
+            documentation=None,
+        ))
+    return entries
+
+
 def _to_wire(entry: ConfigEntry) -> Any:
     wire = _Entry(
         name=entry.name,
@@ -186,6 +206,8 @@ async def describe_configs(broker: Any, header: Any, request: Any) -> Any:
             entries = broker_config_entries(broker, keys, synonyms, docs)
         elif resource.resource_type == BROKER_LOGGER:
             entries = []
+        elif resource.resource_type == GROUP:
+            entries = group_config_entries(broker, resource.resource_name, keys, docs)
         else:
             result.error_code = int(ErrorCode.INVALID_REQUEST)
             result.error_message = f"Unsupported resource type {resource.resource_type}"

@@ -121,3 +121,31 @@ def uniform_assign(members: list[MemberSpec], topics: Mapping[uuid.UUID, TopicIn
 
 
 ASSIGNORS = {"uniform": uniform_assign, "range": range_assign}
+
+
+def simple_assign(members: list[MemberSpec], topics: Mapping[uuid.UUID, TopicInfo]) -> dict[str, Assignment]:
+    """KIP-932's ``simple`` share assignor: a partition may go to several members.
+
+    Topic by topic, over its subscribers in member id order: with no more subscribers
+    than partitions, partition ``p`` goes to subscriber ``p % S`` (each partition has
+    one member); with more subscribers than partitions, subscriber ``i`` gets partition
+    ``i % P``, so every member has work and a partition is shared by several members,
+    which share groups allow (records, not partitions, are what members hold).
+    """
+    result = _empty(members)
+    for topic_id in sorted(topics, key=lambda t: topics[t].name):
+        count = topics[topic_id].partitions
+        subscribers = sorted(m.member_id for m in members if topic_id in m.topics)
+        if not subscribers or not count:
+            continue
+        if len(subscribers) <= count:
+            for p in range(count):
+                result[subscribers[p % len(subscribers)]].setdefault(topic_id, set()).add(p)
+        else:
+            for i, member_id in enumerate(subscribers):
+                result[member_id][topic_id] = {i % count}
+    return result
+
+
+#: server-side assignors of share groups (``group.share.assignors``)
+SHARE_ASSIGNORS = {"simple": simple_assign}

@@ -430,7 +430,8 @@ class ConsumerGroupManager:
     # -- timers ---------------------------------------------------------------------
 
     def _touch(self, group: ConsumerGroup, member: ConsumerMember) -> None:
-        timeout = member.classic.session_timeout_ms if member.classic else self._config("group.consumer.session.timeout.ms")
+        timeout = (member.classic.session_timeout_ms if member.classic
+                   else self.coordinator.group_config(group.group_id, "consumer.session.timeout.ms"))
         member.session_deadline = time.monotonic() + timeout / 1000
         self._arm(group, member)
 
@@ -492,7 +493,7 @@ class ConsumerGroupManager:
         client_id: str,
         client_host: str,
     ) -> HeartbeatResult:
-        interval = int(self._config("group.consumer.heartbeat.interval.ms"))
+        interval = int(self.coordinator.group_config(group_id, "consumer.heartbeat.interval.ms"))
         if not group_id:
             return HeartbeatResult(ErrorCode.INVALID_REQUEST, "GroupId can't be empty.")
         if server_assignor is not None and server_assignor not in self._assignors():

@@ -29,8 +29,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from moldau.config.group import group_config_value
 from moldau.coordinator.group.classic import ClassicGroup, ClassicGroupManager, GroupState
 from moldau.coordinator.group.hashing import partition_for
 from moldau.coordinator.group.records import (
@@ -81,6 +82,7 @@ class GroupCoordinator:
     def __init__(self, broker: GroupCoordinatorHost, clock: Callable[[], float] = time.time) -> None:
         from moldau.coordinator.group.consumer import ConsumerGroupManager
         from moldau.coordinator.group.migration import GroupMigration
+        from moldau.coordinator.share.group import ShareGroupManager
 
         self.broker = broker
         self.log = logging.getLogger("moldau.coordinator.group")
@@ -93,6 +95,7 @@ class GroupCoordinator:
         self.classic = ClassicGroupManager(self)
         self.consumer = ConsumerGroupManager(self)
         self.migration = GroupMigration(self)
+        self.share = ShareGroupManager(self)
         self._loading: set[int] = set()
         self._creator = InternalTopicCreator(
             OFFSETS_TOPIC, lambda: self.broker.topics, lambda: self.broker.controller, self._plan_topic, self.log
@@ -109,6 +112,12 @@ class GroupCoordinator:
         if topic is not None:
             return len(topic.partitions)
         return self.broker.config.int("offsets.topic.num.partitions")
+
+    def group_config(self, group_id: str, key: str) -> Any:
+        """A dynamic group config (Kafka's GroupConfig): the group's override set with
+        IncrementalAlterConfigs, else the broker default it stands for."""
+        overrides = getattr(self.broker, "group_configs", {}).get(group_id, {})
+        return group_config_value(self.broker.config, overrides, key)
 
     def partition_of(self, group_id: str) -> int:
         return partition_for(group_id, self.num_partitions)
@@ -338,8 +347,8 @@ class GroupCoordinator:
         ]
         records.append((encode_group_key(group_id), None))
         current = self.groups.get(group_id)
-        if current is not None and not isinstance(current, ClassicGroup):
-            records += self.consumer.tombstones(current)
+        if current is not None and current.group_type == "consumer":
+            records += self.consumer.tombstones(current)  # type: ignore[arg-type]
         self._append(group_id, records)
         group = self.groups.pop(group_id, None)
         if isinstance(group, ClassicGroup):
@@ -590,10 +599,12 @@ class GroupCoordinator:
             return ErrorCode.NON_EMPTY_GROUP
         try:
             if not isinstance(group, ClassicGroup):
-                self.consumer.shutdown(group)
+                self.consumer.shutdown(group)  # type: ignore[arg-type]
             self._delete_group(group_id)
         except KafkaError as exc:
             return exc.code
+        if group.group_type == "share":
+            self.share.deleted(group_id)
         self.log.info("group %s deleted", group_id)
         return ErrorCode.NONE
 
@@ -608,7 +619,7 @@ class GroupCoordinator:
                         continue
                     result.append((group_id, group.protocol_type or "", group.state.value, "classic"))
                 else:
-                    result.append((group_id, "consumer", group.state_name, "consumer"))
+                    result.append((group_id, group.group_type, group.state_name, group.group_type))
         return result
 
     # -- expiration -----------------------------------------------------------------

@@ -50,6 +50,15 @@ from moldau.protocol.messages.scram_credentials import (
     ALTER_USER_SCRAM_CREDENTIALS,
     DESCRIBE_USER_SCRAM_CREDENTIALS,
 )
+from moldau.protocol.messages.share import (
+    ALTER_SHARE_GROUP_OFFSETS,
+    DELETE_SHARE_GROUP_OFFSETS,
+    DESCRIBE_SHARE_GROUP_OFFSETS,
+    SHARE_ACKNOWLEDGE,
+    SHARE_FETCH,
+    SHARE_GROUP_DESCRIBE,
+    SHARE_GROUP_HEARTBEAT,
+)
 from moldau.protocol.messages.telemetry import GET_TELEMETRY_SUBSCRIPTIONS, PUSH_TELEMETRY
 from moldau.protocol.messages.transactions import (
     ADD_OFFSETS_TO_TXN,
@@ -117,6 +126,13 @@ _APIS: tuple[Api, ...] = (
     GET_TELEMETRY_SUBSCRIPTIONS,
     PUSH_TELEMETRY,
     DESCRIBE_TOPIC_PARTITIONS,
+    SHARE_GROUP_HEARTBEAT,
+    SHARE_GROUP_DESCRIBE,
+    SHARE_FETCH,
+    SHARE_ACKNOWLEDGE,
+    DESCRIBE_SHARE_GROUP_OFFSETS,
+    ALTER_SHARE_GROUP_OFFSETS,
+    DELETE_SHARE_GROUP_OFFSETS,
 )
 
 ALL_APIS: dict[int, Api] = {api.key: api for api in _APIS}

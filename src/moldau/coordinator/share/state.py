@@ -1,0 +1,299 @@
+"""Durable share-partition state in ``__share_group_state``, in Kafka's record format.
+
+Theory of operation: Kafka's share coordinator keeps each share-partition's state in
+the compacted internal topic ``__share_group_state``, in partition
+``abs(hashCode("group:topicId:partition")) % share.coordinator.state.topic.num.partitions``,
+as ShareSnapshot records (key type 0: group id, topic id, partition; value version 0:
+snapshot epoch, state epoch, leader epoch, start offset and the state batches
+``(first, last, delivery state, delivery count)``). Moldau writes the same records:
+after every request that changed a share-partition, one full snapshot of it, appended
+before the request is answered, so an acknowledgement that was answered survives a
+kill -9 (the append is in the page cache like any produce; ``flush.messages`` and the
+replication of the state partition apply as to every partition). Snapshots stay small
+because the state is kept in ranges (:mod:`.partition`), never per record. Kafka's
+ShareUpdate records (deltas between snapshots) are read at load but not written.
+
+At start, and whenever this broker becomes the leader of a state partition, that
+partition is read back in a worker thread (the latest snapshot per key wins; a
+tombstone deletes); share fetches wait until it is loaded. A share-partition written
+while this broker does not lead its state partition is logged and not persisted
+(the share-partition leader and the state partition's leader are the same broker on
+one node; see docs/12-share-groups.md for the cluster case).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from moldau.coordinator.group.hashing import partition_for
+from moldau.coordinator.internal_topic import InternalTopicCreator, Unreadable, read_partition
+from moldau.log_throttle import ThrottledLog
+from moldau.protocol.errors import KafkaError
+from moldau.records import RecordInput, build_batch
+
+if TYPE_CHECKING:
+    from moldau.coordinator.share.partition import SharePartition
+
+STATE_TOPIC = "__share_group_state"
+SNAPSHOT_KEY = 0
+UPDATE_KEY = 1
+
+log = logging.getLogger("moldau.coordinator.share")
+#: every request may hit it in a cluster (see the module docstring): at most 10 lines a minute
+unpersisted_log = ThrottledLog(log, "share-partition states not persisted")
+
+#: (start offset, state epoch, batches) as stored
+StoredState = tuple[int, int, list[tuple[int, int, int, int]]]
+
+
+def _uvarint(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def encode_key(group_id: str, topic_id: uuid.UUID, partition: int, kind: int = SNAPSHOT_KEY) -> bytes:
+    g = group_id.encode()
+    return struct.pack(">hh", kind, len(g)) + g + topic_id.bytes + struct.pack(">i", partition)
+
+
+def decode_key(data: bytes) -> tuple[int, str, uuid.UUID, int]:
+    kind, n = struct.unpack_from(">hh", data, 0)
+    group = data[4:4 + n].decode()
+    topic_id = uuid.UUID(bytes=bytes(data[4 + n:20 + n]))
+    (partition,) = struct.unpack_from(">i", data, 20 + n)
+    return kind, group, topic_id, partition
+
+
+def encode_snapshot(snapshot_epoch: int, state_epoch: int, leader_epoch: int, start: int,
+                    batches: list[tuple[int, int, int, int]]) -> bytes:
+    """ShareSnapshotValue version 0 (flexible)."""
+    parts = [struct.pack(">hHiiq", 0, snapshot_epoch & 0xFFFF, state_epoch, leader_epoch, start), _uvarint(len(batches) + 1)]
+    for first, last, state, count in batches:
+        parts.append(struct.pack(">qqbh", first, last, state, count) + b"\x00")
+    parts.append(b"\x00")
+    return b"".join(parts)
+
+
+class _Reader:
+    def __init__(self, data: bytes, pos: int) -> None:
+        self.data, self.pos = data, pos
+
+    def unpack(self, fmt: str) -> tuple[Any, ...]:
+        s = struct.Struct(fmt)
+        out = s.unpack_from(self.data, self.pos)
+        self.pos += s.size
+        return out
+
+    def uvarint(self) -> int:
+        shift = result = 0
+        while True:
+            b = self.data[self.pos]
+            self.pos += 1
+            result |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return result
+            shift += 7
+
+    def skip_tags(self) -> None:
+        for _ in range(self.uvarint()):
+            self.uvarint()
+            self.pos += self.uvarint()
+
+
+def decode_value(kind: int, data: bytes) -> StoredState:
+    """A ShareSnapshotValue or ShareUpdateValue (version 0) as (start, state epoch, batches)."""
+    r = _Reader(data, 2)
+    if kind == SNAPSHOT_KEY:
+        _snap, state_epoch, _leader, start = r.unpack(">Hiiq")
+    else:
+        _snap, _leader, start = r.unpack(">Hiq")
+        state_epoch = -1
+    batches = []
+    for _ in range(r.uvarint() - 1):
+        first, last, state, count = r.unpack(">qqbh")
+        r.skip_tags()
+        batches.append((first, last, state, count))
+    return start, state_epoch, batches
+
+
+class ShareStatePersister:
+    """Writes and loads share-partition snapshots (see the module docstring)."""
+
+    def __init__(self, broker: Any) -> None:
+        self.broker = broker
+        self.states: dict[tuple[str, uuid.UUID, int], StoredState] = {}
+        self._snapshot_epochs: dict[tuple[str, uuid.UUID, int], int] = {}
+        self._loading: dict[int, asyncio.Future[None]] = {}
+        self._creator = InternalTopicCreator(
+            STATE_TOPIC, lambda: broker.topics, lambda: broker.controller, self._plan_topic, log
+        )
+        self._written: dict[tuple[str, str, int], int] = {}
+        self._dirty: dict[tuple[str, str, int], SharePartition] = {}
+
+    # -- topic ----------------------------------------------------------------------
+
+    def _plan_topic(self) -> Any:
+        config = self.broker.config
+        return self.broker.controller.plan_topic(
+            STATE_TOPIC,
+            config.int("share.coordinator.state.topic.num.partitions"),
+            min(config.int("share.coordinator.state.topic.replication.factor"),
+                len(self.broker.controller.live_brokers())),
+            {"cleanup.policy": "compact", "compression.type": "producer"},
+        )
+
+    @property
+    def num_partitions(self) -> int:
+        topic = self.broker.topics.get(STATE_TOPIC)
+        if topic is not None:
+            return len(topic.partitions)
+        return self.broker.config.int("share.coordinator.state.topic.num.partitions")
+
+    def partition_of(self, group_id: str, topic_id: uuid.UUID, partition: int) -> int:
+        return partition_for(f"{group_id}:{topic_id}:{partition}", self.num_partitions)
+
+    async def ready(self) -> None:
+        """Create the topic on first use; wait for the loads under way."""
+        await self._creator.ensure()
+        pending = [f for f in self._loading.values() if not f.done()]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    # -- loading ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        topic = self.broker.topics.get(STATE_TOPIC)
+        if topic is None:
+            return
+        for index in topic.partitions:
+            partition = self.broker.partition(STATE_TOPIC, index)
+            if partition is not None and partition.is_leader:
+                self._load(index)
+
+    def leadership_changed(self, topic: str, index: int, is_leader: bool) -> None:
+        if topic != STATE_TOPIC:
+            return
+        if is_leader:
+            self._load(index)
+
+    def topic_removed(self, name: str) -> None:
+        """A user topic's share-partition states are dropped from memory (the records
+        stay in the log until a tombstone or compaction); nothing else to do here."""
+        record_ids = {k for k in self.states if self.broker.topic_names_by_id.get(k[1]) == name}
+        for key in record_ids:
+            self.states.pop(key, None)
+
+    def _load(self, index: int) -> None:
+        self._loading[index] = asyncio.ensure_future(self._load_partition(index))
+
+    async def _load_partition(self, index: int) -> None:
+        partition = self.broker.partition(STATE_TOPIC, index)
+        if partition is None:
+            return
+        started = time.perf_counter()
+        skipped = Unreadable()
+        records = await asyncio.to_thread(read_partition, partition.log, partition.log.log_end_offset, skipped)
+        for key_bytes, value_bytes, _pid, _control in records:
+            if key_bytes is None:
+                continue
+            try:
+                kind, group, topic_id, p = decode_key(key_bytes)
+                if kind not in (SNAPSHOT_KEY, UPDATE_KEY):
+                    continue
+                key = (group, topic_id, p)
+                if value_bytes is None:
+                    self.states.pop(key, None)
+                    continue
+                start, state_epoch, batches = decode_value(kind, value_bytes)
+                if kind == UPDATE_KEY and key in self.states:
+                    old_start, old_epoch, old_batches = self.states[key]
+                    state_epoch = old_epoch
+                    batches = [b for b in old_batches if b[1] >= start and not any(
+                        b[0] <= n[1] and n[0] <= b[1] for n in batches)] + batches
+                self.states[key] = (start, max(state_epoch, 0), batches)
+            except Exception as exc:
+                skipped.record(repr(exc))
+        if skipped:
+            log.warning("%s-%d: skipped what could not be read: %s", STATE_TOPIC, index, skipped)
+        log.info("loaded %d record(s) of %s-%d in %.0f ms", len(records), STATE_TOPIC, index,
+                 (time.perf_counter() - started) * 1000)
+
+    def stored(self, group_id: str, topic: str, index: int) -> StoredState | None:
+        record = self.broker.topics.get(topic)
+        if record is None:
+            return None
+        return self.states.get((group_id, record.topic_id, index))
+
+    # -- writing ----------------------------------------------------------------------
+
+    def changed(self, key: tuple[str, str, int], sp: SharePartition) -> None:
+        """A share-partition changed: written at the end of the request (:meth:`flush`)."""
+        if self._written.get(key) != sp.version:
+            self._dirty[key] = sp
+
+    def flush(self) -> None:
+        """Append one snapshot per changed share-partition, grouped by state partition."""
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, {}
+        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
+        for (group_id, topic, index), sp in dirty.items():
+            record = self.broker.topics.get(topic)
+            if record is None:
+                continue
+            skey = (group_id, record.topic_id, index)
+            epoch = self._snapshot_epochs.get(skey, -1) + 1
+            self._snapshot_epochs[skey] = epoch
+            batches = sp.state_batches()
+            value = encode_snapshot(epoch, sp.state_epoch, self._leader_epoch(topic, index), sp.start_offset, batches)
+            self.states[skey] = (sp.start_offset, sp.state_epoch, batches)
+            by_partition.setdefault(self.partition_of(*skey), []).append((encode_key(*skey), value))
+            self._written[(group_id, topic, index)] = sp.version
+        for index, records in by_partition.items():
+            self._append(index, records)
+
+    def delete(self, group_id: str, keys: list[tuple[str, int]]) -> None:
+        """Tombstones for a group's share-partitions (DeleteGroups, DeleteShareGroupOffsets)."""
+        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
+        for topic, index in keys:
+            record = self.broker.topics.get(topic)
+            if record is None:
+                continue
+            skey = (group_id, record.topic_id, index)
+            self.states.pop(skey, None)
+            self._written.pop((group_id, topic, index), None)
+            by_partition.setdefault(self.partition_of(*skey), []).append((encode_key(*skey), None))
+        for index, records in by_partition.items():
+            self._append(index, records)
+
+    def keys_of(self, group_id: str) -> list[tuple[str, int]]:
+        names = self.broker.topic_names_by_id
+        return [(names[t], p) for (g, t, p) in self.states if g == group_id and t in names]
+
+    def _leader_epoch(self, topic: str, index: int) -> int:
+        partition = self.broker.partition(topic, index)
+        return getattr(partition, "leader_epoch", 0) if partition is not None else -1
+
+    def _append(self, index: int, records: list[tuple[bytes, bytes | None]]) -> None:
+        partition = self.broker.partition(STATE_TOPIC, index)
+        if partition is None or not partition.is_leader:
+            unpersisted_log("%s-%d is not led here: share-partition state not persisted", STATE_TOPIC, index)
+            return
+        now = int(time.time() * 1000)
+        batch = build_batch([RecordInput(k, v, (), now) for k, v in records])
+        try:
+            partition.append_as_leader(memoryview(bytearray(batch)), -1, now)
+        except KafkaError as exc:
+            log.warning("could not write to %s-%d: %s", STATE_TOPIC, index, exc)
