@@ -64,12 +64,12 @@ def unique(prefix: str) -> str:
 
 
 def create(bootstrap: str, topic: str, partitions: int = 1, config: dict[str, str] | None = None) -> None:
-    fut = admin(bootstrap).create_topics([NewTopic(topic, partitions, 1, config=config or {})],
-                                         request_timeout=15)[topic]
-    fut.result(timeout=20)
+    a = admin(bootstrap)  # kept alive until the future resolves
+    a.create_topics([NewTopic(topic, partitions, 1, config=config or {})], request_timeout=15)[topic].result(
+        timeout=20)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        md = admin(bootstrap).list_topics(topic=topic, timeout=5).topics.get(topic)
+        md = a.list_topics(topic=topic, timeout=5).topics.get(topic)
         if md is not None and md.error is None and len(md.partitions) == partitions and all(
                 p.leader >= 0 for p in md.partitions.values()):
             return
@@ -147,8 +147,11 @@ def topic_errors(bootstrap: str) -> Observations:
     dels = a.delete_topics([missing], request_timeout=15)
     obs["delete_topics: unknown topic"] = outcome(lambda: dels[missing].result(timeout=20))
     md = a.list_topics(topic=missing, timeout=10).topics.get(missing)
-    obs["metadata: unknown topic (auto-create off by client)"] = (
+    obs["metadata: unknown topic, from an admin client"] = (
         md.error.name() if md is not None and md.error is not None else "OK")
+    time.sleep(2)
+    md = a.list_topics(timeout=10).topics.get(missing)
+    obs["metadata: that topic 2 s later"] = "absent" if md is None else f"{len(md.partitions)} partitions"
     return obs
 
 
@@ -266,7 +269,7 @@ def _group_state(a: AdminClient, group: str) -> tuple:
         d = a.describe_consumer_groups([group], request_timeout=15)[group].result(timeout=20)
     except Exception as exc:  # noqa: BLE001
         return (name_of(exc),)
-    return (str(d.state).split(".")[-1], str(getattr(d, "type", "")).split(".")[-1], d.protocol_type,
+    return (str(d.state).split(".")[-1], str(getattr(d, "type", "")).split(".")[-1], d.partition_assignor,
             len(d.members), d.is_simple_consumer_group)
 
 
