@@ -23,6 +23,7 @@ from confluent_kafka import (
     KafkaError,
     KafkaException,
     Producer,
+    TopicCollection,
     TopicPartition,
 )
 from confluent_kafka.admin import (
@@ -334,8 +335,51 @@ def groups(bootstrap: str) -> Observations:
     return obs
 
 
+def _produce_one(bootstrap: str, topic: str, value: bytes | None, key: bytes | None = None,
+                 timestamp: int | None = None, **conf: object) -> str:
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "message.timeout.ms": 10000, "retries": 0,
+                  **conf})
+    result: list[str] = []
+    kwargs = {"timestamp": timestamp} if timestamp is not None else {}
+    p.produce(topic, value, key, on_delivery=lambda err, _msg: result.append(err.name() if err else "OK"),
+              **kwargs)
+    p.flush(15)
+    return result[0] if result else "no delivery report"
+
+
+def produce_errors(bootstrap: str) -> Observations:
+    """What the broker refuses in Produce, and what Metadata/DescribeCluster say."""
+    a = admin(bootstrap)
+    obs: Observations = {}
+    small = unique("small")
+    create(bootstrap, small, 1, {"max.message.bytes": "1000"})
+    obs["produce: 5000 B to max.message.bytes=1000"] = _produce_one(bootstrap, small, b"x" * 5000,
+                                                                   **{"compression.type": "none"})
+    compacted = unique("compacted")
+    create(bootstrap, compacted, 1, {"cleanup.policy": "compact"})
+    obs["produce: keyless record to a compacted topic"] = _produce_one(bootstrap, compacted, b"v")
+    obs["produce: keyed record to a compacted topic"] = _produce_one(bootstrap, compacted, b"v", b"k")
+    old = unique("old")
+    create(bootstrap, old, 1, {"message.timestamp.before.max.ms": "60000"})
+    obs["produce: timestamp a day old, before.max.ms=60000"] = _produce_one(
+        bootstrap, old, b"v", timestamp=int(time.time() * 1000) - 86_400_000)
+    isr = unique("isr")
+    create(bootstrap, isr, 1, {"min.insync.replicas": "2"})
+    obs["produce: acks=all, min.insync.replicas=2 of 1 replica"] = _produce_one(bootstrap, isr, b"v",
+                                                                               **{"acks": "all"})
+    obs["produce: acks=1, min.insync.replicas=2 of 1 replica"] = _produce_one(bootstrap, isr, b"v", **{"acks": 1})
+    missing = unique("missing")
+    desc = a.describe_topics(TopicCollection([missing]), request_timeout=15)[missing]
+    obs["describe_topics: unknown topic"] = outcome(lambda: desc.result(timeout=20))
+    cluster = a.describe_cluster(request_timeout=15).result(timeout=20)
+    obs["describe_cluster: brokers, controller among them"] = (
+        len(cluster.nodes), cluster.controller is not None and cluster.controller.id in {n.id for n in cluster.nodes})
+    return obs
+
+
 SCENARIOS: dict[str, Callable[[str], Observations]] = {
     "topic_errors": topic_errors, "offsets": offsets, "configs": configs, "groups": groups,
+    "produce_errors": produce_errors,
 }
 
 
