@@ -221,6 +221,19 @@ def _describe(a: AdminClient, resource: ConfigResource) -> dict:
     return a.describe_configs([resource], request_timeout=15)[resource].result(timeout=20)
 
 
+def _settled(a: AdminClient, topic: str, key: str, before: tuple) -> tuple:
+    """(value, source) of a topic config once it is no longer ``before``: Kafka answers
+    DescribeConfigs from the broker's metadata image, which follows the controller's
+    commit of the change a moment later (bounded: 10 s)."""
+    deadline = time.monotonic() + 10
+    while True:
+        e = _describe(a, ConfigResource(ResourceType.TOPIC, topic))[key]
+        now = (e.value, int(e.source))
+        if now != before or time.monotonic() > deadline:
+            return now
+        time.sleep(0.1)
+
+
 def configs(bootstrap: str) -> Observations:
     """DescribeConfigs of a topic (with one override) and of the broker: values and sources,
     and what altering with mistakes answers."""
@@ -253,12 +266,10 @@ def configs(bootstrap: str) -> Observations:
         ConfigEntry("retention.ms", "5", incremental_operation=AlterConfigOpType.APPEND))
     obs["incremental_alter: retention.ms=7200000"] = alter(
         ConfigEntry("retention.ms", "7200000", incremental_operation=set_op))
-    e = _describe(a, ConfigResource(ResourceType.TOPIC, topic))["retention.ms"]
-    obs["after alter: retention.ms"] = (e.value, e.source)
+    obs["after alter: retention.ms"] = _settled(a, topic, "retention.ms", ("3600000", 1))
     obs["incremental_alter: DELETE retention.ms"] = alter(
         ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE))
-    e = _describe(a, ConfigResource(ResourceType.TOPIC, topic))["retention.ms"]
-    obs["after delete: retention.ms"] = (e.value, e.source)
+    obs["after delete: retention.ms"] = _settled(a, topic, "retention.ms", ("7200000", 1))
     missing_res = ConfigResource(ResourceType.TOPIC, missing.name,
                                  incremental_configs=[ConfigEntry("retention.ms", "1", incremental_operation=set_op)])
     obs["incremental_alter: unknown topic"] = alter(ConfigEntry("retention.ms", "1"), missing_res)
@@ -377,7 +388,63 @@ def produce_errors(bootstrap: str) -> Observations:
     return obs
 
 
+def admin_misc(bootstrap: str) -> Observations:
+    """ACLs without an authorizer, SCRAM users, leader elections, transactions by raw
+    request where confluent-kafka has no call (kafka-python's admin client)."""
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclBindingFilter,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
+    from confluent_kafka.admin import ResourceType as RT
+
+    a = admin(bootstrap)
+    obs: Observations = {}
+    binding = AclBinding(RT.TOPIC, "t", ResourcePatternType.LITERAL, "User:alice", "*", AclOperation.READ,
+                         AclPermissionType.ALLOW)
+    res = a.create_acls([binding], request_timeout=15)[binding]
+    obs["create_acls without an authorizer"] = outcome(lambda: res.result(timeout=20))
+    filt = AclBindingFilter(RT.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
+                            AclPermissionType.ANY)
+    obs["describe_acls without an authorizer"] = outcome(
+        lambda: a.describe_acls(filt, request_timeout=15).result(timeout=20))
+    user = unique("user")
+    obs["describe scram: unknown user"] = outcome(
+        lambda: a.describe_user_scram_credentials([user], request_timeout=15)[user].result(timeout=20))
+    upsert = UserScramCredentialUpsertion(user, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096),
+                                          b"secret", b"salt-salt-salt")
+    obs["alter scram: add user"] = outcome(
+        lambda: a.alter_user_scram_credentials([upsert], request_timeout=15)[user].result(timeout=20))
+    desc = a.describe_user_scram_credentials([user], request_timeout=15)[user]
+    try:
+        got = desc.result(timeout=20)
+        obs["describe scram: that user"] = [(str(i.mechanism).split(".")[-1], i.iterations)
+                                            for i in got.scram_credential_infos]
+    except Exception as exc:  # noqa: BLE001
+        obs["describe scram: that user"] = name_of(exc)
+    topic = unique("elect")
+    create(bootstrap, topic, 1)
+    from confluent_kafka import ElectionType
+
+    tp = TopicPartition(topic, 0)
+    fut = a.elect_leaders(ElectionType.PREFERRED, [tp])  # (its request_timeout= raises SystemError)
+    try:
+        result = fut.result(timeout=20)
+        obs["elect_leaders preferred, leader already preferred"] = sorted(
+            (f"{k.topic == topic}-{k.partition}", v.name() if isinstance(v, KafkaError) else
+             (v.error.name() if getattr(v, "error", None) else "OK")) for k, v in result.items())
+    except Exception as exc:  # noqa: BLE001
+        obs["elect_leaders preferred, leader already preferred"] = name_of(exc)
+    return obs
+
+
 SCENARIOS: dict[str, Callable[[str], Observations]] = {
+    "admin_misc": admin_misc,
     "topic_errors": topic_errors, "offsets": offsets, "configs": configs, "groups": groups,
     "produce_errors": produce_errors,
 }
