@@ -443,7 +443,224 @@ def admin_misc(bootstrap: str) -> Observations:
     return obs
 
 
+class Raw:
+    """One connection sending requests encoded with Moldau's codec (generated from Kafka's
+    message specs) and decoding the answers: for error codes confluent-kafka does not
+    expose, the same bytes go to both brokers. (tests/integration/test_groups_protocol.py
+    has the same client inside a test module.)"""
+
+    def __init__(self, bootstrap: str) -> None:
+        from integration.raw_kafka import connect
+
+        self.sock = connect(bootstrap, timeout=20)
+        self.cid = 0
+
+    def call(self, api_key: int, version: int, /, **fields: object) -> object:
+        from integration.raw_kafka import read_response, request
+        from moldau.protocol.codec import MessageCodec
+        from moldau.protocol.messages import ALL_APIS
+
+        api = ALL_APIS[api_key]
+        codec = MessageCodec(api)
+        flexible = api.is_flexible(version)
+        self.cid += 1
+        self.sock.sendall(request(api_key, version, self.cid,
+                                  bytes(codec.encode_request(version, codec.Request(**fields))), flexible=flexible))
+        got = read_response(self.sock)
+        if got is None:
+            return "connection closed"
+        corr, rest = got
+        assert corr == self.cid
+        return codec.decode_response(version, rest, 1 if flexible and api_key != 18 else 0)
+
+    @staticmethod
+    def part(api_key: int, *path: str) -> type:
+        from moldau.protocol.codec import MessageCodec
+        from moldau.protocol.messages import ALL_APIS
+
+        cls = MessageCodec(ALL_APIS[api_key]).Request
+        for name in path:
+            cls = cls.of(name)
+        return cls
+
+    def find_coordinator(self, key: str, key_type: int) -> str:
+        """FindCoordinator until it answers (bounded): Kafka creates __consumer_offsets or
+        __transaction_state on the first one and answers NOT_COORDINATOR to group and
+        transaction requests before that, as a client never skips this step."""
+        deadline = time.monotonic() + 60
+        while True:
+            r = self.call(10, 4, key_type=key_type, coordinator_keys=[key])
+            code = r.coordinators[0].error_code
+            if code == 0 or time.monotonic() > deadline:
+                return _err(code)
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _err(code: object) -> str:
+    from moldau.protocol.errors import ErrorCode
+
+    if isinstance(code, str):
+        return code
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return str(code)
+
+
+def protocol_errors(bootstrap: str) -> Observations:
+    """Group, offset and transaction APIs by raw request: the error codes Kafka's clients
+    act on (one node: the bootstrap broker is every coordinator)."""
+    topic = unique("raw")
+    create(bootstrap, topic, 1)
+    produce(bootstrap, topic, 3)
+    obs: Observations = {}
+    c = Raw(bootstrap)
+    try:
+        group = unique("rawg")
+        cg, txn = unique("cg"), unique("txn")
+        obs["FindCoordinator group"] = c.find_coordinator(group, 0)
+        obs["FindCoordinator consumer group"] = c.find_coordinator(cg, 0)
+        obs["FindCoordinator transaction"] = c.find_coordinator(txn, 1)
+        proto = Raw.part(11, "protocols")(name="range", metadata=b"\x00\x00\x00\x00\x00\x00")
+
+        def join(**kw: object) -> object:
+            args = {"group_id": group, "session_timeout_ms": 10000, "rebalance_timeout_ms": 10000, "member_id": "",
+                    "protocol_type": "consumer", "protocols": [proto], **kw}
+            return c.call(11, 5, **args)
+
+        obs["JoinGroup session 1 ms"] = _err(join(session_timeout_ms=1).error_code)
+        obs["JoinGroup session 1 h"] = _err(join(session_timeout_ms=3_600_000).error_code)
+        obs["JoinGroup empty group id"] = _err(join(group_id="").error_code)
+        obs["JoinGroup no protocols"] = _err(join(protocols=[]).error_code)
+        r = join()
+        obs["JoinGroup v5 without member id"] = _err(r.error_code)
+        member = r.member_id
+        r = join(member_id=member)
+        obs["JoinGroup with it: error, generation"] = (_err(r.error_code), r.generation_id)
+        obs["JoinGroup other protocol type"] = _err(join(protocol_type="connect", member_id="").error_code)
+        assign = Raw.part(14, "assignments")
+        r = c.call(14, 3, group_id=group, generation_id=1, member_id=member,
+                   assignments=[assign(member_id=member, assignment=b"")])
+        obs["SyncGroup leader"] = _err(r.error_code)
+        obs["SyncGroup wrong generation"] = _err(c.call(14, 3, group_id=group, generation_id=7, member_id=member,
+                                                        assignments=[]).error_code)
+        obs["SyncGroup unknown group"] = _err(c.call(14, 3, group_id=unique("nog"), generation_id=1,
+                                                     member_id="m", assignments=[]).error_code)
+        obs["Heartbeat wrong generation"] = _err(c.call(12, 3, group_id=group, generation_id=0,
+                                                        member_id=member).error_code)
+        obs["Heartbeat unknown member"] = _err(c.call(12, 3, group_id=group, generation_id=1,
+                                                      member_id="ghost").error_code)
+        obs["Heartbeat unknown group"] = _err(c.call(12, 3, group_id=unique("nog"), generation_id=1,
+                                                     member_id="m").error_code)
+        oc_topic, oc_part = Raw.part(8, "topics"), Raw.part(8, "topics", "partitions")
+
+        def commit(gen: int, mid: str, name: str = topic, part: int = 0, grp: str = group) -> list:
+            r = c.call(8, 8, group_id=grp, generation_id_or_member_epoch=gen, member_id=mid,
+                       topics=[oc_topic(name=name, partitions=[oc_part(partition_index=part, committed_offset=1)])])
+            if getattr(r, "error_code", 0):
+                return [_err(r.error_code)]
+            return [_err(p.error_code) for t in r.topics for p in t.partitions]
+
+        obs["OffsetCommit member of the generation"] = commit(1, member)
+        obs["OffsetCommit wrong generation"] = commit(5, member)
+        obs["OffsetCommit unknown member"] = commit(1, "ghost")
+        obs["OffsetCommit partition 3 of 1"] = commit(1, member, part=3)
+        obs["OffsetCommit simple (generation -1) to a group with members"] = commit(-1, "")
+        leaving = Raw.part(13, "members")
+        r = c.call(13, 4, group_id=group, members=[leaving(member_id=member), leaving(member_id="ghost")])
+        obs["LeaveGroup member and ghost"] = (_err(r.error_code), sorted(_err(m.error_code) for m in r.members))
+        r = c.call(13, 4, group_id=unique("nog"), members=[leaving(member_id="ghost")])
+        obs["LeaveGroup unknown group"] = (_err(r.error_code), [_err(m.error_code) for m in r.members])
+        od_topic, od_part = Raw.part(47, "topics"), Raw.part(47, "topics", "partitions")
+        r = c.call(47, 0, group_id=unique("nog"), topics=[od_topic(name=topic, partitions=[od_part(partition_index=0)])])
+        obs["OffsetDelete unknown group"] = _err(r.error_code)
+        r = c.call(47, 0, group_id=group, topics=[od_topic(name=topic, partitions=[od_part(partition_index=0)])])
+        obs["OffsetDelete empty group"] = (_err(r.error_code), [_err(p.error_code) for t in r.topics
+                                                                for p in t.partitions])
+        # KIP-848
+
+        def cgh(**kw: object) -> object:
+            args = {"group_id": cg, "member_id": uuid.uuid4().hex[:22], "member_epoch": 0,
+                    "rebalance_timeout_ms": 10000, "subscribed_topic_names": [topic], "topic_partitions": [], **kw}
+            return c.call(68, 0, **args)
+
+        obs["ConsumerGroupHeartbeat unknown assignor"] = _err(cgh(server_assignor="nope").error_code)
+        obs["ConsumerGroupHeartbeat unknown member, epoch 3"] = _err(cgh(member_epoch=3).error_code)
+        obs["ConsumerGroupHeartbeat empty group id"] = _err(cgh(group_id="").error_code)
+        obs["ConsumerGroupHeartbeat join without topics"] = _err(cgh(subscribed_topic_names=None).error_code)
+        r = cgh()
+        obs["ConsumerGroupHeartbeat join: error, epoch"] = (_err(r.error_code), r.member_epoch)
+        obs["ConsumerGroupHeartbeat to a classic group"] = _err(cgh(group_id=group).error_code)
+        # transactions
+        obs["InitProducerId timeout above the maximum"] = _err(
+            c.call(22, 4, transactional_id=txn, transaction_timeout_ms=100_000_000).error_code)
+        obs["InitProducerId empty transactional id"] = _err(
+            c.call(22, 4, transactional_id="", transaction_timeout_ms=60000).error_code)
+        deadline = time.monotonic() + 30
+        while True:  # as a client: retriable while the coordinator loads its partition
+            r = c.call(22, 4, transactional_id=txn, transaction_timeout_ms=60000)
+            if _err(r.error_code) not in ("NOT_COORDINATOR", "COORDINATOR_LOAD_IN_PROGRESS",
+                                          "COORDINATOR_NOT_AVAILABLE") or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+            c.find_coordinator(txn, 1)
+        obs["InitProducerId: error, epoch"] = (_err(r.error_code), r.producer_epoch)
+        nobody = unique("none")
+        c.find_coordinator(nobody, 1)
+        obs["EndTxn unknown transactional id"] = _err(c.call(26, 3, transactional_id=nobody, producer_id=999,
+                                                             producer_epoch=0, committed=True).error_code)
+        pid, epoch = r.producer_id, r.producer_epoch
+        obs["EndTxn with no transaction open"] = _err(c.call(26, 3, transactional_id=txn, producer_id=pid,
+                                                             producer_epoch=epoch, committed=True).error_code)
+        obs["EndTxn with a stale epoch"] = _err(c.call(26, 3, transactional_id=txn, producer_id=pid,
+                                                       producer_epoch=epoch - 1 if epoch else 0,
+                                                       committed=False).error_code)
+        add_topic = Raw.part(24, "v3_and_below_topics")
+        r = c.call(24, 3, v3_and_below_transactional_id=txn, v3_and_below_producer_id=pid + 1,
+                   v3_and_below_producer_epoch=epoch, v3_and_below_topics=[add_topic(name=topic, partitions=[0])])
+        obs["AddPartitionsToTxn wrong producer id"] = sorted(_err(p.partition_error_code) for t in r.results_by_topic_v3_and_below
+                                                             for p in t.results_by_partition)
+        r = c.call(24, 3, v3_and_below_transactional_id=txn, v3_and_below_producer_id=pid,
+                   v3_and_below_producer_epoch=epoch, v3_and_below_topics=[add_topic(name=unique("none"),
+                                                                                     partitions=[0])])
+        obs["AddPartitionsToTxn unknown topic"] = sorted(_err(p.partition_error_code)
+                                                         for t in r.results_by_topic_v3_and_below
+                                                         for p in t.results_by_partition)
+        r = c.call(65, 0, transactional_ids=[unique("none"), txn])
+        obs["DescribeTransactions unknown and empty"] = [(_err(t.error_code), t.transaction_state)
+                                                         for t in r.transaction_states]
+        r = c.call(66, 0, state_filters=[], producer_id_filters=[])
+        obs["ListTransactions: error"] = _err(r.error_code)
+        # partitions that do not exist
+        lo_topic, lo_part = Raw.part(2, "topics"), Raw.part(2, "topics", "partitions")
+        r = c.call(2, 7, replica_id=-1, isolation_level=0,
+                   topics=[lo_topic(name=topic, partitions=[lo_part(partition_index=5, timestamp=-1)])])
+        obs["ListOffsets partition 5 of 1"] = [_err(p.error_code) for t in r.topics for p in t.partitions]
+        dp_topic = Raw.part(61, "topics")
+        r = c.call(61, 0, topics=[dp_topic(name=unique("none"), partition_indexes=[0]),
+                                  dp_topic(name=topic, partition_indexes=[0, 5])])
+        obs["DescribeProducers unknown topic, partition 5"] = [(_err(p.error_code), len(p.active_producers))
+                                                              for t in r.topics for p in t.partitions]
+        oe_topic, oe_part = Raw.part(23, "topics"), Raw.part(23, "topics", "partitions")
+        r = c.call(23, 4, replica_id=-1, topics=[oe_topic(topic=topic, partitions=[
+            oe_part(partition=0, current_leader_epoch=-1, leader_epoch=0),
+            oe_part(partition=0, current_leader_epoch=99, leader_epoch=0),
+            oe_part(partition=4, current_leader_epoch=-1, leader_epoch=0)])])
+        obs["OffsetForLeaderEpoch epoch 0, fenced 99, partition 4"] = [
+            (_err(p.error_code), p.end_offset if not p.error_code else None) for t in r.topics for p in t.partitions]
+        r = c.call(35, 4, topics=None)
+        obs["DescribeLogDirs all: error, dirs"] = (_err(r.error_code), len(r.results),
+                                                   [_err(d.error_code) for d in r.results])
+    finally:
+        c.close()
+    return obs
+
+
 SCENARIOS: dict[str, Callable[[str], Observations]] = {
+    "protocol_errors": protocol_errors,
     "admin_misc": admin_misc,
     "topic_errors": topic_errors, "offsets": offsets, "configs": configs, "groups": groups,
     "produce_errors": produce_errors,

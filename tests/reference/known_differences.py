@@ -26,6 +26,9 @@ KNOWN: dict[str, str] = {
         "Moldau bug (ListGroups/DescribeGroups, branch fixes' area, issue 15 item 2): an empty classic group "
         "loses its protocol type, so clients call it a simple group"),
     "groups: classic: listed as": "the same bug as 'classic: state after close'",
+    "protocol_errors: OffsetCommit partition 3 of 1": (
+        "Moldau bug (OffsetCommit of partitions that do not exist, branch fixes' area, issue 15 item 2): "
+        "Kafka answers UNKNOWN_TOPIC_OR_PARTITION for a partition the topic lacks, Moldau stores the offset"),
     "topic_errors: metadata: unknown topic, from an admin client": (
         "deliberate: both auto-create the topic; Kafka answers the first Metadata with "
         "UNKNOWN_TOPIC_OR_PARTITION while its controller creates it, Moldau creates it before answering "
