@@ -340,6 +340,9 @@ def main() -> None:
                     help="broker property passed to moldau serve --set")
     ap.add_argument("--profile", action="store_true",
                     help="py-spy record on the Moldau broker during each workload (Moldau only, 1 run)")
+    ap.add_argument("--warmup", type=int, default=0, metavar="N",
+                    help="before each group, an untimed produce and consume of N 1 KiB records on every broker "
+                         "(a JVM peer's JIT otherwise compiles during the first seconds measured)")
     ap.add_argument("--out", type=Path, help="results JSON (default bench/results/<time>.json)")
     args = ap.parse_args()
     bootstrap()
@@ -402,6 +405,11 @@ def main() -> None:
                     continue
                 if any(spec.get("secure") for spec in group):
                     broker.create_user()
+                if args.warmup:
+                    warm = {"topic": "bench-warmup", "size": 1024, "count": args.warmup, "partitions": 6,
+                            "deadline_s": 120, "acks": "1", "compression": "none"}
+                    for kind in ("produce", "consume"):
+                        run_workload(broker, {**warm, "kind": kind, "name": f"warm-up {kind}"}, None)
                 starts[bname].append({"startup_s": broker.startup_s, "idle_rss_mb": broker.idle_rss / 2**20,
                                       **({"format_s": broker.format_s} if getattr(broker, "format_s", None) else {})})
                 try:
@@ -460,7 +468,7 @@ def main() -> None:
                      "moldau_src_uncommitted_changes": bool(subprocess.run(
                          ["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
                          capture_output=True, text=True).stdout.strip())},
-        "moldau_settings": args.moldau_set,
+        "moldau_settings": args.moldau_set, "warmup_records": args.warmup,
         "summary": summary, "raw": raw, "startup_samples": starts,
     }
     out.parent.mkdir(parents=True, exist_ok=True)

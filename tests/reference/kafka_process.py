@@ -39,7 +39,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 POM = HERE / "maven" / "broker" / "pom.xml"
-DEFAULT_VERSION = os.environ.get("MOLDAU_KAFKA_VERSION", "4.1.1")
+DEFAULT_VERSION = os.environ.get("MOLDAU_KAFKA_VERSION", "4.2.1")
 READY_MARKER = "Kafka Server started"
 START_TIMEOUT = float(os.environ.get("MOLDAU_KAFKA_START_TIMEOUT", "120"))
 STOP_TIMEOUT = 60.0
