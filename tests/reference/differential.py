@@ -659,7 +659,73 @@ def protocol_errors(bootstrap: str) -> Observations:
     return obs
 
 
+def kafka_python(bootstrap: str) -> Observations:
+    """kafka-python 3 (a second, pure-Python client): CreateTopics' returned configs, its
+    admin errors, a group that reads and commits, end offsets and offsets by time."""
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+    from kafka import TopicPartition as KTP
+    from kafka.admin import NewTopic as KNewTopic
+
+    obs: Observations = {}
+    adm = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+
+    def kp_outcome(fn: Callable[[], object]) -> object:
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - the error is the observation
+            return type(exc).__name__
+
+    try:
+        topic = unique("kp")
+        res = adm.create_topics([KNewTopic(topic, 2, 1, topic_configs={"retention.ms": "3600000"})])
+        created = res["topics"][0]
+        obs["create: error, partitions, replication factor"] = (
+            created["error_code"], created["num_partitions"], created["replication_factor"])
+        configs = created.get("configs") or {}
+        obs["create: returned config names only in this broker"] = sorted(configs)
+        for key in ("retention.ms", "cleanup.policy", "min.insync.replicas", "segment.bytes"):
+            c = configs.get(key) or {}
+            obs[f"create: returned {key}"] = (c.get("value"), c.get("config_source"), c.get("read_only"))
+        obs["create again"] = kp_outcome(lambda: adm.create_topics([KNewTopic(topic, 2, 1)]))
+        obs["create bad config"] = kp_outcome(
+            lambda: adm.create_topics([KNewTopic(unique("kp"), 1, 1, topic_configs={"retention.ms": "x"})]))
+        obs["delete unknown topic"] = kp_outcome(lambda: adm.delete_topics([unique("none")]))
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and topic not in adm.list_topics():
+            time.sleep(0.1)
+        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        for i in range(6):
+            producer.send(topic, f"v{i}".encode(), partition=i % 2, timestamp_ms=1_700_000_000_000 + i)
+        producer.flush(15)
+        producer.close()
+        group = unique("kpg")
+        consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
+                                 enable_auto_commit=False, consumer_timeout_ms=15000)
+        got = []
+        for msg in consumer:
+            got.append(msg.value)
+            if len(got) == 6:
+                break
+        consumer.commit()
+        obs["group read"] = sorted(got)
+        tps = [KTP(topic, 0), KTP(topic, 1)]
+        obs["end offsets"] = sorted(consumer.end_offsets(tps).values())
+        found = consumer.offsets_for_times({KTP(topic, 1): 1_700_000_000_002})
+        obs["offsets_for_times p1 @+2"] = [(v.offset, v.timestamp) for v in found.values() if v]
+        consumer.close()
+        offsets = kp_outcome(lambda: adm.list_group_offsets(group))
+        obs["committed (partition, offset, leader epoch)"] = sorted(
+            (tp.partition, om.offset, om.leader_epoch) for per in offsets.values() for tp, om in per.items()
+        ) if isinstance(offsets, dict) else offsets
+        gone = kp_outcome(lambda: adm.delete_groups([unique("nog")]))
+        obs["delete groups: unknown"] = sorted(map(str, gone.values())) if isinstance(gone, dict) else gone
+    finally:
+        adm.close()
+    return obs
+
+
 SCENARIOS: dict[str, Callable[[str], Observations]] = {
+    "kafka_python": kafka_python,
     "protocol_errors": protocol_errors,
     "admin_misc": admin_misc,
     "topic_errors": topic_errors, "offsets": offsets, "configs": configs, "groups": groups,

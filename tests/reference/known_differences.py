@@ -18,6 +18,9 @@ KNOWN: dict[str, str] = {
     "configs: broker log.retention.ms": (
         "Moldau bug (broker configs, branch fixes' area): Kafka describes an unset log.retention.ms as null "
         "(DEFAULT_CONFIG; log.retention.hours=168 applies); Moldau shows the derived 604800000"),
+    "kafka_python: create: returned min.insync.replicas": _FORMAT_MIN_ISR + " (CreateTopics v5+ returns the configs too)",
+    "kafka_python: create: returned config names only in this broker": "as 'configs: topic: config names only in "
+                                                                        "this broker' (CreateTopics v5+ returns them)",
     "configs: topic: config names only in this broker": (
         "not implemented: the KIP-390 compression levels (compression.gzip/lz4/zstd.level; Moldau "
         "recompresses at each codec's default level) and the tiered-storage switches "
