@@ -9,8 +9,7 @@ watermark has not passed the batch yet (followers still to fetch it) is awaited,
 woken by each advance of the high watermark, until every such partition is committed
 or the request's ``timeout_ms`` passes (REQUEST_TIMED_OUT). A partition whose leader
 changed meanwhile answers NOT_LEADER_OR_FOLLOWER; one whose ISR shrank below
-``min.insync.replicas`` (capped at the replication factor, as Kafka 4) after the append
-answers NOT_ENOUGH_REPLICAS_AFTER_APPEND. With
+``min.insync.replicas`` after the append answers NOT_ENOUGH_REPLICAS_AFTER_APPEND. With
 the ISR this broker alone (a single node) the high watermark passes at once and the
 answer is immediate, as before.
 """
@@ -220,7 +219,7 @@ class DelayedProduce:
             if partition.leader_epoch != epoch or not partition.is_leader:
                 _fail(result, ErrorCode.NOT_LEADER_OR_FOLLOWER)
             elif partition.high_watermark >= required:
-                if len(partition.isr) < partition.effective_min_isr:
+                if len(partition.isr) < partition.min_insync_replicas:
                     _fail(result, ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND)
             else:
                 waiting.append(item)

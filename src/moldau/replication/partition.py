@@ -332,14 +332,6 @@ class Partition:
         """OffsetForLeaderEpoch: (epoch, end offset) of ``epoch`` in this log's history."""
         return self.epochs.end_offset_for(epoch, self.log.log_end_offset)
 
-    @property
-    def effective_min_isr(self) -> int:
-        """``min.insync.replicas`` capped at the replication factor, as Kafka 4 does
-        (Partition.effectiveMinIsr): a setting above the replica count cannot be met, so
-        it is not held against an acks=all produce (a single broker with
-        ``min.insync.replicas=2`` accepts one, as Kafka 4.1 answers)."""
-        return min(self.min_insync_replicas, max(1, len(self.replicas)))
-
     def check_leader_epoch(self, current_leader_epoch: int) -> None:
         """Kafka's fencing: a client with a newer epoch than ours, or an older one, is told."""
         if current_leader_epoch < 0 or current_leader_epoch == self.leader_epoch:
@@ -351,7 +343,7 @@ class Partition:
     def append_as_leader(self, records: memoryview, required_acks: int, now_ms: int) -> AppendInfo:
         if not self.is_leader:
             raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
-        if required_acks == -1 and len(self.isr) < self.effective_min_isr:
+        if required_acks == -1 and len(self.isr) < self.min_insync_replicas:
             raise KafkaError(ErrorCode.NOT_ENOUGH_REPLICAS)
         timestamp_bounds = self._timestamp_bounds(now_ms)
         target = TARGET_CODECS.get(self.compression_type)
