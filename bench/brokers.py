@@ -1,4 +1,4 @@
-"""Start, watch and stop the brokers under test (Moldau and the peer, Tansu).
+"""Start, watch and stop the brokers under test (Moldau and the peers, Tansu and Apache Kafka).
 
 Each broker runs on a free loopback port. Start-up time is from spawning the process
 to the first answered ApiVersions request. A ``Monitor`` samples the broker's CPU
@@ -156,6 +156,74 @@ class Tansu(Broker):
         url = f"tcp://{self.bootstrap}"
         return [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
                 "--storage-engine", "memory://tansu/"]
+
+
+class Kafka(Broker):
+    """Apache Kafka 4.x, one KRaft node (broker and controller), from the jars that
+    tests/reference/kafka_process.py resolves with Maven into a cache on first use. The
+    storage is formatted before the clock starts (``format_s`` in the JSON); start-up is
+    spawning the JVM to the first answered ApiVersions, as for the others. Kafka's own
+    defaults apply (heap 1 GiB as kafka-server-start.sh, group.initial.rebalance.delay.ms
+    3000 as Moldau's), flush left to the page cache as Moldau."""
+
+    name = "kafka"
+
+    def __init__(self, log_dir: Path) -> None:
+        super().__init__(log_dir)
+        sys.path.insert(0, str(REPO / "tests" / "reference"))
+        try:
+            import kafka_process
+        finally:
+            sys.path.pop(0)
+        self._kp = kafka_process
+        self.node = kafka_process.KafkaBroker({"group.initial.rebalance.delay.ms": 3000}, port=self.port)
+        self.format_s: float | None = None
+
+    def start(self, tag: str) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        node = self.node
+        node.libs = self._kp.ensure_jars(node.version)
+        props = node.work_dir / "server.properties"
+        props.write_text("".join(f"{k}={v}\n" for k, v in node.properties().items()))
+        (node.work_dir / "log4j2.properties").write_text(self._kp.LOG4J2)
+        t0 = time.perf_counter()
+        subprocess.run(node._java("kafka.tools.StorageTool", "format", "-t", self._kp.kafka_uuid(), "-c", str(props),
+                                  jvm=["-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]),
+                       check=True, capture_output=True, timeout=180)
+        self.format_s = time.perf_counter() - t0
+        self._log = open(self.log_dir / f"{self.name}-{tag}.log", "wb")  # noqa: SIM115
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(node._java("kafka.Kafka", str(props), jvm=self._kp.JVM_OPTS), stdout=self._log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        answered = kafkaraw.wait_answering(self.host, self.port, 120.0, alive=lambda: self.proc.poll() is None)
+        if answered is None:
+            self.stop()
+            raise RuntimeError(f"kafka did not answer within 120 s; see {self._log.name}")
+        self.startup_s = answered - t0
+        self.ps = psutil.Process(self.proc.pid)
+        time.sleep(1.0)
+        self.idle_rss = rss(self.ps)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if getattr(self, "_log", None):
+            self._log.close()
+        shutil.rmtree(self.node.work_dir, ignore_errors=True)
+
+
+def kafka_version() -> str:
+    sys.path.insert(0, str(REPO / "tests" / "reference"))
+    try:
+        import kafka_process
+    finally:
+        sys.path.pop(0)
+    return f"Apache Kafka {kafka_process.DEFAULT_VERSION} (KRaft, one node), {kafka_process.JVM_OPTS[1]} heap"
 
 
 def _procs(ps: psutil.Process) -> list[psutil.Process]:

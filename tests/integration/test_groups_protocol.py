@@ -529,3 +529,31 @@ def test_group_state_survives_compaction_and_kill9(make_broker):
         assert "gone" not in {g.group_id for g in c.call(16, 4).groups}
     finally:
         c.close()
+
+
+def test_leave_of_an_unknown_group_names_each_member(client):
+    """As Kafka 4 (found side by side, tests/reference): LeaveGroup v3+ for a group that
+    does not exist answers no group error and UNKNOWN_MEMBER_ID per member; v0-2, which
+    have no member list, answer the member's error."""
+    Leaving = MessageCodec(ALL_APIS[13]).Request.of("members")
+    lv = client.call(13, 4, group_id="g-never", members=[Leaving(member_id="a"), Leaving(member_id="b")])
+    assert (lv.error_code, [m.error_code for m in lv.members]) == (NONE, [UNKNOWN_MEMBER_ID, UNKNOWN_MEMBER_ID])
+    assert client.call(13, 2, group_id="g-never", member_id="a").error_code == UNKNOWN_MEMBER_ID
+
+
+def test_consumer_heartbeat_epochs_as_kafka(client, gbroker):
+    """KIP-848, as Kafka 4 answers: the first member of a new group gets epoch 1 (the
+    group's epoch moves once per heartbeat, not once per change in it), and a heartbeat
+    with an epoch above 0 for a group that does not exist gets GROUP_ID_NOT_FOUND."""
+    from .kafka_helpers import create_topic, unique_topic
+
+    topic = create_topic(gbroker.bootstrap, unique_topic("cg-epoch"), 2)
+    r = client.call(68, 0, group_id="cg-never", member_id="m" * 22, member_epoch=3, rebalance_timeout_ms=5000,
+                    subscribed_topic_names=[topic], topic_partitions=[])
+    assert r.error_code == GROUP_ID_NOT_FOUND
+    r = client.call(68, 0, group_id="cg-epoch", member_id="n" * 22, member_epoch=0, rebalance_timeout_ms=5000,
+                    subscribed_topic_names=[topic], topic_partitions=[])
+    assert (r.error_code, r.member_epoch) == (NONE, 1)
+    second = client.call(68, 0, group_id="cg-epoch", member_id="o" * 22, member_epoch=0,
+                         rebalance_timeout_ms=5000, subscribed_topic_names=[topic], topic_partitions=[])
+    assert (second.error_code, second.member_epoch) == (NONE, 2)

@@ -778,8 +778,8 @@ class ClassicGroupManager:
             group = self._group(group_id)
         except KafkaError as exc:
             return exc.code, [exc.code for _ in leaving]
-        if group is None:
-            return ErrorCode.UNKNOWN_MEMBER_ID, [ErrorCode.UNKNOWN_MEMBER_ID for _ in leaving]
+        if group is None:  # as Kafka: no group-level error, each member unknown (v0-2: the member's)
+            return ErrorCode.NONE, [ErrorCode.UNKNOWN_MEMBER_ID for _ in leaving]
         errors = []
         for member_id, instance_id in leaving:
             if instance_id is not None:

@@ -194,6 +194,10 @@ class ConsumerGroupManager:
     def __init__(self, coordinator: GroupCoordinator) -> None:
         self.coordinator = coordinator
         self._out: list[tuple[str, bytes, bytes | None]] = []
+        #: during one heartbeat, the groups whose epoch it already bumped: Kafka moves a
+        #: group's epoch at most once per heartbeat (a new member, its subscription and the
+        #: topics it brings are one change), so the first member gets epoch 1, not 3
+        self._bumped: set[str] | None = None
 
     # -- persistence ----------------------------------------------------------------
 
@@ -359,6 +363,10 @@ class ConsumerGroupManager:
         )
 
     def _bump(self, group: ConsumerGroup) -> None:
+        if self._bumped is not None:
+            if group.group_id in self._bumped:
+                return
+            self._bumped.add(group.group_id)
         group.group_epoch += 1
         self._emit(group.group_id, CONSUMER_GROUP_METADATA, None, encode_consumer_group_value(group.group_epoch))
 
@@ -473,9 +481,11 @@ class ConsumerGroupManager:
 
     def heartbeat(self, *args: Any) -> HeartbeatResult:
         """One ConsumerGroupHeartbeat (arguments as :meth:`_heartbeat`); state persisted."""
+        self._bumped = set()
         try:
             return self._heartbeat(*args)
         finally:
+            self._bumped = None
             self._flush()
 
     def _heartbeat(
@@ -506,8 +516,8 @@ class ConsumerGroupManager:
             return HeartbeatResult(exc.code, exc.message)
         if member_epoch in (LEAVE_EPOCH, STATIC_LEAVE_EPOCH):
             return self._leave(group, member_id, member_epoch, instance_id)
-        if group is None:
-            return HeartbeatResult(ErrorCode.UNKNOWN_MEMBER_ID, f"Member {member_id} is not a member of the group.")
+        if group is None:  # a member epoch above 0 never creates the group (as Kafka)
+            return HeartbeatResult(ErrorCode.GROUP_ID_NOT_FOUND, f"Consumer group {group_id} not found.")
         member = group.members.get(member_id) if member_id else None
         if member_epoch == 0:
             member_or_error = self._join(group, member_id, member, instance_id)
