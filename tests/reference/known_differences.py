@@ -16,9 +16,6 @@ _FORMAT_MIN_ISR = ("Kafka 4's kafka-storage format writes a cluster-wide min.ins
 KNOWN: dict[str, str] = {
     "configs: broker min.insync.replicas": _FORMAT_MIN_ISR,
     "configs: topic min.insync.replicas": _FORMAT_MIN_ISR,
-    "configs: broker log.retention.ms": (
-        "Moldau bug (broker configs, branch fixes' area): Kafka describes an unset log.retention.ms as null "
-        "(DEFAULT_CONFIG; log.retention.hours=168 applies); Moldau shows the derived 604800000"),
     "kafka_python: create: returned min.insync.replicas": _FORMAT_MIN_ISR + " (CreateTopics v5+ returns the configs too)",
     "kafka_python: create: returned config names only in this broker": "as 'configs: topic: config names only in "
                                                                         "this broker' (CreateTopics v5+ returns them)",
@@ -32,7 +29,6 @@ KNOWN: dict[str, str] = {
         "(clients retry either way; 2 s later both have it)"),
 }
 
-_SHARE = "share groups (KIP-932), branch share's area"
 _SHARE_STATE = "share-group state RPCs between broker and share coordinator: inter-broker, not for clients"
 
 #: {api_key: reason} where ApiVersions' highest version differs (None: not served)
@@ -49,10 +45,8 @@ KNOWN_API_VERSIONS: dict[int, str] = {
         "branch kafka4's choice); Kafka without a metrics reporter plugin does not advertise it",
     72: "PushTelemetry (KIP-714): as GetTelemetrySubscriptions",
     74: "ListConfigResources (was ListClientMetricsResources): not served (no client-metrics resources to list)",
-    76: "ShareGroupHeartbeat: " + _SHARE,
-    77: "ShareGroupDescribe: " + _SHARE,
-    78: "ShareFetch: " + _SHARE,
-    79: "ShareAcknowledge: " + _SHARE,
+    78: "ShareFetch 1 vs 2: v2 (KIP-1222 acquire modes, RENEW) not served yet (docs/12-share-groups.md)",
+    79: "ShareAcknowledge 1 vs 2: as ShareFetch",
     80: "AddRaftVoter: KRaft administration, no KRaft here",
     81: "RemoveRaftVoter: KRaft administration, no KRaft here",
     83: "InitializeShareGroupState: " + _SHARE_STATE,
@@ -63,7 +57,4 @@ KNOWN_API_VERSIONS: dict[int, str] = {
     88: "StreamsGroupHeartbeat (KIP-1071, the streams rebalance protocol): not implemented; Kafka Streams "
         "uses the classic protocol by default (group.protocol=classic), as tests/reference/test_clients.py runs it",
     89: "StreamsGroupDescribe (KIP-1071): not implemented",
-    90: "DescribeShareGroupOffsets: " + _SHARE,
-    91: "AlterShareGroupOffsets: " + _SHARE,
-    92: "DeleteShareGroupOffsets: " + _SHARE,
 }

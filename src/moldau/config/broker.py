@@ -30,6 +30,8 @@ _DERIVED: dict[str, tuple[tuple[str, int], ...]] = {
     "log.roll.jitter.ms": (("log.roll.jitter.hours", 3_600_000),),
     "log.flush.interval.ms": (("log.flush.scheduler.interval.ms", 1),),
 }
+#: the broker keys whose effective value may come from another key when they are unset
+DERIVED_KEYS = frozenset(_DERIVED)
 
 
 def read_properties(path: Path) -> dict[str, str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from moldau.config.broker import usable_topic_configs
+from moldau.config.broker import DERIVED_KEYS, usable_topic_configs
 from moldau.config.definitions import BROKER_CONFIGS, CONFIG_TYPE_CODES, TOPIC_CONFIGS
 from moldau.config.group import GROUP_CONFIGS, GROUP_RESOURCE, group_config_value
 from moldau.handlers import authorize as authz
@@ -74,7 +74,10 @@ def broker_config_entries(broker: Any, keys: list[str] | None, synonyms: bool, d
     for name, definition in sorted(BROKER_CONFIGS.items()):
         if keys is not None and name not in keys:
             continue
-        value = broker.config[name]
+        # a key whose value derives from a coarser one (log.retention.ms from
+        # log.retention.hours) is described as Kafka describes it: its own default
+        # (null) until it is set itself
+        value = broker.config[name] if name not in DERIVED_KEYS or broker.config.is_set(name) else definition.default
         if name == "log.dirs" and value is None:
             value = str(broker.data_dir)
         if name == "listeners":
