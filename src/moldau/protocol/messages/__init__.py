@@ -29,6 +29,7 @@ from moldau.protocol.messages.groups import (
     SYNC_GROUP,
 )
 from moldau.protocol.messages.leader_epoch import OFFSET_FOR_LEADER_EPOCH
+from moldau.protocol.messages.list_config_resources import LIST_CONFIG_RESOURCES
 from moldau.protocol.messages.list_offsets import LIST_OFFSETS
 from moldau.protocol.messages.metadata import METADATA
 from moldau.protocol.messages.offsets import OFFSET_COMMIT, OFFSET_DELETE, OFFSET_FETCH
@@ -112,6 +113,7 @@ _APIS: tuple[Api, ...] = (
     LIST_TRANSACTIONS,
     CONSUMER_GROUP_HEARTBEAT,
     CONSUMER_GROUP_DESCRIBE,
+    LIST_CONFIG_RESOURCES,
 )
 
 ALL_APIS: dict[int, Api] = {api.key: api for api in _APIS}
