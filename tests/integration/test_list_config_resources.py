@@ -1,6 +1,6 @@
 """ListConfigResources (key 74, Kafka 4.1) with kafka-python's admin client, found by
-kafka-python's own suite (test_list_config_resources). One broker for the module;
-about 5 s."""
+kafka-python's own suite (test_list_config_resources). One broker for the module, then a
+cluster of two on etcd; about 5 s."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from moldau.handlers.registry import codec_for
 from moldau.protocol.messages import ALL_APIS
 
 from .cluster_helpers import raw_request
-from .kafka_helpers import admin_client, create_topic, unique_topic
+from .kafka_helpers import admin_client, create_topic, unique_topic, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -53,3 +53,17 @@ def test_versions_and_refusals_as_kafka(shared_broker):
     kinds = [r.resource_type for r in both.config_resources]
     assert both.error_code == 0 and kinds == sorted(kinds, key=lambda k: k != 4)
     assert topic in [r.resource_name for r in both.config_resources if r.resource_type == 2]
+
+
+def test_a_cluster_broker_lists_every_broker_and_topic(cluster):
+    first, second = cluster(1), cluster(2)
+    topic = create_topic(first.bootstrap, unique_topic("lcrc"))
+    codec = codec_for(API)
+
+    def listed() -> tuple[set[str], set[str]]:
+        answer = raw_request(second, API, 1, codec.Request(resource_types=[4, 2]))
+        rows = [(r.resource_type, r.resource_name) for r in answer.config_resources]
+        return {n for t, n in rows if t == 4}, {n for t, n in rows if t == 2}
+
+    wait_until(lambda: listed() == ({"1", "2"}, listed()[1]) and topic in listed()[1],
+               timeout=20, message="broker 2 lists both brokers and broker 1's topic")
