@@ -17,6 +17,7 @@ from moldau.handlers import (  # noqa: F401 - imported for registration
     fetch,
     groups,
     leader_epoch,
+    list_config_resources,
     list_offsets,
     log_dirs,
     metadata,

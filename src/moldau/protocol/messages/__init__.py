@@ -30,6 +30,7 @@ from moldau.protocol.messages.groups import (
     SYNC_GROUP,
 )
 from moldau.protocol.messages.leader_epoch import OFFSET_FOR_LEADER_EPOCH
+from moldau.protocol.messages.list_config_resources import LIST_CONFIG_RESOURCES
 from moldau.protocol.messages.list_offsets import LIST_OFFSETS
 from moldau.protocol.messages.metadata import METADATA
 from moldau.protocol.messages.offsets import OFFSET_COMMIT, OFFSET_DELETE, OFFSET_FETCH
@@ -133,6 +134,7 @@ _APIS: tuple[Api, ...] = (
     DESCRIBE_SHARE_GROUP_OFFSETS,
     ALTER_SHARE_GROUP_OFFSETS,
     DELETE_SHARE_GROUP_OFFSETS,
+    LIST_CONFIG_RESOURCES,
 )
 
 ALL_APIS: dict[int, Api] = {api.key: api for api in _APIS}
