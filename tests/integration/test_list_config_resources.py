@@ -55,6 +55,22 @@ def test_versions_and_refusals_as_kafka(shared_broker):
     assert topic in [r.resource_name for r in both.config_resources if r.resource_type == 2]
 
 
+def test_groups_with_configs_of_their_own_are_listed(shared_broker):
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    group = unique_topic("lcr-group")
+    entry = ConfigEntry("consumer.session.timeout.ms", "50000",
+                        incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ResourceType.GROUP, group, incremental_configs=[entry])
+    client = admin_client(shared_broker.bootstrap)
+    for future in client.incremental_alter_configs([resource]).values():
+        future.result(timeout=15)
+    codec = codec_for(API)
+    groups = raw_request(shared_broker, API, 1, codec.Request(resource_types=[32]))
+    assert groups.error_code == 0
+    assert group in [r.resource_name for r in groups.config_resources if r.resource_type == 32]
+
+
 def test_a_cluster_broker_lists_every_broker_and_topic(cluster):
     first, second = cluster(1), cluster(2)
     topic = create_topic(first.bootstrap, unique_topic("lcrc"))

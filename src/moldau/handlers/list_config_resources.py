@@ -6,8 +6,9 @@ metrics subscriptions only; v1 lists the requested types, every supported type w
 is named, and answers UNSUPPORTED_VERSION (no resources) when a named type is not one of
 TOPIC, BROKER, BROKER_LOGGER, CLIENT_METRICS, GROUP. Rows come in Kafka's fixed type
 order (GROUP, CLIENT_METRICS, BROKER_LOGGER, BROKER, TOPIC), whatever the request's
-order. Moldau has no client metrics subscriptions and no group configs yet, so those
-types list nothing; brokers are the live ones with an endpoint on the request's listener.
+order. Groups are those with configs of their own; Moldau has no client metrics
+subscriptions, so that type lists nothing; brokers are the live ones with an endpoint on
+the request's listener.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ def list_config_resources(broker: Any, header: Any, request: Any) -> Any:
             names = [str(b) for b in brokers]
         elif kind == TOPIC:
             names = sorted(broker.topics)
-        else:  # no group configs or client metrics subscriptions in Moldau yet
+        elif kind == GROUP:  # the groups with configs of their own (IncrementalAlterConfigs)
+            names = sorted(g for g, values in getattr(broker, "group_configs", {}).items() if values)
+        else:  # no client metrics subscriptions in Moldau
             names = []
         rows += [_Resource(resource_name=name, resource_type=kind) for name in names]
     return _answer(ErrorCode.NONE, rows)
