@@ -33,7 +33,6 @@ _SHARE_STATE = "share-group state RPCs between broker and share coordinator: int
 
 #: {api_key: reason} where ApiVersions' highest version differs (None: not served)
 KNOWN_API_VERSIONS: dict[int, str] = {
-    35: "DescribeLogDirs 5 vs 4: Moldau serves v5, which Kafka 4.4 defines (the reference, 4.2.1, stops at 4)",
     38: "CreateDelegationToken: not implemented (delegation tokens are out of scope, docs/11-security.md)",
     39: "RenewDelegationToken: not implemented (delegation tokens)",
     40: "ExpireDelegationToken: not implemented (delegation tokens)",

@@ -55,7 +55,9 @@ def log_dirs(broker: Any) -> list[str]:
     return [os.path.abspath(d) for d in broker.log_dirs]
 
 
-@handles(DESCRIBE_LOG_DIRS, 1, 5)  # v5: is_cordoned (KIP-1066), never set here
+# v4 is Kafka 4.2's newest; v5 (is_cordoned, KIP-1066) comes with a later Kafka, and
+# advertising it makes kafka-python infer a broker newer than any released one
+@handles(DESCRIBE_LOG_DIRS, 1, 4)
 async def describe_log_dirs(broker: Any, header: Any, request: Any) -> Any:
     if authz.cluster_error(broker, header, authz.DESCRIBE) is not None:  # Kafka: no results, and v3+ the code
         return _describe.Response(throttle_time_ms=0, error_code=int(ErrorCode.CLUSTER_AUTHORIZATION_FAILED), results=[])
