@@ -22,11 +22,11 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
+from moldau.broker.peers import PeerClients
 from moldau.ports import TopicPartition, TxnMarker
 from moldau.protocol.codec import codec_for
-from moldau.protocol.errors import ErrorCode, ProtocolDecodeError
+from moldau.protocol.errors import ErrorCode
 from moldau.protocol.messages import ALL_APIS
-from moldau.replication.client import BrokerClient
 from moldau.replication.txn_markers import write_txn_markers as write_markers
 
 if TYPE_CHECKING:
@@ -39,7 +39,6 @@ WRITE_TXN_MARKERS_VERSION = 1
 _Request = codec_for(WRITE_TXN_MARKERS).Request
 _Marker = _Request.of("markers")
 _MarkerTopic = _Marker.of("topics")
-_NETWORK_ERRORS = (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ProtocolDecodeError, EOFError)
 
 
 class TxnMarkers:
@@ -50,7 +49,7 @@ class TxnMarkers:
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
-        self._clients: dict[int, BrokerClient] = {}
+        self._clients = PeerClients(broker, "txn-coordinator", log)
         self._queues: dict[int, list[tuple[TxnMarker, asyncio.Future[dict[TopicPartition, ErrorCode]]]]] = {}
         self._senders: dict[int, asyncio.Task[None]] = {}
 
@@ -64,10 +63,7 @@ class TxnMarkers:
             for _, waiter in queue:
                 if not waiter.done():
                     waiter.cancel()
-        for client in self._clients.values():
-            with contextlib.suppress(Exception):
-                await client.close()
-        self._clients.clear()
+        await self._clients.close()
 
     # TxnMarkerSender ------------------------------------------------------------------
 
@@ -92,14 +88,7 @@ class TxnMarkers:
             try:
                 results = await self._send(broker_id, markers)
             except Exception as exc:  # the coordinator retries; no waiter may be left hanging
-                if isinstance(exc, _NETWORK_ERRORS):
-                    log.info("WriteTxnMarkers to broker %d failed: %r", broker_id, exc)
-                else:
-                    log.exception("WriteTxnMarkers to broker %d failed", broker_id)
-                client = self._clients.pop(broker_id, None)
-                if client is not None:
-                    with contextlib.suppress(Exception):
-                        await client.close()
+                await self._clients.failed(broker_id, "WriteTxnMarkers", exc)
                 results = [{tp: ErrorCode.NOT_LEADER_OR_FOLLOWER for tp in m.partitions} for m in markers]
             for (_, waiter), result in zip(queue, results, strict=True):
                 if not waiter.done():
@@ -109,16 +98,9 @@ class TxnMarkers:
         """One WriteTxnMarkers request with ``markers``; each one's errors by partition
         (Kafka answers the markers in the order they were asked)."""
         out = [{tp: ErrorCode.NOT_LEADER_OR_FOLLOWER for tp in m.partitions} for m in markers]
-        client = self._clients.get(broker_id)
+        client = await self._clients.get(broker_id)
         if client is None:
-            endpoint = next(((b.host, b.port) for b in self.broker.live_brokers() if b.broker_id == broker_id), None)
-            if endpoint is None:
-                return out
-            replicas = self.broker.replica_manager  # its inter-broker TLS and SASL settings
-            client = BrokerClient(*endpoint, client_id=f"txn-coordinator-{self.broker.node_id}",
-                                  ssl=replicas.client_ssl, sasl=replicas.client_sasl)
-            await client.connect()
-            self._clients[broker_id] = client
+            return out
         entries = []
         for marker in markers:
             by_topic: dict[str, list[int]] = {}
