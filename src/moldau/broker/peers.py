@@ -4,8 +4,10 @@ Theory of operation: the transaction paths that talk to another broker (WriteTxn
 from :mod:`moldau.broker.txn_markers`, AddPartitionsToTxn verification from
 :mod:`moldau.broker.txn_verification`) each keep one connection per broker over the
 inter-broker listener, with its TLS and SASL settings, connected on first use and
-dropped after any failure so the next request reconnects. :class:`PeerClients` is that
-pool, so both paths connect, fail and close the same way.
+dropped after any failure so the next request reconnects, and one sender task per
+broker that drains what queued for it, one request in flight at a time.
+:class:`PeerClients` is that pool, so both paths connect, send, fail and close the same
+way.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from moldau.protocol.errors import ProtocolDecodeError
 from moldau.replication.client import BrokerClient
@@ -26,13 +29,29 @@ NETWORK_ERRORS = (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, Pr
 
 
 class PeerClients:
-    """One :class:`BrokerClient` per other broker, named ``{role}-{node id}``."""
+    """One :class:`BrokerClient` (named ``{role}-{node id}``) and one sender task per other broker."""
 
     def __init__(self, broker: Broker, role: str, log: logging.Logger) -> None:
         self.broker = broker
         self.role = role
         self.log = log
         self._clients: dict[int, BrokerClient] = {}
+        self._senders: dict[int, asyncio.Task[None]] = {}
+
+    def kick(self, broker_id: int, drain: Callable[[int], Coroutine[Any, Any, None]]) -> None:
+        """Make sure ``drain(broker_id)`` runs: a new sender task unless one is running
+        (it picks up what was queued meanwhile before it ends)."""
+        sender = self._senders.get(broker_id)
+        if sender is None or sender.done():
+            self._senders[broker_id] = asyncio.ensure_future(drain(broker_id))
+
+    async def stop_senders(self) -> None:
+        """Cancel every sender task and wait for it to end."""
+        for task in self._senders.values():
+            task.cancel()
+        for task in self._senders.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     async def get(self, broker_id: int) -> BrokerClient | None:
         """The connection to ``broker_id``, connecting first if needed; None when the

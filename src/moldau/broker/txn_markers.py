@@ -18,7 +18,6 @@ group coordinator) told.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -49,21 +48,16 @@ class TxnMarkers:
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
-        self._clients = PeerClients(broker, "txn-coordinator", log)
+        self._peers = PeerClients(broker, "txn-coordinator", log)
         self._queues: dict[int, list[tuple[TxnMarker, asyncio.Future[dict[TopicPartition, ErrorCode]]]]] = {}
-        self._senders: dict[int, asyncio.Task[None]] = {}
 
     async def close(self) -> None:
-        for task in self._senders.values():
-            task.cancel()
-        for task in self._senders.values():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._peers.stop_senders()
         for queue in self._queues.values():
             for _, waiter in queue:
                 if not waiter.done():
                     waiter.cancel()
-        await self._clients.close()
+        await self._peers.close()
 
     # TxnMarkerSender ------------------------------------------------------------------
 
@@ -72,9 +66,7 @@ class TxnMarkers:
             return await self.write_txn_markers(marker)
         waiter: asyncio.Future[dict[TopicPartition, ErrorCode]] = asyncio.get_running_loop().create_future()
         self._queues.setdefault(broker_id, []).append((marker, waiter))
-        sender = self._senders.get(broker_id)
-        if sender is None or sender.done():
-            self._senders[broker_id] = asyncio.ensure_future(self._drain(broker_id))
+        self._peers.kick(broker_id, self._drain)
         return await waiter
 
     async def _drain(self, broker_id: int) -> None:
@@ -88,7 +80,7 @@ class TxnMarkers:
             try:
                 results = await self._send(broker_id, markers)
             except Exception as exc:  # the coordinator retries; no waiter may be left hanging
-                await self._clients.failed(broker_id, "WriteTxnMarkers", exc)
+                await self._peers.failed(broker_id, "WriteTxnMarkers", exc)
                 results = [{tp: ErrorCode.NOT_LEADER_OR_FOLLOWER for tp in m.partitions} for m in markers]
             for (_, waiter), result in zip(queue, results, strict=True):
                 if not waiter.done():
@@ -98,7 +90,7 @@ class TxnMarkers:
         """One WriteTxnMarkers request with ``markers``; each one's errors by partition
         (Kafka answers the markers in the order they were asked)."""
         out = [{tp: ErrorCode.NOT_LEADER_OR_FOLLOWER for tp in m.partitions} for m in markers]
-        client = await self._clients.get(broker_id)
+        client = await self._peers.get(broker_id)
         if client is None:
             return out
         entries = []

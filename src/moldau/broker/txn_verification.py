@@ -31,7 +31,6 @@ as CLUSTER_ACTION and changes nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -78,24 +77,19 @@ class TxnVerifier:
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
-        self._clients = PeerClients(broker, "txn-verifier", log)
+        self._peers = PeerClients(broker, "txn-verifier", log)
         #: per coordinator broker: transactional id -> its queued verification
         self._queues: dict[int, dict[str, _Pending]] = {}
-        self._senders: dict[int, asyncio.Task[None]] = {}
 
     async def close(self) -> None:
-        for task in self._senders.values():
-            task.cancel()
-        for task in self._senders.values():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._peers.stop_senders()
         for queue in self._queues.values():
             for pending in queue.values():
                 for _, waiter in pending.waiters:
                     if not waiter.done():
                         waiter.cancel()
         self._queues.clear()
-        await self._clients.close()
+        await self._peers.close()
 
     def coordinator_of(self, transactional_id: str) -> int | None:
         """The broker leading the id's ``__transaction_state`` partition, if it is alive."""
@@ -132,9 +126,7 @@ class TxnVerifier:
             pending = queue[transactional_id] = _Pending(producer_id, producer_epoch)
         pending.partitions.update(partitions)
         pending.waiters.append((list(partitions), waiter))
-        sender = self._senders.get(coordinator)
-        if sender is None or sender.done():
-            self._senders[coordinator] = asyncio.ensure_future(self._drain(coordinator))
+        self._peers.kick(coordinator, self._drain)
         return await waiter
 
     async def _drain(self, broker_id: int) -> None:
@@ -147,14 +139,14 @@ class TxnVerifier:
             try:
                 answers = await self._send(broker_id, queue)
             except Exception as exc:  # no waiter may be left hanging
-                await self._clients.failed(broker_id, "AddPartitionsToTxn (verify)", exc)
+                await self._peers.failed(broker_id, "AddPartitionsToTxn (verify)", exc)
                 answers = {t: {tp: ErrorCode.NETWORK_EXCEPTION for tp in p.partitions} for t, p in queue.items()}
             for txn_id, pending in queue.items():
                 pending.answer(answers.get(txn_id, {}))
 
     async def _send(self, broker_id: int, queue: dict[str, _Pending]) -> dict[str, Errors]:
         """One AddPartitionsToTxn v4 request with every queued id; answers by id."""
-        client = await self._clients.get(broker_id)
+        client = await self._peers.get(broker_id)
         if client is None:
             return {t: {tp: ErrorCode.COORDINATOR_NOT_AVAILABLE for tp in p.partitions} for t, p in queue.items()}
         transactions = []
