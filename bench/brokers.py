@@ -83,24 +83,33 @@ class Broker:
 
     def start(self, tag: str) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._launch(tag, self.command(), 30.0)
+
+    def _launch(self, tag: str, argv: list[str], within_s: float) -> None:
+        """Run ``argv`` logging to ``{name}-{tag}.log``; time until it answers Kafka
+        requests (stopped and an error if not within ``within_s``), then its idle RSS."""
         self._log = open(self.log_dir / f"{self.name}-{tag}.log", "wb")  # noqa: SIM115
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
-        answered = kafkaraw.wait_answering(self.host, self.port, 30.0, alive=lambda: self.proc.poll() is None)
+        answered = kafkaraw.wait_answering(self.host, self.port, within_s, alive=lambda: self.proc.poll() is None)
         if answered is None:
             self.stop()
-            raise RuntimeError(f"{self.name} did not answer within 30 s; see {self._log.name}")
+            raise RuntimeError(f"{self.name} did not answer within {within_s:g} s; see {self._log.name}")
         self.startup_s = answered - t0
         self.ps = psutil.Process(self.proc.pid)
         time.sleep(1.0)
         self.idle_rss = rss(self.ps)
 
     def stop(self) -> None:
+        self._terminate(15)
+
+    def _terminate(self, grace_s: float) -> None:
+        """SIGTERM, SIGKILL after ``grace_s``; the log closed."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(15)
+                self.proc.wait(grace_s)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
@@ -191,29 +200,10 @@ class Kafka(Broker):
                                   jvm=["-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]),
                        check=True, capture_output=True, timeout=180)
         self.format_s = time.perf_counter() - t0
-        self._log = open(self.log_dir / f"{self.name}-{tag}.log", "wb")  # noqa: SIM115
-        t0 = time.perf_counter()
-        self.proc = subprocess.Popen(node._java("kafka.Kafka", str(props), jvm=self._kp.JVM_OPTS), stdout=self._log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        answered = kafkaraw.wait_answering(self.host, self.port, 120.0, alive=lambda: self.proc.poll() is None)
-        if answered is None:
-            self.stop()
-            raise RuntimeError(f"kafka did not answer within 120 s; see {self._log.name}")
-        self.startup_s = answered - t0
-        self.ps = psutil.Process(self.proc.pid)
-        time.sleep(1.0)
-        self.idle_rss = rss(self.ps)
+        self._launch(tag, node._java("kafka.Kafka", str(props), jvm=self._kp.JVM_OPTS), 120.0)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if getattr(self, "_log", None):
-            self._log.close()
+        self._terminate(60)
         shutil.rmtree(self.node.work_dir, ignore_errors=True)
 
 

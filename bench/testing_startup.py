@@ -22,6 +22,22 @@ def _stats(values: list[float]) -> str:
     return f"median {statistics.median(ordered) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, max {ordered[-1] * 1000:.1f} ms"
 
 
+def _time_starts(label: str, runs: int, **options: object) -> None:
+    """Start and close ``runs`` brokers made with ``options``; print both timings."""
+    from moldau.testing import Broker  # imported by main() first, timed there
+
+    starts, closes = [], []
+    for _ in range(runs):
+        t = time.perf_counter()
+        broker = Broker(**options).__enter__()
+        starts.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        broker.close()
+        closes.append(time.perf_counter() - t)
+    print(f"{label} start ({runs}): {_stats(starts)}")
+    print(f"{label} close ({runs}): {_stats(closes)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=50)
@@ -33,27 +49,9 @@ def main() -> None:
     with Broker():
         first = time.perf_counter() - began
     print(f"first thread broker (with the import of Moldau): {first * 1000:.0f} ms")
-    starts, closes = [], []
-    for _ in range(args.runs):
-        t = time.perf_counter()
-        broker = Broker().__enter__()
-        starts.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        broker.close()
-        closes.append(time.perf_counter() - t)
-    print(f"thread broker start ({args.runs}): {_stats(starts)}")
-    print(f"thread broker close ({args.runs}): {_stats(closes)}")
+    _time_starts("thread broker", args.runs)
     if args.process:
-        starts, closes = [], []
-        for _ in range(args.process):
-            t = time.perf_counter()
-            broker = Broker(process=True).__enter__()
-            starts.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            broker.close()
-            closes.append(time.perf_counter() - t)
-        print(f"broker process start ({args.process}): {_stats(starts)}")
-        print(f"broker process close ({args.process}): {_stats(closes)}")
+        _time_starts("broker process", args.process, process=True)
 
 
 if __name__ == "__main__":

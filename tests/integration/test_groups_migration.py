@@ -65,9 +65,11 @@ def _check(bootstrap: str, consumers: list[Consumer], group: str, topic: str, ex
     assert wanted <= read, sorted(wanted - read)
 
 
-def test_classic_group_upgrades_to_consumer_and_back(mbroker):
+def _upgrade_and_downgrade(mbroker, prefix: str, records: int, restart: bool = False) -> None:
+    """A classic member alone (CLASSIC), joined by a modern one (CONSUMER), optionally
+    across a broker restart, then alone again (CLASSIC); each stage reads ``records``."""
     bootstrap = mbroker.bootstrap
-    topic = unique_topic("migrate")
+    topic = unique_topic(prefix)
     create_topic(bootstrap, topic, partitions=PARTITIONS)
     base = consumer_conf(bootstrap)
     group = base["group.id"]
@@ -76,43 +78,28 @@ def test_classic_group_upgrades_to_consumer_and_back(mbroker):
     modern = None
     try:
         classic.subscribe([topic])
-        _check(bootstrap, [classic], group, topic, ConsumerGroupType.CLASSIC, 10)
+        _check(bootstrap, [classic], group, topic, ConsumerGroupType.CLASSIC, records)
         modern = Consumer({**base, "group.protocol": "consumer"})
         modern.subscribe([topic])
-        _check(bootstrap, [classic, modern], group, topic, ConsumerGroupType.CONSUMER, 10)
+        _check(bootstrap, [classic, modern], group, topic, ConsumerGroupType.CONSUMER, records)
+        if restart:
+            mbroker.restart()
+            _check(bootstrap, [classic, modern], group, topic, ConsumerGroupType.CONSUMER, records)
         modern.close()
         modern = None
-        _check(bootstrap, [classic], group, topic, ConsumerGroupType.CLASSIC, 10)
+        _check(bootstrap, [classic], group, topic, ConsumerGroupType.CLASSIC, records)
     finally:
         if modern is not None:
             modern.close()
         classic.close()
+
+
+def test_classic_group_upgrades_to_consumer_and_back(mbroker):
+    _upgrade_and_downgrade(mbroker, "migrate", 10)
 
 
 def test_a_migrated_group_survives_a_broker_restart(mbroker):
     """The classic members of a consumer group are written with their classic metadata
     (ConsumerGroupMemberMetadataValue's tagged ClassicMemberMetadata), so after a
     restart they carry on, and the group still downgrades when the modern member goes."""
-    bootstrap = mbroker.bootstrap
-    topic = unique_topic("migrate-restart")
-    create_topic(bootstrap, topic, partitions=PARTITIONS)
-    base = consumer_conf(bootstrap)
-    group = base["group.id"]
-    classic = Consumer({**base, "group.protocol": "classic", "heartbeat.interval.ms": 300,
-                        "session.timeout.ms": 6000})
-    modern = None
-    try:
-        classic.subscribe([topic])
-        _check(bootstrap, [classic], group, topic, ConsumerGroupType.CLASSIC, 4)
-        modern = Consumer({**base, "group.protocol": "consumer"})
-        modern.subscribe([topic])
-        _check(bootstrap, [classic, modern], group, topic, ConsumerGroupType.CONSUMER, 4)
-        mbroker.restart()
-        _check(bootstrap, [classic, modern], group, topic, ConsumerGroupType.CONSUMER, 4)
-        modern.close()
-        modern = None
-        _check(bootstrap, [classic], group, topic, ConsumerGroupType.CLASSIC, 4)
-    finally:
-        if modern is not None:
-            modern.close()
-        classic.close()
+    _upgrade_and_downgrade(mbroker, "migrate-restart", 4, restart=True)

@@ -83,6 +83,16 @@ def partitions_of(answer: object) -> dict[int, object]:
 
 
 # ------------------------------------------------------------ DescribeTopicPartitions
+def _read_values(consumer: KafkaConsumer, wanted: set[bytes], timeout: float = 30.0) -> set[bytes]:
+    """The values a kafka-python consumer reads until it has ``wanted`` (or ``timeout`` s)."""
+    got: set[bytes] = set()
+    deadline = time.monotonic() + timeout
+    while got != wanted and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=200).values():
+            got.update(r.value for r in records)
+    return got
+
+
 def test_describe_topic_partitions_pages_with_a_cursor(shared_broker):
     bs = shared_broker.bootstrap
     prefix = unique_topic("dtp")
@@ -315,12 +325,7 @@ def test_consumers_of_many_partitions_read_everything(shared_broker, topic):
                              fetch_max_wait_ms=100, max_partition_fetch_bytes=1024)
     try:
         consumer.assign([TopicPartition(topic, p) for p in range(50)])
-        got: set[bytes] = set()
-        deadline = time.monotonic() + 30
-        while got != expected and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=200).values():
-                got.update(r.value for r in records)
-        assert got == expected
+        assert _read_values(consumer, expected) == expected
         handlers = consumer._fetcher._session_handlers  # noqa: SLF001 - the session it was given
         assert any(h.next_metadata.session_id != 0 for h in handlers.values())
         # more records later reach it through the incremental session
@@ -395,12 +400,7 @@ def test_cluster_pages_and_sessions_on_every_broker(cluster, topic):
                              fetch_max_wait_ms=100)
     try:
         consumer.assign([TopicPartition(topic, p) for p in range(6)])
-        got: set[bytes] = set()
-        deadline = time.monotonic() + 30
-        while got != values and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=200).values():
-                got.update(r.value for r in records)
-        assert got == values
+        assert _read_values(consumer, values) == values
         sessions = [h.next_metadata.session_id for h in consumer._fetcher._session_handlers.values()]  # noqa: SLF001
         assert len(sessions) > 1 and all(sessions)
     finally:

@@ -18,13 +18,13 @@ import ssl
 import struct
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+from tests.security.jwks_provider import JwksProvider
 
 from . import raw_kafka as raw
 from .broker_process import Broker, free_port
@@ -69,38 +69,11 @@ JWT_KEY = _JwtKey()
 ROTATED_KEY = _JwtKey("k2")  # published by the HTTP endpoint only after a rotation
 
 
-class _JwksEndpoint:
-    """An identity provider's ``jwks_uri`` on 127.0.0.1, whose keys a test may rotate."""
-
-    def __init__(self) -> None:
-        import http.server
-
-        self.keys = [JWT_KEY.public_jwk]
-        endpoint = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-                body = json.dumps({"keys": endpoint.keys}).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 REAUTH_MS = 1500  # on the REAUTH listener (SASL_PLAINTEXT): KIP-368 re-authentication every 1.5 s
 
 
 class SecureBroker:
-    def __init__(self, broker: Broker, ports: dict[str, int], pki: Pki, jwks: _JwksEndpoint) -> None:
+    def __init__(self, broker: Broker, ports: dict[str, int], pki: Pki, jwks: JwksProvider) -> None:
         self.broker, self.ports, self.pki, self.jwks = broker, ports, pki, jwks
 
     def addr(self, listener: str) -> str:
@@ -130,7 +103,7 @@ def secure() -> SecureBroker:
     jwks_file.write_text(json.dumps({"keys": [JWT_KEY.public_jwk]}))
     broker = Broker({}, name="secure")
     ports = {"PLAINTEXT": broker.port}
-    jwks_endpoint = _JwksEndpoint()
+    jwks_endpoint = JwksProvider([JWT_KEY.public_jwk])
     for name in ("SSL", "MTLS", "SASL_SSL", "SASL_PLAINTEXT", "REAUTH", "OAUTH", "JWKS", "JWKSHTTP"):
         ports[name] = free_port()
     broker.settings.update({

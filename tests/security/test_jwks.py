@@ -4,9 +4,7 @@ when a token names an unknown ``kid``, retried with backoff; a real HTTP server 
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 import time
 from collections.abc import Iterator
 
@@ -16,6 +14,7 @@ jwt = pytest.importorskip("jwt")
 
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 from jwt.algorithms import RSAAlgorithm  # noqa: E402
+from tests.security.jwks_provider import JwksProvider as Provider  # noqa: E402
 
 from moldau.security.jwks import JwksSource  # noqa: E402
 from moldau.security.oauthbearer import OAuthBearerServer, OAuthError, OAuthSettings  # noqa: E402
@@ -31,38 +30,6 @@ class Key:
         now = int(time.time())
         token = jwt.encode({"sub": sub, "exp": now + 300}, self.private, algorithm="RS256", headers={"kid": self.kid})
         return f"n,,\x01auth=Bearer {token}\x01\x01".encode()
-
-
-class Provider:
-    """An identity provider's jwks_uri: serves ``keys``, or ``status`` when not 200."""
-
-    def __init__(self) -> None:
-        self.keys: list[dict] = []
-        self.status = 200
-        self.hits = 0
-        provider = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-                provider.hits += 1
-                body = json.dumps({"keys": provider.keys}).encode()
-                self.send_response(provider.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

@@ -18,15 +18,14 @@ group coordinator) told.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
+from moldau.broker.peers import PeerClients
 from moldau.ports import TopicPartition, TxnMarker
 from moldau.protocol.codec import codec_for
-from moldau.protocol.errors import ErrorCode, ProtocolDecodeError
+from moldau.protocol.errors import ErrorCode
 from moldau.protocol.messages import ALL_APIS
-from moldau.replication.client import BrokerClient
 from moldau.replication.txn_markers import write_txn_markers as write_markers
 
 if TYPE_CHECKING:
@@ -39,7 +38,6 @@ WRITE_TXN_MARKERS_VERSION = 1
 _Request = codec_for(WRITE_TXN_MARKERS).Request
 _Marker = _Request.of("markers")
 _MarkerTopic = _Marker.of("topics")
-_NETWORK_ERRORS = (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ProtocolDecodeError, EOFError)
 
 
 class TxnMarkers:
@@ -50,24 +48,16 @@ class TxnMarkers:
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
-        self._clients: dict[int, BrokerClient] = {}
+        self._peers = PeerClients(broker, "txn-coordinator", log)
         self._queues: dict[int, list[tuple[TxnMarker, asyncio.Future[dict[TopicPartition, ErrorCode]]]]] = {}
-        self._senders: dict[int, asyncio.Task[None]] = {}
 
     async def close(self) -> None:
-        for task in self._senders.values():
-            task.cancel()
-        for task in self._senders.values():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._peers.stop_senders()
         for queue in self._queues.values():
             for _, waiter in queue:
                 if not waiter.done():
                     waiter.cancel()
-        for client in self._clients.values():
-            with contextlib.suppress(Exception):
-                await client.close()
-        self._clients.clear()
+        await self._peers.close()
 
     # TxnMarkerSender ------------------------------------------------------------------
 
@@ -76,9 +66,7 @@ class TxnMarkers:
             return await self.write_txn_markers(marker)
         waiter: asyncio.Future[dict[TopicPartition, ErrorCode]] = asyncio.get_running_loop().create_future()
         self._queues.setdefault(broker_id, []).append((marker, waiter))
-        sender = self._senders.get(broker_id)
-        if sender is None or sender.done():
-            self._senders[broker_id] = asyncio.ensure_future(self._drain(broker_id))
+        self._peers.kick(broker_id, self._drain)
         return await waiter
 
     async def _drain(self, broker_id: int) -> None:
@@ -92,14 +80,7 @@ class TxnMarkers:
             try:
                 results = await self._send(broker_id, markers)
             except Exception as exc:  # the coordinator retries; no waiter may be left hanging
-                if isinstance(exc, _NETWORK_ERRORS):
-                    log.info("WriteTxnMarkers to broker %d failed: %r", broker_id, exc)
-                else:
-                    log.exception("WriteTxnMarkers to broker %d failed", broker_id)
-                client = self._clients.pop(broker_id, None)
-                if client is not None:
-                    with contextlib.suppress(Exception):
-                        await client.close()
+                await self._peers.failed(broker_id, "WriteTxnMarkers", exc)
                 results = [{tp: ErrorCode.NOT_LEADER_OR_FOLLOWER for tp in m.partitions} for m in markers]
             for (_, waiter), result in zip(queue, results, strict=True):
                 if not waiter.done():
@@ -109,16 +90,9 @@ class TxnMarkers:
         """One WriteTxnMarkers request with ``markers``; each one's errors by partition
         (Kafka answers the markers in the order they were asked)."""
         out = [{tp: ErrorCode.NOT_LEADER_OR_FOLLOWER for tp in m.partitions} for m in markers]
-        client = self._clients.get(broker_id)
+        client = await self._peers.get(broker_id)
         if client is None:
-            endpoint = next(((b.host, b.port) for b in self.broker.live_brokers() if b.broker_id == broker_id), None)
-            if endpoint is None:
-                return out
-            replicas = self.broker.replica_manager  # its inter-broker TLS and SASL settings
-            client = BrokerClient(*endpoint, client_id=f"txn-coordinator-{self.broker.node_id}",
-                                  ssl=replicas.client_ssl, sasl=replicas.client_sasl)
-            await client.connect()
-            self._clients[broker_id] = client
+            return out
         entries = []
         for marker in markers:
             by_topic: dict[str, list[int]] = {}

@@ -31,17 +31,16 @@ as CLUSTER_ACTION and changes nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from moldau.broker.peers import PeerClients
 from moldau.coordinator.transaction import TXN_TOPIC
 from moldau.ports import TopicPartition
 from moldau.protocol.codec import codec_for
-from moldau.protocol.errors import ErrorCode, ProtocolDecodeError
+from moldau.protocol.errors import ErrorCode
 from moldau.protocol.messages import ALL_APIS
-from moldau.replication.client import BrokerClient
 
 if TYPE_CHECKING:
     from moldau.broker.broker import Broker
@@ -54,7 +53,6 @@ VERIFY_VERSION = 4
 _Request = codec_for(ADD_PARTITIONS_TO_TXN).Request
 _Transaction = _Request.of("transactions")
 _Topic = _Transaction.of("topics")
-_NETWORK_ERRORS = (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ProtocolDecodeError, EOFError)
 
 Errors = dict[TopicPartition, ErrorCode]
 
@@ -79,27 +77,19 @@ class TxnVerifier:
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
-        self._clients: dict[int, BrokerClient] = {}
+        self._peers = PeerClients(broker, "txn-verifier", log)
         #: per coordinator broker: transactional id -> its queued verification
         self._queues: dict[int, dict[str, _Pending]] = {}
-        self._senders: dict[int, asyncio.Task[None]] = {}
 
     async def close(self) -> None:
-        for task in self._senders.values():
-            task.cancel()
-        for task in self._senders.values():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._peers.stop_senders()
         for queue in self._queues.values():
             for pending in queue.values():
                 for _, waiter in pending.waiters:
                     if not waiter.done():
                         waiter.cancel()
         self._queues.clear()
-        for client in self._clients.values():
-            with contextlib.suppress(Exception):
-                await client.close()
-        self._clients.clear()
+        await self._peers.close()
 
     def coordinator_of(self, transactional_id: str) -> int | None:
         """The broker leading the id's ``__transaction_state`` partition, if it is alive."""
@@ -136,9 +126,7 @@ class TxnVerifier:
             pending = queue[transactional_id] = _Pending(producer_id, producer_epoch)
         pending.partitions.update(partitions)
         pending.waiters.append((list(partitions), waiter))
-        sender = self._senders.get(coordinator)
-        if sender is None or sender.done():
-            self._senders[coordinator] = asyncio.ensure_future(self._drain(coordinator))
+        self._peers.kick(coordinator, self._drain)
         return await waiter
 
     async def _drain(self, broker_id: int) -> None:
@@ -151,30 +139,16 @@ class TxnVerifier:
             try:
                 answers = await self._send(broker_id, queue)
             except Exception as exc:  # no waiter may be left hanging
-                if isinstance(exc, _NETWORK_ERRORS):
-                    log.info("AddPartitionsToTxn (verify) to broker %d failed: %r", broker_id, exc)
-                else:
-                    log.exception("AddPartitionsToTxn (verify) to broker %d failed", broker_id)
-                client = self._clients.pop(broker_id, None)
-                if client is not None:
-                    with contextlib.suppress(Exception):
-                        await client.close()
+                await self._peers.failed(broker_id, "AddPartitionsToTxn (verify)", exc)
                 answers = {t: {tp: ErrorCode.NETWORK_EXCEPTION for tp in p.partitions} for t, p in queue.items()}
             for txn_id, pending in queue.items():
                 pending.answer(answers.get(txn_id, {}))
 
     async def _send(self, broker_id: int, queue: dict[str, _Pending]) -> dict[str, Errors]:
         """One AddPartitionsToTxn v4 request with every queued id; answers by id."""
-        client = self._clients.get(broker_id)
+        client = await self._peers.get(broker_id)
         if client is None:
-            endpoint = next(((b.host, b.port) for b in self.broker.live_brokers() if b.broker_id == broker_id), None)
-            if endpoint is None:
-                return {t: {tp: ErrorCode.COORDINATOR_NOT_AVAILABLE for tp in p.partitions} for t, p in queue.items()}
-            replicas = self.broker.replica_manager  # its inter-broker TLS and SASL settings
-            client = BrokerClient(*endpoint, client_id=f"txn-verifier-{self.broker.node_id}",
-                                  ssl=replicas.client_ssl, sasl=replicas.client_sasl)
-            await client.connect()
-            self._clients[broker_id] = client
+            return {t: {tp: ErrorCode.COORDINATOR_NOT_AVAILABLE for tp in p.partitions} for t, p in queue.items()}
         transactions = []
         for txn_id, pending in queue.items():
             by_topic: dict[str, list[int]] = {}

@@ -257,6 +257,26 @@ def emit_json(value: Any) -> None:
     sys.stdout.write("\n")
 
 
+def emit_rows(rows: list[dict[str, Any]], fmt: str, keys: Sequence[str]) -> None:
+    """``rows`` as JSON, or as a table of the ``keys`` columns headed in capitals."""
+    if fmt == "json":
+        emit_json(rows)
+    else:
+        table([k.upper() for k in keys], [tuple(r[k] for k in keys) for r in rows])
+
+
+def settle(futures: dict[str, Any], names: Iterable[str], conn: Conn, kind: str, verb: str,
+           status: str | None = None) -> list[dict[str, Any]]:
+    """Wait for each name's future of a batch admin call (create, delete), failing with
+    "``kind`` 'name' was not ``verb``" at the first error; one ``{kind, status}`` row a
+    name, the status ``verb`` unless given."""
+    rows = []
+    for name in names:
+        result(futures[name], conn, f"{kind} {name!r} was not {verb}")
+        rows.append({kind: name, "status": status or verb})
+    return rows
+
+
 def split_list(values: Iterable[str]) -> list[str]:
     """``-t a,b -t c`` -> ``[a, b, c]``."""
     return [v.strip() for item in values for v in item.split(",") if v.strip()]

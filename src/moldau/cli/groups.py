@@ -22,10 +22,12 @@ from moldau.cli.client import (
     admin,
     connection_options,
     emit_json,
+    emit_rows,
     format_option,
     kafka,
     pairs,
     result,
+    settle,
     split_list,
     table,
 )
@@ -51,10 +53,7 @@ def list_(conn: Conn, fmt: str) -> None:
                     "type": _state(getattr(g, "type", None)) if getattr(g, "type", None) is not None else None,
                     "simple": g.is_simple_consumer_group}
                    for g in listed.valid), key=lambda r: r["group"])
-    if fmt == "json":
-        emit_json(rows)
-    else:
-        table(["GROUP", "STATE", "TYPE"], [(r["group"], r["state"], r["type"]) for r in rows])
+    emit_rows(rows, fmt, ("group", "state", "type"))
 
 
 def _describe_group(client: Any, conn: Conn, name: str) -> Any:
@@ -255,11 +254,4 @@ def delete(names: tuple[str, ...], conn: Conn, fmt: str) -> None:
     """Delete empty groups and their committed offsets."""
     client = admin(conn)
     futures = client.delete_consumer_groups(list(names), request_timeout=conn.timeout)
-    rows = []
-    for name in names:
-        result(futures[name], conn, f"group {name!r} was not deleted")
-        rows.append({"group": name, "status": "deleted"})
-    if fmt == "json":
-        emit_json(rows)
-    else:
-        table(["GROUP", "STATUS"], [(r["group"], r["status"]) for r in rows])
+    emit_rows(settle(futures, names, conn, "group", "deleted"), fmt, ("group", "status"))

@@ -19,11 +19,13 @@ from moldau.cli.client import (
     admin,
     connection_options,
     emit_json,
+    emit_rows,
     format_option,
     kafka,
     key_values,
     pairs,
     result,
+    settle,
     table,
 )
 
@@ -54,14 +56,8 @@ def create(names: tuple[str, ...], partitions: int | None, replicas: int | None,
                              config=settings) for name in names]
     futures = client.create_topics(new, operation_timeout=conn.timeout, request_timeout=conn.timeout,
                                    validate_only=dry_run)
-    rows = []
-    for name in names:
-        result(futures[name], conn, f"topic {name!r} was not created")
-        rows.append({"topic": name, "status": "validated" if dry_run else "created"})
-    if fmt == "json":
-        emit_json(rows)
-    else:
-        table(["TOPIC", "STATUS"], [(r["topic"], r["status"]) for r in rows])
+    rows = settle(futures, names, conn, "topic", "created", "validated" if dry_run else "created")
+    emit_rows(rows, fmt, ("topic", "status"))
 
 
 @topic.command("list")
@@ -80,10 +76,7 @@ def list_(internal: bool, conn: Conn, fmt: str) -> None:
         parts = t.partitions.values()
         rf = max((len(p.replicas) for p in parts), default=0)
         rows.append({"topic": name, "partitions": len(t.partitions), "replicas": rf})
-    if fmt == "json":
-        emit_json(rows)
-    else:
-        table(["TOPIC", "PARTITIONS", "REPLICAS"], [(r["topic"], r["partitions"], r["replicas"]) for r in rows])
+    emit_rows(rows, fmt, ("topic", "partitions", "replicas"))
 
 
 def _describe(client: Any, conn: Conn, name: str, all_configs: bool) -> dict[str, Any]:
@@ -229,11 +222,4 @@ def delete(names: tuple[str, ...], conn: Conn, fmt: str) -> None:
     """Delete topics and their data."""
     client = admin(conn)
     futures = client.delete_topics(list(names), operation_timeout=conn.timeout, request_timeout=conn.timeout)
-    rows = []
-    for name in names:
-        result(futures[name], conn, f"topic {name!r} was not deleted")
-        rows.append({"topic": name, "status": "deleted"})
-    if fmt == "json":
-        emit_json(rows)
-    else:
-        table(["TOPIC", "STATUS"], [(r["topic"], r["status"]) for r in rows])
+    emit_rows(settle(futures, names, conn, "topic", "deleted"), fmt, ("topic", "status"))
