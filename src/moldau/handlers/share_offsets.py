@@ -155,7 +155,7 @@ async def alter_share_group_offsets(broker: Any, header: Any, request: Any) -> A
                 sp = manager.share_partition(request.group_id, t.topic_name, p.partition_index, partition)
                 sp.reset(offset)
                 manager.changed((request.group_id, t.topic_name, p.partition_index), sp)
-    broker.share_state.flush()
+    await broker.share_state.persist()
     return _alter.Response(throttle_time_ms=0, error_code=0, responses=responses)
 
 

@@ -59,6 +59,12 @@ from moldau.protocol.messages.share import (
     SHARE_GROUP_DESCRIBE,
     SHARE_GROUP_HEARTBEAT,
 )
+from moldau.protocol.messages.share_state import (
+    DELETE_SHARE_GROUP_STATE,
+    INITIALIZE_SHARE_GROUP_STATE,
+    READ_SHARE_GROUP_STATE,
+    WRITE_SHARE_GROUP_STATE,
+)
 from moldau.protocol.messages.telemetry import GET_TELEMETRY_SUBSCRIPTIONS, PUSH_TELEMETRY
 from moldau.protocol.messages.transactions import (
     ADD_OFFSETS_TO_TXN,
@@ -133,6 +139,10 @@ _APIS: tuple[Api, ...] = (
     DESCRIBE_SHARE_GROUP_OFFSETS,
     ALTER_SHARE_GROUP_OFFSETS,
     DELETE_SHARE_GROUP_OFFSETS,
+    INITIALIZE_SHARE_GROUP_STATE,
+    READ_SHARE_GROUP_STATE,
+    WRITE_SHARE_GROUP_STATE,
+    DELETE_SHARE_GROUP_STATE,
 )
 
 ALL_APIS: dict[int, Api] = {api.key: api for api in _APIS}

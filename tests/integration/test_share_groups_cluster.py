@@ -1,0 +1,154 @@
+"""Share groups in a cluster: a share-partition whose data partition and
+``__share_group_state`` partition have different leaders is persisted through the share
+coordinator (Read/WriteShareGroupState between brokers), and its state moves with the
+data partition's leadership.
+
+Three brokers; ``__share_group_state`` has three partitions of one replica. The topic
+has one partition on two replicas (its leader first) that exclude the broker leading
+the share-state partition of ``(group, topic id, 0)``, so every write of both leaders
+goes over the wire. confluent-kafka ShareConsumers (share_worker.py, under
+``.venv-share``) accept a first part of the records; a second member holds records of
+the second part (in flight) and is killed; then the partition's leader is stopped.
+The new leader reads the state before it serves ShareFetch: the next member gets every
+record of the second part (the held ones with a delivery count above 1) and none of the
+accepted ones. Cost: one cluster for the module, about 35 s.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from confluent_kafka import TopicCollection
+from confluent_kafka.admin import NewTopic
+
+from moldau.coordinator.group.hashing import partition_for
+from moldau.protocol.codec import codec_for
+from moldau.protocol.messages import ALL_APIS
+
+from .cluster_helpers import raw_request, start_three
+from .etcd_process import ClusterBroker
+from .kafka_helpers import admin_client, wait_until
+from .test_share_groups import Worker, _produce, _synced, share_python
+
+pytestmark = pytest.mark.timeout(180)
+
+STATE_PARTITIONS = 3
+SETTINGS = {
+    "share.coordinator.state.topic.num.partitions": STATE_PARTITIONS,
+    "share.coordinator.state.topic.replication.factor": 1,
+    "group.share.record.lock.duration.ms": 3000,
+    "offsets.topic.num.partitions": 3,
+}
+TOPIC = "shared-cluster"
+FIRST, SECOND = 300, 300
+
+
+@pytest.fixture(scope="module")
+def three(etcd) -> Any:
+    share_python()  # skip before starting anything when there is no ShareConsumer
+    url = f"{etcd.url}/it-{uuid.uuid4().hex[:8]}"
+    made: list[ClusterBroker] = []
+
+    def start(broker_id: int, **settings: object) -> ClusterBroker:
+        broker = ClusterBroker(broker_id, url, {"broker.session.timeout.ms": 2000, **settings})
+        made.append(broker)
+        return broker.start()
+
+    try:
+        yield start_three(start, **SETTINGS)
+    finally:
+        for broker in made:
+            broker.dispose()
+
+
+def _state_leaders(brokers: dict[int, ClusterBroker]) -> dict[int, int]:
+    """Have ``__share_group_state`` created (DescribeShareGroupOffsets waits for it) and
+    return its partitions' leaders."""
+    api = ALL_APIS[90]
+    request = codec_for(api).Request
+    group = request.of("groups")
+    for broker in brokers.values():
+        raw_request(broker, api, 1, request(groups=[group(group_id="warm-up", topics=None)]))
+
+    def leaders() -> dict[int, int] | None:
+        meta = admin_client(brokers[1].bootstrap).list_topics(timeout=10).topics.get("__share_group_state")
+        if meta is None or len(meta.partitions) != STATE_PARTITIONS:
+            return None
+        found = {i: p.leader for i, p in meta.partitions.items()}
+        return found if all(v > 0 for v in found.values()) else None
+
+    return wait_until(leaders, timeout=20, message="__share_group_state has leaders")  # type: ignore[return-value]
+
+
+def _topic_id(bootstrap: str, topic: str) -> uuid.UUID:
+    described = admin_client(bootstrap).describe_topics(TopicCollection([topic]))[topic].result(timeout=10)
+    tid = described.topic_id
+    mask = (1 << 64) - 1
+    return uuid.UUID(int=((tid.get_most_significant_bits() & mask) << 64) | (tid.get_least_significant_bits() & mask))
+
+
+def _leader(bootstrap: str, topic: str) -> int | None:
+    meta = admin_client(bootstrap).list_topics(topic=topic, timeout=10).topics.get(topic)
+    if meta is None or meta.error is not None or 0 not in meta.partitions:
+        return None
+    return meta.partitions[0].leader
+
+
+def test_share_partition_state_moves_with_leadership(three):
+    brokers = three
+    state_leaders = _state_leaders(brokers)
+    coordinator = state_leaders[0]
+    first_leader, second_leader = [b for b in (1, 2, 3) if b != coordinator]
+    admin = admin_client(brokers[first_leader].bootstrap)
+    admin.create_topics([NewTopic(TOPIC, replica_assignment=[[first_leader, second_leader]],
+                                  config={"min.insync.replicas": "1"})])[TOPIC].result(timeout=20)
+    wait_until(lambda: _leader(brokers[first_leader].bootstrap, TOPIC) == first_leader, timeout=20,
+               message="the topic led by its first replica")
+    tid = _topic_id(brokers[first_leader].bootstrap, TOPIC)
+    # a group whose share-state partition is led by the third broker (neither replica)
+    group = next(g for g in (f"sc-{i}" for i in range(10_000))
+                 if state_leaders[partition_for(f"{g}:{tid}:0", STATE_PARTITIONS)] == coordinator)
+    bootstrap = ",".join(brokers[b].bootstrap for b in (first_leader, second_leader))
+
+    accepter = Worker(bootstrap, group, TOPIC, "--idle", "3")
+    holder: Worker | None = None
+    taker: Worker | None = None
+    try:
+        start = _synced(bootstrap, TOPIC, [accepter])
+        _produce(bootstrap, TOPIC, FIRST)
+        first = set(range(start, start + FIRST))
+        accepter.wait(60)
+        assert first <= set(accepter.accepted())
+
+        # the second part: some of it held by a member (in flight) when the leader stops
+        holder = Worker(bootstrap, group, TOPIC, "--hold", "--idle", "30")
+        _produce(bootstrap, TOPIC, SECOND)
+        second = set(range(start + FIRST, start + FIRST + SECOND))
+        wait_until(lambda: holder.records, timeout=30, message="the holder acquired records")
+        held = {r["o"] for r in holder.records}
+        holder.kill()
+        assert held and held <= second
+
+        brokers[first_leader].stop()
+        wait_until(lambda: _leader(brokers[second_leader].bootstrap, TOPIC) == second_leader, timeout=30,
+                   message="the second replica leads")
+
+        taker = Worker(brokers[second_leader].bootstrap, group, TOPIC, "--idle", "4")
+        taker.wait(60)
+        got = {r["o"] for r in taker.records if r["o"] >= start}
+        accepted = taker.accepted()
+        assert not got & first, "an accepted record was delivered again after the leader moved"
+        assert set(accepted) == second, f"missing {sorted(second - set(accepted))[:10]}"
+        assert len(accepted) == len(set(accepted))
+        # the held records were persisted as delivered once: the new leader counts on
+        assert all(r["d"] >= 2 for r in taker.records if r["o"] in held)
+        assert all(r["d"] == 1 for r in taker.records if r["o"] in second - held)
+        # and the state went through the coordinator, not around it
+        for b in (first_leader, second_leader):
+            assert "not persisted" not in brokers[b].log_text()
+    finally:
+        for w in (accepter, holder, taker):
+            if w is not None:
+                w.kill()
