@@ -150,6 +150,54 @@ def test_read_committed_share_fetch_skips_aborted_and_waits_for_open_transaction
         worker.kill()
 
 
+
+def _state_call(broker: ClusterBroker, key: int, group: str, tid: uuid.UUID, **fields: Any) -> Any:
+    """One Read/Write/DeleteShareGroupState v0 for partition 0 of topic ``tid``: the
+    partition result."""
+    api = ALL_APIS[key]
+    request = codec_for(api).Request
+    topic = request.of("topics")
+    partition = topic.of("partitions")
+    if "state_batches" in fields:
+        batch = partition.of("state_batches")
+        fields["state_batches"] = [batch(first_offset=f, last_offset=la, delivery_state=st, delivery_count=c)
+                                   for f, la, st, c in fields["state_batches"]]
+    body = request(group_id=group, topics=[topic(topic_id=tid, partitions=[partition(partition=0, **fields)])])
+    return raw_request(broker, api, 0, body).results[0].partitions[0]
+
+
+def test_share_coordinator_answers_the_state_apis_as_kafka(three):
+    brokers = three
+    leaders = _state_leaders(brokers)
+    create_topic(brokers[1].bootstrap, "shared-raw", 1)
+    tid = _topic_id(brokers[1].bootstrap, "shared-raw")
+    group = "sc-raw"
+    coordinator = brokers[leaders[partition_for(f"{group}:{tid}:0", STATE_PARTITIONS)]]
+    other = next(b for b in brokers.values() if b is not coordinator)
+    read, write, delete = 84, 85, 86
+
+    def batches(result: Any) -> list[tuple[int, int, int, int]]:
+        return [(b.first_offset, b.last_offset, b.delivery_state, b.delivery_count) for b in result.state_batches]
+
+    assert _state_call(other, read, group, tid, leader_epoch=0).error_code == 16  # NOT_COORDINATOR
+    fresh = _state_call(coordinator, read, group, tid, leader_epoch=0)
+    assert (fresh.error_code, fresh.start_offset, batches(fresh)) == (0, -1, [])
+    assert _state_call(coordinator, write, group, tid, state_epoch=1, leader_epoch=2, start_offset=10,
+                       state_batches=[(10, 19, 0, 1), (20, 29, 4, 3)]).error_code == 0
+    # a write merges: its batches replace what they overlap, nothing below the start stays
+    assert _state_call(coordinator, write, group, tid, state_epoch=1, leader_epoch=2, start_offset=15,
+                       state_batches=[(15, 19, 2, 1)]).error_code == 0
+    got = _state_call(coordinator, read, group, tid, leader_epoch=2)
+    assert (got.error_code, got.state_epoch, got.start_offset) == (0, 1, 15)
+    assert batches(got) == [(15, 19, 2, 1), (20, 29, 4, 3)]
+    # FENCED_STATE_EPOCH, FENCED_LEADER_EPOCH
+    assert _state_call(coordinator, write, group, tid, state_epoch=0, leader_epoch=2, start_offset=15,
+                       state_batches=[]).error_code == 124
+    assert _state_call(coordinator, write, group, tid, state_epoch=1, leader_epoch=1, start_offset=15,
+                       state_batches=[]).error_code == 74
+    assert _state_call(coordinator, delete, group, tid).error_code == 0
+    assert _state_call(coordinator, read, group, tid, leader_epoch=2).start_offset == -1
+
 def test_share_partition_state_moves_with_leadership(three):
     brokers = three
     state_leaders = _state_leaders(brokers)

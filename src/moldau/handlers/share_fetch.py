@@ -125,6 +125,7 @@ async def share_fetch(broker: Any, header: Any, request: Any) -> Any:
         loop = asyncio.get_running_loop()
         while True:
             remaining_bytes = request.max_bytes if request.max_bytes > 0 else 0x7FFFFFFF
+            left_ms = (deadline - time.monotonic()) * 1000
             records_left = request.max_records
             waits = []
             for name, index in sorted(session.partitions):
@@ -139,7 +140,7 @@ async def share_fetch(broker: Any, header: Any, request: Any) -> Any:
                     continue
                 try:
                     # a share-partition new here starts from its coordinator's state
-                    await broker.share_state.prepare(group_id, name, index)
+                    await broker.share_state.prepare(group_id, name, index, max(left_ms, 1000) / 1000)
                     got = manager.acquire(group_id, member_id, name, index, partition, records_left, remaining_bytes)
                 except (KafkaError, OffsetOutOfRangeError) as exc:
                     errors[(tid, index)] = to_kafka_error(exc).code

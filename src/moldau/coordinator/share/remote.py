@@ -89,11 +89,12 @@ class RemoteShareState:
         self._clients[broker_id] = client
         return client
 
-    async def _call(self, index: int, api: Any, request: Any) -> tuple[ErrorCode, Any]:
+    async def _call(self, index: int, api: Any, request: Any, timeout: float | None = None) -> tuple[ErrorCode, Any]:
         """Send ``request`` to the coordinator of state partition ``index``, retrying
-        the retriable errors until ``request.timeout.ms``; (first partition's error,
-        its result)."""
-        timeout = self.broker.config.int("request.timeout.ms") / 1000
+        the retriable errors for ``timeout`` seconds (``request.timeout.ms`` by
+        default); (first partition's error, its result)."""
+        if timeout is None:
+            timeout = self.broker.config.int("request.timeout.ms") / 1000
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         backoff = 0.05
@@ -123,10 +124,11 @@ class RemoteShareState:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 0.5)
 
-    async def read(self, index: int, group_id: str, topic_id: uuid.UUID, partition: int, leader_epoch: int) -> Stored:
+    async def read(self, index: int, group_id: str, topic_id: uuid.UUID, partition: int, leader_epoch: int,
+                   timeout: float | None = None) -> Stored:
         request = _read(group_id=group_id, topics=[_RTopic(topic_id=topic_id, partitions=[
             _RPartition(partition=partition, leader_epoch=leader_epoch)])])
-        code, result = await self._call(index, READ, request)
+        code, result = await self._call(index, READ, request, timeout)
         if code is not ErrorCode.NONE:
             raise KafkaError(code, f"ReadShareGroupState: {code.name}")
         batches = [(b.first_offset, b.last_offset, b.delivery_state, b.delivery_count) for b in result.state_batches]

@@ -139,9 +139,16 @@ def decode_value(kind: int, data: bytes) -> StoredState:
 def merge_batches(old: list[tuple[int, int, int, int]], start: int,
                   new: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
     """Kafka's merge of a write (or a ShareUpdate) into stored state batches: the new
-    batches replace the old ones they overlap, and nothing below the start offset stays."""
-    kept = [b for b in old if b[1] >= start and not any(b[0] <= n[1] and n[0] <= b[1] for n in new)]
-    return sorted(kept + list(new))
+    batches replace the offsets they cover (an old batch they overlap in part keeps the
+    rest), and nothing below the start offset stays."""
+    kept = []
+    for first, last, state, count in old:
+        pieces = [(max(first, start), last)]
+        for n_first, n_last, _, _ in new:
+            pieces = [p for f, la in pieces for p in ((f, min(la, n_first - 1)), (max(f, n_last + 1), la))
+                      if p[0] <= p[1]]
+        kept.extend((f, la, state, count) for f, la in pieces if f <= la)
+    return sorted(kept + [b for b in new if b[1] >= start])
 
 
 class ShareStatePersister:
@@ -288,10 +295,11 @@ class ShareStatePersister:
         log.info("loaded %d record(s) of %s-%d in %.0f ms", len(records), STATE_TOPIC, index,
                  (time.perf_counter() - started) * 1000)
 
-    async def prepare(self, group_id: str, topic: str, index: int) -> None:
+    async def prepare(self, group_id: str, topic: str, index: int, timeout: float | None = None) -> None:
         """Before a share-partition is made here: its state, read from its share
         coordinator when that is another broker (a new leader goes on where the old
-        one stopped). Raises KafkaError when the coordinator cannot answer."""
+        one stopped). Raises KafkaError when the coordinator cannot answer within
+        ``timeout`` seconds (``request.timeout.ms`` by default)."""
         key = (group_id, topic, index)
         record = self.broker.topics.get(topic)
         if record is None or key in self.broker.share_manager.partitions or key in self._fetched:
@@ -303,7 +311,7 @@ class ShareStatePersister:
                 await asyncio.gather(loading, return_exceptions=True)
             return
         start, state_epoch, batches = await self.remote.read(
-            sidx, group_id, record.topic_id, index, self._leader_epoch(topic, index))
+            sidx, group_id, record.topic_id, index, self._leader_epoch(topic, index), timeout)
         if self.leads(sidx) or key in self.broker.share_manager.partitions:
             return  # the state partition came here meanwhile (or another fetch made it)
         if start >= 0:
@@ -463,10 +471,10 @@ class ShareStatePersister:
         old = self.states.get(skey)
         if old is not None and state_epoch < old[1]:
             return ErrorCode.FENCED_STATE_EPOCH
-        if old is not None:
+        if old is not None and state_epoch == old[1]:
             start = start if start >= 0 else old[0]
             batches = merge_batches(old[2], start, batches)
-        elif start < 0:
+        elif start < 0:  # a new state epoch replaces the state (AlterShareGroupOffsets)
             return ErrorCode.INVALID_REQUEST
         epoch = self._snapshot_epochs.get(skey, -1) + 1
         value = encode_snapshot(epoch, state_epoch, max(leader_epoch, self._leader_epochs.get(skey, -1)),
