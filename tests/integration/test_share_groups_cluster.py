@@ -27,6 +27,7 @@ from confluent_kafka import Producer, TopicCollection
 from confluent_kafka.admin import NewTopic
 
 from moldau.coordinator.group.hashing import partition_for
+from moldau.coordinator.share.state import coordinator_key
 from moldau.protocol.codec import codec_for
 from moldau.protocol.messages import ALL_APIS
 
@@ -172,7 +173,7 @@ def test_share_coordinator_answers_the_state_apis_as_kafka(three):
     create_topic(brokers[1].bootstrap, "shared-raw", 1)
     tid = _topic_id(brokers[1].bootstrap, "shared-raw")
     group = "sc-raw"
-    coordinator = brokers[leaders[partition_for(f"{group}:{tid}:0", STATE_PARTITIONS)]]
+    coordinator = brokers[leaders[partition_for(coordinator_key(group, tid, 0), STATE_PARTITIONS)]]
     other = next(b for b in brokers.values() if b is not coordinator)
     read, write, delete = 84, 85, 86
 
@@ -197,6 +198,13 @@ def test_share_coordinator_answers_the_state_apis_as_kafka(three):
                        state_batches=[]).error_code == 74
     assert _state_call(coordinator, delete, group, tid).error_code == 0
     assert _state_call(coordinator, read, group, tid, leader_epoch=2).start_offset == -1
+    # FindCoordinator key type 2 names the same broker, from any broker
+    find = ALL_APIS[10]
+    keys = [coordinator_key(group, tid, 0), "not-a-share-key"]
+    answer = raw_request(other, find, 6, codec_for(find).Request(key_type=2, coordinator_keys=keys))
+    found = {c.key: (c.error_code, c.node_id) for c in answer.coordinators}
+    assert found[keys[0]] == (0, coordinator.broker_id)
+    assert found[keys[1]][0] == 42  # INVALID_REQUEST
 
 def test_share_partition_state_moves_with_leadership(three):
     brokers = three
@@ -211,7 +219,7 @@ def test_share_partition_state_moves_with_leadership(three):
     tid = _topic_id(brokers[first_leader].bootstrap, TOPIC)
     # a group whose share-state partition is led by the third broker (neither replica)
     group = next(g for g in (f"sc-{i}" for i in range(10_000))
-                 if state_leaders[partition_for(f"{g}:{tid}:0", STATE_PARTITIONS)] == coordinator)
+                 if state_leaders[partition_for(coordinator_key(g, tid, 0), STATE_PARTITIONS)] == coordinator)
     bootstrap = ",".join(brokers[b].bootstrap for b in (first_leader, second_leader))
 
     accepter = Worker(bootstrap, group, TOPIC, "--idle", "3")

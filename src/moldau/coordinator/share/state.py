@@ -29,6 +29,7 @@ request that changed it is answered.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import struct
 import time
@@ -151,6 +152,52 @@ def merge_batches(old: list[tuple[int, int, int, int]], start: int,
     return sorted(kept + [b for b in new if b[1] >= start])
 
 
+def kafka_uuid_text(value: uuid.UUID) -> str:
+    """Kafka's Uuid.toString(): URL-safe base64 of the 16 bytes, unpadded."""
+    return base64.urlsafe_b64encode(value.bytes).decode().rstrip("=")
+
+
+def coordinator_key(group_id: str, topic_id: uuid.UUID, partition: int) -> str:
+    """Kafka's share coordinator key (SharePartitionKey.asCoordinatorKey): what
+    FindCoordinator key type 2 carries and what picks the state partition."""
+    return f"{group_id}:{kafka_uuid_text(topic_id)}:{partition}"
+
+
+class ShareCoordinatorKeys:
+    """FindCoordinator key type 2 (SHARE): ``group:topicId:partition`` keys, shaped as
+    the group and transaction coordinators are for the FindCoordinator handler."""
+
+    topic = STATE_TOPIC
+
+    def __init__(self, persister: ShareStatePersister) -> None:
+        self.persister = persister
+        self.log = log
+
+    async def ensure_topic(self) -> None:
+        await self.persister._creator.ensure()
+
+    @staticmethod
+    def parse(key: str) -> tuple[str, uuid.UUID, int] | None:
+        """(group, topic id, partition) of a key, or None if it is not one. The topic id
+        is Kafka's base64 text form (Uuid.toString) or the hex one."""
+        group, sep, rest = key.rpartition(":")
+        group, sep2, topic = group.rpartition(":")
+        if not sep or not sep2 or not group or not rest.lstrip("-").isdigit():
+            return None
+        try:
+            if len(topic) == 22:
+                topic_id = uuid.UUID(bytes=base64.urlsafe_b64decode(topic + "=="))
+            else:
+                topic_id = uuid.UUID(topic)
+        except ValueError:
+            return None
+        return group, topic_id, int(rest)
+
+    def partition_of(self, key: str) -> int:
+        """As Kafka: the hash of the key's text, as sent."""
+        return partition_for(key, self.persister.num_partitions)
+
+
 class ShareStatePersister:
     """Writes and loads share-partition snapshots (see the module docstring)."""
 
@@ -176,6 +223,8 @@ class ShareStatePersister:
         self._remote_pending: set[asyncio.Future[Any]] = set()
         #: as coordinator: the newest leader epoch of each share-partition's leader
         self._leader_epochs: dict[tuple[str, uuid.UUID, int], int] = {}
+        #: what FindCoordinator key type 2 asks
+        self.coordinator_keys = ShareCoordinatorKeys(self)
 
     # -- topic ----------------------------------------------------------------------
 
@@ -197,7 +246,7 @@ class ShareStatePersister:
         return self.broker.config.int("share.coordinator.state.topic.num.partitions")
 
     def partition_of(self, group_id: str, topic_id: uuid.UUID, partition: int) -> int:
-        return partition_for(f"{group_id}:{topic_id}:{partition}", self.num_partitions)
+        return partition_for(coordinator_key(group_id, topic_id, partition), self.num_partitions)
 
     def coordinator_of(self, index: int) -> int | None:
         """The live broker leading state partition ``index`` (the share coordinator)."""
