@@ -88,6 +88,14 @@ def _state_leaders(brokers: dict[int, ClusterBroker]) -> dict[int, int]:
     return wait_until(leaders, timeout=20, message="__share_group_state has leaders")  # type: ignore[return-value]
 
 
+def _leaders_of(broker: ClusterBroker, topic: str) -> dict[int, int] | None:
+    meta = admin_client(broker.bootstrap).list_topics(timeout=10).topics.get(topic)
+    if meta is None or not meta.partitions:
+        return None
+    found = {i: p.leader for i, p in meta.partitions.items()}
+    return found if all(v > 0 for v in found.values()) else None
+
+
 def _topic_id(bootstrap: str, topic: str) -> uuid.UUID:
     admin = admin_client(bootstrap)
     described = admin.describe_topics(TopicCollection([topic]))[topic].result(timeout=10)
@@ -172,7 +180,12 @@ def test_share_coordinator_answers_the_state_apis_as_kafka(three):
     leaders = _state_leaders(brokers)
     create_topic(brokers[1].bootstrap, "shared-raw", 1)
     tid = _topic_id(brokers[1].bootstrap, "shared-raw")
-    group = "sc-raw"
+    offsets = wait_until(lambda: _leaders_of(brokers[1], "__consumer_offsets"), timeout=20,
+                         message="__consumer_offsets has leaders")
+    # a group whose coordinator is not the share coordinator of its share-partition
+    group = next(g for g in (f"sc-raw-{i}" for i in range(10_000))
+                 if offsets[partition_for(g, len(offsets))]
+                 != leaders[partition_for(coordinator_key(g, tid, 0), STATE_PARTITIONS)])
     coordinator = brokers[leaders[partition_for(coordinator_key(group, tid, 0), STATE_PARTITIONS)]]
     other = next(b for b in brokers.values() if b is not coordinator)
     read, write, delete = 84, 85, 86
@@ -196,6 +209,8 @@ def test_share_coordinator_answers_the_state_apis_as_kafka(three):
                        state_batches=[]).error_code == 124
     assert _state_call(coordinator, write, group, tid, state_epoch=1, leader_epoch=1, start_offset=15,
                        state_batches=[]).error_code == 74
+    # DescribeShareGroupOffsets on the group's coordinator asks the share coordinator
+    assert _share_group_offsets(brokers, group, "shared-raw", exclude=0)[0] == 15
     assert _state_call(coordinator, delete, group, tid).error_code == 0
     assert _state_call(coordinator, read, group, tid, leader_epoch=2).start_offset == -1
     # FindCoordinator key type 2 names the same broker, from any broker
@@ -205,6 +220,25 @@ def test_share_coordinator_answers_the_state_apis_as_kafka(three):
     found = {c.key: (c.error_code, c.node_id) for c in answer.coordinators}
     assert found[keys[0]] == (0, coordinator.broker_id)
     assert found[keys[1]][0] == 42  # INVALID_REQUEST
+
+def _share_group_offsets(brokers: dict[int, ClusterBroker], group: str, topic: str,
+                         exclude: int) -> tuple[int, int]:
+    """(start offset, lag) of partition 0 as the group's coordinator describes it."""
+    api = ALL_APIS[90]
+    request = codec_for(api).Request
+    g = request.of("groups")
+    t = g.of("topics")
+    for broker_id, broker in brokers.items():
+        if broker_id == exclude:
+            continue
+        answer = raw_request(broker, api, 1, request(groups=[g(group_id=group, topics=[
+            t(topic_name=topic, partitions=[0])])])).groups[0]
+        if answer.error_code == 0:
+            p = answer.topics[0].partitions[0]
+            assert p.error_code == 0
+            return p.start_offset, p.lag
+    raise AssertionError("no broker coordinates the group")
+
 
 def test_share_partition_state_moves_with_leadership(three):
     brokers = three
@@ -258,6 +292,8 @@ def test_share_partition_state_moves_with_leadership(three):
         # and the state went through the coordinator, not around it
         for b in (first_leader, second_leader):
             assert "not persisted" not in brokers[b].log_text()
+        # DescribeShareGroupOffsets, from the group's coordinator: everything is done
+        assert _share_group_offsets(brokers, group, TOPIC, exclude=first_leader)[0] == start + FIRST + SECOND
     finally:
         for w in (accepter, holder, taker):
             if w is not None:

@@ -23,6 +23,7 @@ INITIALIZE = ALL_APIS[83]
 READ = ALL_APIS[84]
 WRITE = ALL_APIS[85]
 DELETE = ALL_APIS[86]
+SUMMARY = ALL_APIS[87]
 
 
 def _results(api: Any, request: Any, serve: Any) -> Any:
@@ -92,5 +93,30 @@ async def read_share_group_state(broker: Any, header: Any, request: Any) -> Any:
                 partition=p.partition, error_code=int(code), state_epoch=epoch, start_offset=start,
                 state_batches=[Batch(first_offset=f, last_offset=la, delivery_state=s, delivery_count=c)
                                for f, la, s, c in batches]))
+        results.append(Result(topic_id=topic.topic_id, partitions=partitions))
+    return codec.Response(results=results)
+
+
+@handles(SUMMARY, 0, 1)
+async def read_share_group_state_summary(broker: Any, header: Any, request: Any) -> Any:
+    """The start offset and, v1, how many records from it are done (KIP-1226's
+    delivery complete count), without the state batches."""
+    codec = codec_for(SUMMARY)
+    Result = codec.Response.of("results")
+    Partition = Result.of("partitions")
+    refused = _refused(broker, header)
+    results = []
+    for topic in request.topics:
+        partitions = []
+        for p in topic.partitions:
+            if refused:
+                code, (start, epoch, batches) = ErrorCode.CLUSTER_AUTHORIZATION_FAILED, (-1, 0, [])
+            else:
+                code, (start, epoch, batches) = broker.share_state.serve_read(
+                    request.group_id, topic.topic_id, p.partition, None)
+            done = sum(b[1] - b[0] + 1 for b in batches if b[2] in (2, 4))  # ACKNOWLEDGED, ARCHIVED
+            partitions.append(Partition(
+                partition=p.partition, error_code=int(code), state_epoch=epoch, leader_epoch=p.leader_epoch,
+                start_offset=start, delivery_complete_count=done if start >= 0 else -1))
         results.append(Result(topic_id=topic.topic_id, partitions=partitions))
     return codec.Response(results=results)

@@ -39,6 +39,7 @@ log = logging.getLogger("moldau.coordinator.share")
 READ = ALL_APIS[84]
 WRITE = ALL_APIS[85]
 DELETE = ALL_APIS[86]
+SUMMARY = ALL_APIS[87]
 _read = codec_for(READ).Request
 _RTopic = _read.of("topics")
 _RPartition = _RTopic.of("partitions")
@@ -46,6 +47,9 @@ _write = codec_for(WRITE).Request
 _WTopic = _write.of("topics")
 _WPartition = _WTopic.of("partitions")
 _WBatch = _WPartition.of("state_batches")
+_summary = codec_for(SUMMARY).Request
+_STopic = _summary.of("topics")
+_SPartition = _STopic.of("partitions")
 _delete = codec_for(DELETE).Request
 _DTopic = _delete.of("topics")
 _DPartition = _DTopic.of("partitions")
@@ -106,7 +110,8 @@ class RemoteShareState:
                 try:
                     client = await self._client(coordinator)
                     if client is not None:
-                        response = await client.request(api, 0, request, timeout=max(deadline - loop.time(), 0.5))
+                        version = 1 if api is SUMMARY else 0
+                        response = await client.request(api, version, request, timeout=max(deadline - loop.time(), 0.5))
                         result = response.results[0].partitions[0]
                         code = ErrorCode(result.error_code)
                 except _NETWORK_ERRORS as exc:
@@ -148,3 +153,13 @@ class RemoteShareState:
             _DPartition(partition=partition)])])
         code, _ = await self._call(index, DELETE, request)
         return code
+
+    async def summary(self, index: int, group_id: str, topic_id: uuid.UUID, partition: int,
+                      timeout: float | None = None) -> tuple[int, int]:
+        """ReadShareGroupStateSummary v1: (start offset, delivery complete count)."""
+        request = _summary(group_id=group_id, topics=[_STopic(topic_id=topic_id, partitions=[
+            _SPartition(partition=partition, leader_epoch=-1)])])
+        code, result = await self._call(index, SUMMARY, request, timeout)
+        if code is not ErrorCode.NONE:
+            raise KafkaError(code, f"ReadShareGroupStateSummary: {code.name}")
+        return int(result.start_offset), int(result.delivery_complete_count)

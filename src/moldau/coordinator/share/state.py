@@ -366,6 +366,17 @@ class ShareStatePersister:
         if start >= 0:
             self._fetched[key] = (start, max(state_epoch, 0), batches)
 
+    async def remote_summary(self, group_id: str, topic: str, index: int) -> tuple[int, int] | None:
+        """(start offset, delivery complete count) from the share coordinator when that is
+        another broker (ReadShareGroupStateSummary), else None: the local view answers."""
+        record = self.broker.topics.get(topic)
+        if record is None or self.broker.topics.get(STATE_TOPIC) is None:
+            return None
+        sidx = self.partition_of(group_id, record.topic_id, index)
+        if self.leads(sidx):
+            return None
+        return await self.remote.summary(sidx, group_id, record.topic_id, index)
+
     def load_for(self, key: tuple[str, str, int]) -> StoredState | None:
         """The state a new share-partition starts from (the manager's ``load_state``)."""
         fetched = self._fetched.pop(key, None)
@@ -501,8 +512,9 @@ class ShareStatePersister:
         return ErrorCode.NONE
 
     def serve_read(self, group_id: str, topic_id: uuid.UUID, partition: int,
-                   leader_epoch: int) -> tuple[ErrorCode, StoredState]:
-        """ReadShareGroupState: the stored state, start offset -1 when never initialized."""
+                   leader_epoch: int | None) -> tuple[ErrorCode, StoredState]:
+        """ReadShareGroupState: the stored state, start offset -1 when never initialized
+        (None for the leader epoch: a summary read, which fences nothing)."""
         skey = (group_id, topic_id, partition)
         code = self._check(skey, leader_epoch)
         if code is not ErrorCode.NONE:

@@ -63,6 +63,7 @@ from moldau.protocol.messages.share_state import (
     DELETE_SHARE_GROUP_STATE,
     INITIALIZE_SHARE_GROUP_STATE,
     READ_SHARE_GROUP_STATE,
+    READ_SHARE_GROUP_STATE_SUMMARY,
     WRITE_SHARE_GROUP_STATE,
 )
 from moldau.protocol.messages.telemetry import GET_TELEMETRY_SUBSCRIPTIONS, PUSH_TELEMETRY
@@ -143,6 +144,7 @@ _APIS: tuple[Api, ...] = (
     READ_SHARE_GROUP_STATE,
     WRITE_SHARE_GROUP_STATE,
     DELETE_SHARE_GROUP_STATE,
+    READ_SHARE_GROUP_STATE_SUMMARY,
 )
 
 ALL_APIS: dict[int, Api] = {api.key: api for api in _APIS}

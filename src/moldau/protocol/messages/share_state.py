@@ -1,5 +1,6 @@
 """KIP-932's inter-broker share-group state APIs: InitializeShareGroupState (83),
-ReadShareGroupState (84), WriteShareGroupState (85) and DeleteShareGroupState (86).
+ReadShareGroupState (84), WriteShareGroupState (85), DeleteShareGroupState (86) and
+ReadShareGroupStateSummary (87, for DescribeShareGroupOffsets).
 
 Transcribed from Kafka's *ShareGroupState*.json (version 0; WriteShareGroupState v1 adds
 KIP-1226's DeliveryCompleteCount, which Moldau accepts and does not use). A share-partition's leader
@@ -102,4 +103,31 @@ DELETE_SHARE_GROUP_STATE = Api(
                 partition: int32
     """,
     response=_RESULTS.format(name="DeleteState"),
+)
+
+READ_SHARE_GROUP_STATE_SUMMARY = Api(
+    key=87,
+    name="ReadShareGroupStateSummary",
+    versions="0-1",
+    flexible="0+",
+    request="""
+        group_id: string
+        topics: []ReadStateSummaryData
+            topic_id: uuid
+            partitions: []PartitionData
+                partition: int32
+                leader_epoch: int32
+    """,
+    response="""
+        results: []ReadStateSummaryResult
+            topic_id: uuid
+            partitions: []PartitionResult
+                partition: int32
+                error_code: int16
+                error_message: string? default=null
+                state_epoch: int32
+                leader_epoch: int32
+                start_offset: int64
+                delivery_complete_count: int32 1+ default=-1
+    """,
 )
