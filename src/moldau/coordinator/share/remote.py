@@ -16,7 +16,8 @@ the requests go over the same kind of connection (the inter-broker listener's TL
 SASL settings); the coordinator authorizes them as CLUSTER_ACTION.
 
 NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS and network
-errors are retried (leadership of the state partition is moving, or it is loading)
+errors are retried (and when the state partition's leadership comes to this broker,
+the caller is told, :class:`LocalNow`, once it is loaded) (leadership of the state partition is moving, or it is loading)
 until ``request.timeout.ms``; then, and for FENCED_STATE_EPOCH or FENCED_LEADER_EPOCH,
 the caller gets the error as a :class:`KafkaError`.
 """
@@ -64,13 +65,20 @@ _NETWORK_ERRORS = (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, P
 Stored = tuple[int, int, list[tuple[int, int, int, int]]]
 
 
+class LocalNow(Exception):
+    """The state partition's leadership came to this broker and it is loaded: the caller
+    serves the request from its own view."""
+
+
 class RemoteShareState:
     """Requests to the share coordinators on other brokers (see the module docstring)."""
 
-    def __init__(self, broker: Any, coordinator_of: Any) -> None:
+    def __init__(self, broker: Any, coordinator_of: Any, ready_here: Any) -> None:
         self.broker = broker
         #: state partition index -> the live broker leading it, or None
         self._coordinator_of = coordinator_of
+        #: state partition index -> whether this broker leads it and has loaded it
+        self._ready_here = ready_here
         self._clients: dict[int, BrokerClient] = {}
 
     async def close(self) -> None:
@@ -122,8 +130,9 @@ class RemoteShareState:
                         with contextlib.suppress(Exception):
                             await stale.close()
             elif coordinator == self.broker.node_id:
-                code = ErrorCode.COORDINATOR_LOAD_IN_PROGRESS  # ours now: the caller goes local
-                return code, None
+                if self._ready_here(index):
+                    raise LocalNow()
+                code = ErrorCode.COORDINATOR_LOAD_IN_PROGRESS  # ours, still loading
             if code not in RETRIABLE or loop.time() + backoff > deadline:
                 return code, result
             await asyncio.sleep(backoff)

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from moldau.coordinator.group.hashing import partition_for
 from moldau.coordinator.internal_topic import InternalTopicCreator, Unreadable, read_partition
-from moldau.coordinator.share.remote import RemoteShareState
+from moldau.coordinator.share.remote import LocalNow, RemoteShareState
 from moldau.log_throttle import ThrottledLog
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.records import RecordInput, build_batch
@@ -212,7 +212,8 @@ class ShareStatePersister:
         self._written: dict[tuple[str, str, int], int] = {}
         self._dirty: dict[tuple[str, str, int], SharePartition] = {}
         #: requests to the share coordinators on other brokers
-        self.remote = RemoteShareState(broker, self.coordinator_of)
+        self.remote = RemoteShareState(
+            broker, self.coordinator_of, lambda index: self.coordinator_error(index) is ErrorCode.NONE)
         #: read from a remote coordinator, waiting for the share-partition to be made
         self._fetched: dict[tuple[str, str, int], StoredState] = {}
         #: remote writes: one at a time per share-partition, the version last written
@@ -359,8 +360,11 @@ class ShareStatePersister:
             if loading is not None and not loading.done():
                 await asyncio.gather(loading, return_exceptions=True)
             return
-        start, state_epoch, batches = await self.remote.read(
-            sidx, group_id, record.topic_id, index, self._leader_epoch(topic, index), timeout)
+        try:
+            start, state_epoch, batches = await self.remote.read(
+                sidx, group_id, record.topic_id, index, self._leader_epoch(topic, index), timeout)
+        except LocalNow:
+            return  # the state partition is ours now: load_for reads our view
         if self.leads(sidx) or key in self.broker.share_manager.partitions:
             return  # the state partition came here meanwhile (or another fetch made it)
         if start >= 0:
@@ -375,7 +379,10 @@ class ShareStatePersister:
         sidx = self.partition_of(group_id, record.topic_id, index)
         if self.leads(sidx):
             return None
-        return await self.remote.summary(sidx, group_id, record.topic_id, index)
+        try:
+            return await self.remote.summary(sidx, group_id, record.topic_id, index)
+        except LocalNow:
+            return None
 
     def load_for(self, key: tuple[str, str, int]) -> StoredState | None:
         """The state a new share-partition starts from (the manager's ``load_state``)."""
@@ -447,8 +454,13 @@ class ShareStatePersister:
                     or self.broker.share_manager.partitions.get(key) is not sp:
                 return  # a later write covered it, or the share-partition was dropped
             version, batches = sp.version, sp.state_batches()
-            code = await self.remote.write(sidx, key[0], topic_id, key[2], sp.state_epoch,
-                                           self._leader_epoch(key[1], key[2]), sp.start_offset, batches)
+            leader_epoch = self._leader_epoch(key[1], key[2])
+            try:
+                code = await self.remote.write(sidx, key[0], topic_id, key[2], sp.state_epoch,
+                                               leader_epoch, sp.start_offset, batches)
+            except LocalNow:
+                code = self.serve_write(key[0], topic_id, key[2], sp.state_epoch, leader_epoch,
+                                        sp.start_offset, batches)
             if code is ErrorCode.NONE:
                 self._remote_written[key] = (sp, version)
             elif code in FENCED:
@@ -457,6 +469,14 @@ class ShareStatePersister:
             else:
                 unpersisted_log("%s: WriteShareGroupState to the coordinator of %s-%d failed: %s",
                                 key, STATE_TOPIC, sidx, code.name)
+
+    async def _delete_remote(self, sidx: int, group_id: str, topic_id: uuid.UUID, index: int) -> None:
+        try:
+            code = await self.remote.delete(sidx, group_id, topic_id, index)
+        except LocalNow:
+            code = self.serve_delete(group_id, topic_id, index)
+        if code is not ErrorCode.NONE:
+            unpersisted_log("%s/%s-%d: DeleteShareGroupState failed: %s", group_id, topic_id, index, code.name)
 
     def delete(self, group_id: str, keys: list[tuple[str, int]]) -> None:
         """Tombstones for a group's share-partitions (DeleteGroups, DeleteShareGroupOffsets)."""
@@ -471,7 +491,7 @@ class ShareStatePersister:
             self._fetched.pop((group_id, topic, index), None)
             sidx = self.partition_of(*skey)
             if not self.leads(sidx) and self.broker.topics.get(STATE_TOPIC) is not None:
-                self._start_remote(self.remote.delete(sidx, group_id, record.topic_id, index))
+                self._start_remote(self._delete_remote(sidx, group_id, record.topic_id, index))
                 continue
             by_partition.setdefault(self.partition_of(*skey), []).append((encode_key(*skey), None))
         for index, records in by_partition.items():
