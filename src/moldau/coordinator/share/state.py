@@ -293,9 +293,10 @@ class ShareStatePersister:
 
     def leadership_changed(self, topic: str, index: int, is_leader: bool) -> None:
         if topic != STATE_TOPIC:
-            if not is_leader:  # a read for a share-partition we no longer lead is stale
-                for key in [k for k in self._fetched if k[1] == topic and k[2] == index]:
-                    del self._fetched[key]
+            if not is_leader:  # what we knew of share-partitions we no longer lead is stale
+                for table in (self._fetched, self._remote_written):
+                    for key in [k for k in table if k[1] == topic and k[2] == index]:
+                        del table[key]
             return
         if is_leader:
             self._load(index)
