@@ -3,7 +3,7 @@
 coordinator (Read/WriteShareGroupState between brokers), and its state moves with the
 data partition's leadership.
 
-Three brokers; ``__share_group_state`` has three partitions of one replica. The topic
+Three brokers; ``__share_group_state`` has three partitions of three replicas. The topic
 has one partition on two replicas (its leader first) that exclude the broker leading
 the share-state partition of ``(group, topic id, 0)``, so every write of both leaders
 goes over the wire. confluent-kafka ShareConsumers (share_worker.py, under
@@ -11,7 +11,9 @@ goes over the wire. confluent-kafka ShareConsumers (share_worker.py, under
 the second part (in flight) and is killed; then the partition's leader is stopped.
 The new leader reads the state before it serves ShareFetch: the next member gets every
 record of the second part (the held ones with a delivery count above 1) and none of the
-accepted ones (this test runs last: it stops a broker). Before it: the state APIs answered
+accepted ones; then the share coordinator stops too, and the state partition's new leader
+answers ReadShareGroupState with the state it loaded (this test runs last: it stops two
+brokers). Before it: the state APIs answered
 by raw requests (NOT_COORDINATOR, merge, FENCED_STATE_EPOCH, FENCED_LEADER_EPOCH, delete,
 FindCoordinator key type 2, DescribeShareGroupOffsets through ReadShareGroupStateSummary),
 and a share group with ``share.isolation.level=read_committed`` reading a transactional
@@ -44,7 +46,7 @@ pytestmark = pytest.mark.timeout(180)
 STATE_PARTITIONS = 3
 SETTINGS = {
     "share.coordinator.state.topic.num.partitions": STATE_PARTITIONS,
-    "share.coordinator.state.topic.replication.factor": 1,
+    "share.coordinator.state.topic.replication.factor": 3,
     "group.share.record.lock.duration.ms": 3000,
     "offsets.topic.num.partitions": 3,
     "offsets.topic.replication.factor": 3,  # the group outlives the stopped broker
@@ -297,6 +299,17 @@ def test_share_partition_state_moves_with_leadership(three):
             assert "not persisted" not in brokers[b].log_text()
         # DescribeShareGroupOffsets, from the group's coordinator: everything is done
         assert _share_group_offsets(brokers, group, TOPIC, exclude=first_leader)[0] == start + FIRST + SECOND
+
+        # the share coordinator stops too: the state partition's new leader (the last
+        # broker) loads it from the replicated log and answers ReadShareGroupState with it
+        sidx = partition_for(coordinator_key(group, tid, 0), STATE_PARTITIONS)
+        brokers[coordinator].stop()
+        wait_until(lambda: (_leaders_of(brokers[second_leader], "__share_group_state") or {}).get(sidx)
+                   == second_leader, timeout=30, message="the last broker leads the share-state partition")
+        loaded = wait_until(lambda: (lambda r: r if r.error_code == 0 else None)(
+            _state_call(brokers[second_leader], 84, group, tid, leader_epoch=-1)), timeout=20,
+            message="the share-state partition loaded")
+        assert loaded.start_offset == start + FIRST + SECOND
     finally:
         for w in (accepter, holder, taker):
             if w is not None:
