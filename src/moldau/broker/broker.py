@@ -108,7 +108,7 @@ class Broker:
         self.group_coordinator.share.member_gone_listeners.append(self.share_manager.member_gone)
         #: their durable state, in __share_group_state
         self.share_state = ShareStatePersister(self)
-        self.share_manager.load_state = lambda key: self.share_state.stored(*key)
+        self.share_manager.load_state = self.share_state.load_for
         self.share_manager.change_listeners.append(self.share_state.changed)
         self.group_coordinator.share.deleted_listeners.append(self._share_group_deleted)
         #: markers to partition leaders: in-process for ours, WriteTxnMarkers for others'
@@ -190,6 +190,7 @@ class Broker:
         await self.transaction_coordinator.stop()
         await self.txn_markers.close()
         await self.txn_verifier.close()
+        await self.share_state.remote.close()
         await self.group_coordinator.stop()
         self.share_manager.stop()
         for task in self._tasks:

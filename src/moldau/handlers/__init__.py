@@ -30,6 +30,7 @@ from moldau.handlers import (  # noqa: F401 - imported for registration
     share_fetch,
     share_group,
     share_offsets,
+    share_state,
     telemetry,
     topics,
     transactions,

@@ -13,8 +13,8 @@ from typing import Any
 from moldau.handlers.registry import api_versions_response, handles
 from moldau.protocol.messages import ALL_APIS
 
-#: ShareGroupHeartbeat, ShareGroupDescribe, ShareFetch, ShareAcknowledge, the share offsets APIs
-SHARE_API_KEYS = frozenset({76, 77, 78, 79, 90, 91, 92})
+#: ShareGroupHeartbeat, ShareGroupDescribe, ShareFetch, ShareAcknowledge, the share state and offsets APIs
+SHARE_API_KEYS = frozenset({76, 77, 78, 79, 83, 84, 85, 86, 87, 90, 91, 92})
 SHARE_VERSION = "share.version"
 
 

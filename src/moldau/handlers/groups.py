@@ -31,6 +31,8 @@ DELETE_GROUPS = ALL_APIS[42]
 
 GROUP_KEY_TYPE = 0
 TRANSACTION_KEY_TYPE = 1
+#: KIP-932: the share coordinator of "group:topicId:partition" (brokers only)
+SHARE_KEY_TYPE = 2
 # DescribeGroups' "not asked" value for authorized operations (Integer.MIN_VALUE).
 NO_AUTHORIZED_OPERATIONS = -(2**31)
 
@@ -71,12 +73,19 @@ async def _locate(broker: Any, key: str, key_type: int, header: Any = None) -> t
             broker, header, authz.DESCRIBE, authz.TRANSACTIONAL_ID, key
         ):
             return ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, -1, "", -1
+        if key_type == SHARE_KEY_TYPE and authz.cluster_error(broker, header, authz.CLUSTER_ACTION) is not None:
+            return ErrorCode.CLUSTER_AUTHORIZATION_FAILED, -1, "", -1
     if key_type == TRANSACTION_KEY_TYPE:
         coordinator: Any = broker.transaction_coordinator
         internal = TXN_TOPIC
     elif key_type == GROUP_KEY_TYPE:
         coordinator = broker.group_coordinator
         internal = OFFSETS_TOPIC
+    elif key_type == SHARE_KEY_TYPE:
+        coordinator = broker.share_state.coordinator_keys
+        internal = coordinator.topic
+        if coordinator.parse(key) is None:
+            return ErrorCode.INVALID_REQUEST, -1, "", -1
     else:
         return ErrorCode.INVALID_REQUEST, -1, "", -1
     if not key:

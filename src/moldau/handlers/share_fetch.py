@@ -101,7 +101,7 @@ async def share_fetch(broker: Any, header: Any, request: Any) -> Any:
     ids = {v: k for k, v in names.items()}
     ack_results = _apply_acks(broker, header, request, request.topics)
     if ack_results:
-        broker.share_state.flush()
+        await broker.share_state.persist()
     final = request.share_session_epoch == -1
     errors: dict[tuple[uuid.UUID, int], ErrorCode] = {}
     for topic in request.topics:
@@ -125,6 +125,7 @@ async def share_fetch(broker: Any, header: Any, request: Any) -> Any:
         loop = asyncio.get_running_loop()
         while True:
             remaining_bytes = request.max_bytes if request.max_bytes > 0 else 0x7FFFFFFF
+            left_ms = (deadline - time.monotonic()) * 1000
             records_left = request.max_records
             waits = []
             for name, index in sorted(session.partitions):
@@ -138,6 +139,8 @@ async def share_fetch(broker: Any, header: Any, request: Any) -> Any:
                 if records_left <= 0 or remaining_bytes <= 0:
                     continue
                 try:
+                    # a share-partition new here starts from its coordinator's state
+                    await broker.share_state.prepare(group_id, name, index, max(left_ms, 1000) / 1000)
                     got = manager.acquire(group_id, member_id, name, index, partition, records_left, remaining_bytes)
                 except (KafkaError, OffsetOutOfRangeError) as exc:
                     errors[(tid, index)] = to_kafka_error(exc).code
@@ -165,7 +168,7 @@ async def share_fetch(broker: Any, header: Any, request: Any) -> Any:
                     manager.remove_waiter(key, waiter)
             if (group_id, member_id) not in manager.sessions:
                 break
-    broker.share_state.flush()  # before answering: what was acknowledged is in the log
+    await broker.share_state.persist()  # before answering: what was acknowledged is in the log
     by_topic: dict[uuid.UUID, list[Any]] = {}
     for key in sorted(set(ack_results) | set(errors) | set(acquired), key=lambda k: (str(k[0]), k[1])):
         tid, index = key
@@ -207,7 +210,7 @@ async def share_acknowledge(broker: Any, header: Any, request: Any) -> Any:
     results = _apply_acks(broker, header, request, request.topics)
     if request.share_session_epoch == -1:
         manager.close_session(request.group_id, request.member_id)
-    broker.share_state.flush()
+    await broker.share_state.persist()
     by_topic: dict[uuid.UUID, list[Any]] = {}
     for (tid, index), error in results.items():
         by_topic.setdefault(tid, []).append(

@@ -104,6 +104,15 @@ async def describe_share_group_offsets(broker: Any, header: Any, request: Any) -
                     partition = broker.partition(name, index)
                     hw = partition.high_watermark if partition is not None else -1
                     p.start_offset, p.lag = start_and_lag(broker, g.group_id, name, index, hw)
+                    if p.start_offset < 0 and (g.group_id, name, index) not in broker.share_manager.partitions:
+                        try:  # the state may be coordinated by another broker
+                            remote = await broker.share_state.remote_summary(g.group_id, name, index)
+                        except KafkaError as exc:
+                            p.error_code, p.error_message = int(exc.code), exc.message
+                            remote = None
+                        if remote is not None and remote[0] >= 0:
+                            p.start_offset = remote[0]
+                            p.lag = max(hw - remote[0] - max(remote[1], 0), 0) if hw >= 0 else -1
                     p.leader_epoch = record.partitions[index].leader_epoch
                 topic.partitions.append(p)
             answer.topics.append(topic)
@@ -155,7 +164,7 @@ async def alter_share_group_offsets(broker: Any, header: Any, request: Any) -> A
                 sp = manager.share_partition(request.group_id, t.topic_name, p.partition_index, partition)
                 sp.reset(offset)
                 manager.changed((request.group_id, t.topic_name, p.partition_index), sp)
-    broker.share_state.flush()
+    await broker.share_state.persist()
     return _alter.Response(throttle_time_ms=0, error_code=0, responses=responses)
 
 

@@ -38,8 +38,12 @@ ShareKey = tuple[str, str, int]  # group, topic, partition
 
 _HEAD = struct.Struct(">qi")  # base offset, batch length
 _LAST_DELTA = struct.Struct(">i")  # at byte 23 of a batch
+_TXN_FIELDS = struct.Struct(">h20xq")  # attributes (byte 21) .. producer id (byte 43)
 BATCH_OVERHEAD = 12
 HEADER_BYTES = 27
+TXN_HEADER_BYTES = 51
+_TRANSACTIONAL, _CONTROL = 0x10, 0x20
+REJECT = 3
 
 
 def batch_bounds(file_slice: Any, enough: int) -> list[tuple[int, int, int]]:
@@ -64,6 +68,38 @@ def batch_bounds(file_slice: Any, enough: int) -> list[tuple[int, int, int]]:
         if base + delta >= enough:
             break
         pos = batch_end
+    return out
+
+
+def aborted_batches(file_slice: Any, bounds: list[tuple[int, int, int]], aborted: Any) -> list[tuple[int, int]]:
+    """``(base, last)`` of the batches among ``bounds`` (from :func:`batch_bounds`) that
+    belong to an aborted transaction of ``aborted`` (the read's AbortedTxn list): a
+    transactional data batch of an aborted producer between its transaction's first
+    offset and its abort marker, as a read_committed consumer drops them."""
+    fd = file_slice.file.fileno()
+    out = []
+    start = 0
+    for base, last, end in bounds:
+        head = os.pread(fd, TXN_HEADER_BYTES, file_slice.position + start)
+        start = end
+        if len(head) < TXN_HEADER_BYTES:
+            break
+        attributes, producer_id = _TXN_FIELDS.unpack_from(head, 21)
+        if attributes & _TRANSACTIONAL and not attributes & _CONTROL and any(
+            a.producer_id == producer_id and a.first_offset <= base <= a.last_offset for a in aborted
+        ):
+            out.append((base, last))
+    return out
+
+
+def _without(acquired: list[Acquired], ranges: list[tuple[int, int]]) -> list[Acquired]:
+    """``acquired`` less the offsets of ``ranges``."""
+    out = []
+    for a in acquired:
+        pieces = [(a.first, a.last)]
+        for first, last in ranges:
+            pieces = [p for f, la in pieces for p in ((f, min(la, first - 1)), (max(f, last + 1), la)) if p[0] <= p[1]]
+        out.extend(Acquired(f, la, a.count) for f, la in pieces)
     return out
 
 
@@ -201,37 +237,69 @@ class ShareManager:
         self, group_id: str, member_id: str, topic: str, index: int, partition: Any, max_records: int, max_bytes: int
     ) -> FetchResult:
         """One partition of a ShareFetch: read from the first redeliverable offset (or
-        SPEO), acquire what the read holds, return the slice cut to it."""
+        SPEO), acquire what the read holds, return the slice cut to it. With
+        ``share.isolation.level=read_committed`` the read stops at the last stable offset
+        and the records of aborted transactions are archived, never delivered (a read
+        that held nothing else is followed by the next one)."""
+        committed = self.group_config(group_id, "share.isolation.level") == "read_committed"
+        for _ in range(16):
+            result, aborted_only = self._acquire_once(
+                group_id, member_id, topic, index, partition, max_records, max_bytes, committed)
+            if not aborted_only:
+                return result
+        return FetchResult(None, 0, [])
+
+    def _acquire_once(
+        self, group_id: str, member_id: str, topic: str, index: int, partition: Any, max_records: int,
+        max_bytes: int, committed: bool,
+    ) -> tuple[FetchResult, bool]:
+        nothing = FetchResult(None, 0, [])
         key = (group_id, topic, index)
         sp = self.share_partition(group_id, topic, index, partition)
         now = time.monotonic()
         if sp.release_expired(now):
             self._changed(key, sp)
-        hw = partition.high_watermark
+        limit = partition.last_stable_offset if committed else partition.high_watermark
         start = sp.first_available()
+        if start is not None and start >= limit:
+            start = None  # redeliverable, but not readable at this isolation level yet
         if start is None:
-            if sp.end_offset >= hw or sp.in_flight >= sp.max_locks:
-                return FetchResult(None, 0, [])
+            if sp.end_offset >= limit or sp.in_flight >= sp.max_locks:
+                return nothing, False
             start = sp.end_offset
-        read = partition.read(start, max_bytes, min_one_message=True)
+        if committed:
+            read = partition.read_committed(start, max_bytes, min_one_message=True)
+        else:
+            read = partition.read(start, max_bytes, min_one_message=True)
         if read.records is None:
-            return FetchResult(None, 0, [])
+            return nothing, False
         file_slice = read.records.chunks[0]
         # enough batches for max_records from the read's start, or for the in-flight limit
         enough = max(start + max_records - 1, sp.start_offset + sp.max_locks - 1) if start < sp.end_offset \
             else start + min(max_records, max(sp.max_locks - sp.in_flight, 1)) - 1
         bounds = batch_bounds(file_slice, enough)
         if not bounds:
-            return FetchResult(None, 0, [])
+            return nothing, False
         lock_until = now + self.lock_duration_ms(group_id) / 1000
         acquired = sp.acquire(member_id, [(b, last) for b, last, _ in bounds], max_records, lock_until)
         if not acquired:
-            return FetchResult(None, 0, [])
+            return nothing, False
         last_acquired = acquired[-1].last
+        self._changed(key, sp)
+        if committed and read.aborted:
+            dropped = [r for r in aborted_batches(file_slice, bounds, read.aborted) if r[0] <= last_acquired]
+            if dropped:
+                for a in acquired:
+                    for first, last in dropped:
+                        if first <= a.last and a.first <= last:
+                            sp.acknowledge(member_id, max(first, a.first), min(last, a.last), REJECT)
+                acquired = _without(acquired, dropped)
+                self._changed(key, sp)
+                if not acquired:
+                    return nothing, True
         cut = next((e for _b, last, e in bounds if last >= last_acquired), bounds[-1][2])
         records = type(read.records)(type(file_slice)(file_slice.file, file_slice.position, cut), cut)
-        self._changed(key, sp)
-        return FetchResult(records, cut, acquired)
+        return FetchResult(records, cut, acquired), False
 
     def acknowledge(
         self, group_id: str, member_id: str, topic: str, index: int, batches: list[tuple[int, int, list[int]]]
