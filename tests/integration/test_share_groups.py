@@ -306,6 +306,20 @@ def test_share_group_is_described_and_listed(sb, workers):
     error, state, members = _share_group_describe(sb.bootstrap, group)
     assert (error, state) == (0, "Stable")
     assert _share_group_describe(sb.bootstrap, "no-such-group")[0] == 69
+    # the id is a share group's: a consumer-protocol or classic member is told it is not
+    # theirs (Kafka: GroupIdNotFoundException), and nothing of the share group changes
+    from moldau.handlers.registry import codec_for
+    from moldau.protocol.messages import ALL_APIS
+
+    from .cluster_helpers import raw_request
+
+    heartbeat = codec_for(ALL_APIS[68])
+    answer = raw_request(sb, ALL_APIS[68], 0, heartbeat.Request(
+        group_id=group, member_id="m-1", member_epoch=0, rebalance_timeout_ms=30000,
+        subscribed_topic_names=[topic], topic_partitions=[]))
+    assert answer.error_code == 69, answer
+    assert _share_group_describe(sb.bootstrap, group)[:2] == (0, "Stable")
+    assert "Traceback" not in sb.log_text()
 
 
 # -- share-group offsets by hand (confluent-kafka 2.16's AdminClient has no such calls) --

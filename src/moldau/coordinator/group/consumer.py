@@ -314,6 +314,8 @@ class ConsumerGroupManager:
         group = self.coordinator.groups.get(group_id)
         if isinstance(group, ConsumerGroup):
             return group
+        if getattr(group, "group_type", None) == "share":  # never converted, even when empty
+            raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group.")
         if group is not None:
             if not group.is_empty:
                 upgraded = self.coordinator.migration.maybe_upgrade(group) if create else None  # type: ignore[arg-type]
