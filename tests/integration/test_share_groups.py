@@ -318,6 +318,13 @@ def test_share_group_is_described_and_listed(sb, workers):
         group_id=group, member_id="m-1", member_epoch=0, rebalance_timeout_ms=30000,
         subscribed_topic_names=[topic], topic_partitions=[]))
     assert answer.error_code == 69, answer
+    commit = codec_for(ALL_APIS[8])
+    Topic = commit.Request.of("topics")
+    Partition = Topic.of("partitions")
+    committed = raw_request(sb, ALL_APIS[8], 8, commit.Request(
+        group_id=group, generation_id_or_member_epoch=-1, member_id="", topics=[
+            Topic(name=topic, partitions=[Partition(partition_index=0, committed_offset=1, committed_metadata="")])]))
+    assert committed.topics[0].partitions[0].error_code == 69
     assert _share_group_describe(sb.bootstrap, group)[:2] == (0, "Stable")
     assert "Traceback" not in sb.log_text()
 

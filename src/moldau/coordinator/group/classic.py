@@ -479,8 +479,10 @@ class ClassicGroupManager:
             )
         try:
             group = self._group(group_id)
-        except KafkaError:
+        except KafkaError as exc:
             existing = self.coordinator.groups[group_id]
+            if existing.group_type == "share":  # never converted (Kafka: GroupIdNotFoundException)
+                return JoinResult(exc.code, member_id)
             if not existing.is_empty:
                 return JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id)
             group = self.coordinator.convert_to_classic(group_id)

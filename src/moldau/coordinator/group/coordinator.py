@@ -359,6 +359,8 @@ class GroupCoordinator:
         """An empty group of the other protocol becomes a classic one, keeping offsets."""
         group = ClassicGroup(group_id, self.now_ms())
         old = self.groups.get(group_id)
+        if old is not None and old.group_type == "share":
+            raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a classic group.")
         if old is not None and not isinstance(old, ClassicGroup):
             self.consumer.shutdown(old)
             with contextlib.suppress(KafkaError):
@@ -382,6 +384,8 @@ class GroupCoordinator:
             if generation >= 0:
                 raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND if api_version >= 9 else ErrorCode.ILLEGAL_GENERATION)
             return
+        if group.group_type == "share":  # Kafka's ShareGroup.validateOffsetCommit
+            raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group.")
         if transactional and generation < 0 and not member_id and instance_id is None:
             # TxnOffsetCommit below v3 names no member (aiokafka, so faust, sends v0):
             # Kafka accepts it whatever the group's state, for backward compatibility
@@ -560,7 +564,7 @@ class GroupCoordinator:
     def delete_offsets(self, group_id: str, partitions: list[TopicPartition]) -> list[ErrorCode]:
         """OffsetDelete: refused for topics a live consumer group subscribes to."""
         group = self.groups.get(group_id)
-        if group is None:
+        if group is None or group.group_type == "share":  # a share group's: DeleteShareGroupOffsets
             raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND)
         if isinstance(group, ClassicGroup):
             if group.state is GroupState.DEAD:
