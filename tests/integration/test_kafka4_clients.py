@@ -17,6 +17,7 @@ import logging
 import time
 import uuid
 
+import pytest
 from confluent_kafka import Producer
 from kafka import KafkaConsumer, TopicPartition
 from kio.schema.describe_topic_partitions.v0.request import (
@@ -135,9 +136,42 @@ def test_describe_topic_partitions_pages_with_a_cursor(shared_broker):
 
 
 # ------------------------------------------------------------ telemetry (KIP-714)
-def test_confluent_kafka_gets_the_empty_telemetry_subscription(shared_broker, topic):
-    """librdkafka (2.5+) asks for its subscription by default; told to collect nothing,
+@pytest.fixture(scope="module")
+def telemetry_broker():
+    from .conftest import _dispose, _new_broker
+
+    b = _new_broker({"moldau.client.telemetry.enable": True}, "telemetry")
+    yield b
+    _dispose(b)
+
+
+def test_telemetry_is_not_advertised_by_default(shared_broker, topic):
+    """As a Kafka broker without a client-telemetry reporter: keys 71-72 are not listed,
+    so librdkafka never asks (and logs nothing about it)."""
+    from kio.schema.api_versions.v3.request import ApiVersionsRequest
+
+    versions = kio_wire.call(shared_broker.bootstrap, ApiVersionsRequest(
+        client_software_name="t", client_software_version="1"))
+    assert not {k.api_key for k in versions.api_keys} & {71, 72}
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("test-kafka4-no-telemetry")
+    logger.addHandler(Collect())
+    logger.setLevel(logging.DEBUG)
+    producer = Producer({"bootstrap.servers": shared_broker.bootstrap, "debug": "telemetry,protocol"}, logger=logger)
+    producer.produce(topic, b"v")
+    assert producer.flush(15) == 0
+    assert not any("GetTelemetrySubscriptions" in x and "Sent" in x for x in lines)
+
+
+def test_confluent_kafka_gets_the_empty_telemetry_subscription(telemetry_broker, topic):
+    """With it on: librdkafka (2.5+) asks for its subscription; told to collect nothing,
     it schedules the next ask after the push interval and never pushes."""
+    shared_broker = telemetry_broker
     mark = shared_broker.log_size()
     lines: list[str] = []
 
@@ -164,8 +198,8 @@ def test_confluent_kafka_gets_the_empty_telemetry_subscription(shared_broker, to
     assert "closing" not in log and "Traceback" not in log and "handler failed" not in log
 
 
-def test_telemetry_requests_are_validated_as_kafka_does(shared_broker):
-    bs = shared_broker.bootstrap
+def test_telemetry_requests_are_validated_as_kafka_does(telemetry_broker):
+    bs = telemetry_broker.bootstrap
     got = kio_wire.call(bs, GetTelemetrySubscriptionsRequest(client_instance_id=ZERO))
     assert got.error_code == NONE and got.client_instance_id not in (None, ZERO)
     assert got.requested_metrics == () and got.push_interval == datetime.timedelta(minutes=5)

@@ -40,9 +40,6 @@ KNOWN_API_VERSIONS: dict[int, str] = {
     55: "DescribeQuorum: no KRaft quorum (Moldau's metadata lives in etcd or one broker)",
     57: "UpdateFeatures: no finalized feature levels to change",
     64: "UnregisterBroker: KRaft administration, no KRaft here",
-    71: "GetTelemetrySubscriptions (KIP-714): Moldau serves it and keeps what clients push (issue 15 item 3, "
-        "branch kafka4's choice); Kafka without a metrics reporter plugin does not advertise it",
-    72: "PushTelemetry (KIP-714): as GetTelemetrySubscriptions",
     74: "ListConfigResources (was ListClientMetricsResources): not served (no client-metrics resources to list)",
     78: "ShareFetch 1 vs 2: v2 (KIP-1222 acquire modes, RENEW) not served yet (docs/12-share-groups.md)",
     79: "ShareAcknowledge 1 vs 2: as ShareFetch",

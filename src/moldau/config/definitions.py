@@ -276,6 +276,10 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
         ConfigDef("max.incremental.fetch.session.cache.slots", _T.INT, 1000, min_value=0, read_only=True),
         ConfigDef("max.request.partition.size.limit", _T.INT, 2000, min_value=1, read_only=True),
         ConfigDef("telemetry.max.bytes", _T.INT, 1048576, min_value=1, read_only=True),
+        ConfigDef("moldau.client.telemetry.enable", _T.BOOLEAN, False,
+                  "Serve KIP-714 client telemetry (GetTelemetrySubscriptions, PushTelemetry). Off, as "
+                  "a Kafka broker without a client-telemetry metrics reporter: not advertised.",
+                  read_only=True),
         ConfigDef("offsets.topic.num.partitions", _T.INT, 50, min_value=1, read_only=True),
         ConfigDef("offsets.topic.replication.factor", _T.SHORT, 1, min_value=1, read_only=True),
         ConfigDef("offsets.topic.segment.bytes", _T.INT, 104857600, min_value=1, read_only=True),

@@ -4,6 +4,10 @@ Share groups are gated as Kafka 4.2 gates them, by the ``share.version`` feature
 ``group.share.enable`` (Moldau's switch for it, on by default) the feature is
 finalized at level 1 and the share APIs are advertised; without it the feature is
 at level 0 and they are not, so clients do not try them.
+
+KIP-714 client telemetry is advertised only with ``moldau.client.telemetry.enable``:
+Kafka lists it only when a client-telemetry metrics reporter is installed, and
+librdkafka, once it sees it, asks for a subscription and logs about it at info level.
 """
 
 from __future__ import annotations
@@ -16,14 +20,19 @@ from moldau.protocol.messages import ALL_APIS
 #: ShareGroupHeartbeat, ShareGroupDescribe, ShareFetch, ShareAcknowledge, the share state and offsets APIs
 SHARE_API_KEYS = frozenset({76, 77, 78, 79, 83, 84, 85, 86, 87, 90, 91, 92})
 SHARE_VERSION = "share.version"
+#: GetTelemetrySubscriptions, PushTelemetry: advertised only with ``moldau.client.telemetry.enable``
+TELEMETRY_API_KEYS = frozenset({71, 72})
 
 
 @handles(ALL_APIS[18], 0, 4)
 def api_versions(broker: Any, header: Any, request: Any) -> Any:
     response = api_versions_response()
     share_enabled = broker.config.bool("group.share.enable")
-    if not share_enabled:
-        response.api_keys = [k for k in response.api_keys if k.api_key not in SHARE_API_KEYS]
+    hidden = set() if share_enabled else set(SHARE_API_KEYS)
+    if not broker.config.bool("moldau.client.telemetry.enable"):
+        hidden |= TELEMETRY_API_KEYS
+    if hidden:
+        response.api_keys = [k for k in response.api_keys if k.api_key not in hidden]
     if header.api_version >= 3:
         Supported = type(response).of("supported_features")
         Finalized = type(response).of("finalized_features")

@@ -1,6 +1,7 @@
 """GetTelemetrySubscriptions (key 71) and PushTelemetry (key 72): KIP-714 client
 telemetry, answered by :class:`moldau.broker.client_metrics.ClientMetrics` (the empty
-subscription: clients collect and push nothing)."""
+subscription: clients collect and push nothing). Served only with
+``moldau.client.telemetry.enable`` (see :mod:`moldau.handlers.api_versions`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ _push = codec_for(PUSH_TELEMETRY)
 
 @handles(GET_TELEMETRY_SUBSCRIPTIONS, 0, 0)
 def get_telemetry_subscriptions(broker: Any, header: Any, request: Any) -> Any:
+    if not broker.config.bool("moldau.client.telemetry.enable"):  # not advertised
+        return _get.Response(throttle_time_ms=0, error_code=int(ErrorCode.UNSUPPORTED_VERSION))
     manager = broker.client_metrics
     code, instance = manager.get_subscription(request.client_instance_id)
     response = _get.Response(throttle_time_ms=0, error_code=int(code), client_instance_id=instance.instance_id)
@@ -34,6 +37,8 @@ def get_telemetry_subscriptions(broker: Any, header: Any, request: Any) -> Any:
 
 @handles(PUSH_TELEMETRY, 0, 0)
 def push_telemetry(broker: Any, header: Any, request: Any) -> Any:
+    if not broker.config.bool("moldau.client.telemetry.enable"):  # not advertised
+        return _push.Response(throttle_time_ms=0, error_code=int(ErrorCode.UNSUPPORTED_VERSION))
     code = broker.client_metrics.push(
         request.client_instance_id, request.subscription_id, request.terminating,
         request.compression_type, request.metrics,
