@@ -25,8 +25,6 @@ CONSUMER_MEMBER_TYPE = 1
 CLASSIC_MEMBER_TYPE = 0  # a classic-protocol member of a consumer group (online migration)
 
 _hb = codec_for(CONSUMER_GROUP_HEARTBEAT)
-_HbAssignment = _hb.Response.of("assignment")
-_HbTopic = _HbAssignment.of("topic_partitions")
 
 
 def _owned(request: Any) -> Assignment | None:
@@ -70,14 +68,23 @@ async def consumer_group_heartbeat(broker: Any, header: Any, request: Any) -> An
             throttle_time_ms=0, error_code=int(result.error), error_message=result.message,
             member_id=None, member_epoch=-1, heartbeat_interval_ms=0,
         )
+    return heartbeat_answer(_hb, result)
+
+
+def heartbeat_answer(codec: Any, result: Any) -> Any:
+    """A successful heartbeat's answer in ``codec`` (ConsumerGroupHeartbeat and
+    ShareGroupHeartbeat answer alike): member id, epoch, interval and, when it
+    changed, the assignment by topic id."""
+    response_assignment = codec.Response.of("assignment")
     assignment = None
     if result.assignment is not None:
-        assignment = _HbAssignment(
+        topic = response_assignment.of("topic_partitions")
+        assignment = response_assignment(
             topic_partitions=[
-                _HbTopic(topic_id=t, partitions=sorted(p)) for t, p in sorted(result.assignment.items(), key=str)
+                topic(topic_id=t, partitions=sorted(p)) for t, p in sorted(result.assignment.items(), key=str)
             ]
         )
-    return _hb.Response(
+    return codec.Response(
         throttle_time_ms=0,
         error_code=0,
         member_id=result.member_id,
@@ -91,14 +98,20 @@ _desc = codec_for(CONSUMER_GROUP_DESCRIBE)
 _Group = _desc.Response.of("groups")
 _Member = _Group.of("members")
 _MemberAssignment = _Member.of("assignment")
-_MemberTopic = _MemberAssignment.of("topic_partitions")
 
 
 def _describe_assignment(broker: Any, assignment: Assignment) -> Any:
+    return described_assignment(_MemberAssignment, broker, assignment)
+
+
+def described_assignment(member_assignment: Any, broker: Any, assignment: Assignment) -> Any:
+    """A member's assignment as the Describe APIs of both group types show it: topics by
+    id and name, in name order, empty ones left out."""
     names: dict[uuid.UUID, str] = broker.topic_names_by_id
-    return _MemberAssignment(
+    topic = member_assignment.of("topic_partitions")
+    return member_assignment(
         topic_partitions=[
-            _MemberTopic(topic_id=t, topic_name=names.get(t, ""), partitions=sorted(p))
+            topic(topic_id=t, topic_name=names.get(t, ""), partitions=sorted(p))
             for t, p in sorted(assignment.items(), key=lambda kv: names.get(kv[0], ""))
             if p
         ]

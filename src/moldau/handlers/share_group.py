@@ -6,12 +6,12 @@ travel as topic ids, mapped to names for ShareGroupDescribe.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from moldau.coordinator.group.assignors import Assignment
 from moldau.coordinator.share.group import ShareGroup
 from moldau.handlers import authorize as authz
+from moldau.handlers.consumer_group import described_assignment, heartbeat_answer
 from moldau.handlers.groups import client_host
 from moldau.handlers.pacing import paced_map
 from moldau.handlers.registry import codec_for, handles
@@ -23,8 +23,6 @@ SHARE_GROUP_DESCRIBE = ALL_APIS[77]
 NO_AUTHORIZED_OPERATIONS = -(2**31)
 
 _hb = codec_for(SHARE_GROUP_HEARTBEAT)
-_HbAssignment = _hb.Response.of("assignment")
-_HbTopic = _HbAssignment.of("topic_partitions")
 
 
 def _hb_error(code: ErrorCode, message: str | None = None) -> Any:
@@ -55,39 +53,17 @@ async def share_group_heartbeat(broker: Any, header: Any, request: Any) -> Any:
     )
     if result.error is not ErrorCode.NONE:
         return _hb_error(result.error, result.message)
-    assignment = None
-    if result.assignment is not None:
-        assignment = _HbAssignment(
-            topic_partitions=[
-                _HbTopic(topic_id=t, partitions=sorted(p)) for t, p in sorted(result.assignment.items(), key=str)
-            ]
-        )
-    return _hb.Response(
-        throttle_time_ms=0,
-        error_code=0,
-        member_id=result.member_id,
-        member_epoch=result.member_epoch,
-        heartbeat_interval_ms=result.heartbeat_interval_ms,
-        assignment=assignment,
-    )
+    return heartbeat_answer(_hb, result)
 
 
 _desc = codec_for(SHARE_GROUP_DESCRIBE)
 _Group = _desc.Response.of("groups")
 _Member = _Group.of("members")
 _MemberAssignment = _Member.of("assignment")
-_MemberTopic = _MemberAssignment.of("topic_partitions")
 
 
 def _describe_assignment(broker: Any, assignment: Assignment) -> Any:
-    names: dict[uuid.UUID, str] = broker.topic_names_by_id
-    return _MemberAssignment(
-        topic_partitions=[
-            _MemberTopic(topic_id=t, topic_name=names.get(t, ""), partitions=sorted(p))
-            for t, p in sorted(assignment.items(), key=lambda kv: names.get(kv[0], ""))
-            if p
-        ]
-    )
+    return described_assignment(_MemberAssignment, broker, assignment)
 
 
 def _describe_one(broker: Any, group_id: str, header: Any, operations: bool) -> Any:
