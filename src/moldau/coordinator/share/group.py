@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from moldau.coordinator.group.assignors import SHARE_ASSIGNORS, Assignment, MemberSpec, TopicInfo
+from moldau.coordinator.group.consumer import HeartbeatResult  # a share heartbeat answers alike
 from moldau.protocol.errors import ErrorCode, KafkaError
 
 if TYPE_CHECKING:
@@ -87,16 +88,6 @@ class ShareGroup:
         return names
 
 
-@dataclass
-class ShareHeartbeatResult:
-    error: ErrorCode = ErrorCode.NONE
-    message: str | None = None
-    member_id: str | None = None
-    member_epoch: int = 0
-    heartbeat_interval_ms: int = 0
-    assignment: Assignment | None = None
-
-
 class ShareGroupManager:
     """The share-group operations on groups owned by a :class:`GroupCoordinator`."""
 
@@ -132,7 +123,7 @@ class ShareGroupManager:
         subscribed: list[str] | None,
         client_id: str,
         client_host: str,
-    ) -> ShareHeartbeatResult:
+    ) -> HeartbeatResult:
         interval = int(self.coordinator.group_config(group_id, "share.heartbeat.interval.ms"))
         try:
             if not group_id:
@@ -145,7 +136,7 @@ class ShareGroupManager:
                 if group is None or member is None:
                     raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID)
                 self._remove(group, member)
-                return ShareHeartbeatResult(member_id=member_id, member_epoch=LEAVE_EPOCH, heartbeat_interval_ms=0)
+                return HeartbeatResult(member_id=member_id, member_epoch=LEAVE_EPOCH, heartbeat_interval_ms=0)
             group = self.group(group_id, create=member_epoch == 0)
             if group is None:
                 raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID)
@@ -174,14 +165,14 @@ class ShareGroupManager:
             send = member_epoch == 0 or member.epoch != group.assignment_epoch or target != member.assigned
             member.assigned = {t: set(p) for t, p in target.items()}
             member.epoch = group.assignment_epoch
-            return ShareHeartbeatResult(
+            return HeartbeatResult(
                 member_id=member.member_id,
                 member_epoch=member.epoch,
                 heartbeat_interval_ms=interval,
                 assignment=member.assigned if send else None,
             )
         except KafkaError as exc:
-            return ShareHeartbeatResult(error=exc.code, message=exc.message, member_epoch=-1)
+            return HeartbeatResult(error=exc.code, message=exc.message, member_epoch=-1)
 
     # -- assignment -------------------------------------------------------------------
 
